@@ -1,0 +1,253 @@
+"""CLIP guidance for StyleGAN-NADA: image preprocessing, text directions and the directional/global losses.
+
+The loss code touches only ``encode_image``, ``encode_text``, ``visual.input_resolution`` and ``clip.tokenize``,
+so any object with that interface works (load real models with :func:`nada.clip_models.load_clip`).
+
+Formulas (``n(v) = v / ||v||``; see ``../shared/fixtures/nada/SEMANTICS.md``):
+- image features ``n(E_img(pre(I)))``; ``pre`` maps generator output in [-1, 1] to CLIP's input.
+- text direction ``dt = n(mean_k[n(E_txt(template_k(target))) - n(E_txt(template_k(source)))])`` over the
+  79 ImageNet templates, computed once per (model, source, target) and held by a :class:`TextDirection`.
+- directional loss ``mean_b(1 - cos(n(e_train - e_frozen), dt))``; global loss ``mean(1 - cos(e_img, e_txt))``.
+
+Departures from the paper's code, on purpose: the global loss is ``1 - cos`` (the reference scales the cosine by
+``exp(logit_scale) / 100``, which is 1 for the released models only); preprocessing antialiases by default (what
+torchvision >= 0.17 does with the reference code; ``antialias=False`` gives the paper-era result); identical
+train/frozen features give a well-defined loss instead of re-encoding a perturbed image (see
+:func:`directional_loss`); text directions are never cached across prompts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .templates import IMAGENET_TEMPLATES
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CONTEXT_LENGTH = 77  # tokens CLIP reads, start and end tokens included
+_ZERO_NORM = 1e-12  # feature differences below this norm count as "no change" (see directional_loss)
+
+
+# ----------------------------------------------------------------------------------------------- images
+def preprocess(images: torch.Tensor, resolution: int, antialias: bool = True) -> torch.Tensor:
+    """Differentiable CLIP preprocessing of generator output: [-1, 1] -> [0, 1], bicubic resize of the shorter
+    side to ``resolution`` (aspect kept), centre crop, CLIP mean/std. ``[N, 3, H, W] -> [N, 3, R, R]``."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"Expected images of shape [N, 3, H, W], got {list(images.shape)}.")
+    x = (images + 1) / 2  # [N, 3, H, W] in [0, 1]
+    h, w = x.shape[-2:]
+    if min(h, w) != resolution:  # torchvision Resize(int): shorter side -> R, longer side truncated to int
+        size = (resolution, int(resolution * w / h)) if h <= w else (int(resolution * h / w), resolution)
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=antialias)
+    h, w = x.shape[-2:]
+    top, left = int(round((h - resolution) / 2.0)), int(round((w - resolution) / 2.0))
+    x = x[..., top:top + resolution, left:left + resolution]  # [N, 3, R, R]
+    mean = x.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where a CLIP model's weights live and their floating dtype (CPU/float32 for parameter-less stand-ins)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def encode_images(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """L2-normalised float32 image features of already preprocessed pixels ``[N, 3, R, R] -> [N, D]``;
+    the input is cast to the model's dtype and device, gradients flow to ``pixels``."""
+    device, dtype = _model_device_dtype(model)
+    feats = model.encode_image(pixels.to(device=device, dtype=dtype)).float()  # [N, D]
+    return F.normalize(feats, dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------- text
+def clean_prompt(text: str, what: str = "prompt") -> str:
+    """The prompt with outer whitespace removed; ``ValueError`` when it is not a string or is empty."""
+    if not isinstance(text, str):
+        raise ValueError(f"The {what} must be text, got {type(text).__name__}.")
+    text = text.strip()
+    if not text:
+        raise ValueError(f"The {what} is empty: type a few words describing the images, e.g. 'Photo'.")
+    return text
+
+
+def tokenize(texts: Sequence[str], what: str = "prompt") -> torch.Tensor:
+    """``clip.tokenize`` without truncation: ``[len(texts), 77]``; ``ValueError`` when a text is too long."""
+    import clip  # imports pkg_resources; kept out of ``import nada``
+
+    texts = list(texts)
+    try:
+        return clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=False)
+    except RuntimeError as exc:
+        counts = [len(clip.clip._tokenizer.encode(t)) for t in texts]
+        worst = max(range(len(texts)), key=counts.__getitem__)
+        shown = texts[worst][:80] + ("..." if len(texts[worst]) > 80 else "")
+        raise ValueError(
+            f"The {what} is too long for CLIP, which reads at most {CONTEXT_LENGTH - 2} word pieces: "
+            f"{shown!r} has {counts[worst]}{' (prompt template included)' if len(texts) > 1 else ''}. "
+            "Shorten it to a few words.") from exc
+
+
+def _same_prompt(a: str, b: str) -> bool:
+    """Prompts equal up to case and whitespace."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+@torch.no_grad()
+def template_features(model: torch.nn.Module, text: str,
+                      templates: Sequence[str] = IMAGENET_TEMPLATES, what: str = "prompt") -> torch.Tensor:
+    """Per-template L2-normalised float32 text features of ``text``: ``[len(templates), D]``, detached."""
+    text = clean_prompt(text, what)
+    tokens = tokenize([t.format(text) for t in templates], what)  # [T, 77]
+    device, _ = _model_device_dtype(model)
+    feats = model.encode_text(tokens.to(device)).float()  # [T, D]
+    return F.normalize(feats, dim=-1)
+
+
+@torch.no_grad()
+def text_embedding(model: torch.nn.Module, text: str | Sequence[str]) -> torch.Tensor:
+    """L2-normalised float32 features of plain text(s), no templates: ``[J, D]`` (J = 1 for one string)."""
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts:
+        raise ValueError("No text given for the CLIP text embedding.")
+    texts = [clean_prompt(t) for t in texts]
+    device, _ = _model_device_dtype(model)
+    feats = model.encode_text(tokenize(texts).to(device)).float()  # [J, D]
+    return F.normalize(feats, dim=-1)
+
+
+@dataclass(frozen=True)
+class TextDirection:
+    """The CLIP-space direction from ``source`` to ``target`` text for one model (computed once, immutable).
+
+    ``direction`` is ``[1, D]``, unit length, on the model's device. Build it with :meth:`compute`."""
+
+    source: str
+    target: str
+    direction: torch.Tensor = field(repr=False)  # [1, D]
+
+    @classmethod
+    def compute(cls, model: torch.nn.Module, source: str, target: str,
+                templates: Sequence[str] = IMAGENET_TEMPLATES) -> TextDirection:
+        """``n(mean_k[n(E(t_k(target))) - n(E(t_k(source)))])`` over the templates; ``ValueError`` for empty,
+        over-long or identical prompts."""
+        source = clean_prompt(source, "source prompt")
+        target = clean_prompt(target, "target prompt")
+        if _same_prompt(source, target):
+            raise ValueError(
+                f"The source and target prompts are the same ({source!r}): the target must describe the new "
+                "domain, e.g. source 'Photo' and target 'Sketch'.")
+        src = template_features(model, source, templates, "source prompt")  # [T, D]
+        tgt = template_features(model, target, templates, "target prompt")  # [T, D]
+        direction = F.normalize((tgt - src).mean(dim=0, keepdim=True), dim=-1)  # [1, D]
+        return cls(source, target, direction)
+
+    def matches(self, source: str, target: str) -> bool:
+        """True if this direction was computed for these prompts (up to case and whitespace)."""
+        return _same_prompt(self.source, source) and _same_prompt(self.target, target)
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def directional_loss(img_feat_train: torch.Tensor, img_feat_frozen: torch.Tensor,
+                     direction: torch.Tensor) -> torch.Tensor:
+    """``mean_b(1 - cos(n(e_train - e_frozen), dt))``, a scalar; features ``[B, D]``, direction ``[1, D]``.
+
+    Inputs are normalised here (idempotent for :meth:`ClipGuide.image_features` output). Where a row's feature
+    change is zero (norm < 1e-12, e.g. the first step, when both generators are still equal and share noise),
+    its direction is undefined: the reference re-encodes ``I_train + 1e-6``, which gives numerical noise. Such
+    rows use ``1 - <dI, dt>`` instead: value 1 (the loss of a change orthogonal to ``dt``) and gradient
+    ``-dt``, i.e. a push of the trainable features along the text direction, finite and well scaled.
+    """
+    if img_feat_train.shape != img_feat_frozen.shape or img_feat_train.ndim != 2:
+        raise ValueError(f"Feature shapes differ or are not [B, D]: {list(img_feat_train.shape)} "
+                         f"vs {list(img_feat_frozen.shape)}.")
+    delta = F.normalize(img_feat_train.float(), dim=-1) - F.normalize(img_feat_frozen.float(), dim=-1)  # [B, D]
+    dt = direction.to(delta).reshape(1, -1)  # [1, D]
+    norm = delta.norm(dim=-1, keepdim=True)  # [B, 1]
+    moved = norm > _ZERO_NORM
+    unit = delta / torch.where(moved, norm, torch.ones_like(norm))  # [B, D]; unchanged rows stay ~0
+    cos = (unit * dt).sum(dim=-1)  # [B]
+    return (1 - cos).mean()
+
+
+def global_loss(img_feat: torch.Tensor, text_feat: torch.Tensor) -> torch.Tensor:
+    """``mean_{b,j}(1 - cos(e_img_b, e_txt_j))``, a scalar; ``img_feat [B, D]``, ``text_feat [J, D]`` or ``[D]``."""
+    img = F.normalize(img_feat.float(), dim=-1)  # [B, D]
+    txt = F.normalize(text_feat.to(img).reshape(-1, img.shape[-1]), dim=-1)  # [J, D]
+    return (1 - img @ txt.T).mean()
+
+
+# --------------------------------------------------------------------------------------------- ensemble
+class ClipGuide:
+    """A weighted CLIP ensemble for one (source, target) prompt pair, with everything textual computed once.
+
+    ``models`` is ``[(model, weight), ...]`` (the paper: ViT-B/32 and ViT-B/16, 1.0 each). Models of weight 0
+    are dropped at construction and never evaluated (the reference still runs them; their loss term is 0 anyway).
+    Images are preprocessed once per distinct input resolution. ``autocast_bf16`` runs the image encoders under
+    bf16 autocast on CUDA (default off: float32). A new prompt pair needs a new guide: nothing is cached across
+    prompts; plain-text embeddings for the global loss are kept per text for this guide's lifetime only.
+    """
+
+    def __init__(self, models: Sequence[tuple[torch.nn.Module, float]], source_text: str, target_text: str, *,
+                 antialias: bool = True, templates: Sequence[str] = IMAGENET_TEMPLATES,
+                 autocast_bf16: bool = False) -> None:
+        pairs = list(models)
+        if not pairs:
+            raise ValueError("No CLIP model given: pass at least one (model, weight) pair.")
+        for _, w in pairs:
+            if not isinstance(w, (int, float)) or w != w or w < 0:
+                raise ValueError(f"CLIP model weights must be numbers >= 0, got {w!r}.")
+        self.models = [(m, float(w)) for m, w in pairs if w > 0]
+        if not self.models:
+            raise ValueError("All CLIP model weights are 0: at least one model must have a positive weight.")
+        self.n_skipped = len(pairs) - len(self.models)
+        self.source_text = clean_prompt(source_text, "source prompt")
+        self.target_text = clean_prompt(target_text, "target prompt")
+        self.antialias = antialias
+        self.autocast_bf16 = autocast_bf16
+        self.directions = [TextDirection.compute(m, self.source_text, self.target_text, templates)
+                           for m, _ in self.models]
+        self._text_feats: dict[str, list[torch.Tensor]] = {}
+
+    def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Normalised float32 features ``[N, D_m]`` per kept model of generator output ``[N, 3, H, W]`` in [-1, 1]."""
+        pixels: dict[int, torch.Tensor] = {}
+        feats = []
+        for model, _ in self.models:
+            res = int(model.visual.input_resolution)
+            if res not in pixels:
+                pixels[res] = preprocess(images, res, self.antialias)  # [N, 3, R, R]
+            device, _ = _model_device_dtype(model)
+            use_amp = self.autocast_bf16 and device.type == "cuda"
+            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+            with ctx:
+                feats.append(encode_images(model, pixels[res]))
+        return feats
+
+    def directional(self, feats_train: Sequence[torch.Tensor], feats_frozen: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``sum_m w_m * directional_loss`` over the kept models (feature lists from :meth:`image_features`)."""
+        self._check_len(feats_train, feats_frozen)
+        return sum(w * directional_loss(ft, ff, d.direction)
+                   for (_, w), d, ft, ff in zip(self.models, self.directions, feats_train, feats_frozen))
+
+    def global_(self, feats: Sequence[torch.Tensor], text: str | None = None) -> torch.Tensor:
+        """``sum_m w_m * global_loss`` against ``text`` (default: the bare target prompt) over the kept models."""
+        self._check_len(feats)
+        text = self.target_text if text is None else clean_prompt(text, "text")
+        if text not in self._text_feats:
+            self._text_feats[text] = [text_embedding(m, text) for m, _ in self.models]
+        return sum(w * global_loss(f, t) for (_, w), f, t in zip(self.models, feats, self._text_feats[text]))
+
+    def _check_len(self, *lists: Sequence[torch.Tensor]) -> None:
+        for feats in lists:
+            if len(feats) != len(self.models):
+                raise ValueError(f"Expected {len(self.models)} feature tensors (one per CLIP model with weight > 0), "
+                                 f"got {len(feats)}.")

@@ -1,0 +1,217 @@
+"""The e4e encoder (encoder4editing): a 256x256 face in [-1, 1] -> W+ codes [N, n_latent, 512].
+
+An IR-SE50 body (shared with :mod:`nada.irse`) gives three feature maps; a small feature pyramid feeds
+one ``GradualStyleBlock`` per W+ row. Row 0 is a base code ``w0`` and every other row is ``w0`` plus its
+own delta (at inference all deltas are active). ``latent_avg`` from the checkpoint is *not* added by
+the encoder: callers add it, ``codes + latent_avg``, as the released model was trained to expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nada import weights
+from nada.irse import body_num_layers, build_body, build_input_layer
+
+INPUT_SIZE = 256
+# Body unit indices whose outputs feed the pyramid (IR-SE50): c1 128ch @64, c2 256ch @32, c3 512ch @16.
+_TAPS_50 = (6, 20, 23)
+_COARSE_END = 3  # rows [0, 3) read c3 (16x16)
+_MIDDLE_END = 7  # rows [3, 7) read p2 (32x32); the rest read p1 (64x64)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with its weight scaled by 1/sqrt(in_features) at run time (equalised learning rate)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.scale = 1.0 / math.sqrt(in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, in] -> [N, out]."""
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class GradualStyleBlock(nn.Module):
+    """log2(spatial) stride-2 conv + LeakyReLU(0.01) steps down to 1x1, then an EqualLinear: -> [N, 512]."""
+
+    def __init__(self, in_channels: int, out_channels: int, spatial: int) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        layers: list[nn.Module] = []
+        for i in range(int(math.log2(spatial))):
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, kernel_size=3, stride=2, padding=1),
+                nn.LeakyReLU(0.01),
+            ]
+        self.convs = nn.Sequential(*layers)
+        self.linear = EqualLinear(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, spatial, spatial] -> [N, out_channels]."""
+        x = self.convs(x)  # [N, out, 1, 1]
+        return self.linear(x.reshape(-1, self.out_channels))
+
+
+def _upsample_add(x: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+    """Bilinear (align_corners=True) upsampling of ``x`` to ``lateral``'s size, plus ``lateral``."""
+    return F.interpolate(x, size=lateral.shape[2:], mode="bilinear", align_corners=True) + lateral
+
+
+class Encoder4Editing(nn.Module):
+    """e4e encoder; ``state_dict()`` keys equal the checkpoint's ``encoder.*`` keys without the prefix."""
+
+    def __init__(self, n_latent: int = 18, num_layers: int = 50, mode: str = "ir_se") -> None:
+        super().__init__()
+        if n_latent < 1:
+            raise ValueError(f"n_latent must be positive, got {n_latent}.")
+        if num_layers != 50:
+            # The pyramid taps are defined for the 50-layer body only (the released encoders use it).
+            raise ValueError(f"Encoder4Editing supports the 50-layer IR-SE body only, got num_layers={num_layers}.")
+        self.n_latent = n_latent
+        self.input_layer = build_input_layer()
+        self.body = build_body(num_layers, mode)
+        self.styles = nn.ModuleList(
+            GradualStyleBlock(512, 512, 16 if i < _COARSE_END else 32 if i < _MIDDLE_END else 64)
+            for i in range(n_latent)
+        )
+        self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1)
+        self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1)
+
+    def body_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three body outputs the pyramid reads: c1 [N,128,64,64], c2 [N,256,32,32], c3 [N,512,16,16]."""
+        if x.ndim != 4 or x.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(f"e4e expects aligned faces [N, 3, 256, 256] in [-1, 1], got {list(x.shape)}.")
+        feats = self.input_layer(x)  # [N, 64, 256, 256]
+        taps: list[torch.Tensor] = []
+        for i, unit in enumerate(self.body):
+            feats = unit(feats)
+            if i in _TAPS_50:
+                taps.append(feats)
+        c1, c2, c3 = taps
+        return c1, c2, c3
+
+    def forward(self, x: torch.Tensor, stage: int | None = None) -> torch.Tensor:
+        """W+ codes [N, n_latent, 512] of faces ``x`` [N, 3, 256, 256] in [-1, 1], before adding latent_avg.
+
+        ``stage`` is e4e's progressive training stage: only deltas 1..stage are added (``None``: all, as at
+        inference; 0: every row equals ``w0``).
+        """
+        c1, c2, c3 = self.body_features(x)  # [N,128,64,64], [N,256,32,32], [N,512,16,16]
+        w0 = self.styles[0](c3)  # [N, 512]
+        codes = w0.unsqueeze(1).repeat(1, self.n_latent, 1)  # [N, n_latent, 512]
+        last = self.n_latent if stage is None else min(stage + 1, self.n_latent)
+        deltas = [torch.zeros_like(w0)]
+        features = c3
+        p2 = None
+        for i in range(1, last):
+            if i == _COARSE_END:
+                p2 = _upsample_add(c3, self.latlayer1(c2))  # [N, 512, 32, 32]
+                features = p2
+            elif i == _MIDDLE_END:
+                features = _upsample_add(p2, self.latlayer2(c1))  # p1: [N, 512, 64, 64]
+            deltas.append(self.styles[i](features))
+        if last > 1:
+            delta = torch.stack(deltas, dim=1)  # [N, last, 512]
+            codes = torch.cat([codes[:, :last] + delta, codes[:, last:]], dim=1)
+        return codes
+
+
+class E4ECheckpointError(weights.CheckpointError):
+    """The file is not an e4e checkpoint (or not a usable one); the message says what was found."""
+
+
+def _load_checkpoint(path: os.PathLike) -> dict:
+    """torch.load with weights_only=True; ``argparse.Namespace`` (a plain attribute holder) is allowed for ``opts``."""
+    # Released checkpoints store ``opts`` as a dict; some forks pickle the argparse Namespace itself. A Namespace
+    # only holds attributes and runs no code when rebuilt, so allow-listing it keeps the load safe.
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return weights.load_state_dict_file(path)
+    except weights.CheckpointError as exc:
+        raise E4ECheckpointError(str(exc)) from exc
+
+
+def _opts_dict(opts: object) -> dict:
+    if isinstance(opts, argparse.Namespace):
+        return vars(opts)
+    return opts if isinstance(opts, dict) else {}
+
+
+def _latent_avg(ckpt: dict, n_latent: int, where: str) -> torch.Tensor:
+    """The checkpoint's ``latent_avg`` as [n_latent, 512] (a stored [512] row is repeated)."""
+    latent_avg = ckpt.get("latent_avg")
+    if latent_avg is None:
+        if _opts_dict(ckpt.get("opts")).get("start_from_latent_avg", True):
+            raise E4ECheckpointError(
+                f"{where} has no 'latent_avg' although the encoder was trained to start from it "
+                "(opts.start_from_latent_avg); this checkpoint cannot be used as it is.")
+        return torch.zeros(n_latent, 512)  # trained without it: the codes are used as they are
+    if not isinstance(latent_avg, torch.Tensor):
+        raise E4ECheckpointError(f"{where}: 'latent_avg' is a {type(latent_avg).__name__}, not a tensor.")
+    if tuple(latent_avg.shape) in ((512,), (1, 512)):
+        latent_avg = latent_avg.reshape(1, 512).repeat(n_latent, 1)
+    if tuple(latent_avg.shape) != (n_latent, 512):
+        raise E4ECheckpointError(
+            f"{where}: 'latent_avg' has shape {list(latent_avg.shape)}, expected [{n_latent}, 512].")
+    return latent_avg.float()
+
+
+def encoder_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> tuple[Encoder4Editing, torch.Tensor]:
+    """Build the encoder from a loaded e4e checkpoint dict -> (encoder on CPU, latent_avg [n_latent, 512]).
+
+    ``n_latent`` is the number of ``styles.<i>`` blocks and the body depth is read off the ``body.*`` keys.
+    Only ``encoder.*`` weights are used (see :func:`load_e4e`); ``where`` names the source in error messages.
+    """
+    state = ckpt.get("state_dict", ckpt)
+    if not isinstance(state, dict):
+        raise E4ECheckpointError(f"{where}: 'state_dict' is a {type(state).__name__}, not a dict of tensors.")
+    enc = {k[len("encoder."):]: v for k, v in state.items() if isinstance(k, str) and k.startswith("encoder.")}
+    if not enc:
+        sample = ", ".join(list(map(str, state))[:5])
+        raise E4ECheckpointError(
+            f"{where} is not an e4e checkpoint: it has no 'encoder.*' weights (first keys: {sample or 'none'}). "
+            "Expected a file like e4e_ffhq_encode.pt from encoder4editing.")
+    style_ids = sorted({int(m.group(1)) for k in enc if (m := re.match(r"styles\.(\d+)\.", k))})
+    if not style_ids or style_ids != list(range(len(style_ids))):
+        raise E4ECheckpointError(f"{where}: the encoder has no contiguous 'styles.<i>' blocks; not an e4e encoder.")
+    n_latent = len(style_ids)
+    latent_avg = _latent_avg(ckpt, n_latent, where)
+    units = {k.split(".")[1] for k in enc if k.startswith("body.")}
+    mode = "ir_se" if "body.0.res_layer.5.fc1.weight" in enc else "ir"
+    try:
+        with torch.device("meta"):  # no random init of ~270M weights: the checkpoint's tensors are assigned
+            encoder = Encoder4Editing(n_latent=n_latent, num_layers=body_num_layers(len(units)), mode=mode)
+        encoder.load_state_dict(enc, strict=True, assign=True)
+    except (ValueError, RuntimeError) as exc:
+        raise E4ECheckpointError(
+            f"{where}: the encoder weights do not match the e4e architecture: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+    return encoder.float().eval().requires_grad_(False), latent_avg
+
+
+def load_e4e(
+    source: str | os.PathLike = "e4e-ffhq", device: torch.device | str = "cpu"
+) -> tuple[Encoder4Editing, torch.Tensor]:
+    """Load an e4e checkpoint (registry name such as ``"e4e-ffhq"`` or a path) -> (encoder, latent_avg [n_latent, 512]).
+
+    Reads ``{"state_dict": {"encoder.*", "decoder.*"}, "latent_avg", "opts"}`` with ``weights_only=True``.
+    Only the ``encoder.*`` half is used: the ``decoder.*`` half is the FFHQ StyleGAN2 generator, which nada
+    loads from its own registry entry, so it is ignored here. ``opts`` (a dict, or an argparse Namespace in
+    some forks) is consulted only for ``start_from_latent_avg``: if that is false and no ``latent_avg`` is
+    stored, zeros are returned. The encoder is frozen, in eval mode, on ``device``. Callers add
+    ``latent_avg`` to the encoder's output. Errors: ``WeightsUnavailableError`` (no such file or registry
+    entry, or offline without a cached copy), ``E4ECheckpointError`` (unreadable or not an e4e checkpoint).
+    """
+    path = weights.resolve(source)
+    encoder, latent_avg = encoder_from_checkpoint(_load_checkpoint(path), where=str(path))
+    return encoder.to(device), latent_avg.to(device)
