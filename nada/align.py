@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -74,7 +74,7 @@ def _import_dlib() -> Any:
     return dlib
 
 
-def load_predictor(path: Union[str, os.PathLike, None] = None) -> Any:
+def load_predictor(path: str | os.PathLike | None = None) -> Any:
     """Load dlib's 68-point shape predictor from ``path`` (default: ``predictor_path()``)."""
     dlib = _import_dlib()
     path = Path(path) if path is not None else predictor_path()
@@ -123,7 +123,7 @@ def warp_quad(image: Image.Image, quad: np.ndarray, qsize: float, output_size: i
               supersample: bool = True, enable_padding: bool = True) -> Image.Image:
     """Cut the square ``quad`` out of an RGB ``image`` and resample it to ``output_size`` (FFHQ crop rules)."""
     quad = np.array(quad, dtype=np.float64)  # [4, 2], a private copy
-    img = image
+    img = image if image.mode == "RGB" else image.convert("RGB")
 
     # Shrink very large faces (Lanczos) and crop to the square's bounding box plus a border. The shrink resizes only
     # the cropped window (Pillow's ``box``), which gives the same pixels as resizing the whole photo, then cropping.
@@ -236,7 +236,7 @@ class FaceAligner:
     max_pixels: int = MAX_PIXELS  # larger photos are refused before decoding (see nada.images)
 
     @classmethod
-    def load(cls, predictor: Any = None, **settings: Any) -> "FaceAligner":
+    def load(cls, predictor: Any = None, **settings: Any) -> FaceAligner:
         """Build an aligner; ``predictor`` is a dlib shape predictor, a path to one, or None for the default."""
         dlib = _import_dlib()
         if predictor is None or isinstance(predictor, (str, os.PathLike)):
@@ -255,7 +255,7 @@ class FaceAligner:
         rects, scores, _ = self.detector.run(pixels, self.upsample, 0.0)
         sx, sy = w / small.size[0], h / small.size[1]
         faces = []
-        for rect, score in zip(rects, scores):
+        for rect, score in zip(rects, scores, strict=True):
             parts = self.predictor(pixels, rect).parts()
             lm = np.array([[p.x, p.y] for p in parts], dtype=np.float64)  # [68, 2]
             box = (rect.left(), rect.top(), rect.right(), rect.bottom())
@@ -284,7 +284,7 @@ class FaceAligner:
                 "higher-resolution photo, or crop the picture around the face.")
         return lm
 
-    def align(self, image: Union[ImageSource, Image.Image], output_size: int = 256,
+    def align(self, image: ImageSource | Image.Image, output_size: int = 256,
               supersample: bool = True) -> Image.Image:
         """Find the most confident face in ``image`` and return it FFHQ-aligned as an RGB square."""
         if not isinstance(output_size, int) or output_size < 8:
@@ -294,7 +294,7 @@ class FaceAligner:
         return warp_quad(rgb, quad, qsize, output_size, supersample=supersample)
 
 
-def align_face(image: Union[ImageSource, Image.Image], output_size: int = 256, predictor: Any = None) -> Image.Image:
+def align_face(image: ImageSource | Image.Image, output_size: int = 256, predictor: Any = None) -> Image.Image:
     """Align the most confident face in ``image`` (FFHQ crop). ``predictor``: a ``FaceAligner``, a dlib shape
     predictor, a path to one, or None (loads the default model, ~1 s: reuse a ``FaceAligner`` for many photos)."""
     aligner = predictor if isinstance(predictor, FaceAligner) else FaceAligner.load(predictor)

@@ -19,6 +19,7 @@ train/frozen features give a well-defined loss instead of re-encoding a perturbe
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -53,11 +54,15 @@ def preprocess(images: torch.Tensor, resolution: int, antialias: bool = True) ->
 
 
 def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Where a CLIP model's weights live and their floating dtype (CPU/float32 for parameter-less stand-ins)."""
+    """Where a CLIP model's weights live and its compute dtype: ``model.dtype`` where it has one (``clip``'s
+    half-precision models keep LayerNorms and embeddings in float32), else the first floating parameter's."""
+    device, dtype = torch.device("cpu"), torch.float32  # parameter-less stand-ins
     for p in model.parameters():
         if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
+            device, dtype = p.device, p.dtype
+            break
+    declared = getattr(model, "dtype", None)
+    return device, declared if isinstance(declared, torch.dtype) else dtype
 
 
 def encode_images(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
@@ -192,8 +197,9 @@ class ClipGuide:
     ``models`` is ``[(model, weight), ...]`` (the paper: ViT-B/32 and ViT-B/16, 1.0 each). Models of weight 0
     are dropped at construction and never evaluated (the reference still runs them; their loss term is 0 anyway).
     Images are preprocessed once per distinct input resolution. ``autocast_bf16`` runs the image encoders under
-    bf16 autocast on CUDA (default off: float32). A new prompt pair needs a new guide: nothing is cached across
-    prompts; plain-text embeddings for the global loss are kept per text for this guide's lifetime only.
+    bf16 autocast on CUDA (default off: float32). Text directions and the target's plain-text embedding are computed
+    once, here. A new prompt pair needs a new guide: nothing is cached across prompts; embeddings of other texts
+    passed to :meth:`global_` are kept per text for this guide's lifetime only.
     """
 
     def __init__(self, models: Sequence[tuple[torch.nn.Module, float]], source_text: str, target_text: str, *,
@@ -203,8 +209,8 @@ class ClipGuide:
         if not pairs:
             raise ValueError("No CLIP model given: pass at least one (model, weight) pair.")
         for _, w in pairs:
-            if not isinstance(w, (int, float)) or w != w or w < 0:
-                raise ValueError(f"CLIP model weights must be numbers >= 0, got {w!r}.")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+                raise ValueError(f"CLIP model weights must be finite numbers >= 0, got {w!r}.")
         self.models = [(m, float(w)) for m, w in pairs if w > 0]
         if not self.models:
             raise ValueError("All CLIP model weights are 0: at least one model must have a positive weight.")
@@ -215,7 +221,9 @@ class ClipGuide:
         self.autocast_bf16 = autocast_bf16
         self.directions = [TextDirection.compute(m, self.source_text, self.target_text, templates)
                            for m, _ in self.models]
-        self._text_feats: dict[str, list[torch.Tensor]] = {}
+        # Plain-text embeddings for the global loss, per text; the bare target is ready from the start.
+        self._text_feats: dict[str, list[torch.Tensor]] = {
+            self.target_text: [text_embedding(m, self.target_text) for m, _ in self.models]}
 
     def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Normalised float32 features ``[N, D_m]`` per kept model of generator output ``[N, 3, H, W]`` in [-1, 1]."""
@@ -236,7 +244,7 @@ class ClipGuide:
         """``sum_m w_m * directional_loss`` over the kept models (feature lists from :meth:`image_features`)."""
         self._check_len(feats_train, feats_frozen)
         return sum(w * directional_loss(ft, ff, d.direction)
-                   for (_, w), d, ft, ff in zip(self.models, self.directions, feats_train, feats_frozen))
+                   for (_, w), d, ft, ff in zip(self.models, self.directions, feats_train, feats_frozen, strict=True))
 
     def global_(self, feats: Sequence[torch.Tensor], text: str | None = None) -> torch.Tensor:
         """``sum_m w_m * global_loss`` against ``text`` (default: the bare target prompt) over the kept models."""
@@ -244,7 +252,8 @@ class ClipGuide:
         text = self.target_text if text is None else clean_prompt(text, "text")
         if text not in self._text_feats:
             self._text_feats[text] = [text_embedding(m, text) for m, _ in self.models]
-        return sum(w * global_loss(f, t) for (_, w), f, t in zip(self.models, feats, self._text_feats[text]))
+        texts = self._text_feats[text]
+        return sum(w * global_loss(f, t) for (_, w), f, t in zip(self.models, feats, texts, strict=True))
 
     def _check_len(self, *lists: Sequence[torch.Tensor]) -> None:
         for feats in lists:

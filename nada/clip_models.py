@@ -131,7 +131,12 @@ def normalise_clip_state_dict(sd: Mapping[str, object], where: str = "state dict
 
 
 def build_clip(sd: Mapping[str, object], where: str = "state dict") -> torch.nn.Module:
-    """Build a float32, eval-mode, frozen ``clip.model.CLIP`` on the CPU from an OpenAI-layout state dict."""
+    """Build a float32, eval-mode, frozen ``clip.model.CLIP`` on the CPU from an OpenAI-layout state dict.
+
+    The head counts are not stored in a state dict: ``build_model`` assumes 64-wide attention heads, as in every
+    released CLIP. Models with other head widths (the fixture's tiny CLIP has 2 text heads of 32) load without
+    error but compute differently; build those with ``clip.model.CLIP(...)`` and ``load_state_dict`` instead.
+    """
     import clip  # the ``clip`` package imports pkg_resources; keep that out of ``import nada``
 
     sd = normalise_clip_state_dict(sd, where)

@@ -84,3 +84,19 @@ def put_in_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes, r
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(payload)
     return target
+
+
+def make_tiny_clip(seed: int = 0, image_resolution: int = 32):
+    """A tiny random OpenAI-architecture CLIP (ViT, 32 px input, 32-d embeddings), frozen, float32."""
+    import clip
+
+    torch.manual_seed(seed)
+    model = clip.model.CLIP(embed_dim=32, image_resolution=image_resolution, vision_layers=1, vision_width=64,
+                            vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=32,
+                            transformer_heads=2, transformer_layers=1)
+    return model.float().eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    return make_tiny_clip()

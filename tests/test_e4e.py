@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nada import weights
-from nada.e4e import E4ECheckpointError, Encoder4Editing, load_e4e
+from nada.e4e import E4ECheckpointError, Encoder4Editing, encoder_from_checkpoint, load_e4e
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 E4E = FIXTURES / "e4e"
@@ -39,8 +39,9 @@ def state() -> dict:
 
 @pytest.fixture(scope="module")
 def encoder(state) -> Encoder4Editing:
-    model = Encoder4Editing(n_latent=18)
-    model.load_state_dict(state, strict=True)
+    with torch.device("meta"):  # skip the random init of 267M weights; the synthesized ones are assigned
+        model = Encoder4Editing(n_latent=18)
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 
@@ -82,7 +83,7 @@ def test_codes_reproduce_fixture(codes, fx):
 def test_body_features_statistics(encoder, fx):
     with torch.no_grad():
         taps = encoder.body_features(torch.from_numpy(fx["x_rand"]))
-    for name, tap in zip(("c1", "c2", "c3"), taps):
+    for name, tap in zip(("c1", "c2", "c3"), taps, strict=True):
         assert list(tap.shape) == fx[f"{name}_rand_shape"].tolist()
         assert abs(tap.double().mean().item() - float(fx[f"{name}_rand_mean"])) < 1e-5
         assert abs(tap.double().std().item() - float(fx[f"{name}_rand_std"])) < 1e-4
@@ -111,7 +112,7 @@ def _decoder_keys() -> dict:
             "decoder.noises.noise_0": torch.randn(1, 1, 4, 4)}
 
 
-def test_load_e4e_roundtrip_full_checkpoint(tmp_path, state, fx, codes, monkeypatch):
+def test_full_checkpoint_dict_gives_fixture_codes(state, fx, codes):
     latent_avg = torch.from_numpy(fx["latent_avg"])
     ckpt = {
         "state_dict": {**{"encoder." + k: v for k, v in state.items()}, **_decoder_keys()},
@@ -119,30 +120,23 @@ def test_load_e4e_roundtrip_full_checkpoint(tmp_path, state, fx, codes, monkeypa
         "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True,
                  "checkpoint_path": None, "device": "cuda:0", "lpips_lambda": 0.8},
     }
-    path = tmp_path / "e4e_ffhq_encode.pt"
-    torch.save(ckpt, path)
-    try:
-        encoder, avg = load_e4e(path, device="cpu")
-        assert encoder.n_latent == 18 and not encoder.training
-        assert all(not p.requires_grad for p in encoder.parameters())
-        assert torch.equal(avg, latent_avg)
-        with torch.no_grad():
-            loaded_codes = encoder(torch.from_numpy(fx["x_rand"]))
-        assert torch.equal(loaded_codes, codes)
-        assert _maxabs(loaded_codes + avg, fx["codes_plus_avg_rand"]) < 1e-4
-
-        # A registry name resolves through nada.weights.fetch (substituted: tests never download).
-        monkeypatch.setattr(weights, "fetch", lambda name: path if name == "e4e-ffhq" else None)
-        encoder2, _ = load_e4e("e4e-ffhq", device=torch.device("cpu"))
-        assert encoder2.n_latent == 18
-    finally:
-        path.unlink()  # 1 GB: don't leave it in pytest's kept tmp folders
+    encoder, avg = encoder_from_checkpoint(ckpt)
+    assert encoder.n_latent == 18 and not encoder.training
+    assert all(not p.requires_grad for p in encoder.parameters())
+    assert torch.equal(avg, latent_avg)
+    # Same weights as the fixture encoder (whose codes are checked above), so the same codes; no second forward.
+    loaded = encoder.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in encoder.parameters())
+    assert _maxabs(codes + avg, fx["codes_plus_avg_rand"]) < 1e-4
 
 
 @pytest.fixture(scope="module")
-def small_encoder_state() -> dict:
-    torch.manual_seed(0)
-    return Encoder4Editing(n_latent=4).state_dict()
+def small_ckpt_state(state) -> dict:
+    """An n_latent=1 encoder (the full body, one style block) from the synthesized weights, with ``encoder.``."""
+    keep = {k: v for k, v in state.items() if not k.startswith("styles.") or k.startswith("styles.0.")}
+    return {"encoder." + k: v for k, v in keep.items()}
 
 
 def _save(path: Path, obj) -> Path:
@@ -150,26 +144,47 @@ def _save(path: Path, obj) -> Path:
     return path
 
 
-def test_load_e4e_infers_n_latent_and_accepts_namespace_opts(tmp_path, small_encoder_state):
-    enc_keys = {"encoder." + k: v for k, v in small_encoder_state.items()}
+def test_load_e4e_from_file_and_registry(tmp_path, small_ckpt_state, fx, monkeypatch):
     opts = argparse.Namespace(stylegan_size=1024, start_from_latent_avg=True, encoder_type="Encoder4Editing")
-    path = _save(tmp_path / "ns.pt", {"state_dict": {**enc_keys, **_decoder_keys()},
-                                      "latent_avg": torch.ones(4, 512), "opts": opts})
-    encoder, avg = load_e4e(path)
-    assert encoder.n_latent == 4 and avg.shape == (4, 512)
-    x = torch.rand(1, 3, 256, 256) * 2 - 1
-    reference = Encoder4Editing(n_latent=4).eval()
-    reference.load_state_dict(small_encoder_state)
+    latent_avg = torch.from_numpy(fx["latent_avg"][:1])
+    path = _save(tmp_path / "e4e.pt", {"state_dict": {**small_ckpt_state, **_decoder_keys()},
+                                        "latent_avg": latent_avg, "opts": opts})  # opts as a Namespace
+    encoder, avg = load_e4e(path, device="cpu")
+    assert encoder.n_latent == 1 and not encoder.training
+    assert torch.equal(avg, latent_avg)
     with torch.no_grad():
-        assert torch.equal(encoder(x), reference(x))
+        w0 = encoder(torch.from_numpy(fx["x_rand"]))  # [1, 1, 512]: only the base code
+    assert _maxabs(w0[:, 0], fx["w0_rand"]) < 1e-4
 
-    # A [512] latent_avg is repeated per row; without latent_avg and start_from_latent_avg=False it is zero.
-    path = _save(tmp_path / "vec.pt", {"state_dict": enc_keys, "latent_avg": torch.arange(512.0)})
-    _, avg = load_e4e(path)
-    assert avg.shape == (4, 512) and torch.equal(avg[3], torch.arange(512.0))
-    path = _save(tmp_path / "noavg.pt", {"state_dict": enc_keys, "opts": {"start_from_latent_avg": False}})
-    _, avg = load_e4e(path)
-    assert torch.equal(avg, torch.zeros(4, 512))
+    # A registry name resolves through nada.weights.fetch (substituted: tests never download).
+    seen = []
+    monkeypatch.setattr(weights, "fetch", lambda name: seen.append(name) or path)
+    encoder2, _ = load_e4e("e4e-ffhq", device=torch.device("cpu"))
+    assert seen == ["e4e-ffhq"] and encoder2.n_latent == 1
+
+
+def test_latent_avg_variants():
+    # Only the latent_avg handling runs before the weights: a styles key is enough to fix n_latent.
+    enc_keys = {f"encoder.styles.{i}.linear.bias": torch.zeros(512) for i in range(4)}
+    with pytest.raises(E4ECheckpointError, match="do not match the e4e architecture"):
+        encoder_from_checkpoint({"state_dict": enc_keys, "latent_avg": torch.zeros(4, 512)})
+    with pytest.raises(E4ECheckpointError, match="no 'latent_avg'"):
+        encoder_from_checkpoint({"state_dict": enc_keys, "opts": {"start_from_latent_avg": True}})
+    with pytest.raises(E4ECheckpointError, match=r"expected \[4, 512\]"):
+        encoder_from_checkpoint({"state_dict": enc_keys, "latent_avg": torch.zeros(18, 512)})
+    with pytest.raises(E4ECheckpointError, match="not a tensor"):
+        encoder_from_checkpoint({"state_dict": enc_keys, "latent_avg": [0.0] * 512})
+
+
+def test_latent_avg_row_is_repeated_and_missing_avg_is_zero_when_not_used(small_ckpt_state):
+    _, avg = encoder_from_checkpoint({"state_dict": small_ckpt_state, "latent_avg": torch.arange(512.0)})
+    assert avg.shape == (1, 512) and torch.equal(avg[0], torch.arange(512.0))
+    _, avg = encoder_from_checkpoint({"state_dict": small_ckpt_state, "opts": {"start_from_latent_avg": False}})
+    assert torch.equal(avg, torch.zeros(1, 512))
+    broken = dict(small_ckpt_state)
+    broken["encoder.latlayer1.weight"] = torch.zeros(512, 100, 1, 1)
+    with pytest.raises(E4ECheckpointError, match="do not match the e4e architecture"):
+        encoder_from_checkpoint({"state_dict": broken, "latent_avg": torch.zeros(1, 512)})
 
 
 class _Evil:
@@ -177,34 +192,27 @@ class _Evil:
         return (print, ("this must never run",))
 
 
-def test_load_e4e_rejects_bad_checkpoints(tmp_path, small_encoder_state):
-    enc_keys = {"encoder." + k: v for k, v in small_encoder_state.items()}
+def test_load_e4e_rejects_bad_files(tmp_path, capsys):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(E4ECheckpointError, match="garbage.pt"):
         load_e4e(garbage)
 
-    generator = _save(tmp_path / "g.pt", {"g_ema": {"style.1.weight": torch.zeros(2, 2)}, "latent_avg": torch.zeros(512)})
+    generator = _save(tmp_path / "g.pt", {"g_ema": {"style.1.weight": torch.zeros(2, 2)},
+                                          "latent_avg": torch.zeros(512)})
     with pytest.raises(E4ECheckpointError, match="not an e4e checkpoint"):
         load_e4e(generator)
 
-    no_avg = _save(tmp_path / "noavg.pt", {"state_dict": enc_keys, "opts": {"start_from_latent_avg": True}})
-    with pytest.raises(E4ECheckpointError, match="no 'latent_avg'"):
-        load_e4e(no_avg)
+    no_styles = _save(tmp_path / "ns.pt", {"state_dict": {"encoder.body.0.weight": torch.zeros(1)}})
+    with pytest.raises(E4ECheckpointError, match="no contiguous 'styles"):
+        load_e4e(no_styles)
 
-    bad_avg = _save(tmp_path / "badavg.pt", {"state_dict": enc_keys, "latent_avg": torch.zeros(18, 512)})
-    with pytest.raises(E4ECheckpointError, match=r"expected \[4, 512\]"):
-        load_e4e(bad_avg)
-
-    broken = dict(enc_keys)
-    broken["encoder.latlayer1.weight"] = torch.zeros(512, 100, 1, 1)
-    broken_path = _save(tmp_path / "broken.pt", {"state_dict": broken, "latent_avg": torch.zeros(4, 512)})
-    with pytest.raises(E4ECheckpointError, match="do not match the e4e architecture"):
-        load_e4e(broken_path)
-
-    evil = _save(tmp_path / "evil.pt", {"state_dict": enc_keys, "opts": _Evil()})
+    # Pickled code is refused by the weights_only load, and never executed.
+    evil = _save(tmp_path / "evil.pt", {"state_dict": {"encoder.styles.0.linear.bias": torch.zeros(512)},
+                                        "opts": _Evil()})
     with pytest.raises(E4ECheckpointError, match="evil.pt"):
         load_e4e(evil)
+    assert "must never run" not in capsys.readouterr().out
 
     with pytest.raises(weights.WeightsUnavailableError, match="neither a registry name"):
         load_e4e(tmp_path / "missing.pt")

@@ -1,0 +1,1 @@
+"""nada benchmarks: ``python -m bench`` (real-size architectures, random weights, no downloads)."""

@@ -1,0 +1,17 @@
+"""All benchmark cases by name; each module contributes a ``CASES`` dict of ``setup(device) -> run()``."""
+
+from __future__ import annotations
+
+import importlib
+
+
+def all_cases() -> dict:
+    """Case name -> setup function, in the documented order (modules that do not exist yet are skipped)."""
+    out: dict = {}
+    for mod in ("generator", "adapt", "invert"):
+        try:
+            out.update(importlib.import_module(f"bench.{mod}").CASES)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bench.{mod}":
+                raise
+    return out

@@ -1,0 +1,76 @@
+"""Adaptive layer selection: which W+ rows (hence which synthesis layers) move most towards the target text.
+
+A copy of a batch of W+ codes is optimised with the global CLIP loss for a few SGD steps; rows are ranked by mean
+absolute change and the top ``k`` rows name the layers to train this step. Only the W+ copy receives gradients:
+the generator's own parameters are switched to ``requires_grad=False`` for the probe (the reference
+back-propagates into every weight although only the W+ gradient is used).
+
+Index-to-module map: row ``i`` is read by ``conv1`` (i=0) or ``convs[i-1]`` (see
+``Generator.latent_consumers``). The reference code maps row 1 to ``to_rgb1`` and row ``i>=2`` to ``convs[i-2]``, an
+off-by-one; we select the layer that actually consumes the row, as the paper describes. The last row of a
+generator feeds only the final ToRGB, so it is a candidate only when ToRGB layers are trainable.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from .clip_loss import ClipGuide
+from .stylegan2 import Generator
+
+
+@dataclass
+class ProbeResult:
+    """Outcome of one probe: chosen rows, the modules to train, and every row's score (for charts)."""
+
+    rows: list[int]  # chosen W+ rows, best first
+    layers: list[str]  # generator module names to train
+    scores: list[float]  # [n_latent] mean |delta W+| per row
+
+
+@contextmanager
+def frozen_parameters(module: torch.nn.Module):
+    """Temporarily set ``requires_grad=False`` on every parameter, restoring the flags afterwards."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def row_modules(generator: Generator, row: int, train_to_rgb: bool = False) -> list[str]:
+    """Trainable modules reading W+ row ``row``: its convolution, plus its ToRGB when ``train_to_rgb``."""
+    return [m for m in generator.latent_consumers()[row] if train_to_rgb or not m.startswith("to_rgb")]
+
+
+def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int, iters: int = 1,
+                 lr: float = 0.01, micro_batch: int | None = None, train_to_rgb: bool = False,
+                 noise: list[torch.Tensor] | None = None) -> ProbeResult:
+    """Rank W+ rows by how far ``iters`` SGD steps on the global loss move them, starting from ``w`` [B, 512] or
+    [B, n_latent, 512]; return the top ``k`` candidate rows. ``micro_batch`` bounds memory (gradients accumulate)."""
+    w_plus = generator.to_wplus(w.detach()).clone().requires_grad_(True)  # [B, n_latent, 512]
+    w0 = w_plus.detach().clone()
+    opt = torch.optim.SGD([w_plus], lr=lr)
+    batch = w_plus.shape[0]
+    step = micro_batch or batch
+    with frozen_parameters(generator):
+        for _ in range(iters):
+            opt.zero_grad(set_to_none=True)
+            for s in range(0, batch, step):
+                chunk_noise = None if noise is None else [n[s:s + step] if n.shape[0] > 1 else n for n in noise]
+                img = generator.synthesis(w_plus[s:s + step], noise_mode="random", noise=chunk_noise)
+                loss = guide.global_(guide.image_features(img)) * (img.shape[0] / batch)
+                loss.backward()
+            opt.step()
+    scores = (w_plus.detach() - w0).abs().mean(dim=(0, 2))  # [n_latent]
+    candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, train_to_rgb)]
+    k = max(0, min(k, len(candidates)))
+    ranked = sorted(candidates, key=lambda i: -scores[i].item())[:k]
+    layers = [m for i in ranked for m in row_modules(generator, i, train_to_rgb)]
+    return ProbeResult(rows=ranked, layers=layers, scores=[float(s) for s in scores])

@@ -1,0 +1,409 @@
+"""Style files: a trained style is the set of generator tensors that differ from its source, plus metadata.
+
+A style is saved as ``.safetensors`` (no pickled code) holding only the tensors that changed during adaptation,
+with metadata that names the source generator and its fingerprint (a hash of its tensors). Applying a style to a
+generator first checks that it is the generator the style was trained from, then blends
+``source + strength * (style - source)`` into a copy. Full rosinality ``{"g_ema": ...}`` files (other tools, and the
+published StyleGAN-NADA models) are imported by diffing them against the source, and exported the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .stylegan2 import Generator, channels_for
+from .weights import (
+    REGISTRY,
+    CheckpointError,
+    cache_dir,
+    generator_config,
+    generator_state_dict,
+    load_state_dict_file,
+    resolve,
+)
+
+FORMAT_KEY = "nada_style_format"  # safetensors metadata key that marks a nada style file
+FORMAT_VERSION = 1
+STYLE_SUFFIX = ".safetensors"
+MAX_NAME_LEN = 64
+# Names Windows refuses as file names (with any extension); a slug equal to one gets a suffix.
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+class StyleMismatchError(ValueError):
+    """A style does not belong to the generator it is applied to (other weights or another architecture)."""
+
+
+class StyleFileError(CheckpointError):
+    """A file that should hold a nada style does not (missing, corrupt, or another kind of file)."""
+
+
+@dataclass
+class Style:
+    """The tensors that differ from the source generator, and where they came from."""
+
+    tensors: dict[str, torch.Tensor]  # state-dict key -> adapted value (CPU; float32, float16 from fp16 files)
+    meta: dict = field(default_factory=dict)  # source, source_fingerprint, source_text, target_text, config, layers,
+    #                                           created, nada_version, generator_config (JSON-serialisable values)
+
+    def __repr__(self) -> str:  # the default would print every tensor
+        n = sum(v.numel() for v in self.tensors.values())
+        return (f"Style({len(self.tensors)} tensors, {n:,} values, source={self.source!r}, "
+                f"{self.meta.get('source_text')!r} -> {self.meta.get('target_text')!r})")
+
+    @property
+    def source(self) -> str | None:
+        """Name of the source generator the style was trained from (as recorded)."""
+        return self.meta.get("source")
+
+
+# ------------------------------------------------------------------------------------------------ fingerprints
+def generator_fingerprint(g: Generator) -> str:
+    """sha256 (hex) of a generator's weights: over each state-dict tensor as float32 on the CPU, keys sorted.
+
+    It hashes tensors, not file bytes: the same weights read from a ``.pt`` or a ``.safetensors`` file (or held on
+    a GPU) give the same id. Each key name and shape is hashed with its bytes, so renames and reshapes count."""
+    h = hashlib.sha256()
+    sd = g.state_dict()
+    for key in sorted(sd):
+        t = sd[key].detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{key}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).numpy())  # 1-D contiguous view: hashed without a copy
+    return h.hexdigest()
+
+
+def _describe(name: str | None, fingerprint: str | None, cfg: dict | None) -> str:
+    arch = f"{cfg.get('size')}px, channel multiplier {cfg.get('channel_multiplier')}" if isinstance(cfg, dict) else "?"
+    fp = (fingerprint or "unknown")[:12]
+    return f"'{name or 'unnamed'}' (fingerprint {fp}, {arch})"
+
+
+# ------------------------------------------------------------------------------------------------- metadata
+_DROP = object()
+
+
+def _plain(value):
+    """A JSON-ready copy of ``value``: dataclasses -> dicts, paths -> str, tuples -> lists; unknown objects dropped."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value  # json writes and reads NaN/Infinity
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        out = {str(k): _plain(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not _DROP}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in (sorted(value, key=str) if isinstance(value, (set, frozenset)) else value)]
+        return [v for v in items if v is not _DROP]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return _DROP  # e.g. a threading.Event in a training config: not data
+
+
+def _architecture(cfg: dict | None) -> dict | None:
+    """What a generator config determines: sizes and channels per resolution. Several configs can build the same
+    network (the channel multiplier is moot when ``channel_max`` caps every layer), so configs compare by this."""
+    try:
+        channels = channels_for(int(cfg["size"]), int(cfg["channel_multiplier"]), int(cfg.get("channel_max", 512)))
+        return {"size": int(cfg["size"]), "style_dim": int(cfg["style_dim"]), "n_mlp": int(cfg["n_mlp"]),
+                "channels": channels}
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _arch_mismatch(style_keys: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> str:
+    """'' if every style tensor has a same-shaped counterpart in ``target``, else what is wrong."""
+    unknown = [k for k in style_keys if k not in target]
+    shapes = [f"{k} {list(v.shape)} vs {list(target[k].shape)}" for k, v in style_keys.items()
+              if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    parts = ([f"unknown tensors {unknown[:4]}"] if unknown else []) + ([f"other shapes {shapes[:3]}"] if shapes else [])
+    return "; ".join(parts)
+
+
+# -------------------------------------------------------------------------------------------------- building
+def style_from_generators(source: Generator, adapted: Generator, meta: dict) -> Style:
+    """The tensors of ``adapted`` that differ (``torch.equal``) from ``source``, with metadata completed.
+
+    ``meta`` gives ``source`` (name), ``source_text``, ``target_text``, ``config`` (dict or dataclass) and ``layers``;
+    the source fingerprint, generator config, creation date and nada version are filled in here."""
+    if _architecture(source.config()) != _architecture(adapted.config()):
+        raise StyleMismatchError(
+            f"The adapted generator's architecture {adapted.config()} differs from the source's {source.config()}.")
+    src_sd, adp_sd = source.state_dict(), adapted.state_dict()
+    if set(src_sd) != set(adp_sd):
+        raise StyleMismatchError(f"The adapted generator has other tensors than the source: "
+                                 f"{sorted(set(src_sd) ^ set(adp_sd))[:5]}.")
+    tensors: dict[str, torch.Tensor] = {}
+    for key, s in src_sd.items():
+        a = adp_sd[key].detach().to(s.device, s.dtype)
+        if not torch.equal(s, a):
+            tensors[key] = a.to("cpu", torch.float32).clone()
+    return _make_style(source, tensors, meta)
+
+
+def _make_style(source: Generator, tensors: dict[str, torch.Tensor], meta: dict | None) -> Style:
+    """A Style with its metadata completed: caller's fields, then fingerprint, architecture, date, version."""
+    full = {"source": None, "source_text": None, "target_text": None, "config": {}, "layers": [], **_plain(meta or {})}
+    full.update(source_fingerprint=generator_fingerprint(source), generator_config=source.config(),
+                nada_version=__version__,
+                created=full.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    return Style(tensors, full)
+
+
+# ----------------------------------------------------------------------------------------------- save / load
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it into place (never a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Path:
+    """Write ``style`` as safetensors (atomically); metadata values are JSON strings.
+
+    ``fp16=True`` halves the file; each weight is then rounded to float16 (relative error <= 2**-11, measured in
+    tests/test_styles.py). fp32 files round-trip exactly."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != STYLE_SUFFIX:
+        raise ValueError(f"A style file name must end in {STYLE_SUFFIX}, got '{path.name}'.")
+    dtype = torch.float16 if fp16 else torch.float32
+    tensors = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in style.tensors.items()}
+    meta = {**_plain(style.meta), "storage_dtype": "float16" if fp16 else "float32"}
+    meta.pop(FORMAT_KEY, None)
+    header = {k: json.dumps(v) for k, v in meta.items()}
+    header[FORMAT_KEY] = str(FORMAT_VERSION)
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    return path
+
+
+def load_style(path: str | os.PathLike) -> Style:
+    """Read a nada style (``.safetensors`` only: nothing executable is loaded); raise StyleFileError otherwise."""
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise StyleFileError(f"Style file '{path}' does not exist.")
+    if path.suffix != STYLE_SUFFIX:
+        raise StyleFileError(f"'{path}' is not a nada style file ({STYLE_SUFFIX}). Full generator checkpoints "
+                             "(.pt, e.g. StyleGAN-NADA models) are read with import_style_pt.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for bad headers and truncated files
+        raise StyleFileError(f"'{path}' could not be read as a safetensors file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it may be corrupt or "
+                             "truncated.") from exc
+    version = header.get(FORMAT_KEY)
+    if version is None:
+        raise StyleFileError(f"'{path}' is a safetensors file but not a nada style (no '{FORMAT_KEY}' metadata); "
+                             "a generator checkpoint goes to --source, not --style.")
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise StyleFileError(f"'{path}' is a nada style of format {version!r}; this nada ({__version__}) reads "
+                             f"format {FORMAT_VERSION}. Update nada.")
+    try:
+        meta = {k: json.loads(v) for k, v in header.items() if k != FORMAT_KEY}
+    except json.JSONDecodeError as exc:
+        raise StyleFileError(f"'{path}' has corrupt style metadata ({exc}).") from exc
+    missing = [k for k in ("source_fingerprint", "generator_config") if not meta.get(k)]
+    if missing or not isinstance(meta.get("generator_config"), dict):
+        raise StyleFileError(f"'{path}' lacks the style metadata {missing or ['generator_config']}; it was not "
+                             "written by nada's save_style.")
+    bad = [k for k, v in tensors.items() if not v.is_floating_point()]
+    if bad:
+        raise StyleFileError(f"'{path}' holds non-float tensors {bad[:3]}; not a nada style.")
+    return Style(tensors, meta)
+
+
+# ------------------------------------------------------------------------------------------------- applying
+def verify_source(style: Style, source: Generator, source_name: str | None = None) -> None:
+    """Raise StyleMismatchError unless ``source`` has the architecture and weights the style was trained from."""
+    cfg, fp = style.meta.get("generator_config"), style.meta.get("source_fingerprint")
+    mine_cfg = source.config()
+    arch_ok = _architecture(cfg) is not None and _architecture(cfg) == _architecture(mine_cfg)
+    if arch_ok and fp == generator_fingerprint(source):
+        return
+    mine = _describe(source_name, generator_fingerprint(source), mine_cfg)
+    why = "another architecture" if not arch_ok else "other weights"
+    raise StyleMismatchError(
+        f"This style was trained on the source generator {_describe(style.source, fp, cfg)}, but the generator "
+        f"given is {mine} ({why}). Pick the style's source generator (--source {style.source or '...'}).")
+
+
+def apply_style(source: Generator, style: Style, strength: float = 1.0, check_source: bool = True,
+                *, source_name: str | None = None) -> Generator:
+    """A styled copy of ``source``: each stored tensor becomes ``src + strength * (style - src)`` (0 = source,
+    1 = adapted, exactly). ``source`` is never modified. ``check_source`` refuses a style from another source."""
+    if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"Style strength must be between 0 (source) and 1 (full style), got {strength!r}.")
+    src_sd = source.state_dict()
+    problem = _arch_mismatch(style.tensors, src_sd)
+    if problem:
+        theirs = _describe(style.source, style.meta.get("source_fingerprint"), style.meta.get("generator_config"))
+        mine = _describe(source_name, None, source.config())
+        raise StyleMismatchError(f"The style does not fit the generator {mine} (the style's source: {theirs}): "
+                                 f"{problem}.")
+    if check_source:
+        verify_source(style, source, source_name)
+    styled = copy.deepcopy(source)
+    new_sd = styled.state_dict()  # shares storage with ``styled``'s tensors
+    with torch.no_grad():
+        for key, value in style.tensors.items():
+            target = new_sd[key]
+            # torch.lerp returns ``end`` exactly at weight 1 and ``start`` exactly at weight 0.
+            target.copy_(torch.lerp(target, value.to(target.device, target.dtype), float(strength)))
+    return styled
+
+
+# ---------------------------------------------------------------------------------------- full .pt files
+def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) -> Path:
+    """Write the styled generator as a rosinality checkpoint ``{"g_ema": state_dict}`` (plus the source's
+    ``latent_avg`` when it has one), for tools that expect full StyleGAN2 files."""
+    styled = apply_style(source, style, 1.0)
+    ckpt: dict = {"g_ema": {k: v.detach().to("cpu").clone() for k, v in styled.state_dict().items()}}
+    if getattr(source, "latent_avg", None) is not None:
+        ckpt["latent_avg"] = source.latent_avg.detach().to("cpu").reshape(-1).clone()  # [512]
+    path = Path(path)
+    _atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    return path
+
+
+def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator, meta: dict | None = None) -> Style:
+    """A Style from a full generator checkpoint (``{"g_ema": ...}``, e.g. a published StyleGAN-NADA model, by
+    registry name or path): its tensors that differ from ``source``, which must have the same architecture."""
+    path = resolve(path_or_registry_name)  # registry name -> hub cache; else an existing file
+    sd = generator_state_dict(load_state_dict_file(path), str(path))
+    label = str(path_or_registry_name)
+    src_sd = source.state_dict()
+    problem = _arch_mismatch(sd, src_sd) or (f"missing {sorted(set(src_sd) - set(sd))[:4]}"
+                                             if set(src_sd) - set(sd) else "")
+    if problem:  # keys and shapes pin the architecture down completely
+        try:
+            theirs = f"a {generator_config(sd)['size']}px generator"
+        except CheckpointError:
+            theirs = "not a StyleGAN2 generator"
+        raise StyleMismatchError(
+            f"'{label}' ({theirs}) does not fit the source generator ({source.config()['size']}px, channels "
+            f"{source.channels}): {problem}. Use the source it was trained from.")
+    tensors: dict[str, torch.Tensor] = {}
+    for key, s in src_sd.items():
+        s_cpu = s.detach().to("cpu", torch.float32)
+        v = sd[key].detach().to("cpu", torch.float32)
+        if not torch.equal(s_cpu, v):
+            tensors[key] = v.clone()
+    asset = REGISTRY.get(str(path_or_registry_name)) if isinstance(path_or_registry_name, str) else None
+    base = {"source": asset.source if asset else None, "imported_from": str(path)}
+    if asset is not None:
+        base.update(published=f"{asset.repo_id}/{asset.filename}", description=asset.description, note=asset.note)
+    full = {**base, **(meta or {})}
+    return _make_style(source, tensors, full)
+
+
+# -------------------------------------------------------------------------------------------- user names
+def safe_style_name(text: str) -> str:
+    """A user's style name as a safe slug: lower-case ASCII ``[a-z0-9_-]``, 1..64 chars, never a path."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9_-]+", "-", ascii_text)
+    slug = re.sub(r"-{2,}", "-", slug).strip("-_")[:MAX_NAME_LEN].strip("-_")
+    if not slug:
+        raise ValueError(f"Style name {text!r} has no usable characters: use letters, digits, '-' or '_'.")
+    if slug in _RESERVED:
+        slug += "-style"
+    return slug
+
+
+def styles_dir() -> Path:
+    """Where named styles are saved: ``<weights cache>/styles``."""
+    return cache_dir() / "styles"
+
+
+def style_path(name: str) -> Path:
+    """``styles_dir()/<safe name>.safetensors``; the name is slugged first, so it can never leave that folder."""
+    root = styles_dir().resolve()
+    path = (root / (safe_style_name(name) + STYLE_SUFFIX)).resolve()
+    if path.parent != root:  # cannot happen for a slug; kept as a guard against future edits
+        raise ValueError(f"Style name {name!r} does not stay inside {root}.")
+    return path
+
+
+def list_saved_styles() -> list[str]:
+    """Names of the styles saved in :func:`styles_dir`, sorted."""
+    root = styles_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.stem for p in root.glob("*" + STYLE_SUFFIX) if p.is_file() and _SLUG_RE.fullmatch(p.stem))
+
+
+# ----------------------------------------------------------------------------------------- name or path
+def load_any_style(name_or_path: str | os.PathLike, source: Generator, source_name: str) -> Style:
+    """A style from a published registry name ("nada-pixar"), a saved style name, a ``.safetensors`` style or a
+    full ``.pt`` generator; checked against ``source`` (StyleMismatchError when it belongs to another)."""
+    key = os.fspath(name_or_path)
+    asset = REGISTRY.get(key) if isinstance(name_or_path, str) else None
+    if asset is not None:
+        if asset.kind != "style":
+            raise StyleFileError(f"'{key}' is a {asset.kind} in the weights registry, not a style. Published styles: "
+                                 f"{', '.join(n for n, a in REGISTRY.items() if a.kind == 'style')}.")
+        if source_name in REGISTRY and asset.source and source_name != asset.source:
+            raise StyleMismatchError(f"The published style '{key}' was trained from the '{asset.source}' generator, "
+                                     f"but the source is '{source_name}'. Use --source {asset.source}.")
+        return import_style_pt(key, source, {"source": asset.source})
+    path = Path(key).expanduser()
+    if not path.is_file() and isinstance(name_or_path, str) and _SLUG_RE.fullmatch(key) and \
+            style_path(key).is_file():
+        path = style_path(key)
+    if not path.is_file():
+        published = ", ".join(n for n, a in REGISTRY.items() if a.kind == "style")
+        saved = ", ".join(list_saved_styles()) or "none"
+        raise StyleFileError(f"Style '{key}' not found: it is not a file, a saved style ({saved}) or a published "
+                             f"style ({published}).")
+    if path.suffix == STYLE_SUFFIX:
+        style = load_style(path)
+        verify_source(style, source, source_name)
+        return style
+    if path.suffix in {".pt", ".pth", ".ckpt"}:
+        return import_style_pt(path, source, {"source": source_name})
+    raise StyleFileError(f"'{path}' is neither a nada style ({STYLE_SUFFIX}) nor a generator checkpoint (.pt).")
+
+
+def apply_style_file(generator: Generator, name_or_path: str | os.PathLike, strength: float = 1.0,
+                     source_name: str = "ffhq") -> Generator:
+    """Load a style by name or path (see :func:`load_any_style`) and return a styled copy of ``generator``."""
+    if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"Style strength must be between 0 (source) and 1 (full style), got {strength!r}.")
+    style = load_any_style(name_or_path, generator, str(source_name))
+    return apply_style(generator, style, strength, check_source=False, source_name=str(source_name))
+
+
+__all__ = [
+    "Style", "StyleMismatchError", "StyleFileError", "generator_fingerprint",
+    "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt",
+    "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
+    "list_saved_styles",
+]

@@ -1,0 +1,253 @@
+"""The adaptation loop: a trainable copy of a generator is pushed along a CLIP text direction, away from a frozen copy.
+
+``adapt`` is a generator of :class:`Progress` records; the app and the CLI only render them. Closing the iterator
+(or setting ``config.stop_event``) ends training after the current step, and every record already carries the
+trainable copy, so the weights trained so far are never lost. The caller's generator is never modified.
+
+Choices where the reference code has quirks (``../shared/fixtures/nada/SEMANTICS.md``):
+- both copies see the same latents (frozen mapping network), the same noise and, in previews, one truncation centre;
+- the global loss uses the target prompt as typed, in training and in probing (the reference uses "a {target}"
+  in one place and the bare text in the other);
+- probing selects the layer that actually reads each W+ row (see ``nada.probe``);
+- the text direction belongs to this run's :class:`~nada.clip_loss.ClipGuide`; a new prompt pair builds a new one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .clip_loss import ClipGuide
+from .probe import ProbeResult, probe_layers
+from .render import image_grid
+from .sampling import seed_latents
+from .stylegan2 import Generator
+
+ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
+ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
+
+
+@dataclass
+class AdaptConfig:
+    """Everything one adaptation run needs besides the models; shared by the app, the CLI and the tests."""
+
+    source_text: str = "Photo"  # what the source generator shows, e.g. "Photo"
+    target_text: str = "Sketch"  # the domain to move to, e.g. "Witcher"
+    iterations: int = 300  # training steps
+    batch_size: int = 2  # latents per step
+    lr: float = 0.002  # Adam learning rate before the paper's x0.8 scaling
+    layers_k: int | None = None  # W+ rows trained per step; None = 2/3 of n_latent; 0 = no probing, train all convs
+    probe_iters: int = 1  # SGD steps of the layer probe; 0 = no probing
+    probe_batch: int = 8  # latents in the probe
+    probe_every: int = 1  # probe every k steps and keep the layers in between (1 = every step, as in the paper)
+    probe_micro_batch: int | None = None  # split the probe batch to bound memory (same result)
+    lambda_direction: float = 1.0  # directional CLIP loss weight
+    lambda_global: float = 0.0  # global CLIP loss weight
+    lambda_id: float = 0.0  # identity (ArcFace) loss weight; faces only
+    lambda_l2: float = 0.0  # L2 loss weight between trainable and frozen outputs
+    truncation: float = 0.7  # for previews and sampling; training latents are untruncated
+    preview_every: int = 50  # steps between preview grids (0 = only the final one)
+    preview_seeds: tuple[int, ...] = (0, 1, 2, 3)  # fixed seeds shown in previews
+    seed: int = 0  # makes a run reproducible (latents and noise)
+    train_to_rgb: bool = False  # let probed rows also train their ToRGB layers
+    stop_event: threading.Event | None = field(default=None, repr=False, compare=False)  # set() to stop early
+
+    def resolved_layers_k(self, n_latent: int) -> int:
+        """The number of rows to train for a generator with ``n_latent`` rows."""
+        return int(2 * n_latent / 3) if self.layers_k is None else int(self.layers_k)
+
+    def probing(self) -> bool:
+        """True when layers are chosen by probing (else every synthesis convolution trains)."""
+        return self.probe_iters > 0 and self.layers_k != 0
+
+    def validate(self, n_latent: int | None = None) -> None:
+        """Raise ``ValueError`` with a readable message for settings that cannot work."""
+        checks = [
+            (self.iterations >= 1, f"iterations must be at least 1, got {self.iterations}"),
+            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
+            (self.probe_batch >= 1, f"probe_batch must be at least 1, got {self.probe_batch}"),
+            (self.probe_iters >= 0, f"probe_iters must be >= 0, got {self.probe_iters}"),
+            (self.probe_every >= 1, f"probe_every must be at least 1, got {self.probe_every}"),
+            (0.0 <= self.truncation <= 1.0, f"truncation must be in [0, 1], got {self.truncation}"),
+            (self.preview_every >= 0, f"preview_every must be >= 0, got {self.preview_every}"),
+            (all(v >= 0 for v in (self.lambda_direction, self.lambda_global, self.lambda_id, self.lambda_l2)),
+             "loss weights (lambda_*) must be >= 0"),
+            (self.lambda_direction + self.lambda_global > 0,
+             "at least one CLIP loss (lambda_direction or lambda_global) must be on"),
+        ]
+        if self.layers_k is not None:
+            checks.append((self.layers_k >= 0, f"layers_k must be >= 0, got {self.layers_k}"))
+            if n_latent is not None:
+                checks.append((self.layers_k <= n_latent,
+                               f"layers_k must be at most {n_latent} (the generator's W+ rows), got {self.layers_k}"))
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg[0].upper() + msg[1:] + ".")
+
+    def to_dict(self) -> dict:
+        """Plain, JSON-serialisable settings (for style metadata)."""
+        d = asdict(self)
+        d.pop("stop_event", None)
+        d["preview_seeds"] = list(self.preview_seeds)
+        return d
+
+
+@dataclass
+class Progress:
+    """One training step's report."""
+
+    step: int  # steps done so far
+    total: int  # steps planned
+    losses: dict[str, float]  # this step's loss terms and "total"
+    layers: list[str]  # modules trained this step
+    preview: Image.Image | None = None  # source row over adapted row, when due
+    scores: list[float] | None = None  # per-W+-row probe scores, when probed this step
+    generator: Generator | None = None  # the trainable copy (final weights once training has ended)
+    elapsed_s: float = 0.0  # wall time since the start
+    done: bool = False  # True on the last record
+    error: str | None = None  # why training stopped early (weights are the last good ones)
+
+    @property
+    def eta_s(self) -> float:
+        """Estimated seconds left at the current pace."""
+        return self.elapsed_s / max(self.step, 1) * (self.total - self.step)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops with the last good weights."""
+
+
+def conv_modules(generator: Generator) -> list[str]:
+    """Names of every synthesis convolution layer (what trains without probing)."""
+    return ["conv1"] + [f"convs.{i}" for i in range(len(generator.convs))]
+
+
+def set_trainable(generator: Generator, modules: list[str]) -> None:
+    """Make exactly the parameters of ``modules`` trainable."""
+    generator.requires_grad_(False)
+    for name in modules:
+        generator.get_submodule(name).requires_grad_(True)
+
+
+class PreviewRenderer:
+    """Fixed-seed preview grids: the source row is rendered once, the adapted row on demand."""
+
+    def __init__(self, frozen: Generator, seeds: tuple[int, ...], truncation: float):
+        with torch.no_grad():
+            center = frozen.truncation_center()  # one centre for both copies
+            self.w = seed_latents(frozen, list(seeds), truncation, center)  # [P, 512]
+            self.source = frozen.synthesis(self.w, noise_mode="const").cpu()  # [P, 3, H, W]
+
+    def __call__(self, trained: Generator) -> Image.Image:
+        with torch.no_grad():
+            adapted = trained.synthesis(self.w, noise_mode="const").cpu()
+        return image_grid([self.source, adapted], size=min(256, self.source.shape[-1]))
+
+
+def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
+          id_loss: torch.nn.Module | None = None) -> Iterator[Progress]:
+    """Adapt a copy of ``generator`` towards ``config.target_text``; yields a :class:`Progress` every step."""
+    config.validate(generator.n_latent)
+    if config.lambda_id > 0 and id_loss is None:
+        raise ValueError("The identity loss (lambda_id > 0) needs the ArcFace weights; they are not loaded. "
+                         "Set lambda_id to 0 or provide the weights.")
+    guide = ClipGuide(clip_models, config.source_text, config.target_text)
+    device = generator.input.input.device
+    frozen = copy.deepcopy(generator).eval().requires_grad_(False)
+    trained = copy.deepcopy(generator).train()
+    rng = torch.Generator(device=device).manual_seed(config.seed)
+    opt = torch.optim.Adam(trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
+    preview = PreviewRenderer(frozen, config.preview_seeds, config.truncation)
+    all_convs = ["input"] + conv_modules(trained)  # without probing the paper's code trains these
+    layers = all_convs
+    set_trainable(trained, layers)
+    k = config.resolved_layers_k(generator.n_latent)
+    t0 = time.perf_counter()
+    step = 0
+    try:
+        last_losses: dict[str, float] = {}
+        for step in range(1, config.iterations + 1):
+            if config.stop_event is not None and config.stop_event.is_set():  # stopped between steps
+                yield Progress(step=step - 1, total=config.iterations, losses=last_losses, layers=list(layers),
+                               preview=preview(trained), generator=trained, elapsed_s=time.perf_counter() - t0,
+                               done=True)
+                break
+            probe: ProbeResult | None = None
+            if config.probing() and (step - 1) % config.probe_every == 0:
+                zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
+                with torch.no_grad():
+                    wp = frozen.mapping(zp)  # [Bp, 512]
+                probe = probe_layers(trained, wp, guide, k, config.probe_iters, noise=draw_noise(frozen, zp.shape[0], rng),
+                                     micro_batch=config.probe_micro_batch, train_to_rgb=config.train_to_rgb)
+                layers = probe.layers
+                set_trainable(trained, layers)
+
+            z = torch.randn(config.batch_size, generator.style_dim, device=device, generator=rng)
+            noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
+            with torch.no_grad():
+                w = frozen.mapping(z)  # [B, 512], untruncated
+                img_frozen = frozen.synthesis(w, noise=noise)  # [B, 3, H, W]
+                feats_frozen = guide.image_features(img_frozen)
+            img_train = trained.synthesis(w, noise=noise)
+            losses = step_losses(guide, config, img_train, img_frozen, feats_frozen, id_loss)
+            total = losses["total"]
+            if not torch.isfinite(total):
+                raise NonFiniteLossError(
+                    f"The loss became {total.item()} at step {step}; training stopped and the weights from step "
+                    f"{step - 1} are kept. Try a lower learning rate.")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+
+            due = config.preview_every and step % config.preview_every == 0
+            last = step == config.iterations
+            stop = config.stop_event is not None and config.stop_event.is_set()
+            last_losses = {k_: v.item() for k_, v in losses.items()}
+            yield Progress(step=step, total=config.iterations, losses=last_losses,
+                           layers=list(layers), preview=preview(trained) if (due or last or stop) else None,
+                           scores=probe.scores if probe else None, generator=trained,
+                           elapsed_s=time.perf_counter() - t0, done=last or stop)
+            if stop:
+                break
+    except NonFiniteLossError as exc:
+        _finish(trained)
+        yield Progress(step=step - 1, total=config.iterations, losses={}, layers=list(layers),
+                       preview=preview(trained), generator=trained, elapsed_s=time.perf_counter() - t0,
+                       done=True, error=str(exc))
+    finally:
+        _finish(trained)
+
+
+def draw_noise(generator: Generator, batch: int, rng: torch.Generator) -> list[torch.Tensor]:
+    """Per-sample noise maps for every layer, drawn from ``rng`` on its device: list of [N, 1, r, r]."""
+    return [torch.randn(batch, 1, *b.shape[-2:], device=rng.device, generator=rng) for b in generator.noise_buffers()]
+
+
+def _finish(trained: Generator) -> None:
+    trained.eval().requires_grad_(False)
+
+
+def step_losses(guide: ClipGuide, config: AdaptConfig, img_train: torch.Tensor, img_frozen: torch.Tensor,
+                feats_frozen: list[torch.Tensor], id_loss: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    """Every weighted loss term of one step (only the terms with a non-zero weight) and their sum as "total"."""
+    feats_train = guide.image_features(img_train)
+    terms: dict[str, torch.Tensor] = {}
+    if config.lambda_direction > 0:
+        terms["direction"] = config.lambda_direction * guide.directional(feats_train, feats_frozen)
+    if config.lambda_global > 0:
+        terms["global"] = config.lambda_global * guide.global_(feats_train)
+    if config.lambda_id > 0 and id_loss is not None:
+        terms["id"] = config.lambda_id * id_loss(img_train, img_frozen)
+    if config.lambda_l2 > 0:
+        terms["l2"] = config.lambda_l2 * F.mse_loss(img_train, img_frozen)
+    terms["total"] = sum(terms.values())
+    return terms

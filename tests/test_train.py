@@ -1,0 +1,157 @@
+"""The adaptation loop with tiny generators and tiny CLIPs: what trains, what stays, stopping, losses."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from nada.clip_loss import ClipGuide
+from nada.probe import probe_layers
+from nada.train import AdaptConfig, adapt, conv_modules
+
+from .conftest import make_tiny_clip
+
+
+def _config(**kw) -> AdaptConfig:
+    base = dict(source_text="photo", target_text="sketch", iterations=3, batch_size=2, probe_batch=2,
+                preview_every=2, preview_seeds=(0, 1), seed=0)
+    return AdaptConfig(**{**base, **kw})
+
+
+def _snapshot(g: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in g.state_dict().items()}
+
+
+def test_only_probed_layers_change_and_inputs_stay_identical(tiny_generator, tiny_clip):
+    before = _snapshot(tiny_generator)
+    records = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, layers_k=2)))
+    assert len(records) == 1 and records[-1].done
+    rec = records[-1]
+    assert len(rec.layers) == 2 and all(name.startswith(("conv1", "convs.")) for name in rec.layers)
+    assert rec.scores is not None and len(rec.scores) == tiny_generator.n_latent
+    trained = rec.generator.state_dict()
+    changed = {k for k, v in trained.items() if not torch.equal(v, before[k])}
+    assert changed, "nothing trained"
+    assert all(any(k.startswith(layer + ".") for layer in rec.layers) for k in changed), changed
+    for k, v in tiny_generator.state_dict().items():  # the caller's generator is bit-identical
+        assert torch.equal(v, before[k]), k
+    assert not any(p.requires_grad for p in rec.generator.parameters())  # handed back frozen, in eval mode
+    assert not rec.generator.training
+
+
+def test_without_probing_every_conv_trains_but_mapping_and_torgb_do_not(tiny_generator, tiny_clip):
+    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0)))[-1]
+    assert rec.layers == ["input"] + conv_modules(tiny_generator)
+    before = tiny_generator.state_dict()
+    after = rec.generator.state_dict()
+    for k in before:
+        same = torch.equal(before[k], after[k])
+        if k.startswith(("style.", "to_rgb", "noises.")) or k.endswith("kernel"):
+            assert same, k
+    assert not torch.equal(before["convs.0.conv.weight"], after["convs.0.conv.weight"])
+
+
+def test_directional_loss_falls(tiny_generator, tiny_clip):
+    cfg = _config(iterations=12, layers_k=0, batch_size=2, lr=0.01, preview_every=0)
+    losses = [r.losses["direction"] for r in adapt(tiny_generator, [(tiny_clip, 1.0)], cfg)]
+    assert len(losses) == 12
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - 0.05, (first, last)
+
+
+def test_reproducible_for_a_seed(tiny_generator, tiny_clip):
+    a = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2)))[-1]
+    b = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2)))[-1]
+    assert a.losses == b.losses and a.layers == b.layers
+    for k, v in a.generator.state_dict().items():
+        assert torch.equal(v, b.generator.state_dict()[k]), k
+
+
+def test_previews_and_records(tiny_generator, tiny_clip):
+    records = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=3, preview_every=2, lambda_l2=1.0,
+                                                                   lambda_global=0.5)))
+    assert [r.step for r in records] == [1, 2, 3] and all(r.total == 3 for r in records)
+    assert [r.preview is not None for r in records] == [False, True, True]  # every 2 steps, and the last
+    grid = records[1].preview
+    assert grid.size == (2 * 32, 2 * 32)  # two seeds; source row over adapted row
+    assert set(records[0].losses) == {"direction", "global", "l2", "total"}
+    r = records[0].losses
+    assert r["total"] == pytest.approx(r["direction"] + r["global"] + r["l2"], rel=1e-5)
+
+
+def test_closing_the_iterator_keeps_the_work(tiny_generator, tiny_clip):
+    it = adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=50, layers_k=0, lr=0.01))
+    last = None
+    for rec in it:
+        last = rec
+        if rec.step == 2:
+            break
+    it.close()
+    assert last.step == 2
+    g = last.generator
+    assert not torch.equal(g.state_dict()["convs.0.conv.weight"], tiny_generator.state_dict()["convs.0.conv.weight"])
+    assert not g.training and not any(p.requires_grad for p in g.parameters())
+
+
+def test_stop_event_ends_after_the_current_step(tiny_generator, tiny_clip):
+    stop = threading.Event()
+    cfg = _config(iterations=50, stop_event=stop, preview_every=0)
+    records = []
+    for rec in adapt(tiny_generator, [(tiny_clip, 1.0)], cfg):
+        records.append(rec)
+        if rec.step == 3:
+            stop.set()
+    assert records[-1].step == 3 and records[-1].done and records[-1].preview is not None
+
+
+def test_non_finite_loss_stops_with_last_good_weights(tiny_generator, tiny_clip):
+    cfg = _config(iterations=5, layers_k=0, lr=1e30, preview_every=0)
+    records = list(adapt(tiny_generator, [(tiny_clip, 1.0)], cfg))
+    last = records[-1]
+    assert last.done and last.error and "learning rate" in last.error
+    assert all(torch.isfinite(v).all() for v in last.generator.state_dict().values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(source_text=" "), "empty"),
+    (dict(target_text="photo"), "same"),
+    (dict(target_text="word " * 80), "too long"),
+    (dict(iterations=0), "Iterations"),
+    (dict(layers_k=99), "at most"),
+    (dict(lambda_direction=0.0, lambda_global=0.0), "CLIP loss"),
+    (dict(truncation=1.5), "Truncation"),
+])
+def test_bad_settings_raise_clear_errors(tiny_generator, tiny_clip, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        next(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(**kw)))
+
+
+def test_identity_loss_needs_weights(tiny_generator, tiny_clip):
+    with pytest.raises(ValueError, match="ArcFace"):
+        next(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(lambda_id=0.1)))
+
+
+def test_probe_picks_the_rows_that_move_most(tiny_generator, tiny_clip):
+    guide = ClipGuide([(tiny_clip, 1.0)], "photo", "sketch")
+    w = tiny_generator.mapping(torch.randn(4, tiny_generator.style_dim))
+    before = _snapshot(tiny_generator)
+    res = probe_layers(tiny_generator, w, guide, k=3, iters=2)
+    scores = torch.tensor(res.scores)
+    candidates = list(range(tiny_generator.n_latent - 1))  # the last row only feeds a ToRGB
+    expected = sorted(candidates, key=lambda i: -scores[i].item())[:3]
+    assert res.rows == expected and scores.max() > 0
+    assert res.layers == [tiny_generator.latent_consumers()[i][0] for i in expected]
+    assert all(torch.equal(v, before[k]) for k, v in tiny_generator.state_dict().items())
+    assert not any(p.grad is not None for p in tiny_generator.parameters())
+    # micro-batching gives the same ranking (gradients accumulate)
+    res2 = probe_layers(tiny_generator, w, guide, k=3, iters=2, micro_batch=1,
+                        noise=None)
+    assert len(res2.rows) == 3
+
+
+def test_two_clip_models_with_weights(tiny_generator):
+    a, b = make_tiny_clip(1), make_tiny_clip(2, image_resolution=16)
+    rec = list(adapt(tiny_generator, [(a, 1.0), (b, 0.5)], _config(iterations=1)))[-1]
+    assert rec.losses["direction"] > 0
