@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .clip_models import import_clip
 from .templates import IMAGENET_TEMPLATES
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -86,7 +87,7 @@ def clean_prompt(text: str, what: str = "prompt") -> str:
 
 def tokenize(texts: Sequence[str], what: str = "prompt") -> torch.Tensor:
     """``clip.tokenize`` without truncation: ``[len(texts), 77]``; ``ValueError`` when a text is too long."""
-    import clip  # imports pkg_resources; kept out of ``import nada``
+    clip = import_clip()
 
     texts = list(texts)
     try:
@@ -104,6 +105,17 @@ def tokenize(texts: Sequence[str], what: str = "prompt") -> torch.Tensor:
 def _same_prompt(a: str, b: str) -> bool:
     """Prompts equal up to case and whitespace."""
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def check_prompts(source: str, target: str) -> tuple[str, str]:
+    """Both prompts cleaned, or a ``ValueError`` a person understands (empty, same, too long even untemplated)."""
+    source, target = clean_prompt(source, "source prompt"), clean_prompt(target, "target prompt")
+    if _same_prompt(source, target):
+        raise ValueError(f"The source and target prompts are the same ({source!r}): the target should describe "
+                         "the new domain, e.g. 'Photo' -> 'Sketch'.")
+    tokenize([source], "source prompt")
+    tokenize([target], "target prompt")
+    return source, target
 
 
 @torch.no_grad()

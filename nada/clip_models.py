@@ -41,6 +41,16 @@ _EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 _WRAPPERS = ("state_dict", "model", "module")
 
 
+def import_clip():
+    """The ``clip`` package, imported quietly (it imports the deprecated ``pkg_resources``); never at ``import nada``."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import clip
+    return clip
+
+
 def load_clip(source: str | os.PathLike | Mapping[str, torch.Tensor],
               device: str | torch.device = "cpu") -> torch.nn.Module:
     """A float32, eval-mode, frozen ``clip.model.CLIP`` from a registry name, a file path or a state dict.
@@ -137,7 +147,7 @@ def build_clip(sd: Mapping[str, object], where: str = "state dict") -> torch.nn.
     released CLIP. Models with other head widths (the fixture's tiny CLIP has 2 text heads of 32) load without
     error but compute differently; build those with ``clip.model.CLIP(...)`` and ``load_state_dict`` instead.
     """
-    import clip  # the ``clip`` package imports pkg_resources; keep that out of ``import nada``
+    clip = import_clip()
 
     sd = normalise_clip_state_dict(sd, where)
     sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}

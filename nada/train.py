@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .clip_loss import ClipGuide
+from .clip_loss import ClipGuide, check_prompts
 from .probe import ProbeResult, probe_layers
 from .render import image_grid
 from .sampling import seed_latents
@@ -92,6 +92,7 @@ class AdaptConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg[0].upper() + msg[1:] + ".")
+        check_prompts(self.source_text, self.target_text)
 
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable settings (for style metadata)."""

@@ -31,6 +31,7 @@ class Asset:
     size: int | None = None  # generator resolution
     channel_multiplier: int | None = None  # generator width multiplier
     source: str | None = None  # for styles: the registry name of the generator it was trained from
+    faces: bool = False  # a face generator (identity loss and inversion make sense)
     note: str = ""  # licence / origin, shown to users
     description: str = ""  # what a user sees in menus
 
@@ -39,7 +40,7 @@ _SG2 = "StyleGAN2 config-f (NVIDIA Source Code License-NC), converted to the ros
 _NADA = "StyleGAN-NADA published model (rinongal/StyleGAN-nada, MIT); trained from the FFHQ generator."
 
 _ASSETS = [
-    Asset("ffhq", "generator", "akhaliq/jojogan-stylegan2-ffhq-config-f", "stylegan2-ffhq-config-f.pt", 1024, 2,
+    Asset("ffhq", "generator", "akhaliq/jojogan-stylegan2-ffhq-config-f", "stylegan2-ffhq-config-f.pt", 1024, 2, faces=True,
           note=_SG2 + " FFHQ faces (CC BY-NC-SA 4.0 data).", description="Faces (FFHQ, 1024)"),
     # The other NADA source models have no hub mirror we could verify; set NADA_HUB_<NAME>=org/repo:file or pass a path.
     Asset("afhq-cat", "generator", None, "afhqcat.pt", 512, 2, note=_SG2 + " AFHQ cats.", description="Cats (AFHQ, 512)"),
@@ -251,7 +252,12 @@ def build_generator(sd: dict, where: str = "checkpoint"):
 def load_generator(name_or_path: str | os.PathLike, device: torch.device | str = "cpu"):
     """Load a generator by registry name (downloaded once, cached) or local path, eval mode, on ``device``.
 
-    The checkpoint's ``latent_avg`` (the W mean from training), if present, is kept as ``generator.latent_avg``."""
+    The checkpoint's ``latent_avg`` (the W mean from training), if present, is kept as ``generator.latent_avg``.
+    The name "tiny" gives the tiny random generator of :mod:`nada.tiny` (offline demos and tests)."""
+    if name_or_path == "tiny":  # the tiny random stand-in (offline demos and tests), see nada.tiny
+        from .tiny import tiny_generator
+
+        return tiny_generator().to(device)
     path = resolve(name_or_path)
     ckpt = load_state_dict_file(path)
     g = build_generator(generator_state_dict(ckpt, str(path)), str(path))

@@ -11,11 +11,11 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tests
 
+from nada import tiny  # noqa: E402
 from nada.stylegan2 import Generator  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
-TINY_GEN = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 16}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,13 +50,7 @@ def synth(fixtures_dir: Path):
 
 def make_tiny_generator(seed: int = 0, **overrides) -> Generator:
     """A tiny random StyleGAN2 (32 px, 16 channels) with non-trivial weights, in eval mode."""
-    torch.manual_seed(seed)
-    g = Generator(**{**TINY_GEN, **overrides})
-    with torch.no_grad():  # random noise strengths and biases, so every parameter matters
-        for name, p in g.named_parameters():
-            if name.endswith("noise.weight") or name.endswith("activate.bias"):
-                p.normal_(0, 0.1)
-    return g.eval()
+    return tiny.tiny_generator(seed, **overrides)
 
 
 @pytest.fixture
@@ -86,15 +80,7 @@ def put_in_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes, r
     return target
 
 
-def make_tiny_clip(seed: int = 0, image_resolution: int = 32):
-    """A tiny random OpenAI-architecture CLIP (ViT, 32 px input, 32-d embeddings), frozen, float32."""
-    import clip
-
-    torch.manual_seed(seed)
-    model = clip.model.CLIP(embed_dim=32, image_resolution=image_resolution, vision_layers=1, vision_width=64,
-                            vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=32,
-                            transformer_heads=2, transformer_layers=1)
-    return model.float().eval().requires_grad_(False)
+make_tiny_clip = tiny.tiny_clip
 
 
 @pytest.fixture(scope="session")

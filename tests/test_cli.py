@@ -72,3 +72,30 @@ def test_seed_parsing():
     for bad in ("x", "5-2", "-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_seeds(bad)
+
+
+def test_adapt_end_to_end_with_tiny_models_writes_a_loadable_style(tmp_path):
+    style = tmp_path / "sketchy.safetensors"
+    out = _run("adapt", "--tiny", "--from", "photo", "--to", "pencil sketch", "--iterations", "3",
+               "--probe-batch", "2", "--preview-every", "2", "--preview-dir", str(tmp_path / "prev"),
+               "-o", str(style), "--device", "cpu")
+    assert out.returncode == 0, out.stderr
+    assert style.is_file() and (tmp_path / "prev" / "step0002.png").is_file()
+    from nada.styles import load_style
+
+    meta = load_style(style).meta
+    assert meta["source"] == "tiny" and meta["target_text"] == "pencil sketch" and meta["steps"] == 3
+    # the style renders through generate, and differs from the source
+    assert main(["generate", "--source", "tiny", "--style", str(style), "--seed", "3", "-o",
+                 str(tmp_path / "styled.png")]) == 0
+    assert main(["generate", "--source", "tiny", "--seed", "3", "-o", str(tmp_path / "plain.png")]) == 0
+    styled = np.asarray(Image.open(tmp_path / "styled.png")).astype(int)
+    plain = np.asarray(Image.open(tmp_path / "plain.png")).astype(int)
+    assert np.abs(styled - plain).mean() > 0.5
+
+
+def test_adapt_bad_prompt_is_one_line(tmp_path):
+    out = _run("adapt", "--tiny", "--from", "photo", "--to", "  ", "--iterations", "1", "-o",
+               str(tmp_path / "x.safetensors"))
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("error: ") and "Traceback" not in out.stderr

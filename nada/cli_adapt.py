@@ -1,0 +1,144 @@
+"""``python -m nada adapt``: train a style from two prompts, show a progress bar, save the style (also on Ctrl-C)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from .train import AdaptConfig
+
+DEFAULT_CLIP = "clip-vit-b32,clip-vit-b16"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``adapt`` subcommand: one flag per :class:`AdaptConfig` field, plus models and output."""
+    p = sub.add_parser(
+        "adapt", help="adapt a generator to a text prompt and save the style",
+        description="Adapt a copy of a generator from SOURCE text to TARGET text with CLIP guidance "
+                    "(StyleGAN-NADA) and save the result as a style file.")
+    p.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
+    p.add_argument("--from", dest="source_text", required=True, metavar="TEXT", help='source text, e.g. "Photo"')
+    p.add_argument("--to", dest="target_text", required=True, metavar="TEXT", help='target text, e.g. "Witcher"')
+    defaults = AdaptConfig()
+    skip = {"source_text", "target_text", "stop_event", "preview_seeds"}
+    for f in dataclasses.fields(AdaptConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default: {default})")
+        elif f.name in {"layers_k", "probe_micro_batch"}:
+            p.add_argument(flag, type=int, default=default, help=f"(default: {default})")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
+    p.add_argument("--preview-seeds", default="0,1,2,3", help="seeds shown in previews (default: 0,1,2,3)")
+    p.add_argument("--clip-models", default=DEFAULT_CLIP,
+                   help=f"comma-separated CLIP models: names or paths (default: {DEFAULT_CLIP})")
+    p.add_argument("--clip-weights", default=None, help="comma-separated weights, one per model (default: all 1)")
+    p.add_argument("--arcface", default="arcface-ir-se50", help="identity-loss weights: name or path")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("-o", "--out", default=None,
+                   help="style file to write (.safetensors); default: checkpoints/styles/<target>.safetensors")
+    p.add_argument("--export-pt", default=None, help="also write a full rosinality {'g_ema'} .pt here")
+    p.add_argument("--preview-dir", default=None, help="write preview grids here (step0050.png, ...)")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tiny random models, for tests
+    p.set_defaults(run=run_adapt)
+
+
+def config_from_args(args: argparse.Namespace) -> AdaptConfig:
+    """The :class:`AdaptConfig` described by parsed arguments."""
+    from .cli import parse_seeds
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(AdaptConfig)
+              if f.name not in {"stop_event", "preview_seeds"}}
+    return AdaptConfig(**values, preview_seeds=tuple(parse_seeds(args.preview_seeds)))
+
+
+def load_models(args: argparse.Namespace, config: AdaptConfig, device):
+    """(generator, source name, [(clip, weight)], id_loss or None) for the arguments; may lower lambda_id to 0."""
+    from .weights import REGISTRY, WeightsUnavailableError, load_generator
+
+    if args.tiny:
+        from .tiny import TINY_NAME, tiny_clip
+
+        return load_generator(TINY_NAME, device), TINY_NAME, [(tiny_clip().to(device), 1.0)], None
+    from .clip_models import load_clip
+
+    generator = load_generator(args.source, device)
+    names = [n.strip() for n in args.clip_models.split(",") if n.strip()]
+    weights = [float(w) for w in args.clip_weights.split(",")] if args.clip_weights else [1.0] * len(names)
+    if len(weights) != len(names):
+        raise ValueError(f"{len(names)} CLIP models but {len(weights)} weights.")
+    clips = [(load_clip(n, device), w) for n, w in zip(names, weights) if w > 0]
+    id_loss = None
+    if config.lambda_id > 0:
+        asset = REGISTRY.get(str(args.source))
+        if asset is not None and not asset.faces:
+            raise ValueError(f"The identity loss only makes sense for face generators; '{args.source}' is not one. "
+                             "Use --lambda-id 0.")
+        from .id_loss import load_id_loss
+
+        try:
+            id_loss = load_id_loss(args.arcface, device)
+        except WeightsUnavailableError as exc:
+            print(f"warning: identity loss off (lambda_id=0): {exc}", file=sys.stderr)
+            config.lambda_id = 0.0
+    return generator, str(args.source), clips, id_loss
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    """Train, render progress, save the style; Ctrl-C saves what was trained so far."""
+    from tqdm import tqdm
+
+    from .devices import pick_device
+    from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path
+    from .train import adapt
+
+    config = config_from_args(args)
+    config.validate()
+    out = Path(args.out) if args.out else style_path(safe_style_name(config.target_text))
+    if out.suffix != ".safetensors":
+        raise ValueError(f"The style file must end in .safetensors, got '{out}'.")
+    device = pick_device(args.device)
+    generator, source_name, clips, id_loss = load_models(args, config, device)
+    preview_dir = Path(args.preview_dir) if args.preview_dir else None
+    if preview_dir:
+        preview_dir.mkdir(parents=True, exist_ok=True)
+    last = None
+    interrupted = False
+    bar = None
+    it = adapt(generator, clips, config, id_loss)
+    try:
+        for rec in it:
+            last = rec
+            bar = bar or tqdm(total=config.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)
+            bar.update(rec.step - bar.n)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in rec.losses.items()})
+            if rec.preview is not None and preview_dir:
+                rec.preview.save(preview_dir / f"step{rec.step:04d}.png")
+    except KeyboardInterrupt:
+        interrupted = True
+        it.close()
+    finally:
+        if bar is not None:
+            bar.close()
+    if last is None or last.generator is None or last.step == 0:
+        print("error: stopped before the first step finished; nothing to save", file=sys.stderr)
+        return 130 if interrupted else 1
+    meta = {"source": source_name, "source_text": config.source_text, "target_text": config.target_text,
+            "config": config.to_dict(), "layers": last.layers, "steps": last.step}
+    style = style_from_generators(generator, last.generator, meta)
+    save_style(style, out)
+    print(out)
+    if args.export_pt:
+        print(export_style_pt(generator, style, args.export_pt))
+    if last.error:
+        print(f"error: {last.error} The style was saved from step {last.step}.", file=sys.stderr)
+        return 1
+    if interrupted:
+        print(f"interrupted: saved the {last.step} steps trained so far", file=sys.stderr)
+        return 130
+    return 0

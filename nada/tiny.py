@@ -1,0 +1,40 @@
+"""Tiny random models with the real architectures: the offline stand-ins behind ``NADA_TINY=1``, ``--tiny`` and the
+tests. They are deterministic (seeded), so a style trained on the tiny generator applies to it again later."""
+
+from __future__ import annotations
+
+import torch
+
+from .stylegan2 import Generator
+
+TINY_GENERATOR = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 16}
+TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator
+
+
+def tiny_generator(seed: int = 0, **overrides) -> Generator:
+    """A 32 px, 16-channel StyleGAN2 with non-trivial random weights, eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    g = Generator(**{**TINY_GENERATOR, **overrides})
+    with torch.no_grad():
+        for name, p in g.named_parameters():  # re-draw everything from the seeded stream (independent of global RNG)
+            if name.endswith("noise.weight") or name.endswith("activate.bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("modulation.bias"):
+                p.fill_(1.0)
+            elif not name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * (100.0 if name.startswith("style.") else 1.0))  # N / lr_mul
+        for b in g.noise_buffers():
+            b.copy_(torch.randn(b.shape, generator=gen))
+    return g.eval()
+
+
+def tiny_clip(seed: int = 0, image_resolution: int = 32) -> torch.nn.Module:
+    """A tiny random OpenAI-architecture CLIP (ViT, 32 px input, 32-d embeddings), frozen, float32."""
+    from .clip_models import import_clip
+
+    clip = import_clip()
+    torch.manual_seed(seed)
+    model = clip.model.CLIP(embed_dim=32, image_resolution=image_resolution, vision_layers=1, vision_width=64,
+                            vision_patch_size=8, context_length=77, vocab_size=49408, transformer_width=32,
+                            transformer_heads=2, transformer_layers=1)
+    return model.float().eval().requires_grad_(False)
