@@ -1,16 +1,181 @@
-"""nada's Gradio app. Layout and wiring only; the work lives in the ``nada`` library."""
+"""nada's Gradio app: Adapt, Generate and Invert tabs. Layout and wiring only; the handlers live in ``nada.service``.
+
+``python app.py`` serves on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 127.0.0.1:7860). ``NADA_TINY=1`` runs
+every model as a tiny random stand-in (offline demos, CI). Importing this module loads no model.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
 import gradio as gr
 
+from nada import service
+from nada.model_store import DEFAULT_CLIPS, ModelStore
+from nada.sessions import SessionStyles, TrainingRuns
 
-def build_demo() -> gr.Blocks:
-    """The page (placeholder until the app issue lands: tabs Adapt, Generate, Invert)."""
-    with gr.Blocks(title="nada") as demo:
-        gr.Markdown("# nada\nText-driven domain adaptation of StyleGAN2 (StyleGAN-NADA). The app is being built.")
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+EXAMPLE_PHOTOS = ["astronaut.jpg"]
+EXAMPLE_PROMPTS = [["Photo", "Witcher"], ["Photo", "Pixar character"], ["Photo", "Sketch"], ["Human", "Werewolf"],
+                   ["Photo", "Modigliani painting"]]
+SESSION_TTL_S = 6 * 3600  # a browser session's styles are dropped after this long without use
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web-font download (works offline)
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is set to 1/true/yes/on."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# ----------------------------------------------------------------------------------------------------- tabs
+def adapt_tab(store: ModelStore) -> SimpleNamespace:
+    """Layout of the Adapt tab: prompts, settings, Train/Stop, live preview, losses and probed layers."""
+    ui = SimpleNamespace()
+    notice = service.tab_notice(store, "adapt")
+    if notice:
+        gr.Markdown(notice)
+    n_rows = store.generator_rows(store.default_source())
+    with gr.Row():
+        ui.source = gr.Dropdown(store.source_choices(), value=store.default_source(), label="Source generator")
+        ui.source_text = gr.Textbox("Photo", label="Source text", info="what the source generator shows")
+        ui.target_text = gr.Textbox("", label="Target text", placeholder="e.g. Witcher",
+                                    info="the domain to move to")
+    gr.Examples(EXAMPLE_PROMPTS, [ui.source_text, ui.target_text], label="Prompt ideas")
+    ui.iterations = gr.Slider(1, 100 if store.tiny else 1000, value=8 if store.tiny else 300, step=1,
+                              label="Training steps")
+    with gr.Accordion("Advanced settings", open=False):
+        with gr.Row():
+            ui.layers_k = gr.Slider(0, n_rows, value=0, step=1, label="W+ rows trained per step",
+                                    info=f"0 = auto (2/3 of the {n_rows} rows)")
+            ui.probe = gr.Checkbox(True, label="Probe layers each step",
+                                   info="off: every convolution trains")
+            ui.clips = gr.CheckboxGroup(list(DEFAULT_CLIPS), value=list(DEFAULT_CLIPS), label="CLIP models",
+                                        info="tiny mode uses one tiny CLIP" if store.tiny else "B/16 is slower")
+        with gr.Row():
+            ui.lambda_direction = gr.Slider(0, 2, value=1.0, step=0.05, label="Directional loss weight")
+            ui.lambda_global = gr.Slider(0, 2, value=0.0, step=0.05, label="Global loss weight")
+            ui.lambda_id = gr.Slider(0, 2, value=0.0, step=0.05, label="Identity loss weight (faces)")
+            ui.lambda_l2 = gr.Slider(0, 2, value=0.0, step=0.05, label="L2 loss weight")
+        with gr.Row():
+            ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+            ui.lr = gr.Number(0.002, label="Learning rate", minimum=0)
+            ui.batch = gr.Slider(1, 8, value=2, step=1, label="Batch size")
+    with gr.Row():
+        ui.train = gr.Button("Train", variant="primary")
+        ui.stop = gr.Button("Stop", variant="stop")
+    ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.")
+    ui.preview = gr.Image(label="Preview (fixed seeds)", type="pil", interactive=False, format="png")
+    with gr.Row():
+        ui.losses = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=260)
+        ui.layers = gr.BarPlot(x="row", y="score", color="trains", label="Probed W+ rows", height=260,
+                               sort=[f"w{i}" for i in range(n_rows)])
+    ui.style_file = gr.File(label="Trained style (.safetensors)", interactive=False)
+    return ui
+
+
+def generate_tab(store: ModelStore) -> SimpleNamespace:
+    """Layout of the Generate tab: style, seed, truncation, strength; source and styled images side by side."""
+    ui = SimpleNamespace()
+    notice = service.tab_notice(store, "generate")
+    if notice:
+        gr.Markdown(notice)
+    with gr.Row():
+        ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
+                               scale=2)
+        ui.upload = gr.File(label="Upload a style (.safetensors, or a StyleGAN-NADA .pt)",
+                            file_types=list(service.STYLE_SUFFIXES), scale=1)
+    with gr.Row():
+        ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0, scale=2)
+        ui.dice = gr.Button("🎲 Random seed", scale=1)
+        ui.truncation = gr.Slider(0, 1, value=0.7, step=0.01, label="Truncation", scale=2)
+        ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=4, step=1, label="Images", scale=2)
+        ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength (0 = source)", scale=2)
+    ui.run = gr.Button("Generate", variant="primary")
+    ui.gallery = gr.Gallery(label="Source (left) and styled (right)", columns=2, object_fit="contain", height="auto",
+                            format="png")
+    ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False)
+    ui.info = gr.Markdown()
+    return ui
+
+
+def invert_tab(store: ModelStore) -> SimpleNamespace:
+    """Layout of the Invert tab: a photo in, its aligned face, reconstruction and styled versions out."""
+    ui = SimpleNamespace()
+    notice = service.tab_notice(store, "invert")
+    if notice:
+        gr.Markdown(notice)
+    choices = service.invert_choices(store, None)
+    with gr.Row():
+        with gr.Column():
+            ui.image = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Photo with a face")
+            gr.Examples([[str(EXAMPLES / p)] for p in EXAMPLE_PHOTOS if (EXAMPLES / p).is_file()], [ui.image],
+                        label="Example photos (public domain)")
+        with gr.Column():
+            ui.styles = gr.Dropdown(choices, value=[choices[0][1]] if store.tiny and choices else [],
+                                    multiselect=True, label="Styles")
+            ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength")
+            ui.run = gr.Button("Invert", variant="primary")
+    with gr.Row():
+        ui.aligned = gr.Image(label="Aligned face", interactive=False, format="png")
+        ui.reconstruction = gr.Image(label="Reconstruction (e4e)", interactive=False, format="png")
+    ui.gallery = gr.Gallery(label="In each style", columns=4, object_fit="contain", height="auto", format="png")
+    return ui
+
+
+# --------------------------------------------------------------------------------------------------- page
+def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: TrainingRuns | None = None
+               ) -> gr.Blocks:
+    """The page. ``tiny`` (default: ``NADA_TINY``) uses tiny random models; ``store`` and ``runs`` may be shared."""
+    store = store or ModelStore(tiny=env_flag("NADA_TINY") if tiny is None else tiny)
+    runs = runs or TrainingRuns()
+    with gr.Blocks(title="nada · StyleGAN-NADA", delete_cache=(3600, 7200)) as demo:
+        gr.Markdown(service.header_markdown(store))
+        session = gr.State(SessionStyles(), time_to_live=SESSION_TTL_S, delete_callback=SessionStyles.cleanup)
+        with gr.Tabs():
+            with gr.Tab("Adapt"):
+                ad = adapt_tab(store)
+            with gr.Tab("Generate"):
+                ge = generate_tab(store)
+            with gr.Tab("Invert"):
+                inv = invert_tab(store)
+
+        ad.train.click(
+            service.on_gpu(service.bind(service.adapt_stream, store, runs), service.adapt_duration),
+            [session, ad.source, ad.source_text, ad.target_text, ad.iterations, ad.layers_k, ad.probe, ad.clips,
+             ad.lambda_direction, ad.lambda_global, ad.lambda_id, ad.lambda_l2, ad.seed, ad.lr, ad.batch],
+            [ad.preview, ad.losses, ad.layers, ad.status, ad.style_file, session, ge.style, inv.styles],
+            api_name="adapt", concurrency_limit=1, concurrency_id="train")
+        ad.stop.click(service.bind(service.stop_training, runs), None, ad.status, api_name="stop",
+                      concurrency_limit=None)
+        ge.dice.click(service.random_seed, None, ge.seed, api_name="random_seed", concurrency_limit=None)
+        ge.upload.upload(service.bind(service.upload_style, store), [session, ge.upload],
+                         [ge.style, inv.styles, session], api_name="upload_style")
+        ge.run.click(service.on_gpu(service.bind(service.generate, store), service.generate_duration),
+                     [session, ge.style, ge.seed, ge.truncation, ge.n_images, ge.strength],
+                     [ge.gallery, ge.files, ge.info], api_name="generate", concurrency_limit=2)
+        inv.run.click(service.on_gpu(service.bind(service.invert_photo, store), service.invert_duration),
+                      [session, inv.image, inv.styles, inv.strength],
+                      [inv.aligned, inv.reconstruction, inv.gallery], api_name="invert", concurrency_limit=1)
+    demo.queue(max_size=64)
     return demo
 
 
+def launch_kwargs() -> dict:
+    """Settings ``launch()`` takes in gradio 6 (theme, upload cap, example folder), shared with the tests."""
+    return {"theme": gr.themes.Soft(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
+            "max_file_size": f"{service.MAX_STYLE_FILE_MB}mb", "allowed_paths": [str(EXAMPLES)]}
+
+
+def main() -> None:
+    """Serve the app on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."""
+    store = ModelStore(tiny=env_flag("NADA_TINY"))
+    if env_flag("NADA_PRELOAD") or os.environ.get("SPACES_ZERO_GPU"):
+        store.preload()  # ZeroGPU: models must exist before the first GPU call
+    build_demo(store=store).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                                   server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), **launch_kwargs())
+
+
 if __name__ == "__main__":
-    build_demo().launch()
+    main()

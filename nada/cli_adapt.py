@@ -59,7 +59,7 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
 
 def load_models(args: argparse.Namespace, config: AdaptConfig, device):
     """(generator, source name, [(clip, weight)], id_loss or None) for the arguments; may lower lambda_id to 0."""
-    from .weights import REGISTRY, WeightsUnavailableError, load_generator
+    from .weights import REGISTRY, CheckpointError, WeightsUnavailableError, load_generator
 
     if args.tiny:
         from .tiny import TINY_NAME, tiny_clip
@@ -83,7 +83,7 @@ def load_models(args: argparse.Namespace, config: AdaptConfig, device):
 
         try:
             id_loss = load_id_loss(args.arcface, device)
-        except WeightsUnavailableError as exc:
+        except (WeightsUnavailableError, CheckpointError) as exc:
             print(f"warning: identity loss off (lambda_id=0): {exc}", file=sys.stderr)
             config.lambda_id = 0.0
     return generator, str(args.source), clips, id_loss

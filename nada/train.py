@@ -58,6 +58,7 @@ class AdaptConfig:
     preview_seeds: tuple[int, ...] = (0, 1, 2, 3)  # fixed seeds shown in previews
     seed: int = 0  # makes a run reproducible (latents and noise)
     train_to_rgb: bool = False  # let probed rows also train their ToRGB layers
+    profile: bool = False  # time each phase of a step (synchronises the GPU; for benchmarks)
     stop_event: threading.Event | None = field(default=None, repr=False, compare=False)  # set() to stop early
 
     def resolved_layers_k(self, n_latent: int) -> int:
@@ -116,11 +117,37 @@ class Progress:
     elapsed_s: float = 0.0  # wall time since the start
     done: bool = False  # True on the last record
     error: str | None = None  # why training stopped early (weights are the last good ones)
+    timings: dict[str, float] | None = None  # seconds per phase of this step, with config.profile
 
     @property
     def eta_s(self) -> float:
         """Estimated seconds left at the current pace."""
         return self.elapsed_s / max(self.step, 1) * (self.total - self.step)
+
+
+class PhaseTimer:
+    """Seconds spent per phase of a step; a no-op unless enabled (then it synchronises CUDA at each mark)."""
+
+    def __init__(self, enabled: bool, device: torch.device):
+        self.enabled, self.device = enabled, device
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        """Charge the time since the previous mark to ``phase``."""
+        if not self.enabled:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.times[phase] = self.times.get(phase, 0.0) + now - self._t
+        self._t = now
+
+    def take(self) -> dict[str, float] | None:
+        """This step's timings (and start afresh)."""
+        out, self.times = (dict(self.times) if self.enabled else None), {}
+        self._t = time.perf_counter()
+        return out
 
 
 class NonFiniteLossError(RuntimeError):
@@ -183,14 +210,17 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                                done=True)
                 break
             probe: ProbeResult | None = None
+            timer = PhaseTimer(config.profile, device)
             if config.probing() and (step - 1) % config.probe_every == 0:
                 zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
                 with torch.no_grad():
                     wp = frozen.mapping(zp)  # [Bp, 512]
-                probe = probe_layers(trained, wp, guide, k, config.probe_iters, noise=draw_noise(frozen, zp.shape[0], rng),
+                probe = probe_layers(trained, wp, guide, k, config.probe_iters,
+                                     noise=draw_noise(frozen, zp.shape[0], rng),
                                      micro_batch=config.probe_micro_batch, train_to_rgb=config.train_to_rgb)
                 layers = probe.layers
                 set_trainable(trained, layers)
+                timer.mark("probe")
 
             z = torch.randn(config.batch_size, generator.style_dim, device=device, generator=rng)
             noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
@@ -198,25 +228,31 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                 w = frozen.mapping(z)  # [B, 512], untruncated
                 img_frozen = frozen.synthesis(w, noise=noise)  # [B, 3, H, W]
                 feats_frozen = guide.image_features(img_frozen)
+            timer.mark("frozen")
             img_train = trained.synthesis(w, noise=noise)
+            timer.mark("forward")
             losses = step_losses(guide, config, img_train, img_frozen, feats_frozen, id_loss)
-            total = losses["total"]
-            if not torch.isfinite(total):
-                raise NonFiniteLossError(
-                    f"The loss became {total.item()} at step {step}; training stopped and the weights from step "
-                    f"{step - 1} are kept. Try a lower learning rate.")
+            timer.mark("clip")
             opt.zero_grad(set_to_none=True)
-            total.backward()
+            losses["total"].backward()
+            timer.mark("backward")
+            # one host synchronisation per step: the floats every record reports (after backward was queued)
+            values = torch.stack([v.detach() for v in losses.values()]).tolist()
+            if not all(math.isfinite(v) for v in values):
+                raise NonFiniteLossError(
+                    f"The loss became {values[-1]} at step {step}; training stopped and the weights from step "
+                    f"{step - 1} are kept. Try a lower learning rate.")
             opt.step()
+            timer.mark("optimizer")
 
             due = config.preview_every and step % config.preview_every == 0
             last = step == config.iterations
             stop = config.stop_event is not None and config.stop_event.is_set()
-            last_losses = {k_: v.item() for k_, v in losses.items()}
+            last_losses = dict(zip(losses, values))
             yield Progress(step=step, total=config.iterations, losses=last_losses,
                            layers=list(layers), preview=preview(trained) if (due or last or stop) else None,
                            scores=probe.scores if probe else None, generator=trained,
-                           elapsed_s=time.perf_counter() - t0, done=last or stop)
+                           elapsed_s=time.perf_counter() - t0, done=last or stop, timings=timer.take())
             if stop:
                 break
     except NonFiniteLossError as exc:

@@ -1,0 +1,58 @@
+"""Adaptation-step cases at the paper's settings: batch 2, ViT-B/32 + ViT-B/16 (random weights, real
+architectures), probing 1 SGD step on 8 latents every step (or no probing). The step time is split into
+probe / frozen (no-grad pass + CLIP) / forward / clip (trainable features and losses) / backward / optimizer."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+import torch
+
+from nada.clip_models import import_clip
+from nada.stylegan2 import Generator
+from nada.train import AdaptConfig, adapt
+
+VIT = {"ViT-B/32": 32, "ViT-B/16": 16}
+
+
+def random_clip(patch: int, device: torch.device) -> torch.nn.Module:
+    """An OpenAI CLIP ViT-B/<patch> with random weights (the released architecture), frozen."""
+    clip = import_clip()
+    torch.manual_seed(patch)
+    model = clip.model.CLIP(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                            vision_patch_size=patch, context_length=77, vocab_size=49408, transformer_width=512,
+                            transformer_heads=8, transformer_layers=12)
+    return model.float().eval().requires_grad_(False).to(device)
+
+
+def adapt_case(size: int, probe: bool, **overrides) -> Callable[[torch.device], tuple]:
+    """A case: one adaptation step (timed per step), with the per-phase split as extra figures."""
+
+    def setup(device: torch.device):
+        torch.manual_seed(0)
+        g = Generator(size).to(device).eval()
+        clips = [(random_clip(p, device), 1.0) for p in VIT.values()]
+        cfg = AdaptConfig(source_text="Photo", target_text="Sketch", iterations=10_000, batch_size=2,
+                          probe_batch=8, probe_iters=1 if probe else 0, layers_k=None if probe else 0,
+                          preview_every=0, profile=True, **overrides)
+        it = adapt(g, clips, cfg)
+        phases: list[dict[str, float]] = []
+
+        def run() -> None:
+            phases.append(next(it).timings)
+
+        def extra() -> dict[str, float]:
+            timed = phases[1:] or phases  # drop the warm-up step
+            return {k: statistics.median(p.get(k, 0.0) for p in timed) for k in timed[0]}
+
+        return run, extra
+
+    return setup
+
+
+CASES = {
+    "adapt256_probe": adapt_case(256, probe=True),
+    "adapt256_noprobe": adapt_case(256, probe=False),
+    "adapt1024_probe": adapt_case(1024, probe=True),
+}

@@ -1,0 +1,270 @@
+"""The app's models: each one loaded once per process, on first use, shared read-only by every session.
+
+A :class:`ModelStore` is created by the app (``build_demo``) and handed to every handler; there is no module-level
+cache. Loading is thread-safe: concurrent first requests for the same model wait for one load. A failed load is not
+cached (a later request retries, e.g. after the weights were put in place). In tiny mode every model is a tiny
+random stand-in (``nada.tiny``), so the whole app runs offline in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .devices import pick_device
+from .styles import Style, import_style_pt, style_from_generators
+from .tiny import TINY_NAME
+from .weights import REGISTRY, cache_dir, hub_location, offline
+
+DEFAULT_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # the paper's pair
+TINY_INVERT = "tiny-invert"  # tiny mode's inversion generator (256 px, 512-d codes: e4e's), as in ``nada.cli_invert``
+TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with their convolutions from seed 1
+    "tiny-demo": ("Tiny demo style (random, tiny mode)", TINY_NAME),
+    "tiny-invert-demo": ("Tiny demo style for inversion (random, tiny mode)", TINY_INVERT),
+}
+INVERT_ASSETS = ("ffhq", "e4e-ffhq", "dlib-landmarks")  # what the Invert tab needs (real mode)
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether one registry asset is usable now, and what to tell a person if it is not."""
+
+    name: str
+    cached: bool  # already on disk (or provided another way): loads without network
+    message: str  # empty when cached
+
+
+class ModelStore:
+    """Lazily loaded, process-wide models for the app (generators, CLIP, ArcFace, e4e, face aligner, styles)."""
+
+    def __init__(self, tiny: bool = False, device: torch.device | str | None = None,
+                 e4e_source: str = "e4e-ffhq", arcface_source: str = "arcface-ir-se50",
+                 max_published_styles: int = 3) -> None:
+        self.tiny = bool(tiny)
+        if device is None:  # tiny models are fastest on the CPU; NADA_DEVICE overrides
+            device = os.environ.get("NADA_DEVICE") or ("cpu" if self.tiny else "auto")
+        self.device = pick_device(str(device))
+        self.e4e_source = e4e_source
+        self.arcface_source = arcface_source
+        self.max_published_styles = max(1, int(max_published_styles))
+        self._cache: dict[str, Any] = {}
+        self._published: OrderedDict[str, Style] = OrderedDict()  # LRU of imported published styles
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------ the cache
+    def _get(self, key: str, load: Callable[[], Any]) -> Any:
+        """The cached value for ``key``, loading it once (other threads asking meanwhile wait for that load)."""
+        if key in self._cache:
+            return self._cache[key]
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._cache:
+                self._cache[key] = load()
+            return self._cache[key]
+
+    def loaded(self) -> list[str]:
+        """Keys of the models loaded so far (for status displays and tests)."""
+        return sorted(self._cache)
+
+    # -------------------------------------------------------------------------------------------- choices
+    def default_source(self) -> str:
+        """The generator used when nothing else is chosen: "tiny" in tiny mode, else "ffhq"."""
+        return TINY_NAME if self.tiny else "ffhq"
+
+    def source_choices(self) -> list[tuple[str, str]]:
+        """(label, name) of the source generators a user may pick."""
+        if self.tiny:
+            return [("Tiny random generator (32 px, tiny mode)", TINY_NAME)]
+        return [(a.description or a.name, a.name) for a in REGISTRY.values() if a.kind == "generator"]
+
+    def invert_source(self) -> str:
+        """The generator the e4e encoder inverts into: "ffhq" (tiny mode: the 256 px tiny generator)."""
+        return TINY_INVERT if self.tiny else "ffhq"
+
+    def published(self) -> dict[str, tuple[str, str]]:
+        """Ready-made styles: name -> (label, source generator). Published StyleGAN-NADA models, or tiny demos."""
+        if self.tiny:
+            return dict(TINY_DEMO_STYLES)
+        return {a.name: (a.description or a.name, a.source or "ffhq") for a in REGISTRY.values() if a.kind == "style"}
+
+    def published_choices(self, source: str | None = None) -> list[tuple[str, str]]:
+        """(label, name) of the ready-made styles (only those of ``source`` when given)."""
+        return [(label, name) for name, (label, src) in self.published().items() if source in (None, src)]
+
+    def is_source(self, name: str | None) -> bool:
+        """True if ``name`` is a generator this store can load."""
+        return name is not None and (name in {n for _, n in self.source_choices()} or
+                                     (self.tiny and name == TINY_INVERT))
+
+    def generator_rows(self, name: str) -> int:
+        """W+ rows (n_latent) of a source generator, from its registry size: no loading."""
+        from .tiny import TINY_GENERATOR
+
+        size = TINY_GENERATOR["size"] if name == TINY_NAME else 256 if name == TINY_INVERT else \
+            (REGISTRY[name].size if name in REGISTRY and REGISTRY[name].size else 1024)
+        return 2 * int(math.log2(size)) - 2
+
+    def faces(self, source: str) -> bool:
+        """True for face generators (identity loss and inversion make sense)."""
+        asset = REGISTRY.get(source)
+        return bool(asset and asset.faces)
+
+    # ---------------------------------------------------------------------------------------------- models
+    def generator(self, name: str):
+        """The source generator ``name`` (eval mode, on the store's device); never modify it."""
+        if not self.is_source(name):
+            known = ", ".join(n for _, n in self.source_choices())
+            raise ValueError(f"Unknown source generator '{name}'. Choose one of: {known}.")
+        if name == TINY_INVERT:
+            return self._tiny_inversion()[2]
+        from .weights import load_generator
+
+        return self._get(f"generator:{name}", lambda: load_generator(name, self.device).eval().requires_grad_(False))
+
+    def truncation_center(self, name: str) -> torch.Tensor:
+        """The source generator's truncation centre [1, 512], computed once."""
+        def center() -> torch.Tensor:
+            with torch.no_grad():
+                return self.generator(name).truncation_center().detach()
+
+        return self._get(f"center:{name}", center)
+
+    def clips(self, names: list[str] | tuple[str, ...]) -> list[tuple[torch.nn.Module, float]]:
+        """``[(clip_model, 1.0), ...]`` for CLIP registry names (tiny mode: one tiny CLIP, whatever the names)."""
+        if self.tiny:
+            from .tiny import tiny_clip
+
+            return [(self._get("clip:tiny", lambda: tiny_clip().to(self.device)), 1.0)]
+        from .clip_models import load_clip
+
+        if not names:
+            raise ValueError("Choose at least one CLIP model.")
+        return [(self._get(f"clip:{n}", lambda n=n: load_clip(n, self.device)), 1.0) for n in names]
+
+    def id_loss(self):
+        """The ArcFace identity loss (real mode only; tiny generators are not faces)."""
+        if self.tiny:
+            raise ValueError("The identity loss needs a face generator; tiny mode has none. Set the identity weight "
+                             "to 0.")
+        from .id_loss import load_id_loss
+
+        return self._get("arcface", lambda: load_id_loss(self.arcface_source, self.device))
+
+    def e4e(self) -> tuple[torch.nn.Module, torch.Tensor]:
+        """(e4e encoder, latent_avg [n_latent, 512]); in tiny mode a random encoder matching the tiny generator."""
+        if self.tiny:
+            return self._tiny_inversion()[:2]
+        from .e4e import load_e4e
+
+        return self._get(f"e4e:{self.e4e_source}", lambda: load_e4e(self.e4e_source, self.device))
+
+    def _tiny_inversion(self) -> tuple:
+        """(random e4e, latent_avg, 256 px tiny generator): ``nada.invert.tiny_inversion_models``, built once."""
+        from .invert import tiny_inversion_models
+
+        return self._get("tiny-inversion", lambda: tiny_inversion_models(device=self.device))
+
+    def aligner(self):
+        """dlib's face detector and landmark model (FFHQ alignment); the same in tiny mode (it is small)."""
+        from .align import FaceAligner
+
+        return self._get("aligner", FaceAligner.load)
+
+    def published_style(self, name: str) -> Style:
+        """A ready-made style by name, imported against its source generator; the last few are kept in memory."""
+        with self._guard:
+            if name in self._published:
+                self._published.move_to_end(name)
+                return self._published[name]
+        if name not in self.published():
+            raise ValueError(f"'{name}' is not a ready-made style here ({', '.join(self.published())}).")
+        source = self.published()[name][1]
+        src = self.generator(source)
+        if self.tiny:
+            style = self._get(f"style:{name}", lambda: _tiny_demo_style(src, source))
+        else:
+            style = self._get(f"style:{name}", lambda: import_style_pt(name, src, {"source": source}))
+        with self._guard:
+            self._cache.pop(f"style:{name}", None)  # the LRU below owns it (bounded memory)
+            self._published[name] = style
+            while len(self._published) > self.max_published_styles:
+                self._published.popitem(last=False)
+        return style
+
+    def preload(self, names: list[str] | None = None) -> None:
+        """Load the default generator and CLIP models now (for ZeroGPU Spaces, where models must exist at start)."""
+        self.generator(self.default_source())
+        self.clips(list(names or DEFAULT_CLIPS))
+
+    # ------------------------------------------------------------------------------------- weights status
+    def weights_status(self, names: list[str] | tuple[str, ...]) -> list[WeightsStatus]:
+        """For each registry asset: is it on disk? If not, what will happen and how to provide it (no network)."""
+        out = []
+        for name in names:
+            if self.tiny or name == TINY_NAME:
+                out.append(WeightsStatus(name, True, ""))
+                continue
+            out.append(_asset_status(name))
+        return out
+
+    def missing_message(self, names: list[str] | tuple[str, ...], what: str) -> str:
+        """Markdown saying which weights ``what`` needs that are not cached (empty when all are)."""
+        missing = [s for s in self.weights_status(names) if not s.cached]
+        if not missing:
+            return ""
+        lines = "\n".join(f"- {s.message}" for s in missing)
+        return f"**{what} needs weights that are not on this machine yet:**\n{lines}"
+
+
+def _asset_status(name: str) -> WeightsStatus:
+    """Cache check of one registry asset without touching the network."""
+    if name == "dlib-landmarks":  # face_recognition_models ships the landmark model
+        import importlib.util
+
+        if importlib.util.find_spec("face_recognition_models") is not None:
+            return WeightsStatus(name, True, "")
+    asset = REGISTRY.get(name)
+    if asset is None:
+        return WeightsStatus(name, False, f"'{name}' is not in the weights registry.")
+    repo_id, filename = hub_location(asset)
+    env = "NADA_HUB_" + "".join(c if c.isalnum() else "_" for c in name.upper())
+    if repo_id is None:
+        return WeightsStatus(name, False, f"`{name}` ({filename}): no hub mirror is known; set `{env}=org/repo:file`.")
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir())
+    if isinstance(hit, str) and os.path.isfile(hit):
+        return WeightsStatus(name, True, "")
+    where = f"`{name}` ({repo_id}/{filename})"
+    if offline():
+        return WeightsStatus(name, False, f"{where}: not cached in `{cache_dir()}` and offline mode is on. Run once "
+                                          f"with network access (unset HF_HUB_OFFLINE) or set `{env}=org/repo:file`.")
+    return WeightsStatus(name, False, f"{where}: downloads on first use (needs network access).")
+
+
+def _tiny_demo_style(source: torch.nn.Module, source_name: str) -> Style:
+    """A style for a tiny generator: its synthesis convolutions replaced by those of the seed-1 generator."""
+    from .tiny import tiny_generator
+
+    other = tiny_generator(seed=1, **source.config()).to(next(source.parameters()).device)
+    adapted = copy.deepcopy(source)
+    with torch.no_grad():
+        theirs = other.state_dict()
+        for key, value in adapted.state_dict().items():
+            if key.startswith(("conv1.conv.", "convs.")) and key.endswith(".weight"):
+                value.copy_(theirs[key])
+    return style_from_generators(source, adapted, {"source": source_name, "source_text": "tiny",
+                                                   "target_text": "tiny demo"})
+
+
+__all__ = ["ModelStore", "WeightsStatus", "DEFAULT_CLIPS", "TINY_DEMO_STYLES", "TINY_INVERT", "INVERT_ASSETS"]

@@ -1,0 +1,323 @@
+"""The app's handlers called directly (no server): tiny models, real values checked."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nada import service
+from nada.model_store import TINY_INVERT, ModelStore
+from nada.sessions import SessionStyles, TrainingBusyError, TrainingRuns
+from nada.styles import export_style_pt, load_style, save_style, style_from_generators
+from nada.tiny import tiny_generator
+
+ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def store() -> ModelStore:
+    return ModelStore(tiny=True)
+
+
+@pytest.fixture
+def session():
+    s = SessionStyles()
+    yield s
+    s.cleanup()
+
+
+def pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.int16)
+
+
+def adapt_args(**over):
+    """The Adapt tab's values after (store, runs, session), in wiring order."""
+    values = dict(source="tiny", source_text="Photo", target_text="Sketch", iterations=4, layers_k=0, probe=True,
+                  clip_names=["clip-vit-b32"], lambda_direction=1.0, lambda_global=0.0, lambda_id=0.0, lambda_l2=0.0,
+                  seed=0, lr=0.002, batch_size=2)
+    values.update(over)
+    return values
+
+
+def run_adapt(store, runs, session, **over):
+    """Consume a training stream -> list of output tuples."""
+    return list(service.adapt_stream(store, runs, session, **adapt_args(**over), min_interval_s=0.0))
+
+
+# ------------------------------------------------------------------------------------------------- the store
+def test_store_is_lazy_and_loads_each_model_once(store):
+    fresh = ModelStore(tiny=True)
+    assert fresh.loaded() == []  # nothing at construction
+    g1, g2 = fresh.generator("tiny"), fresh.generator("tiny")
+    assert g1 is g2 and fresh.loaded() == ["generator:tiny"]
+    with pytest.raises(ValueError, match="Unknown source generator 'ffhq'"):
+        fresh.generator("ffhq")  # tiny mode offers tiny generators only
+
+
+def test_store_concurrent_first_use_loads_once():
+    fresh = ModelStore(tiny=True)
+    calls = []
+
+    def slow_loader():
+        calls.append(1)
+        time.sleep(0.2)
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(fresh._get("x", slow_loader))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(r) for r in results}) == 1
+
+
+def test_tiny_demo_styles_fit_their_generators(store):
+    for name, (_, source) in store.published().items():
+        style = store.published_style(name)
+        assert style.source == source
+        keys = set(style.tensors)
+        assert keys and all(k.startswith(("conv1.conv.", "convs.")) for k in keys)
+    assert store.published_choices(TINY_INVERT) == [("Tiny demo style for inversion (random, tiny mode)",
+                                                     "tiny-invert-demo")]
+
+
+# --------------------------------------------------------------------------------------------------- generate
+def test_generate_source_and_styled_change_with_seed_and_truncation(store, session):
+    gallery, files, info = service.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
+    assert [c for _, c in gallery] == ["seed 3 · source (tiny)", "seed 3 · tiny-demo (strength 1)",
+                                       "seed 4 · source (tiny)", "seed 4 · tiny-demo (strength 1)"]
+    src3, sty3, src4, _ = (pixels(im) for im, _ in gallery)
+    assert src3.shape == (256, 256, 3)  # 32 px tiny images enlarged for display
+    assert np.abs(src3 - sty3).mean() > 5  # the style changes the picture
+    assert np.abs(src3 - src4).mean() > 5  # so does the seed
+    again, _, _ = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0)
+    assert np.array_equal(pixels(again[0][0]), src3)  # and the same seed gives the same image
+    trunc, _, _ = service.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0)
+    assert np.abs(pixels(trunc[0][0]) - src3).mean() > 2  # truncation matters
+    with zipfile.ZipFile(files[0]) as zf:
+        assert sorted(zf.namelist()) == ["seed0003-source.png", "seed0003-styled.png", "seed0004-source.png",
+                                         "seed0004-styled.png"]
+        assert Image.open(zf.open("seed0003-source.png")).size == (32, 32)  # downloads keep the real size
+    assert "tiny-demo" in info
+
+
+def test_generate_strength_zero_is_the_source_and_no_style_is_source_only(store, session):
+    gallery, _, _ = service.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
+    assert np.array_equal(pixels(gallery[0][0]), pixels(gallery[1][0]))
+    plain, _, _ = service.generate(store, session, service.NO_STYLE, 7, 0.7, 3, 1.0)
+    assert len(plain) == 3 and np.array_equal(pixels(plain[0][0]), pixels(gallery[0][0]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (("tiny-demo", -1, 0.7, 1, 1.0), "seed must be a whole number"),
+    (("tiny-demo", 1.5, 0.7, 1, 1.0), "seed must be a whole number"),
+    (("tiny-demo", 0, 1.5, 1, 1.0), "Truncation must be from 0 to 1"),
+    (("tiny-demo", 0, 0.7, 0, 1.0), "Number of images must be from 1 to 8"),
+    (("tiny-demo", 0, 0.7, 1, -0.1), "Style strength must be from 0 to 1"),
+    (("nada-pixar", 0, 0.7, 1, 1.0), "Unknown style 'nada-pixar'"),
+    (("session:gone", 0, 0.7, 1, 1.0), "no longer in this session"),
+])
+def test_generate_bad_input_is_a_readable_error(store, session, args, message):
+    with pytest.raises(gr.Error, match=message):
+        service.generate(store, session, *args)
+
+
+# ------------------------------------------------------------------------------------------------------ adapt
+def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, session):
+    runs = TrainingRuns()
+    outs = run_adapt(store, runs, session, iterations=3)
+    previews = [o[0] for o in outs if isinstance(o[0], Image.Image)]
+    assert len(previews) >= 2 and previews[0].size == (4 * 32, 2 * 32)  # source row over adapted row
+    assert not np.array_equal(pixels(previews[0]), pixels(previews[-1]))  # training moves the adapted row
+    last = outs[-1]
+    losses, bars, status, style_file, sess, gen_dd, inv_dd = last[1:]
+    assert sorted(set(losses["term"])) == ["direction", "total"] and losses["step"].max() == 3
+    assert list(bars["row"]) == [f"w{i}" for i in range(8)] and (bars["trains"] == "trained").sum() == 5  # 2/3 of 8
+    assert "finished" in status and "sketch" in status
+    assert sess is session and session.names() == ["sketch"]
+    style = load_style(style_file)
+    assert style.source == "tiny" and style.meta["target_text"] == "Sketch" and style.meta["steps"] == 3
+    assert gen_dd.value == "session:sketch" and ("sketch (this session: Sketch)", "session:sketch") in gen_dd.choices
+    assert all(v != "session:sketch" for _, v in inv_dd.choices)  # a 32 px style does not fit the inversion model
+    assert not runs.busy()
+    gallery, files, _ = service.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
+    assert len(gallery) == 2 and files[1] == style_file  # the style file is offered for download
+    assert np.abs(pixels(gallery[0][0]) - pixels(gallery[1][0])).mean() > 0.5
+
+
+def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
+    runs = TrainingRuns()
+    stream = service.adapt_stream(store, runs, session, **adapt_args(iterations=50, target_text="Zombie", probe=False),
+                                  min_interval_s=0.0)
+    outs = []
+    for out in stream:
+        outs.append(out)
+        if isinstance(out[0], Image.Image):
+            assert runs.stop("local")  # the session that pressed Stop is the one training
+    style = load_style(outs[-1][4])
+    assert 1 <= style.meta["steps"] < 50 and "stopped at step" in outs[-1][3]
+    assert not runs.stop("local")  # nothing left to stop
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"target_text": ""}, "target prompt is empty"),
+    ({"target_text": "photo"}, "are the same"),
+    ({"iterations": 0}, "Iterations must be at least 1"),
+    ({"lambda_direction": 0.0}, "At least one CLIP loss"),
+    ({"source": "ffhq"}, "Choose a source generator"),
+    ({"lr": "fast"}, "must be numbers"),
+])
+def test_adapt_bad_input_is_a_readable_error(store, session, over, message):
+    with pytest.raises(gr.Error, match=message):
+        run_adapt(store, TrainingRuns(), session, **over)
+    assert len(session) == 0
+
+
+def test_adapt_refuses_while_another_run_trains(store, session):
+    runs = TrainingRuns()
+    with runs.slot("someone-else", total=300):
+        with pytest.raises(gr.Error, match="Another training run is using the GPU"):
+            run_adapt(store, runs, session)
+    assert len(run_adapt(store, runs, session, iterations=1)) >= 2  # free again afterwards
+
+
+def test_training_runs_stale_run_loses_the_slot():
+    runs = TrainingRuns(stale_after_s=0.05)
+    with runs.slot("a") as old:
+        time.sleep(0.1)
+        with runs.slot("b") as new:  # a's page was abandoned: b takes over and a is told to stop
+            assert old.stop_event.is_set() and not new.stop_event.is_set()
+        with pytest.raises(TrainingBusyError):
+            with runs.slot("c"):
+                with runs.slot("d"):
+                    pass
+
+
+# ----------------------------------------------------------------------------------------------------- upload
+def test_upload_safetensors_and_pt_styles(store, session, tmp_path):
+    demo = store.published_style("tiny-demo")
+    path = save_style(demo, tmp_path / "My Style!.safetensors")
+    gen_dd, inv_dd, sess = service.upload_style(store, session, str(path))
+    assert sess.names() == ["my-style"] and gen_dd.value == "session:my-style"
+    pt = export_style_pt(store.generator("tiny"), demo, tmp_path / "full.pt")
+    gen_dd, _, _ = service.upload_style(store, session, str(pt))
+    assert gen_dd.value == "session:full" and set(session.styles["full"].tensors) == set(demo.tensors)
+    a, _, _ = service.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0)
+    b, _, _ = service.generate(store, session, "session:full", 1, 0.7, 1, 1.0)
+    assert np.array_equal(pixels(a[1][0]), pixels(b[1][0]))  # the same style either way
+
+
+def test_upload_bad_files_are_readable_errors(store, session, tmp_path):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello")
+    with pytest.raises(gr.Error, match="is not a style file"):
+        service.upload_style(store, session, str(txt))
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"not really")
+    with pytest.raises(gr.Error, match="could not be read as a safetensors file"):
+        service.upload_style(store, session, str(fake))
+    other = tiny_generator(seed=5)  # a style trained on another generator that is also called "tiny"
+    adapted = tiny_generator(seed=6)
+    foreign = save_style(style_from_generators(other, adapted, {"source": "tiny"}), tmp_path / "other.safetensors")
+    with pytest.raises(gr.Error, match="trained on the source generator"):
+        service.upload_style(store, session, str(foreign))
+    with pytest.raises(gr.Error, match="Choose a style file"):
+        service.upload_style(store, session, None)
+    assert len(session) == 0
+
+
+# ----------------------------------------------------------------------------------------------------- invert
+def test_invert_astronaut_gives_aligned_reconstruction_and_styles(store, session):
+    if not ASTRONAUT.is_file():
+        pytest.skip("examples/astronaut.jpg is missing")
+    aligned, recon, gallery = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
+    assert aligned.size == (256, 256) and recon.size == (256, 256)
+    a = pixels(aligned)
+    assert 60 < a.mean() < 200 and a.std() > 20  # a real photo crop, not a blank
+    assert len(gallery) == 1 and gallery[0][1] == "tiny-invert-demo (strength 1)"
+    assert np.abs(pixels(gallery[0][0]) - pixels(recon)).mean() > 2  # the style changes the reconstruction
+    _, recon0, g0 = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.0)
+    assert np.array_equal(pixels(g0[0][0]), pixels(recon0))  # strength 0 = the reconstruction
+
+
+def test_invert_bad_inputs_are_readable_errors(store, session, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 300), (120, 130, 140)).save(blank)
+    with pytest.raises(gr.Error, match="No face was found"):
+        service.invert_photo(store, session, str(blank), [], 1.0)
+    with pytest.raises(gr.Error, match="Upload a photo"):
+        service.invert_photo(store, session, None, [], 1.0)
+    junk = tmp_path / "photo.jpg"
+    junk.write_bytes(b"this is not a jpeg")
+    with pytest.raises(gr.Error, match="not an image"):
+        service.invert_photo(store, session, str(junk), [], 1.0)
+    run_adapt(store, TrainingRuns(), session, iterations=1)  # a 32 px style: not for the inversion generator
+    with pytest.raises(gr.Error, match="inversion works with the 'tiny-invert'"):
+        service.invert_photo(store, session, str(blank), ["session:sketch"], 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+def test_user_errors_explain_oom_and_unexpected_failures():
+    @service.user_errors
+    def oom():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    @service.user_errors
+    def boom():
+        raise KeyError("x")
+        yield
+
+    with pytest.raises(gr.Error, match="ran out of memory.*single CLIP model"):
+        oom()
+    with pytest.raises(gr.Error, match="Something went wrong \\(KeyError"):
+        list(boom())
+
+
+def test_bind_keeps_streaming_and_request_injection():
+    import inspect
+    import typing
+
+    runs = TrainingRuns()
+    stop = service.bind(service.stop_training, runs)
+    hints = typing.get_type_hints(stop)
+    assert list(inspect.signature(stop).parameters) == ["request"] and hints["request"] == gr.Request | None
+    stream = service.bind(service.adapt_stream, ModelStore(tiny=True), runs)
+    assert inspect.isgeneratorfunction(stream)
+    assert list(inspect.signature(stream).parameters)[:2] == ["session", "source"]
+    assert service.on_gpu(stop, 30) is stop  # no `spaces` package here: unchanged
+
+
+def test_session_styles_caps_and_cleanup(store):
+    demo = store.published_style("tiny-demo")
+    s = SessionStyles(max_count=2)
+    paths = [s.add(s.unique_name("Witcher"), demo)[0] for _ in range(2)]
+    assert s.names() == ["witcher", "witcher-2"]
+    _, dropped = s.add(s.unique_name("Witcher"), demo)
+    assert dropped == ["witcher"] and not paths[0].exists() and s.names() == ["witcher-2", "witcher-3"]
+    tiny_cap = SessionStyles(max_mb=1e-4)
+    with pytest.raises(ValueError, match="more than a session may keep"):
+        tiny_cap.add("x", demo)
+    folder = s.directory()
+    s.cleanup()
+    assert not folder.exists() and len(s) == 0
+
+
+def test_offline_real_mode_names_missing_weights(hub_cache, session):
+    real = ModelStore(tiny=False, device="cpu")
+    notice = service.tab_notice(real, "adapt")
+    assert "`ffhq`" in notice and "`clip-vit-b32`" in notice and "offline mode is on" in notice
+    assert "`e4e-ffhq`" in service.tab_notice(real, "invert")
+    assert "TINY MODE" not in service.header_markdown(real) and "TINY MODE" in service.header_markdown(
+        ModelStore(tiny=True))
+    with pytest.raises(gr.Error, match="Weights 'ffhq'.*not cached"):
+        service.generate(real, session, service.NO_STYLE, 0, 0.7, 1, 1.0)
+    assert real.loaded() == []  # the failure is not cached: a later call retries
