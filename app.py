@@ -81,20 +81,22 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     notice = service.tab_notice(store, "generate")
     if notice:
         gr.Markdown(notice)
-    with gr.Row():
+    with gr.Row(equal_height=True):
         ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
-                               scale=2)
-        ui.upload = gr.File(label="Upload a style (.safetensors, or a StyleGAN-NADA .pt)",
-                            file_types=list(service.STYLE_SUFFIXES), scale=1)
+                               info="trained in this session, uploaded, or published", scale=4)
+        ui.upload = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
+                                    file_types=list(service.STYLE_SUFFIXES), scale=1)
     with gr.Row():
         ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0, scale=2)
-        ui.dice = gr.Button("🎲 Random seed", scale=1)
+        ui.dice = gr.Button("Random seed", scale=1)
         ui.truncation = gr.Slider(0, 1, value=0.7, step=0.01, label="Truncation", scale=2)
         ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=4, step=1, label="Images", scale=2)
         ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength (0 = source)", scale=2)
     ui.run = gr.Button("Generate", variant="primary")
-    ui.gallery = gr.Gallery(label="Source (left) and styled (right)", columns=2, object_fit="contain", height="auto",
-                            format="png")
+    with gr.Row(equal_height=True):
+        ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height=640,
+                                       format="png")
+        ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height=640, format="png")
     ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False)
     ui.info = gr.Markdown()
     return ui
@@ -120,7 +122,7 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
     with gr.Row():
         ui.aligned = gr.Image(label="Aligned face", interactive=False, format="png")
         ui.reconstruction = gr.Image(label="Reconstruction (e4e)", interactive=False, format="png")
-    ui.gallery = gr.Gallery(label="In each style", columns=4, object_fit="contain", height="auto", format="png")
+    ui.gallery = gr.Gallery(label="In each style", columns=4, object_fit="contain", height=320, format="png")
     return ui
 
 
@@ -154,7 +156,8 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
                          [ge.style, inv.styles, session], api_name="upload_style")
         ge.run.click(service.on_gpu(service.bind(service.generate, store), service.generate_duration),
                      [session, ge.style, ge.seed, ge.truncation, ge.n_images, ge.strength],
-                     [ge.gallery, ge.files, ge.info], api_name="generate", concurrency_limit=2)
+                     [ge.source_gallery, ge.styled_gallery, ge.files, ge.info], api_name="generate",
+                     concurrency_limit=2)
         inv.run.click(service.on_gpu(service.bind(service.invert_photo, store), service.invert_duration),
                       [session, inv.image, inv.styles, inv.strength],
                       [inv.aligned, inv.reconstruction, inv.gallery], api_name="invert", concurrency_limit=1)

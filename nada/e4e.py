@@ -19,26 +19,13 @@ from torch import nn
 
 from nada import weights
 from nada.irse import body_num_layers, build_body, build_input_layer
+from nada.stylegan2 import EqualLinear  # the e4e map-to-style head uses the same equalised linear layer
 
 INPUT_SIZE = 256
 # Body unit indices whose outputs feed the pyramid (IR-SE50): c1 128ch @64, c2 256ch @32, c3 512ch @16.
 _TAPS_50 = (6, 20, 23)
 _COARSE_END = 3  # rows [0, 3) read c3 (16x16)
 _MIDDLE_END = 7  # rows [3, 7) read p2 (32x32); the rest read p1 (64x64)
-
-
-class EqualLinear(nn.Module):
-    """Linear layer with its weight scaled by 1/sqrt(in_features) at run time (equalised learning rate)."""
-
-    def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        self.scale = 1.0 / math.sqrt(in_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, in] -> [N, out]."""
-        return F.linear(x, self.weight * self.scale, self.bias)
 
 
 class GradualStyleBlock(nn.Module):

@@ -51,7 +51,7 @@ def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """FIR resampling; 2x up-sampling of a symmetric kernel runs as one transposed convolution (no zero-filled
-    temporary), everything else falls back to :func:`upfirdn2d_ref`."""
+    temporary) and a symmetric-padded blur as one padded convolution; everything else uses :func:`upfirdn2d_ref`."""
     k = kernel.shape[-1]
     if up == 2 and down == 1 and pad[0] >= 0 and pad[1] >= 0 and torch.equal(kernel, torch.flip(kernel, [0, 1])):
         # Transposed conv with stride 2 == zero-insertion followed by a full convolution (padding k-1).
@@ -64,4 +64,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         end_total = 2 * x.shape[-1] + pad[0] + pad[1] - k + 1  # ref output length
         if start >= 0 and pad[1] <= k - 2:
             return y[:, :, start:start + end_total, start:start + end_total]
+    if up == 1 and down == 1 and pad[0] == pad[1] >= 0:  # plain blur: the convolution pads by itself
+        c = x.shape[1]
+        wt = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, k, k)  # [C, 1, K, K]
+        return F.conv2d(x, wt, padding=pad[0], groups=c)
     return upfirdn2d_ref(x, kernel, up=up, down=down, pad=pad)

@@ -8,16 +8,12 @@ so one user's mistake never stops the app. Return values are in the order of the
 from __future__ import annotations
 
 import dataclasses
-import functools
-import html
-import inspect
 import io
-import logging
 import os
 import random
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +22,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .align import AlignmentUnavailableError, NoFaceError
+from .app_glue import bind, on_gpu, session_id, user_errors
 from .e4e import INPUT_SIZE as E4E_INPUT
 from .images import ImageInputError, load_image
 from .model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
 from .render import to_pil
 from .sampling import render_seeds
-from .sessions import SessionStyles, TrainingBusyError, TrainingRuns
+from .sessions import SessionStyles, TrainingRuns
 from .styles import (
     Style,
     StyleFileError,
@@ -40,12 +36,11 @@ from .styles import (
     apply_style,
     import_style_pt,
     load_style,
+    style_from_generators,
     verify_source,
 )
 from .train import AdaptConfig, adapt
-from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
-
-log = logging.getLogger(__name__)
+from .weights import REGISTRY, WeightsUnavailableError
 
 NO_STYLE = "none"  # style dropdown value: the source generator alone
 SESSION_PREFIX = "session:"  # style dropdown values of this session's styles
@@ -54,100 +49,14 @@ MAX_IMAGE_MB = 20  # photo uploads
 MAX_STYLE_FILE_MB = 400  # style uploads (a full 1024 px generator .pt is ~130 MB)
 STYLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 DISPLAY_MIN = 256  # small (tiny-mode) images are enlarged to this for display
-OOM_HINT = ("The GPU ran out of memory. Try again with fewer images, a smaller batch size, or a single CLIP model "
-            "(ViT-B/32); if others are using the app, wait a minute and retry.")
-
-
-# ------------------------------------------------------------------------------------------------ plumbing
-def _user_error(exc: BaseException) -> gr.Error:
-    """The ``gr.Error`` a person sees for ``exc``."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return gr.Error(OOM_HINT, title="Out of GPU memory", print_exception=False)
-    titles = [(WeightsUnavailableError, "Weights missing"), (NoFaceError, "No face found"),
-              (ImageInputError, "Unusable image"), (StyleMismatchError, "Style does not fit"),
-              (StyleFileError, "Not a style file"), (CheckpointError, "Unusable file"),
-              (AlignmentUnavailableError, "Face alignment unavailable"), (TrainingBusyError, "Busy"),
-              (ValueError, "Invalid input")]
-    for cls, title in titles:
-        if isinstance(exc, cls):
-            return gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False)
-    log.exception("unexpected error in a handler", exc_info=exc)
-    return gr.Error(f"Something went wrong ({type(exc).__name__}: {html.escape(str(exc)[:300], quote=False)}). "
-                    "The app is still running; please try again.", title="Error")
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Decorator: known failures of ``fn`` (a function or a generator function) become readable ``gr.Error``s."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as exc:
-                raise _user_error(exc) from exc
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise _user_error(exc) from exc
-    return wrapper
-
-
-def bind(fn: Callable, *deps: Any) -> Callable:
-    """``fn`` with its first arguments fixed to ``deps`` (models, run registry), as Gradio needs it: a generator
-    function stays one (streaming), and the remaining parameters and type hints (``gr.Request``) stay visible."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            yield from fn(*deps, *args, **kwargs)
-    else:
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            return fn(*deps, *args, **kwargs)
-    wrapper.__signature__ = inspect.signature(functools.partial(fn, *deps))
-    return wrapper
-
-
-def on_gpu(fn: Callable, duration: Callable[[dict], float] | float = 60) -> Callable:
-    """Wrap a handler with ``spaces.GPU`` on Hugging Face ZeroGPU (a no-op elsewhere, and when ``spaces`` is not
-    installed). ``duration`` (seconds) may be a function of the handler's arguments by name."""
-    try:
-        import spaces
-    except ImportError:
-        return fn
-    if callable(duration):
-        sig = inspect.signature(fn)
-
-        def seconds(*args, **kwargs) -> int:
-            try:
-                bound = sig.bind(*args, **kwargs)
-                bound.apply_defaults()
-                return int(duration(bound.arguments))
-            except Exception:  # a bad value is reported by the handler itself
-                return 60
-        return spaces.GPU(duration=seconds)(fn)
-    return spaces.GPU(duration=int(duration))(fn)
-
-
-def session_id(request: gr.Request | None) -> str:
-    """The browser session behind a request ("local" when called without one, e.g. from tests)."""
-    return str(getattr(request, "session_hash", None) or "local")
 
 
 def _display(img: Image.Image) -> Image.Image:
     """Enlarge small images (tiny mode) with nearest-neighbour so they are visible in the page."""
-    if img.width >= DISPLAY_MIN:
+    side = min(img.size)
+    if side >= DISPLAY_MIN:
         return img
-    k = -(-DISPLAY_MIN // img.width)
+    k = -(-DISPLAY_MIN // side)
     return img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
 
 
@@ -178,13 +87,16 @@ def tab_notice(store: ModelStore, tab: str) -> str:
     """Markdown naming the weights a tab needs that are not on this machine (empty when all are there)."""
     if store.tiny:
         return ""
+    hint = "\n\nTo try the interface without any weights, start the app with `NADA_TINY=1` (tiny random models)."
     if tab == "adapt":
-        return store.missing_message([store.default_source(), *DEFAULT_CLIPS], "Training")
-    if tab == "generate":
-        return store.missing_message([store.default_source()], "Generating")
-    if tab == "invert":
-        return store.missing_message(list(INVERT_ASSETS), "Inversion")
-    raise ValueError(f"unknown tab {tab!r}")
+        notice = store.missing_message([store.default_source(), *DEFAULT_CLIPS], "Training")
+    elif tab == "generate":
+        notice = store.missing_message([store.default_source()], "Generating")
+    elif tab == "invert":
+        notice = store.missing_message(list(INVERT_ASSETS), "Inversion")
+    else:
+        raise ValueError(f"unknown tab {tab!r}")
+    return notice + hint if notice else ""
 
 
 # ------------------------------------------------------------------------------------------------- styles
@@ -258,7 +170,10 @@ def upload_style(store: ModelStore, session: SessionStyles, file: str | None) ->
     else:
         source = store.default_source()
         style = import_style_pt(path, store.generator(source), {"source": source, "imported_from": path.name})
-    name = session.unique_name(Path(path.name).stem.removesuffix(".safetensors"))
+    try:
+        name = session.unique_name(path.stem)
+    except ValueError:  # a file name without a single usable character
+        name = session.unique_name("uploaded-style")
     _, dropped = session.add(name, style)
     if dropped:
         gr.Warning(f"Dropped the oldest styles to make room: {', '.join(dropped)}.")
@@ -295,9 +210,9 @@ def _unit(value: Any, what: str) -> float:
 
 @user_errors
 def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed: Any, truncation: Any,
-             n_images: Any, strength: Any) -> tuple[list[tuple[Image.Image, str]], list[str], str]:
-    """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style.
-    Outputs: (gallery of (image, caption), files to download, info markdown)."""
+             n_images: Any, strength: Any) -> tuple[list, list, list[str], str]:
+    """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style. Outputs: (source
+    gallery, styled gallery (empty without a style), each a list of (image, caption); files to download; info)."""
     seed, truncation, strength = _seed(seed), _unit(truncation, "Truncation"), _unit(strength, "Style strength")
     try:
         n = int(n_images)
@@ -316,11 +231,8 @@ def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed
             styled = apply_style(gen, style, strength, source_name=source)
             sty = to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
             del styled
-    gallery: list[tuple[Image.Image, str]] = []
-    for i, s in enumerate(seeds):
-        gallery.append((_display(src[i]), f"seed {s} · source ({source})"))
-        if sty is not None:
-            gallery.append((_display(sty[i]), f"seed {s} · {label} (strength {strength:g})"))
+    source_gallery = [(_display(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
+    styled_gallery = [(_display(im), f"seed {s} · {label}") for im, s in zip(sty or [], seeds)]
     zpath = session.scratch(f"nada-{label}-seeds{seeds[0]}-{seeds[-1]}.zip")
     with zipfile.ZipFile(zpath, "w") as zf:
         for i, s in enumerate(seeds):
@@ -332,12 +244,14 @@ def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed
     files = [str(zpath)]
     if choice and choice.startswith(SESSION_PREFIX) and label in session.files:
         files.append(str(session.files[label]))
-    info = f"Source generator **{source}**, style **{label}**, truncation {truncation:g}, seeds {seeds[0]}–{seeds[-1]}."
+    info = (f"Source generator **{source}**, style **{label}**"
+            + (f" at strength {strength:g}" if style is not None else "")
+            + f", truncation {truncation:g}, seeds {seeds[0]}–{seeds[-1]}.")
     if style is not None and not (choice or "").startswith(SESSION_PREFIX):
         asset = REGISTRY.get(label)
         if asset is not None and asset.repo_id:
             info += f" Style file: https://huggingface.co/{asset.repo_id}/blob/main/{asset.filename}"
-    return gallery, files, info
+    return source_gallery, styled_gallery, files, info
 
 
 def generate_duration(args: dict) -> float:
@@ -429,10 +343,11 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         raise ValueError(f"Choose a source generator (one of: {', '.join(n for _, n in store.source_choices())}).")
     if not store.tiny and not clip_names:
         raise ValueError("Choose at least one CLIP model in Advanced settings.")
+    config = adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
+                          batch_size, source_text, target_text, store.generator_rows(source))  # before any loading
     yield skip(), skip(), skip(), "Loading the models...", skip(), skip(), skip(), skip()
     gen = store.generator(source)
-    config = adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
-                          batch_size, source_text, target_text, gen.n_latent)
+    config.validate(gen.n_latent)  # a local override may have another size than the registry says
     id_loss = None
     if config.lambda_id > 0:
         if not store.faces(source):
@@ -467,7 +382,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                 stopping = " · stopping after this step" if run.stop_event.is_set() and not rec.done else ""
                 status = (f"Step **{rec.step}/{rec.total}** · {_fmt_s(rec.elapsed_s)} elapsed · about "
                           f"{_fmt_s(rec.eta_s)} left · loss {rec.losses.get('total', float('nan')):.4f}{stopping}")
-                yield (rec.preview if rec.preview is not None else skip(), pd.DataFrame(rows), bars, status,
+                yield (_display(rec.preview) if rec.preview is not None else skip(), pd.DataFrame(rows), bars, status,
                        skip(), skip(), skip(), skip())
         finally:
             it.close()
@@ -475,12 +390,10 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         yield skip(), skip(), skip(), "Stopped before the first step finished; nothing to save.", skip(), skip(), \
             skip(), skip()
         return
-    from .styles import style_from_generators
-
     meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text,
             "config": dataclasses.replace(config, stop_event=None).to_dict(), "layers": last.layers, "steps": last.step}
     style = style_from_generators(gen, last.generator, meta)
-    del last.generator
+    last.generator = None  # the trained copy: freed now that its differences are in the style
     name = session.unique_name(config.target_text)
     path, dropped = session.add(name, style)
     if dropped:
@@ -512,7 +425,9 @@ def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
     return gr.skip()
 
 
-__all__ = ["NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "user_errors", "bind", "on_gpu", "session_id",
-           "header_markdown", "tab_notice", "style_choices", "default_style", "invert_choices", "resolve_style", "upload_style", "random_seed",
-           "generate", "generate_duration", "invert_photo", "invert_duration", "adapt_config", "adapt_stream",
-           "adapt_duration", "stop_training"]
+__all__ = [  # bind, on_gpu, session_id and user_errors come from nada.app_glue, re-exported for app.py
+    "NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "STYLE_SUFFIXES",
+    "user_errors", "bind", "on_gpu", "session_id", "header_markdown", "tab_notice", "style_choices", "default_style",
+    "invert_choices", "resolve_style", "upload_style", "random_seed", "generate", "generate_duration", "invert_photo",
+    "invert_duration", "adapt_config", "adapt_stream", "adapt_duration", "stop_training",
+]

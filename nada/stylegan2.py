@@ -93,13 +93,12 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.scale = 1.0 / math.sqrt(in_ch * kernel_size * kernel_size)
         self.demodulate = demodulate
-        self.impl = "auto"  # "grouped" (reference), "batched" (activation modulation), "auto" = batched when N > 1
+        self.impl = "batched"  # "batched" (activation modulation, default) or "grouped" (the reference formulation)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``x`` [N, in, H, W], ``w`` [N, style_dim] -> [N, out, H', W']."""
         s = self.modulation(w)  # [N, in]
-        impl = self.impl if self.impl != "auto" else ("batched" if x.shape[0] > 1 else "grouped")
-        return self._batched(x, s) if impl == "batched" else self._grouped(x, s)
+        return self._grouped(x, s) if self.impl == "grouped" else self._batched(x, s)
 
     def _grouped(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Reference: one modulated (and demodulated) kernel per sample, run as a grouped convolution."""
@@ -232,19 +231,21 @@ class Generator(nn.Module):
             in_ch = out_ch
         # W mean stored by converted checkpoints ("latent_avg"); not part of the g_ema state dict.
         self.register_buffer("latent_avg", None, persistent=False)
-        self.channels_last = False  # run synthesis in channels-last memory format (faster convolutions on CPU)
+        self.channels_last = True  # synthesis in channels-last memory format (faster convolutions; batched impl)
         self.noises = nn.Module()  # registered last: the checkpoints list the noise buffers at the end
         for i in range(self.num_layers):
             r = 2 ** ((i + 5) // 2)
             self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
 
     def set_conv_impl(self, impl: str) -> Generator:
-        """Choose how modulated convolutions run: "grouped" (reference), "batched" or "auto" (batched for N > 1)."""
-        if impl not in ("auto", "grouped", "batched"):
-            raise ValueError(f"conv impl must be auto, grouped or batched, got {impl!r}.")
+        """Choose how modulated convolutions run: "batched" (default: activations scaled by the style, one shared
+        kernel, channels-last) or "grouped" (the reference: per-sample kernels as a grouped convolution)."""
+        if impl not in ("grouped", "batched"):
+            raise ValueError(f"conv impl must be 'batched' or 'grouped', got {impl!r}.")
         for m in self.modules():
             if isinstance(m, ModulatedConv2d):
                 m.impl = impl
+        self.channels_last = impl == "batched"
         return self
 
     # ----------------------------------------------------------------------------------------------- latents

@@ -92,16 +92,16 @@ def test_tiny_demo_styles_fit_their_generators(store):
 
 # --------------------------------------------------------------------------------------------------- generate
 def test_generate_source_and_styled_change_with_seed_and_truncation(store, session):
-    gallery, files, info = service.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
-    assert [c for _, c in gallery] == ["seed 3 · source (tiny)", "seed 3 · tiny-demo (strength 1)",
-                                       "seed 4 · source (tiny)", "seed 4 · tiny-demo (strength 1)"]
-    src3, sty3, src4, _ = (pixels(im) for im, _ in gallery)
+    source, styled, files, info = service.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
+    assert [c for _, c in source] == ["seed 3 · source (tiny)", "seed 4 · source (tiny)"]
+    assert [c for _, c in styled] == ["seed 3 · tiny-demo", "seed 4 · tiny-demo"]
+    (src3, src4), (sty3, _) = [pixels(im) for im, _ in source], [pixels(im) for im, _ in styled]
     assert src3.shape == (256, 256, 3)  # 32 px tiny images enlarged for display
     assert np.abs(src3 - sty3).mean() > 5  # the style changes the picture
     assert np.abs(src3 - src4).mean() > 5  # so does the seed
-    again, _, _ = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0)
+    again, _, _, _ = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0)
     assert np.array_equal(pixels(again[0][0]), src3)  # and the same seed gives the same image
-    trunc, _, _ = service.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0)
+    trunc, _, _, _ = service.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0)
     assert np.abs(pixels(trunc[0][0]) - src3).mean() > 2  # truncation matters
     with zipfile.ZipFile(files[0]) as zf:
         assert sorted(zf.namelist()) == ["seed0003-source.png", "seed0003-styled.png", "seed0004-source.png",
@@ -111,10 +111,12 @@ def test_generate_source_and_styled_change_with_seed_and_truncation(store, sessi
 
 
 def test_generate_strength_zero_is_the_source_and_no_style_is_source_only(store, session):
-    gallery, _, _ = service.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
-    assert np.array_equal(pixels(gallery[0][0]), pixels(gallery[1][0]))
-    plain, _, _ = service.generate(store, session, service.NO_STYLE, 7, 0.7, 3, 1.0)
-    assert len(plain) == 3 and np.array_equal(pixels(plain[0][0]), pixels(gallery[0][0]))
+    source, styled, _, _ = service.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
+    assert np.array_equal(pixels(source[0][0]), pixels(styled[0][0]))
+    plain, none, files, _ = service.generate(store, session, service.NO_STYLE, 7, 0.7, 3, 1.0)
+    assert len(plain) == 3 and none == [] and np.array_equal(pixels(plain[0][0]), pixels(source[0][0]))
+    with zipfile.ZipFile(files[0]) as zf:
+        assert len(zf.namelist()) == 3
 
 
 @pytest.mark.parametrize("args, message", [
@@ -136,7 +138,7 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     runs = TrainingRuns()
     outs = run_adapt(store, runs, session, iterations=3)
     previews = [o[0] for o in outs if isinstance(o[0], Image.Image)]
-    assert len(previews) >= 2 and previews[0].size == (4 * 32, 2 * 32)  # source row over adapted row
+    assert len(previews) >= 2 and previews[0].size == (4 * 128, 2 * 128)  # source row over adapted row, enlarged
     assert not np.array_equal(pixels(previews[0]), pixels(previews[-1]))  # training moves the adapted row
     last = outs[-1]
     losses, bars, status, style_file, sess, gen_dd, inv_dd = last[1:]
@@ -149,9 +151,9 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     assert gen_dd.value == "session:sketch" and ("sketch (this session: Sketch)", "session:sketch") in gen_dd.choices
     assert all(v != "session:sketch" for _, v in inv_dd.choices)  # a 32 px style does not fit the inversion model
     assert not runs.busy()
-    gallery, files, _ = service.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
-    assert len(gallery) == 2 and files[1] == style_file  # the style file is offered for download
-    assert np.abs(pixels(gallery[0][0]) - pixels(gallery[1][0])).mean() > 0.5
+    source, styled, files, _ = service.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
+    assert len(styled) == 1 and files[1] == style_file  # the style file is offered for download
+    assert np.abs(pixels(source[0][0]) - pixels(styled[0][0])).mean() > 0.5
 
 
 def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
@@ -211,9 +213,9 @@ def test_upload_safetensors_and_pt_styles(store, session, tmp_path):
     pt = export_style_pt(store.generator("tiny"), demo, tmp_path / "full.pt")
     gen_dd, _, _ = service.upload_style(store, session, str(pt))
     assert gen_dd.value == "session:full" and set(session.styles["full"].tensors) == set(demo.tensors)
-    a, _, _ = service.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0)
-    b, _, _ = service.generate(store, session, "session:full", 1, 0.7, 1, 1.0)
-    assert np.array_equal(pixels(a[1][0]), pixels(b[1][0]))  # the same style either way
+    _, a, _, _ = service.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0)
+    _, b, _, _ = service.generate(store, session, "session:full", 1, 0.7, 1, 1.0)
+    assert np.array_equal(pixels(a[0][0]), pixels(b[0][0]))  # the same style either way
 
 
 def test_upload_bad_files_are_readable_errors(store, session, tmp_path):

@@ -1,0 +1,188 @@
+"""The launched app (tiny mode, in-process) driven through gradio_client, as a remote user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own pandas calls
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def import_app():
+    """``app.py`` from the project root (it is not part of the ``nada`` package)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import app
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def served():
+    """(demo, url) of the tiny-mode app on a free port; closed after the module."""
+    app = import_app()
+    demo = app.build_demo(tiny=True)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                **app.launch_kwargs())
+    yield demo, demo.local_url
+    demo.close()
+    cleanup_sessions(demo)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    c = Client(served[1], verbose=False)
+    yield c
+    c.close()
+
+
+def cleanup_sessions(demo) -> None:
+    """Delete the temp folders of the sessions the tests opened (the server would after the session TTL)."""
+    from nada.sessions import SessionStyles
+
+    for state in getattr(getattr(demo, "state_holder", None), "session_data", {}).values():
+        for value in list(getattr(state, "state_data", {}).values()):
+            if isinstance(value, SessionStyles):
+                value.cleanup()
+
+
+def image(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+ADAPT_ARGS = ["tiny", "Photo", "Sketch", 4, 0, True, ["clip-vit-b32"], 1.0, 0.0, 0.0, 0.0, 0, 0.002, 2]
+
+
+def test_import_has_no_side_effects():
+    app = import_app()
+    assert callable(app.build_demo) and callable(app.main)
+    demo = app.build_demo(tiny=True)  # building loads no model either
+    assert demo.title.startswith("nada")
+
+
+def test_page_has_the_three_tabs_and_the_tiny_label(served):
+    import requests
+
+    cfg = requests.get(served[1].rstrip("/") + "/config", timeout=10).json()
+    tabs = [c["props"]["label"] for c in cfg["components"] if c.get("type") == "tabitem"]
+    assert tabs == ["Adapt", "Generate", "Invert"]
+    texts = " ".join(str(c["props"].get("value")) for c in cfg["components"] if c.get("type") == "markdown")
+    assert "TINY MODE" in texts
+
+
+def test_generate_changes_with_seed_and_truncation(client):
+    base, styled, files, info = client.predict("tiny-demo", 3, 0.7, 1, 1.0, api_name="/generate")
+    assert [g["caption"] for g in base + styled] == ["seed 3 · source (tiny)", "seed 3 · tiny-demo"]
+    src, styled = image(base[0]["image"]), image(styled[0]["image"])
+    assert src.shape == (256, 256, 3) and np.abs(src - styled).mean() > 5
+    other_seed = client.predict("tiny-demo", 4, 0.7, 1, 1.0, api_name="/generate")[0]
+    other_trunc = client.predict("tiny-demo", 3, 0.2, 1, 1.0, api_name="/generate")[0]
+    assert np.abs(image(other_seed[0]["image"]) - src).mean() > 5
+    assert np.abs(image(other_trunc[0]["image"]) - src).mean() > 2
+    same = client.predict("tiny-demo", 3, 0.7, 1, 1.0, api_name="/generate")[0]
+    assert np.array_equal(image(same[0]["image"]), src)
+    assert files[0].endswith(".zip") and "seeds 3–3" in info
+
+
+def test_adapt_streams_previews_and_its_style_feeds_generate(client):
+    job = client.submit(*ADAPT_ARGS, api_name="/adapt")
+    outputs = list(job)
+    assert job.status().success
+    previews = [o[0] for o in outputs if isinstance(o[0], str)]
+    assert len(previews) >= 2
+    grids = [image(p) for p in previews]
+    assert grids[0].shape == (256, 512, 3) and not np.array_equal(grids[0], grids[-1])
+    final = outputs[-1]
+    assert "Training finished" in final[3] and final[4].endswith("sketch.safetensors")
+    assert final[5]["value"] == "session:sketch"  # the Generate dropdown now offers and selects it
+    _, styled, files, _ = client.predict("session:sketch", 0, 0.7, 2, 1.0, api_name="/generate")
+    assert len(styled) == 2 and styled[1]["caption"] == "seed 1 · sketch"
+    assert any(f.endswith("sketch.safetensors") for f in files)
+    stranger = Client(client.src, verbose=False)  # another browser session does not see this style
+    with pytest.raises(AppError, match="not in the list of choices"):
+        stranger.predict("session:sketch", 0, 0.7, 1, 1.0, api_name="/generate")
+    stranger.close()
+
+
+def test_invert_astronaut(client):
+    if not ASTRONAUT.is_file():
+        pytest.skip("examples/astronaut.jpg is missing")
+    aligned, recon, gallery = client.predict(handle_file(str(ASTRONAUT)), ["tiny-invert-demo"], 1.0,
+                                             api_name="/invert")
+    a, r = image(aligned), image(recon)
+    assert a.shape == r.shape == (256, 256, 3) and a.std() > 20
+    assert len(gallery) == 1 and gallery[0]["caption"] == "tiny-invert-demo (strength 1)"
+    assert np.abs(image(gallery[0]["image"]) - r).mean() > 2
+
+
+def test_bad_inputs_come_back_as_messages(client, tmp_path):
+    bad_prompt = [*ADAPT_ARGS]
+    bad_prompt[2] = "  "
+    with pytest.raises(AppError, match="target prompt is empty"):
+        client.predict(*bad_prompt, api_name="/adapt")
+    with pytest.raises(AppError, match="Upload a photo with a face"):
+        client.predict(None, [], 1.0, api_name="/invert")
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (200, 190, 180)).save(blank)
+    with pytest.raises(AppError, match="No face was found"):
+        client.predict(handle_file(str(blank)), [], 1.0, api_name="/invert")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a style")
+    with pytest.raises(AppError, match="Invalid file type"):
+        client.predict(handle_file(str(notes)), api_name="/upload_style")
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"garbage")
+    with pytest.raises(AppError, match="could not be read as a safetensors file"):
+        client.predict(handle_file(str(fake)), api_name="/upload_style")
+    with pytest.raises(AppError, match="less than minimum value 0"):
+        client.predict("tiny-demo", -1, 0.7, 1, 1.0, api_name="/generate")
+    assert client.predict("tiny-demo", 1, 0.7, 1, 1.0, api_name="/generate")[0]  # and the app still serves
+
+
+def test_stop_keeps_the_style_and_a_shared_file_works_elsewhere(served, client):
+    args = [*ADAPT_ARGS]
+    args[2], args[3], args[5] = "Zombie", 100, False  # long run, no probing
+    job = client.submit(*args, api_name="/adapt")
+    deadline = time.monotonic() + 60
+    while not any(isinstance(o[0], str) for o in job.outputs()):  # wait for the first preview (step 10)
+        assert time.monotonic() < deadline and not job.done(), "training produced no preview"
+        time.sleep(0.1)
+    assert "Stopping after the current step" in client.predict(api_name="/stop")  # same session as the run
+    final = job.result(timeout=60)
+    assert "stopped at step" in final[3] and final[4].endswith("zombie.safetensors")
+    friend = Client(served[1], verbose=False)  # someone the file was shared with
+    gen_dd, inv_dd = friend.predict(handle_file(final[4]), api_name="/upload_style")
+    assert gen_dd["value"] == "session:zombie"
+    _, styled, _, _ = friend.predict("session:zombie", 5, 0.7, 1, 1.0, api_name="/generate")
+    assert styled[0]["caption"] == "seed 5 · zombie"
+    assert friend.predict(api_name="/stop") is not None  # nothing to stop there: harmless
+    friend.close()
+
+
+def test_offline_real_mode_page_says_which_weights_are_missing(hub_cache):
+    import gradio as gr
+
+    demo = import_app().build_demo(tiny=False)  # no cached weights, HF_HUB_OFFLINE=1: the page still builds
+    texts = " ".join(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.value)
+    assert texts.count("needs weights that are not on this machine yet") == 3  # one notice per tab
+    assert "`ffhq`" in texts and "`e4e-ffhq`" in texts and "offline mode is on" in texts and "TINY MODE" not in texts
