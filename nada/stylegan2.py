@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .ops import SQRT2, fir_kernel, fused_leaky_relu, upfirdn2d
 
@@ -231,6 +232,7 @@ class Generator(nn.Module):
             in_ch = out_ch
         # W mean stored by converted checkpoints ("latent_avg"); not part of the g_ema state dict.
         self.register_buffer("latent_avg", None, persistent=False)
+        self.grad_checkpointing = False  # trade compute for memory when training at 1024 on small GPUs
         self.channels_last = True  # synthesis in channels-last memory format (faster convolutions; batched impl)
         self.noises = nn.Module()  # registered last: the checkpoints list the noise buffers at the end
         for i in range(self.num_layers):
@@ -314,10 +316,14 @@ class Generator(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.conv1(x, latent[:, 0], noise[0])
         skip = self.to_rgb1(x, latent[:, 1])  # [N, 3, 4, 4]
+        use_ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         for j, to_rgb in enumerate(self.to_rgbs):
             i = 2 * j + 1
-            x = self.convs[2 * j](x, latent[:, i], noise[i])
-            x = self.convs[2 * j + 1](x, latent[:, i + 1], noise[i + 1])
+            for conv, row in ((self.convs[2 * j], i), (self.convs[2 * j + 1], i + 1)):
+                if use_ckpt:  # recompute activations in backward instead of storing them (same values)
+                    x = checkpoint(conv, x, latent[:, row], noise[row], use_reentrant=False)
+                else:
+                    x = conv(x, latent[:, row], noise[row])
             skip = to_rgb(x, latent[:, i + 2], skip)
         return skip
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import nullcontext
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,9 @@ class AdaptConfig:
     preview_seeds: tuple[int, ...] = (0, 1, 2, 3)  # fixed seeds shown in previews
     seed: int = 0  # makes a run reproducible (latents and noise)
     train_to_rgb: bool = False  # let probed rows also train their ToRGB layers
+    bf16: bool | None = None  # bf16 autocast for generator and CLIP forwards (float32 weights and losses);
+    #                           None = on for CUDA, off on the CPU
+    grad_checkpointing: bool = False  # recompute generator activations in backward (less memory, ~30% slower)
     profile: bool = False  # time each phase of a step (synchronises the GPU; for benchmarks)
     stop_event: threading.Event | None = field(default=None, repr=False, compare=False)  # set() to stop early
 
@@ -97,8 +101,7 @@ class AdaptConfig:
 
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable settings (for style metadata)."""
-        d = asdict(self)
-        d.pop("stop_event", None)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stop_event"}  # an Event can't be copied
         d["preview_seeds"] = list(self.preview_seeds)
         return d
 
@@ -188,10 +191,12 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
     if config.lambda_id > 0 and id_loss is None:
         raise ValueError("The identity loss (lambda_id > 0) needs the ArcFace weights; they are not loaded. "
                          "Set lambda_id to 0 or provide the weights.")
-    guide = ClipGuide(clip_models, config.source_text, config.target_text)
     device = generator.input.input.device
+    amp = config.bf16 if config.bf16 is not None else device.type == "cuda"
+    guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=amp)
     frozen = copy.deepcopy(generator).eval().requires_grad_(False)
     trained = copy.deepcopy(generator).train()
+    trained.grad_checkpointing = config.grad_checkpointing
     rng = torch.Generator(device=device).manual_seed(config.seed)
     opt = torch.optim.Adam(trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
     preview = PreviewRenderer(frozen, config.preview_seeds, config.truncation)
@@ -215,9 +220,10 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                 zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
                 with torch.no_grad():
                     wp = frozen.mapping(zp)  # [Bp, 512]
-                probe = probe_layers(trained, wp, guide, k, config.probe_iters,
-                                     noise=draw_noise(frozen, zp.shape[0], rng),
-                                     micro_batch=config.probe_micro_batch, train_to_rgb=config.train_to_rgb)
+                with autocast(device, amp):
+                    probe = probe_layers(trained, wp, guide, k, config.probe_iters,
+                                         noise=draw_noise(frozen, zp.shape[0], rng),
+                                         micro_batch=config.probe_micro_batch, train_to_rgb=config.train_to_rgb)
                 layers = probe.layers
                 set_trainable(trained, layers)
                 timer.mark("probe")
@@ -226,10 +232,12 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
             noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
             with torch.no_grad():
                 w = frozen.mapping(z)  # [B, 512], untruncated
-                img_frozen = frozen.synthesis(w, noise=noise)  # [B, 3, H, W]
+                with autocast(device, amp):
+                    img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
                 feats_frozen = guide.image_features(img_frozen)
             timer.mark("frozen")
-            img_train = trained.synthesis(w, noise=noise)
+            with autocast(device, amp):
+                img_train = trained.synthesis(w, noise=noise).float()
             timer.mark("forward")
             losses = step_losses(guide, config, img_train, img_frozen, feats_frozen, id_loss)
             timer.mark("clip")
@@ -262,6 +270,11 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                        done=True, error=str(exc))
     finally:
         _finish(trained)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when enabled, else a no-op context."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if enabled and device.type == "cuda" else nullcontext()
 
 
 def draw_noise(generator: Generator, batch: int, rng: torch.Generator) -> list[torch.Tensor]:

@@ -155,3 +155,29 @@ def test_two_clip_models_with_weights(tiny_generator):
     a, b = make_tiny_clip(1), make_tiny_clip(2, image_resolution=16)
     rec = list(adapt(tiny_generator, [(a, 1.0), (b, 0.5)], _config(iterations=1)))[-1]
     assert rec.losses["direction"] > 0
+
+
+def test_gradient_checkpointing_gives_the_same_training(tiny_generator, tiny_clip):
+    a = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0)))[-1]
+    b = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0, grad_checkpointing=True)))[-1]
+    assert a.losses == pytest.approx(b.losses, rel=1e-5)
+    for k, v in a.generator.state_dict().items():
+        assert torch.allclose(v, b.generator.state_dict()[k], atol=1e-6), k
+
+
+def test_probe_every_k_steps_keeps_layers_in_between(tiny_generator, tiny_clip):
+    records = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=4, probe_every=2, layers_k=2)))
+    assert [r.scores is not None for r in records] == [True, False, True, False]
+    assert records[1].layers == records[0].layers and records[3].layers == records[2].layers
+
+
+def test_profile_reports_phase_timings(tiny_generator, tiny_clip):
+    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, profile=True)))[-1]
+    assert set(rec.timings) == {"probe", "frozen", "forward", "clip", "backward", "optimizer"}
+    assert all(v >= 0 for v in rec.timings.values())
+
+
+def test_config_to_dict_with_a_stop_event():
+    cfg = _config(stop_event=threading.Event())
+    d = cfg.to_dict()
+    assert "stop_event" not in d and d["target_text"] == "sketch" and d["preview_seeds"] == [0, 1]
