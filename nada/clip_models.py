@@ -42,7 +42,7 @@ _WRAPPERS = ("state_dict", "model", "module")
 
 
 def import_clip():
-    """The ``clip`` package, imported quietly (it imports the deprecated ``pkg_resources``); never at ``import nada``."""
+    """The ``clip`` package, imported quietly (it imports the deprecated ``pkg_resources``); not at ``import nada``."""
     import warnings
 
     with warnings.catch_warnings():

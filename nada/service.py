@@ -7,7 +7,6 @@ so one user's mistake never stops the app. Return values are in the order of the
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import random
@@ -391,7 +390,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
             skip(), skip()
         return
     meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text,
-            "config": dataclasses.replace(config, stop_event=None).to_dict(), "layers": last.layers, "steps": last.step}
+            "config": config.to_dict(), "layers": last.layers, "steps": last.step}
     style = style_from_generators(gen, last.generator, meta)
     last.generator = None  # the trained copy: freed now that its differences are in the style
     name = session.unique_name(config.target_text)

@@ -285,7 +285,7 @@ class Generator(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ noise
     def make_noise(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """Fresh per-sample noise maps for every layer: list of [N, 1, r, r] (from ``generator`` if given, on the CPU)."""
+        """Fresh per-sample noise maps for every layer: list of [N, 1, r, r] (drawn from ``generator`` if given)."""
         ref = self.input.input
         if generator is None:
             return [torch.randn(batch, 1, *b.shape[-2:], device=ref.device, dtype=ref.dtype)

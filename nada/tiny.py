@@ -22,7 +22,8 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
             elif name.endswith("modulation.bias"):
                 p.fill_(1.0)
             elif not name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=gen) * (100.0 if name.startswith("style.") else 1.0))  # N / lr_mul
+                lr_mul = 0.01 if name.startswith("style.") else 1.0  # mapping weights are stored as N / lr_mul
+                p.copy_(torch.randn(p.shape, generator=gen) / lr_mul)
         for b in g.noise_buffers():
             b.copy_(torch.randn(b.shape, generator=gen))
     return g.eval()

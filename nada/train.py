@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import nullcontext
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 
 import torch

@@ -40,11 +40,13 @@ _SG2 = "StyleGAN2 config-f (NVIDIA Source Code License-NC), converted to the ros
 _NADA = "StyleGAN-NADA published model (rinongal/StyleGAN-nada, MIT); trained from the FFHQ generator."
 
 _ASSETS = [
-    Asset("ffhq", "generator", "akhaliq/jojogan-stylegan2-ffhq-config-f", "stylegan2-ffhq-config-f.pt", 1024, 2, faces=True,
-          note=_SG2 + " FFHQ faces (CC BY-NC-SA 4.0 data).", description="Faces (FFHQ, 1024)"),
+    Asset("ffhq", "generator", "akhaliq/jojogan-stylegan2-ffhq-config-f", "stylegan2-ffhq-config-f.pt", 1024, 2,
+          faces=True, note=_SG2 + " FFHQ faces (CC BY-NC-SA 4.0 data).", description="Faces (FFHQ, 1024)"),
     # The other NADA source models have no hub mirror we could verify; set NADA_HUB_<NAME>=org/repo:file or pass a path.
-    Asset("afhq-cat", "generator", None, "afhqcat.pt", 512, 2, note=_SG2 + " AFHQ cats.", description="Cats (AFHQ, 512)"),
-    Asset("afhq-dog", "generator", None, "afhqdog.pt", 512, 2, note=_SG2 + " AFHQ dogs.", description="Dogs (AFHQ, 512)"),
+    Asset("afhq-cat", "generator", None, "afhqcat.pt", 512, 2, note=_SG2 + " AFHQ cats.",
+          description="Cats (AFHQ, 512)"),
+    Asset("afhq-dog", "generator", None, "afhqdog.pt", 512, 2, note=_SG2 + " AFHQ dogs.",
+          description="Dogs (AFHQ, 512)"),
     Asset("car", "generator", None, "stylegan2-car-config-f.pt", 512, 2, note=_SG2 + " LSUN cars.",
           description="Cars (LSUN, 512)"),
     Asset("church", "generator", None, "stylegan2-church-config-f.pt", 256, 2, note=_SG2 + " LSUN churches.",
@@ -93,7 +95,8 @@ def cache_dir() -> Path:
 
 def offline() -> bool:
     """True when the hub must not be contacted (``HF_HUB_OFFLINE`` or ``NADA_OFFLINE``)."""
-    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in ("HF_HUB_OFFLINE", "NADA_OFFLINE"))
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "NADA_OFFLINE"))
 
 
 def hub_location(asset: Asset) -> tuple[str | None, str]:
@@ -176,7 +179,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        # argparse.Namespace is a plain attribute bag: training checkpoints (rosinality, e4e) store their options in one.
+        # argparse.Namespace is a plain attribute bag: rosinality and e4e training checkpoints keep their options in one
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global: pickled code or custom classes
