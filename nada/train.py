@@ -49,7 +49,7 @@ class AdaptConfig:
     probe_iters: int = 1  # SGD steps of the layer probe; 0 = no probing
     probe_batch: int = 8  # latents in the probe
     probe_every: int = 1  # probe every k steps and keep the layers in between (1 = every step, as in the paper)
-    probe_micro_batch: int | None = None  # split the probe batch to bound memory (same result)
+    probe_micro_batch: int | None = None  # probe latents per pass (same result, bounded memory); None = 2048 // size
     lambda_direction: float = 1.0  # directional CLIP loss weight
     lambda_global: float = 0.0  # global CLIP loss weight
     lambda_id: float = 0.0  # identity (ArcFace) loss weight; faces only
@@ -220,10 +220,10 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                 zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
                 with torch.no_grad():
                     wp = frozen.mapping(zp)  # [Bp, 512]
+                micro = config.probe_micro_batch or max(1, 2048 // generator.size)
                 with autocast(device, amp):
-                    probe = probe_layers(trained, wp, guide, k, config.probe_iters,
-                                         noise=draw_noise(frozen, zp.shape[0], rng),
-                                         micro_batch=config.probe_micro_batch, train_to_rgb=config.train_to_rgb)
+                    probe = probe_layers(trained, wp, guide, k, config.probe_iters, micro_batch=micro,
+                                         noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb)
                 layers = probe.layers
                 set_trainable(trained, layers)
                 timer.mark("probe")
