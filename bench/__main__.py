@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from nada.runtime import tune_allocator
+
 from .common import peak_mib, summary, time_call
 from .registry import all_cases
 
@@ -21,6 +23,8 @@ def run_one(name: str, device_name: str, repeat: int, threads: int | None) -> di
     """Run one case in this process and return its figures."""
     if threads:
         torch.set_num_threads(threads)
+    if not os.environ.get("NADA_NO_MALLOC_TUNING"):  # set it to measure the untuned allocator
+        tune_allocator()
     device = torch.device(device_name)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

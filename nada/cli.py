@@ -127,10 +127,12 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, turn known failures into a one-line message and a non-zero exit code."""
+    from .runtime import tune_allocator
     from .weights import CheckpointError, WeightsUnavailableError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()
     try:
         return args.run(args)
     except KeyboardInterrupt:

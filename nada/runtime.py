@@ -1,0 +1,30 @@
+"""Process-level tuning, applied by the entry points (CLI, app, benchmarks), never at import.
+
+glibc's malloc serves every allocation above 32 MiB with a fresh ``mmap`` and returns it with ``munmap`` when it is
+freed. A StyleGAN2 forward at 1024 px allocates many such tensors, so the kernel zero-fills fresh pages each time:
+measured here, half of a 1024 px forward pass was system time. Keeping freed memory in the heap instead halves the
+wall time of a forward pass; peak memory is unchanged (the memory is reused, not returned to the system).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
+
+
+def tune_allocator() -> bool:
+    """Ask glibc malloc to reuse large blocks instead of mapping and unmapping them; False where not glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or an unusual libc: leave the allocator alone
+        return False
+    ok = mallopt(_M_MMAP_THRESHOLD, 2**31 - 1) == 1  # never mmap: serve large tensors from the heap
+    ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # keep freed memory for the next step
+    ok &= mallopt(_M_TOP_PAD, 256 << 20) == 1  # grow the heap in 256 MiB steps
+    return bool(ok)
