@@ -23,8 +23,7 @@ def run_one(name: str, device_name: str, repeat: int, threads: int | None) -> di
     """Run one case in this process and return its figures."""
     if threads:
         torch.set_num_threads(threads)
-    if not os.environ.get("NADA_NO_MALLOC_TUNING"):  # set it to measure the untuned allocator
-        tune_allocator()
+    tune_allocator()  # as the CLI and the app do; NADA_NO_MALLOC_TUNING=1 measures the untuned allocator
     device = torch.device(device_name)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

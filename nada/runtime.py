@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
 
 
 def tune_allocator() -> bool:
-    """Ask glibc malloc to reuse large blocks instead of mapping and unmapping them; False where not glibc."""
-    if not sys.platform.startswith("linux"):
+    """Ask glibc malloc to reuse large blocks instead of mapping and unmapping them; False where not glibc or
+    when ``NADA_NO_MALLOC_TUNING=1`` (the cost: the heap keeps its peak size, up to ~1.5x the untuned peak RSS)."""
+    if not sys.platform.startswith("linux") or os.environ.get("NADA_NO_MALLOC_TUNING", "") not in ("", "0"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -191,7 +191,16 @@ class ToRGB(nn.Module):
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, w) + self.bias
+        if self.conv.impl == "batched":
+            # A 1x1 conv to 3 channels is a per-sample matrix product: modulate the [3, C] kernel rather than the
+            # [C, H, W] activations (no full-size temporary). Channels-last x makes [N, H*W, C] a free view.
+            n, c, h, wd = x.shape
+            kernel = self.conv.scale * self.conv.weight[0, :, :, 0, 0] * self.conv.modulation(w)[:, None, :]  # [N,3,C]
+            pixels = x.permute(0, 2, 3, 1).reshape(n, h * wd, c)  # [N, H*W, C]
+            out = torch.baddbmm(self.bias.view(1, 1, 3), pixels, kernel.transpose(1, 2))  # [N, H*W, 3]
+            out = out.view(n, h, wd, 3).permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last
+        else:
+            out = self.conv(x, w) + self.bias
         return out if skip is None else out + self.upsample(skip)
 
 
