@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .clip_loss import ClipGuide, check_prompts
+from .memory import check_fits
 from .probe import ProbeResult, probe_layers
 from .render import image_grid
 from .sampling import seed_latents
@@ -193,6 +194,8 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                          "Set lambda_id to 0 or provide the weights.")
     device = generator.input.input.device
     amp = config.bf16 if config.bf16 is not None else device.type == "cuda"
+    check_fits(generator, len(clip_models), config.batch_size, config.probe_batch if config.probing() else 0,
+               config.probe_micro_batch or default_micro_batch(generator), amp, config.grad_checkpointing)
     guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=amp)
     frozen = copy.deepcopy(generator).eval().requires_grad_(False)
     trained = copy.deepcopy(generator).train()
@@ -220,7 +223,7 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                 zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
                 with torch.no_grad():
                     wp = frozen.mapping(zp)  # [Bp, 512]
-                micro = config.probe_micro_batch or max(1, 2048 // generator.size)
+                micro = config.probe_micro_batch or default_micro_batch(generator)
                 with autocast(device, amp):
                     probe = probe_layers(trained, wp, guide, k, config.probe_iters, micro_batch=micro,
                                          noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb)
@@ -270,6 +273,11 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                        done=True, error=str(exc))
     finally:
         _finish(trained)
+
+
+def default_micro_batch(generator: Generator) -> int:
+    """Probe latents per pass when not configured: 8 at 256 px, 4 at 512, 2 at 1024."""
+    return max(1, 2048 // generator.size)
 
 
 def autocast(device: torch.device, enabled: bool):

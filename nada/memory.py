@@ -1,0 +1,55 @@
+"""Will an adaptation run fit? A coarse, architecture-based estimate of its peak memory, and a check against the
+free memory of a CUDA device, so the app and the CLI can refuse settings before they run out of memory.
+
+The estimate counts what dominates: three generator copies' weights plus Adam state, the CLIP models, and the
+activations kept for backward (about three full-size tensors per synthesis layer per image, the larger of the
+probe micro-batch and the training batch, halved under bf16). It is meant to be on the safe side, not exact."""
+
+from __future__ import annotations
+
+import torch
+
+from .stylegan2 import Generator
+
+GIB = 2**30
+_SAVED_PER_LAYER = 6.0  # full-size tensors per StyledConv kept for backward, with headroom (fit to CPU peaks)
+_CLIP_ACT_PER_IMAGE = 160 * 2**20  # bytes per image per CLIP model with gradients to the image (ViT-B, fp32)
+
+
+def synthesis_activation_bytes(generator: Generator, batch: int, bytes_per_value: int = 4) -> int:
+    """Bytes of the activations a synthesis pass keeps for backward, for ``batch`` images."""
+    per_image = sum(2 * c * r * r for r, c in generator.channels.items())  # two StyledConvs per resolution
+    return int(_SAVED_PER_LAYER * per_image * batch * bytes_per_value)
+
+
+def estimate_adapt_bytes(generator: Generator, n_clip: int, batch_size: int, probe_batch: int,
+                         probe_micro_batch: int, bf16: bool, grad_checkpointing: bool = False,
+                         clip_params: int = 150_000_000) -> int:
+    """Rough peak memory of one adaptation step (bytes)."""
+    params = sum(p.numel() for p in generator.parameters())
+    weights = params * 4 * (3 + 2)  # caller's copy, frozen, trainable, + Adam's two moments
+    clips = n_clip * clip_params * 4
+    images = max(batch_size, min(probe_batch, probe_micro_batch))
+    act = synthesis_activation_bytes(generator, images, 2 if bf16 else 4)
+    if grad_checkpointing:
+        act //= 4
+    return int(weights + clips + act + n_clip * images * _CLIP_ACT_PER_IMAGE)
+
+
+def check_fits(generator: Generator, n_clip: int, batch_size: int, probe_batch: int, probe_micro_batch: int,
+               bf16: bool, grad_checkpointing: bool = False, free_bytes: int | None = None) -> int:
+    """Raise ``ValueError`` with advice when the estimate exceeds the device's free memory; return the estimate.
+
+    ``free_bytes`` defaults to the free memory of the generator's CUDA device; on the CPU nothing is checked."""
+    need = estimate_adapt_bytes(generator, n_clip, batch_size, probe_batch, probe_micro_batch, bf16,
+                                grad_checkpointing)
+    device = generator.input.input.device
+    if free_bytes is None:
+        if device.type != "cuda":
+            return need
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    if need > free_bytes:
+        raise ValueError(
+            f"These settings need about {need / GIB:.1f} GiB of GPU memory, but only {free_bytes / GIB:.1f} GiB is "
+            "free. Lower the batch size or the probe batch, use one CLIP model, or turn on gradient checkpointing.")
+    return need
