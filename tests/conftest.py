@@ -38,13 +38,18 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-@pytest.fixture(scope="session")
-def synth(fixtures_dir: Path):
-    """The fixture weight rule: ``synth.synth_state_dict(manifest, seed)``."""
-    spec = importlib.util.spec_from_file_location("synth_weights", fixtures_dir / "synth_weights.py")
+def load_synth_weights():
+    """The fixture weight rule (``../shared/fixtures/synth_weights.py``): ``synth_state_dict(manifest, seed)``."""
+    spec = importlib.util.spec_from_file_location("synth_weights", FIXTURES / "synth_weights.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="session")
+def synth(fixtures_dir: Path):
+    """The fixture weight rule: ``synth.synth_state_dict(manifest, seed)``."""
+    return load_synth_weights()
 
 
 def make_tiny_generator(seed: int = 0, **overrides) -> Generator:

@@ -1,7 +1,6 @@
 """e4e encoder against ../shared/fixtures/e4e (synthesized weights, seed 3) and the checkpoint loader."""
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import torch
 from nada import weights
 from nada.e4e import E4ECheckpointError, Encoder4Editing, encoder_from_checkpoint, load_e4e
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .conftest import FIXTURES, load_synth_weights
+
 E4E = FIXTURES / "e4e"
 
 pytestmark = pytest.mark.skipif(
@@ -21,20 +21,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _synth_weights():
-    spec = importlib.util.spec_from_file_location("synth_weights", FIXTURES / "synth_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _manifest(size: int) -> dict:
     return json.loads((E4E / f"manifest_encoder_{size}.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def state() -> dict:
-    return _synth_weights().synth_state_dict(_manifest(1024), 3)
+    return load_synth_weights().synth_state_dict(_manifest(1024), 3)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """ArcFace IR-SE50 backbone and identity loss against ../shared/fixtures/arcface (synthesized weights, seed 4)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,20 +11,14 @@ from nada import weights
 from nada.id_loss import IDLoss, load_id_loss
 from nada.irse import Backbone
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .conftest import FIXTURES, load_synth_weights
+
 ARCFACE = FIXTURES / "arcface"
 
 pytestmark = pytest.mark.skipif(
     not (ARCFACE / "arcface_fixture_seed4.npz").is_file(),
     reason=f"ArcFace fixtures not found at {ARCFACE} (the shared/ folder must sit beside the checkout)",
 )
-
-
-def _synth_weights():
-    spec = importlib.util.spec_from_file_location("synth_weights", FIXTURES / "synth_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def manifest() -> dict:
 
 @pytest.fixture(scope="module")
 def state(manifest) -> dict:
-    return _synth_weights().synth_state_dict(manifest, 4)
+    return load_synth_weights().synth_state_dict(manifest, 4)
 
 
 @pytest.fixture(scope="module")
