@@ -36,13 +36,18 @@ def estimate_adapt_bytes(generator: Generator, n_clip: int, batch_size: int, pro
     return int(weights + clips + act + n_clip * images * _CLIP_ACT_PER_IMAGE)
 
 
-def check_fits(generator: Generator, n_clip: int, batch_size: int, probe_batch: int, probe_micro_batch: int,
-               bf16: bool, grad_checkpointing: bool = False, free_bytes: int | None = None) -> int:
-    """Raise ``ValueError`` with advice when the estimate exceeds the device's free memory; return the estimate.
+def check_fits(generator: Generator, clip_models: list[torch.nn.Module], batch_size: int, probe_batch: int,
+               probe_micro_batch: int, bf16: bool, grad_checkpointing: bool = False,
+               free_bytes: int | None = None) -> int:
+    """Raise ``ValueError`` with advice when the memory a run still has to allocate (the estimate less the generator
+    and CLIP models already loaded) exceeds the free memory; return that amount in bytes.
 
     ``free_bytes`` defaults to the free memory of the generator's CUDA device; on the CPU nothing is checked."""
-    need = estimate_adapt_bytes(generator, n_clip, batch_size, probe_batch, probe_micro_batch, bf16,
-                                grad_checkpointing)
+    clip_params = [sum(p.numel() for p in m.parameters()) for m in clip_models]
+    total = estimate_adapt_bytes(generator, len(clip_models), batch_size, probe_batch, probe_micro_batch, bf16,
+                                 grad_checkpointing, clip_params=max(clip_params, default=0))
+    resident = 4 * (sum(p.numel() for p in generator.parameters()) + sum(clip_params))
+    need = max(total - resident, 0)
     device = generator.input.input.device
     if free_bytes is None:
         if device.type != "cuda":

@@ -194,7 +194,7 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                          "Set lambda_id to 0 or provide the weights.")
     device = generator.input.input.device
     amp = config.bf16 if config.bf16 is not None else device.type == "cuda"
-    check_fits(generator, len(clip_models), config.batch_size, config.probe_batch if config.probing() else 0,
+    check_fits(generator, [m for m, _ in clip_models], config.batch_size, config.probe_batch if config.probing() else 0,
                config.probe_micro_batch or default_micro_batch(generator), amp, config.grad_checkpointing)
     guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=amp)
     frozen = copy.deepcopy(generator).eval().requires_grad_(False)

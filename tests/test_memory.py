@@ -20,8 +20,11 @@ def test_estimate_grows_with_size_batch_and_shrinks_with_bf16_and_checkpointing(
     assert estimate_adapt_bytes(g1024, **{**base, "bf16": True}) < 15 * GIB
 
 
-def test_check_fits_refuses_with_advice():
+def test_check_fits_refuses_with_advice(tiny_clip):
     g = Generator(256)
     with pytest.raises(ValueError, match="GiB of GPU memory.*batch size"):
-        check_fits(g, 2, 2, 8, 8, bf16=False, free_bytes=1 * GIB)
-    assert check_fits(g, 2, 2, 8, 8, bf16=False, free_bytes=64 * GIB) > 0
+        check_fits(g, [tiny_clip, tiny_clip], 2, 8, 8, bf16=False, free_bytes=1 * GIB)
+    need = check_fits(g, [tiny_clip], 2, 8, 8, bf16=False, free_bytes=64 * GIB)
+    # what is already loaded (the caller's generator, the CLIP models) is not counted again
+    total = estimate_adapt_bytes(g, 1, 2, 8, 8, bf16=False, clip_params=sum(p.numel() for p in tiny_clip.parameters()))
+    assert 0 < need < total
