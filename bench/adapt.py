@@ -55,4 +55,7 @@ CASES = {
     "adapt256_probe": adapt_case(256, probe=True),
     "adapt256_noprobe": adapt_case(256, probe=False),
     "adapt1024_probe": adapt_case(1024, probe=True),
+    # options that change the computation (not part of the comparison with the reference)
+    "adapt256_probe_bf16": adapt_case(256, probe=True, bf16=True),
+    "adapt256_noprobe_bf16": adapt_case(256, probe=False, bf16=True),
 }

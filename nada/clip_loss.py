@@ -209,9 +209,9 @@ class ClipGuide:
     ``models`` is ``[(model, weight), ...]`` (the paper: ViT-B/32 and ViT-B/16, 1.0 each). Models of weight 0
     are dropped at construction and never evaluated (the reference still runs them; their loss term is 0 anyway).
     Images are preprocessed once per distinct input resolution. ``autocast_bf16`` runs the image encoders under
-    bf16 autocast on CUDA (default off: float32). Text directions and the target's plain-text embedding are computed
-    once, here. A new prompt pair needs a new guide: nothing is cached across prompts; embeddings of other texts
-    passed to :meth:`global_` are kept per text for this guide's lifetime only.
+    bf16 autocast on CUDA or the CPU (default off: float32). Text directions and the target's plain-text embedding
+    are computed once, here. A new prompt pair needs a new guide: nothing is cached across prompts; embeddings of
+    other texts passed to :meth:`global_` are kept per text for this guide's lifetime only.
     """
 
     def __init__(self, models: Sequence[tuple[torch.nn.Module, float]], source_text: str, target_text: str, *,
@@ -244,10 +244,10 @@ class ClipGuide:
         for model, _ in self.models:
             res = int(model.visual.input_resolution)
             if res not in pixels:
-                pixels[res] = preprocess(images, res, self.antialias)  # [N, 3, R, R]
+                pixels[res] = preprocess(images.float(), res, self.antialias)  # [N, 3, R, R]; float32 resize
             device, _ = _model_device_dtype(model)
-            use_amp = self.autocast_bf16 and device.type == "cuda"
-            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+            use_amp = self.autocast_bf16 and device.type in ("cuda", "cpu")
+            ctx = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
             with ctx:
                 feats.append(encode_images(model, pixels[res]))
         return feats

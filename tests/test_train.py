@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -183,3 +184,17 @@ def test_config_to_dict_with_a_stop_event():
     cfg = _config(stop_event=threading.Event())
     d = cfg.to_dict()
     assert "stop_event" not in d and d["target_text"] == "sketch" and d["preview_seeds"] == [0, 1]
+
+
+def test_bf16_autocast_keeps_float32_weights_and_losses(tiny_generator, tiny_clip):
+    records = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0, bf16=True)))
+    assert records[0].losses["direction"] == pytest.approx(1.0)  # step 1: both copies identical, as in float32
+    assert all(math.isfinite(v) for r in records for v in r.losses.values())
+    g = records[-1].generator
+    assert all(v.dtype == torch.float32 for v in g.state_dict().values() if v.is_floating_point())
+    assert not torch.equal(g.state_dict()["convs.0.conv.weight"], tiny_generator.state_dict()["convs.0.conv.weight"])
+
+
+def test_bf16_probe_runs(tiny_generator, tiny_clip):
+    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, layers_k=2, bf16=True)))[-1]
+    assert len(rec.layers) == 2 and all(math.isfinite(s) for s in rec.scores)
