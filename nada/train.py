@@ -266,10 +266,21 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
                            elapsed_s=time.perf_counter() - t0, done=last or stop, timings=timer.take())
             if stop:
                 break
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, torch.OutOfMemoryError) as exc:  # the weights are still those of step - 1
         _finish(trained)
+        if isinstance(exc, torch.OutOfMemoryError):
+            opt.zero_grad(set_to_none=True)  # free what the failed step held before rendering the last preview
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            exc = NonFiniteLossError(  # reported the same way: a clear message, work kept
+                f"Out of memory at step {step}; training stopped and the weights from step {step - 1} are kept. "
+                "Use a smaller batch or probe batch, one CLIP model, or gradient checkpointing.")
+        try:
+            last_preview = preview(trained)
+        except torch.OutOfMemoryError:
+            last_preview = None
         yield Progress(step=step - 1, total=config.iterations, losses={}, layers=list(layers),
-                       preview=preview(trained), generator=trained, elapsed_s=time.perf_counter() - t0,
+                       preview=last_preview, generator=trained, elapsed_s=time.perf_counter() - t0,
                        done=True, error=str(exc))
     finally:
         _finish(trained)

@@ -198,3 +198,28 @@ def test_bf16_autocast_keeps_float32_weights_and_losses(tiny_generator, tiny_cli
 def test_bf16_probe_runs(tiny_generator, tiny_clip):
     rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, layers_k=2, bf16=True)))[-1]
     assert len(rec.layers) == 2 and all(math.isfinite(s) for s in rec.scores)
+
+
+class _OutOfMemoryOnCall(torch.nn.Module):
+    """An identity loss that runs out of memory on its n-th call (as a GPU would)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    def forward(self, x, y):
+        self.calls += 1
+        if self.calls >= self.n:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return (x - y).abs().mean() * 0
+
+
+def test_out_of_memory_keeps_the_steps_trained_so_far(tiny_generator, tiny_clip):
+    records = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=10, layers_k=0, lambda_id=0.1),
+                         id_loss=_OutOfMemoryOnCall(3)))
+    last = records[-1]
+    assert [r.step for r in records] == [1, 2, 2] and last.done
+    assert "Out of memory at step 3" in last.error and "smaller batch" in last.error
+    assert last.preview is not None
+    assert not torch.equal(last.generator.state_dict()["convs.0.conv.weight"],
+                           tiny_generator.state_dict()["convs.0.conv.weight"])
