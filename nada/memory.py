@@ -27,7 +27,7 @@ def estimate_adapt_bytes(generator: Generator, n_clip: int, batch_size: int, pro
                          clip_params: int = 150_000_000) -> int:
     """Rough peak memory of one adaptation step (bytes)."""
     params = sum(p.numel() for p in generator.parameters())
-    weights = params * 4 * (3 + 2)  # caller's copy, frozen, trainable, + Adam's two moments
+    weights = params * 4 * (2 + 2)  # the caller's (also the frozen) copy, the trainable one, Adam's two moments
     clips = n_clip * clip_params * 4
     images = max(batch_size, min(probe_batch, probe_micro_batch))
     act = synthesis_activation_bytes(generator, images, 2 if bf16 else 4)

@@ -227,7 +227,8 @@ def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed
         src = to_pil(render_seeds(gen, seeds, truncation, w_avg=w_avg))
         sty = None
         if style is not None:
-            styled = apply_style(gen, style, strength, source_name=source)
+            # checked against this generator when it entered the session: no re-fingerprinting per click
+            styled = apply_style(gen, style, strength, check_source=False, source_name=source)
             sty = to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
             del styled
     source_gallery = [(_display(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
@@ -285,7 +286,8 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, choices:
         result = inv.invert(face, encoder, latent_avg, gen, align=False)
         gallery = []
         for _, style, name in resolved:
-            styled = apply_style(gen, style, strength, source_name=source)
+            # checked against this generator when it entered the session: no re-fingerprinting per click
+            styled = apply_style(gen, style, strength, check_source=False, source_name=source)
             gallery.append((_display(inv.stylize(result, styled, 1.0)), f"{name} (strength {strength:g})"))
             del styled
     return _display(result.aligned), _display(result.reconstruction), gallery

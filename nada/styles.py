@@ -247,9 +247,10 @@ def verify_source(style: Style, source: Generator, source_name: str | None = Non
     cfg, fp = style.meta.get("generator_config"), style.meta.get("source_fingerprint")
     mine_cfg = source.config()
     arch_ok = _architecture(cfg) is not None and _architecture(cfg) == _architecture(mine_cfg)
-    if arch_ok and fp == generator_fingerprint(source):
+    mine_fp = generator_fingerprint(source)
+    if arch_ok and fp == mine_fp:
         return
-    mine = _describe(source_name, generator_fingerprint(source), mine_cfg)
+    mine = _describe(source_name, mine_fp, mine_cfg)
     why = "another architecture" if not arch_ok else "other weights"
     raise StyleMismatchError(
         f"This style was trained on the source generator {_describe(style.source, fp, cfg)}, but the generator "

@@ -197,7 +197,9 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
     check_fits(generator, [m for m, _ in clip_models], config.batch_size, config.probe_batch if config.probing() else 0,
                config.probe_micro_batch or default_micro_batch(generator), amp, config.grad_checkpointing)
     guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=amp)
-    frozen = copy.deepcopy(generator).eval().requires_grad_(False)
+    # The caller's generator serves as the frozen copy: it is only read, under no_grad (a StyleGAN2 generator has no
+    # train/eval-dependent layers), so it is never modified and no third copy is held in memory.
+    frozen = generator
     trained = copy.deepcopy(generator).train()
     trained.grad_checkpointing = config.grad_checkpointing
     rng = torch.Generator(device=device).manual_seed(config.seed)
