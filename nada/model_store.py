@@ -22,7 +22,7 @@ import torch
 from .devices import pick_device
 from .styles import Style, import_style_pt, style_from_generators
 from .tiny import TINY_NAME
-from .weights import REGISTRY, cache_dir, hub_location, offline
+from .weights import REGISTRY, cache_dir, hub_env_var, hub_location, offline
 
 DEFAULT_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # the paper's pair
 TINY_INVERT = "tiny-invert"  # tiny mode's inversion generator (256 px, 512-d codes: e4e's), as in ``nada.cli_invert``
@@ -237,7 +237,7 @@ def _asset_status(name: str) -> WeightsStatus:
     if asset is None:
         return WeightsStatus(name, False, f"'{name}' is not in the weights registry.")
     repo_id, filename = hub_location(asset)
-    env = "NADA_HUB_" + "".join(c if c.isalnum() else "_" for c in name.upper())
+    env = hub_env_var(name)
     if repo_id is None:
         return WeightsStatus(name, False, f"`{name}` ({filename}): no hub mirror is known; set `{env}=org/repo:file`.")
     from huggingface_hub import try_to_load_from_cache

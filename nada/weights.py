@@ -99,9 +99,14 @@ def offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "NADA_OFFLINE"))
 
 
+def hub_env_var(name: str) -> str:
+    """The variable that redirects a registry asset: ``NADA_HUB_<NAME>`` ("afhq-cat" -> NADA_HUB_AFHQ_CAT)."""
+    return "NADA_HUB_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
 def hub_location(asset: Asset) -> tuple[str | None, str]:
     """(repo_id, filename) of an asset, honouring an ``NADA_HUB_<NAME>=org/repo:file`` override."""
-    override = os.environ.get("NADA_HUB_" + re.sub(r"[^A-Z0-9]", "_", asset.name.upper()))
+    override = os.environ.get(hub_env_var(asset.name))
     if override:
         repo, _, fname = override.partition(":")
         return repo, fname or asset.filename
@@ -136,7 +141,7 @@ def fetch(name: str) -> Path:
         raise WeightsUnavailableError(f"Unknown weights '{name}'. Known names: {', '.join(sorted(REGISTRY))}.")
     asset = REGISTRY[name]
     repo_id, filename = hub_location(asset)
-    env = "NADA_HUB_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    env = hub_env_var(name)
     if repo_id is None:
         raise WeightsUnavailableError(
             f"No hub mirror is known for '{name}' ({filename}). Pass a local checkpoint path instead, "
