@@ -10,6 +10,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 SQRT2 = math.sqrt(2.0)
 
@@ -69,3 +70,79 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         wt = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, k, k)  # [C, 1, K, K]
         return F.conv2d(x, wt, padding=pad[0], groups=c)
     return upfirdn2d_ref(x, kernel, up=up, down=down, pad=pad)
+
+
+class _ConvTranspose2x(torch.autograd.Function):
+    """Stride-2 transposed convolution whose weight gradient runs on contiguous (NCHW) copies.
+
+    On the CPU, oneDNN's channels-last weight gradient of a strided transposed convolution is 2-3x slower than
+    the contiguous one (measured in ``bench/README.md``), while its forward and input gradient are faster in
+    channels-last. Same values as ``F.conv_transpose2d``; not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.conv_transpose2d(x, weight, stride=2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, weight = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad
+        args = ([2, 2], [0, 0], [1, 1], True, [0, 0], 1)  # stride, padding, dilation, transposed, out-pad, groups
+        grad_x = grad_w = None
+        if need_x:
+            grad_x = torch.ops.aten.convolution_backward(grad, x, weight, None, *args, [True, False, False])[0]
+        if need_w:
+            grad_w = torch.ops.aten.convolution_backward(grad.contiguous(), x.contiguous(), weight.contiguous(),
+                                                         None, *args, [False, True, False])[1]
+        return grad_x, grad_w
+
+
+def conv_transpose2x(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv_transpose2d(x, weight, stride=2)`` (``x`` [N, in, H, W], ``weight`` [in, out, k, k]); on the CPU
+    with channels-last input and a trainable weight, the weight gradient takes the faster contiguous layout."""
+    if (x.device.type == "cpu" and weight.requires_grad and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+        return _ConvTranspose2x.apply(x, weight)
+    return F.conv_transpose2d(x, weight, stride=2)
+
+
+# Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"): with interpolation
+# points 0, +-1, +-2 and infinity, a 6x6 input tile and a 3x3 kernel give a 4x4 output tile from 36 products instead
+# of 144, so the channel-mixing matrix products cost 1/4 of a direct convolution's. Stored in float64.
+_WINO_BT = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float64)
+_WINO_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
+_WINO_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                        dtype=torch.float64)
+
+
+def winograd_pays(x: torch.Tensor, out_channels: int) -> bool:
+    """Whether :func:`winograd_conv3x3` beats the direct convolution for input ``x`` [N, C, H, W]: on the CPU, with
+    at least 256 channels in and out and 1024 output pixels (measured crossovers, ``bench/README.md``), and not
+    under autocast (its transforms need float32)."""
+    n, c, h, w = x.shape
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
+            and min(c, out_channels) >= 256 and n * h * w >= 1024)
+
+
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=1)`` for a 3x3 kernel by Winograd F(4x4, 3x3): ``x`` [N, C, H, W] (best in
+    channels-last), ``weight`` [K, C, 3, 3] -> [N, K, H, W] channels-last. Same result up to float rounding
+    (about 4x the direct convolution's, ~1e-5 relative in float32); differentiable with plain autograd ops."""
+    n, c, h, w = x.shape
+    k = weight.shape[0]
+    th, tw = -(-h // 4), -(-w // 4)  # 4x4 output tiles per column and row
+    bt, g, at = (m.to(x) for m in (_WINO_BT, _WINO_G, _WINO_AT))
+    xp = F.pad(x, (1, 4 * tw + 1 - w, 1, 4 * th + 1 - h)).permute(0, 2, 3, 1)  # [N, 4th+2, 4tw+2, C]
+    tiles = xp.unfold(1, 6, 4).unfold(2, 6, 4)  # [N, th, tw, C, 6, 6], overlapping views
+    tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, n * th * tw * c)  # [36, P*C]
+    v = (torch.kron(bt, bt) @ tiles).view(36, n * th * tw, c)  # [36, P, C]: B^T d B per tile
+    u = (torch.kron(g, g) @ weight.permute(2, 3, 1, 0).reshape(9, c * k)).view(36, c, k)  # [36, C, K]: G g G^T
+    m = torch.bmm(v, u)  # [36, P, K]
+    y = (torch.kron(at, at) @ m.view(36, -1)).view(4, 4, n, th, tw, k)  # [4, 4, N, th, tw, K]: A^T m A
+    y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, 4 * th, 4 * tw, k)[:, :h, :w]  # [N, H, W, K]
+    return y.permute(0, 3, 1, 2)  # [N, K, H, W], channels-last memory
