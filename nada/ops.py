@@ -125,8 +125,8 @@ def winograd_pays(x: torch.Tensor, out_channels: int) -> bool:
     at least 256 channels in and out and 1024 output pixels (measured crossovers, ``bench/README.md``), and not
     under autocast (its transforms need float32)."""
     n, c, h, w = x.shape
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
-            and min(c, out_channels) >= 256 and n * h * w >= 1024)
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled("cpu") and min(c, out_channels) >= 256 and n * h * w >= 1024)
 
 
 def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

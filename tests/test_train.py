@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 
@@ -223,3 +224,26 @@ def test_out_of_memory_keeps_the_steps_trained_so_far(tiny_generator, tiny_clip)
     assert last.preview is not None
     assert not torch.equal(last.generator.state_dict()["convs.0.conv.weight"],
                            tiny_generator.state_dict()["convs.0.conv.weight"])
+
+
+def test_adaptation_runs_wide_convs_by_winograd_with_the_same_result(tiny_clip, monkeypatch):
+    """Both copies use Winograd on the CPU for wide layers; training matches the reference formulation, and the
+    caller's generator and the returned one compute with the default convolutions afterwards."""
+    import nada.stylegan2 as sg
+    from nada.tiny import tiny_generator
+
+    calls = []
+    real = sg.winograd_conv3x3
+    monkeypatch.setattr(sg, "winograd_conv3x3", lambda x, w: calls.append(x.shape) or real(x, w))
+    wide = tiny_generator(0, size=32, channel_max=256)
+    cfg = _config(iterations=2, layers_k=0, preview_every=0)
+    fast = list(adapt(wide, [(tiny_clip, 1.0)], cfg))[-1]
+    assert calls and wide.conv_impl == "batched" and fast.generator.conv_impl == "batched"
+    n_calls = len(calls)
+    ref = list(adapt(copy.deepcopy(wide).set_conv_impl("grouped"), [(tiny_clip, 1.0)], cfg))[-1]
+    assert len(calls) == n_calls  # the reference formulation never takes the fast path
+    assert fast.losses["direction"] == pytest.approx(ref.losses["direction"], abs=1e-4)
+    a, b, w0 = fast.generator.state_dict(), ref.generator.state_dict(), wide.state_dict()
+    for k in ("conv1.conv.weight", "convs.0.conv.weight", "convs.5.conv.weight", "convs.5.activate.bias"):
+        moved = (a[k] - w0[k]).abs().mean()
+        assert moved > 1e-4 and (a[k] - b[k]).abs().mean() < 1e-3 * moved  # it trained, and the same way
