@@ -43,8 +43,8 @@ def test_winograd_is_used_only_where_it_was_measured_faster():
 
 def test_transposed_conv_fast_weight_gradient_equals_plain():
     torch.manual_seed(0)
-    x = torch.randn(2, 16, 9, 7).contiguous(memory_format=CL).requires_grad_(True)
-    w = torch.randn(16, 8, 3, 3, requires_grad=True)
+    x = torch.randn(2, 256, 5, 4).contiguous(memory_format=CL).requires_grad_(True)
+    w = torch.randn(256, 8, 3, 3, requires_grad=True)
     out = conv_transpose2x(x, w)
     assert type(out.grad_fn).__name__ == "_ConvTranspose2xBackward"  # the fast path is the one under test
     ref = F.conv_transpose2d(x, w, stride=2)
@@ -54,6 +54,8 @@ def test_transposed_conv_fast_weight_gradient_equals_plain():
         assert _rel(a, b) < 1e-5
     with torch.no_grad():  # nothing to differentiate: the plain convolution
         assert torch.equal(conv_transpose2x(x, w), ref)
+    narrow = torch.randn(2, 128, 5, 4).contiguous(memory_format=CL)  # narrow layers keep the plain convolution (the contiguous copies cost more there)
+    assert type(conv_transpose2x(narrow, w[:128]).grad_fn).__name__ != "_ConvTranspose2xBackward"
 
 
 def test_winograd_generator_matches_batched_and_shares_nothing_but_tensors():
