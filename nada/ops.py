@@ -123,11 +123,11 @@ _WINO_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 
 
 def winograd_pays(x: torch.Tensor, out_channels: int) -> bool:
     """Whether :func:`winograd_conv3x3` beats the direct convolution for input ``x`` [N, C, H, W]: on the CPU, with
-    at least 256 channels in and out and 1024 output pixels (measured crossovers, ``bench/README.md``), and not
+    at least 128 channels in and out and 1024 output pixels (measured crossovers, ``bench/README.md``), and not
     under autocast (its transforms need float32)."""
     n, c, h, w = x.shape
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu") and min(c, out_channels) >= 256 and n * h * w >= 1024)
+            and not torch.is_autocast_enabled("cpu") and min(c, out_channels) >= 128 and n * h * w >= 1024)
 
 
 def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -142,7 +142,7 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     tiles = xp.unfold(1, 6, 4).unfold(2, 6, 4)  # [N, th, tw, C, 6, 6], overlapping views
     tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, n * th * tw * c)  # [36, P*C]
     v = (torch.kron(bt, bt) @ tiles).view(36, n * th * tw, c)  # [36, P, C]: B^T d B per tile
-    u = (torch.kron(g, g) @ weight.permute(2, 3, 1, 0).reshape(9, c * k)).view(36, c, k)  # [36, C, K]: G g G^T
+    u = (torch.kron(g, g) @ weight.reshape(k * c, 9).t()).view(36, k, c).transpose(1, 2)  # [36, C, K]: G g G^T
     m = torch.bmm(v, u)  # [36, P, K]
     y = (torch.kron(at, at) @ m.view(36, -1)).view(4, 4, n, th, tw, k)  # [4, 4, N, th, tw, K]: A^T m A
     y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, 4 * th, 4 * tw, k)[:, :h, :w]  # [N, H, W, K]

@@ -128,7 +128,7 @@ class ModulatedConv2d(nn.Module):
         """The batched formulation in two parts: the convolution of ``x * s`` with the shared kernel
         [N, out, H', W'], and the demodulation factor [N, out] (None without demodulation)."""
         n, c = x.shape[:2]
-        weight = self.scale * self.weight[0]  # [out, in, k, k]
+        weight = self.scale * self.weight.squeeze(0)  # [out, in, k, k]; a view (select's backward would copy)
         x = x * s.view(n, c, 1, 1)
         if self.upsample:
             out = self.blur(conv_transpose2x(x, weight.transpose(0, 1)))
