@@ -121,13 +121,16 @@ _WINO_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 
                         dtype=torch.float64)
 
 
-def winograd_pays(x: torch.Tensor, out_channels: int) -> bool:
-    """Whether :func:`winograd_conv3x3` beats the direct convolution for input ``x`` [N, C, H, W]: on the CPU, with
-    at least 128 channels in and out and 1024 output pixels (measured crossovers, ``bench/README.md``), and not
-    under autocast (its transforms need float32)."""
+def winograd_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`winograd_conv3x3` beats the direct convolution of ``x`` [N, C, H, W] with ``weight``
+    [K, C, 3, 3], by the crossovers measured on the CPU (``bench/README.md``): 1024+ output pixels and 128+
+    channels in and out, or 256+ when only the input gradient is wanted (the layer probe); never on other
+    devices or under autocast (the transforms need float32)."""
     n, c, h, w = x.shape
+    input_grad_only = torch.is_grad_enabled() and x.requires_grad and not weight.requires_grad
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu") and min(c, out_channels) >= 128 and n * h * w >= 1024)
+            and not torch.is_autocast_enabled("cpu") and n * h * w >= 1024
+            and min(c, weight.shape[0]) >= (256 if input_grad_only else 128))
 
 
 def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

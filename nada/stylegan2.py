@@ -132,7 +132,7 @@ class ModulatedConv2d(nn.Module):
         x = x * s.view(n, c, 1, 1)
         if self.upsample:
             out = self.blur(conv_transpose2x(x, weight.transpose(0, 1)))
-        elif self.impl == "winograd" and self.kernel_size == 3 and winograd_pays(x, self.out_ch):
+        elif self.impl == "winograd" and self.kernel_size == 3 and winograd_pays(x, weight):
             out = winograd_conv3x3(x, weight)
         else:
             out = F.conv2d(x, weight, padding=self.kernel_size // 2)

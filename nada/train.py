@@ -202,7 +202,7 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
     # the wide convolutions by Winograd on the CPU (same function, ~2x faster there; see Generator.set_conv_impl);
     # the trained copy gets the caller's formulation back when training ends.
     impl = generator.conv_impl
-    fast = "winograd" if impl == "batched" else impl
+    fast = "winograd" if impl == "batched" and device.type == "cpu" else impl
     frozen = generator.shared_copy().set_conv_impl(fast)
     trained = copy.deepcopy(generator).set_conv_impl(fast).train()
     trained.grad_checkpointing = config.grad_checkpointing

@@ -32,14 +32,18 @@ def test_winograd_equals_direct_convolution_with_gradients():
 
 
 def test_winograd_is_used_only_where_it_was_measured_faster():
-    assert winograd_pays(torch.empty(2, 512, 64, 64), 512)
-    assert winograd_pays(torch.empty(1, 256, 32, 32), 256)
-    assert winograd_pays(torch.empty(2, 128, 256, 256), 128)
-    assert not winograd_pays(torch.empty(2, 64, 512, 512), 64)  # narrow: the transforms cost more than they save
-    assert not winograd_pays(torch.empty(2, 512, 16, 16), 512)  # small maps
-    assert not winograd_pays(torch.empty(2, 512, 64, 64, dtype=torch.bfloat16), 512)
+    def pays(n, c, size, x_grad=False, w_grad=False, dtype=torch.float32):
+        x = torch.empty(n, c, size, size, dtype=dtype).requires_grad_(x_grad)
+        return winograd_pays(x, torch.empty(c, c, 3, 3, dtype=dtype).requires_grad_(w_grad))
+
+    assert pays(2, 512, 64) and pays(1, 256, 32) and pays(2, 128, 256) and pays(2, 128, 256, True, True)
+    assert pays(8, 256, 128, x_grad=True)
+    assert not pays(8, 128, 256, x_grad=True)  # input gradient only (the probe): narrow layers lose
+    assert not pays(2, 64, 512)  # narrow: the transforms cost more than they save
+    assert not pays(2, 512, 16)  # small maps
+    assert not pays(2, 512, 64, dtype=torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not winograd_pays(torch.empty(2, 512, 64, 64), 512)
+        assert not pays(2, 512, 64)
 
 
 def test_transposed_conv_fast_weight_gradient_equals_plain():
