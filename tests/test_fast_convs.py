@@ -59,7 +59,8 @@ def test_transposed_conv_fast_weight_gradient_equals_plain():
         assert _rel(a, b) < 1e-5
     with torch.no_grad():  # nothing to differentiate: the plain convolution
         assert torch.equal(conv_transpose2x(x, w), ref)
-    narrow = torch.randn(2, 128, 5, 4).contiguous(memory_format=CL)  # narrow layers keep the plain convolution (the contiguous copies cost more there)
+    # narrow layers keep the plain convolution (the contiguous copies cost more there)
+    narrow = torch.randn(2, 128, 5, 4).contiguous(memory_format=CL)
     assert type(conv_transpose2x(narrow, w[:128]).grad_fn).__name__ != "_ConvTranspose2xBackward"
 
 

@@ -149,20 +149,22 @@ def test_blur_fast_path_equals_reference():
 
 
 def test_batched_modulated_conv_equals_grouped_reference(fixture_256):
-    """The default (activation modulation, channels-last) against the reference grouped formulation: forward,
-    and the gradients with respect to W+ and to the weights."""
+    """The default (activation modulation, channels-last) and its Winograd variant (what adaptation runs) against
+    the reference grouped formulation: forward, and the gradients with respect to W+ and to the weights."""
     g, d = fixture_256
     g = copy.deepcopy(g)
     wplus = d["wplus"].clone()
     outs, grads = {}, {}
-    for impl in ("grouped", "batched"):
+    for impl in ("grouped", "batched", "winograd"):
         g.set_conv_impl(impl)
         wp = wplus.clone().requires_grad_(True)
         g.zero_grad(set_to_none=True)
         out = g.synthesis(wp)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         outs[impl], grads[impl] = out.detach(), (wp.grad, g.convs[3].conv.weight.grad.clone())
-    assert _maxdiff(outs["batched"], d["img_wplus"]) < 1e-4
-    assert _maxdiff(outs["grouped"], d["img_wplus"]) < 1e-4
-    for a, b in zip(grads["batched"], grads["grouped"]):
-        assert (a - b).abs().max() <= 1e-4 * b.abs().max()
+    for impl in outs:
+        assert _maxdiff(outs[impl], d["img_wplus"]) < 1e-4, impl
+    assert not torch.equal(outs["winograd"], outs["batched"])  # the wide layers did take the Winograd path
+    for fast in ("batched", "winograd"):
+        for a, b in zip(grads[fast], grads["grouped"]):
+            assert (a - b).abs().max() <= 1e-4 * b.abs().max(), fast
