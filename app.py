@@ -31,12 +31,17 @@ def env_flag(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------- tabs
+def show_notice(store: ModelStore, tab: str) -> None:
+    """The tab's notice (tiny models, missing weights), as Markdown at the top, when there is one."""
+    notice = service.tab_notice(store, tab)
+    if notice:
+        gr.Markdown(notice)
+
+
 def adapt_tab(store: ModelStore) -> SimpleNamespace:
     """Layout of the Adapt tab: prompts, settings, Train/Stop, live preview, losses and probed layers."""
     ui = SimpleNamespace()
-    notice = service.tab_notice(store, "adapt")
-    if notice:
-        gr.Markdown(notice)
+    show_notice(store, "adapt")
     n_rows = store.generator_rows(store.default_source())
     with gr.Row():
         ui.source = gr.Dropdown(store.source_choices(), value=store.default_source(), label="Source generator")
@@ -79,9 +84,7 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
 def generate_tab(store: ModelStore) -> SimpleNamespace:
     """Layout of the Generate tab: style, seed, truncation, strength; source and styled images side by side."""
     ui = SimpleNamespace()
-    notice = service.tab_notice(store, "generate")
-    if notice:
-        gr.Markdown(notice)
+    show_notice(store, "generate")
     with gr.Row(equal_height=True):
         ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
                                info="trained in this session, uploaded, or published", scale=4)
@@ -106,9 +109,7 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
 def invert_tab(store: ModelStore) -> SimpleNamespace:
     """Layout of the Invert tab: a photo in, its aligned face, reconstruction and styled versions out."""
     ui = SimpleNamespace()
-    notice = service.tab_notice(store, "invert")
-    if notice:
-        gr.Markdown(notice)
+    show_notice(store, "invert")
     choices = service.invert_choices(store, None)
     with gr.Row():
         with gr.Column():

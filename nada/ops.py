@@ -112,13 +112,15 @@ def conv_transpose2x(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 # Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"): with interpolation
 # points 0, +-1, +-2 and infinity, a 6x6 input tile and a 3x3 kernel give a 4x4 output tile from 36 products instead
-# of 144, so the channel-mixing matrix products cost 1/4 of a direct convolution's. Stored in float64.
+# of 144, so the channel-mixing matrix products cost 1/4 of a direct convolution's. The 2-D transforms are the
+# Kronecker squares of the 1-D ones (B^T d B, G g G^T, A^T m A on flattened tiles), stored in float64.
 _WINO_BT = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                          [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float64)
 _WINO_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                         [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
 _WINO_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
                         dtype=torch.float64)
+_WINO_2D = tuple(torch.kron(m, m) for m in (_WINO_BT, _WINO_G, _WINO_AT))  # [36, 36], [36, 9], [16, 36]
 
 
 def winograd_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -140,13 +142,13 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     k = weight.shape[0]
     th, tw = -(-h // 4), -(-w // 4)  # 4x4 output tiles per column and row
-    bt, g, at = (m.to(x) for m in (_WINO_BT, _WINO_G, _WINO_AT))
+    bt2, g2, at2 = (m.to(x) for m in _WINO_2D)
     xp = F.pad(x, (1, 4 * tw + 1 - w, 1, 4 * th + 1 - h)).permute(0, 2, 3, 1)  # [N, 4th+2, 4tw+2, C]
     tiles = xp.unfold(1, 6, 4).unfold(2, 6, 4)  # [N, th, tw, C, 6, 6], overlapping views
     tiles = tiles.permute(4, 5, 0, 1, 2, 3).reshape(36, n * th * tw * c)  # [36, P*C]
-    v = (torch.kron(bt, bt) @ tiles).view(36, n * th * tw, c)  # [36, P, C]: B^T d B per tile
-    u = (torch.kron(g, g) @ weight.reshape(k * c, 9).t()).view(36, k, c).transpose(1, 2)  # [36, C, K]: G g G^T
+    v = (bt2 @ tiles).view(36, n * th * tw, c)  # [36, P, C]: B^T d B per tile
+    u = (g2 @ weight.reshape(k * c, 9).t()).view(36, k, c).transpose(1, 2)  # [36, C, K]: G g G^T
     m = torch.bmm(v, u)  # [36, P, K]
-    y = (torch.kron(at, at) @ m.view(36, -1)).view(4, 4, n, th, tw, k)  # [4, 4, N, th, tw, K]: A^T m A
+    y = (at2 @ m.view(36, -1)).view(4, 4, n, th, tw, k)  # [4, 4, N, th, tw, K]: A^T m A
     y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, 4 * th, 4 * tw, k)[:, :h, :w]  # [N, H, W, K]
     return y.permute(0, 3, 1, 2)  # [N, K, H, W], channels-last memory
