@@ -57,7 +57,7 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
                                     info=f"0 = auto (2/3 of the {n_rows} rows)")
             ui.probe = gr.Checkbox(True, label="Probe layers each step",
                                    info="off: every convolution trains")
-            ui.clips = gr.CheckboxGroup(list(DEFAULT_CLIPS), value=list(DEFAULT_CLIPS), label="CLIP models",
+            ui.clip_names = gr.CheckboxGroup(list(DEFAULT_CLIPS), value=list(DEFAULT_CLIPS), label="CLIP models",
                                         info="tiny mode uses one tiny CLIP" if store.tiny else "B/16 is slower")
         with gr.Row():
             ui.lambda_direction = gr.Slider(0, 2, value=1.0, step=0.05, label="Directional loss weight")
@@ -67,7 +67,7 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
         with gr.Row():
             ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0)
             ui.lr = gr.Number(0.002, label="Learning rate", minimum=0)
-            ui.batch = gr.Slider(1, 8, value=2, step=1, label="Batch size")
+            ui.batch_size = gr.Slider(1, 8, value=2, step=1, label="Batch size")
     with gr.Row():
         ui.train = gr.Button("Train", variant="primary")
         ui.stop = gr.Button("Stop", variant="stop")
@@ -88,7 +88,7 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     with gr.Row(equal_height=True):
         ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
                                info="trained in this session, uploaded, or published", scale=4)
-        ui.upload = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
+        ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
                                     file_types=list(service.STYLE_SUFFIXES), scale=1)
     with gr.Row():
         ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0, scale=2)
@@ -145,24 +145,22 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
             with gr.Tab("Invert"):
                 inv = invert_tab(store)
 
-        ad.train.click(
-            service.on_gpu(service.bind(service.adapt_stream, store, runs), service.adapt_duration),
-            [session, ad.source, ad.source_text, ad.target_text, ad.iterations, ad.layers_k, ad.probe, ad.clips,
-             ad.lambda_direction, ad.lambda_global, ad.lambda_id, ad.lambda_l2, ad.seed, ad.lr, ad.batch],
-            [ad.preview, ad.losses, ad.layers, ad.status, ad.style_file, session, ge.style, inv.styles],
-            api_name="adapt", concurrency_limit=1, concurrency_id="train")
-        ad.stop.click(service.bind(service.stop_training, runs), None, ad.status, api_name="stop",
-                      concurrency_limit=None)
-        ge.dice.click(service.random_seed, None, ge.seed, api_name="random_seed", concurrency_limit=None)
-        ge.upload.upload(service.bind(service.upload_style, store), [session, ge.upload],
-                         [ge.style, inv.styles, session], api_name="upload_style")
-        ge.run.click(service.on_gpu(service.bind(service.generate, store), service.generate_duration),
-                     [session, ge.style, ge.seed, ge.truncation, ge.n_images, ge.strength],
-                     [ge.source_gallery, ge.styled_gallery, ge.files, ge.info], api_name="generate",
-                     concurrency_limit=2)
-        inv.run.click(service.on_gpu(service.bind(service.invert_photo, store), service.invert_duration),
-                      [session, inv.image, inv.styles, inv.strength],
-                      [inv.aligned, inv.reconstruction, inv.gallery], api_name="invert", concurrency_limit=1)
+        # Handlers are wired by name: their parameters and the fields of their Outputs records name components.
+        shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles}
+        ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
+        service.wire(ad.train.click,
+                     service.on_gpu(service.bind(service.adapt_stream, store, runs), service.adapt_duration),
+                     ad_names, service.AdaptOutputs, api_name="adapt", concurrency_limit=1, concurrency_id="train")
+        service.wire(ad.stop.click, service.bind(service.stop_training, runs), ad_names, "status", api_name="stop",
+                     concurrency_limit=None)
+        service.wire(ge.dice.click, service.random_seed, ge_names, "seed", api_name="random_seed",
+                     concurrency_limit=None)
+        service.wire(ge.file.upload, service.bind(service.upload_style, store), ge_names, service.UploadOutputs,
+                     api_name="upload_style")
+        service.wire(ge.run.click, service.on_gpu(service.bind(service.generate, store), service.generate_duration),
+                     ge_names, service.GenerateOutputs, api_name="generate", concurrency_limit=2)
+        service.wire(inv.run.click, service.on_gpu(service.bind(service.invert_photo, store), service.invert_duration),
+                     inv_names, service.InvertOutputs, api_name="invert", concurrency_limit=1)
     demo.queue(max_size=64)
     return demo
 

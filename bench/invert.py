@@ -8,11 +8,14 @@ Run alone: ``python -m bench --cases e4e_enc,e4e_encdec,align``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from PIL import Image
 
+from nada.align import FaceAligner
 from nada.invert import encode_face, invert, random_e4e
 from nada.stylegan2 import Generator
 
@@ -59,17 +62,13 @@ def _astronaut() -> Image.Image:
         from skimage import data
 
         return Image.fromarray(data.astronaut())
-    except ImportError:  # the same photo, as stored with the alignment fixtures
-        from pathlib import Path
-
-        return Image.open(Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "align" / "astronaut.png"
-                          ).convert("RGB")
+    except ImportError:  # the same photo, as stored with the reference fixtures ($NADA_FIXTURES, as in the tests)
+        fixtures = os.environ.get("NADA_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+        return Image.open(Path(fixtures) / "align" / "astronaut.png").convert("RGB")
 
 
 def align(device: torch.device) -> Callable[[], object]:
     """FFHQ alignment of the astronaut photo at 256 (detector, landmarks, warp); CPU work whatever the device."""
-    from nada.align import FaceAligner
-
     aligner = FaceAligner.load()
     photo = _astronaut()
 

@@ -1,6 +1,6 @@
 """FFHQ face alignment: dlib finds the most confident face and its 68 landmarks, an oriented square is cut around it.
 
-The geometry follows the FFHQ / e4e recipe (see ``shared/fixtures/align/README.md``): the square's centre, size and
+The geometry follows the FFHQ / e4e recipe (e4e's ``utils/alignment.py::align_face``): the square's centre, size and
 rotation come from the eye and mouth positions; large photos are shrunk first, the square's neighbourhood is cropped,
 regions outside the photo are filled by reflection, blurred and faded to the median colour, and the square is
 resampled to the output size. Differences from the reference, on purpose:
@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from nada.images import MAX_PIXELS, ImageSource, load_image
+from nada.weights import WeightsUnavailableError, fetch
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 BLEND_ROWS = 256  # rows per chunk in the padding blend (bounds temporary memory)
@@ -54,8 +55,6 @@ def predictor_path() -> Path:
             candidate = Path(folder) / "models" / PREDICTOR_FILE
             if candidate.is_file():
                 return candidate
-    from nada.weights import WeightsUnavailableError, fetch
-
     try:
         return fetch("dlib-landmarks")
     except WeightsUnavailableError as exc:
@@ -67,7 +66,7 @@ def predictor_path() -> Path:
 def _import_dlib() -> Any:
     """Import dlib, or explain how to install it."""
     try:
-        import dlib
+        import dlib  # optional: only the alignment needs dlib (dlib-bin)
     except ImportError as exc:
         raise AlignmentUnavailableError(
             "Face alignment needs dlib: `pip install dlib-bin` (prebuilt) or `pip install dlib`.") from exc

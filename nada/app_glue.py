@@ -1,17 +1,19 @@
-"""Gradio plumbing for the app's handlers: readable errors, binding models to handlers, ZeroGPU wrapping.
+"""Gradio plumbing for the app's handlers: readable errors, binding models to handlers, wiring by name, ZeroGPU.
 
 Nothing here knows about StyleGAN: it turns exceptions into ``gr.Error`` messages a person understands, keeps a
-bound handler looking like the original to Gradio (streaming, ``gr.Request`` injection), and wraps GPU handlers with
+bound handler looking like the original to Gradio (streaming, ``gr.Request`` injection), wires a handler's
+parameters and its :class:`Outputs` record to components by name (:func:`wire`), and wraps GPU handlers with
 ``spaces.GPU`` on Hugging Face ZeroGPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gradio as gr
@@ -94,7 +96,7 @@ def on_gpu(fn: Callable, duration: Callable[[dict], float] | float = 60) -> Call
     """Wrap a handler with ``spaces.GPU`` on Hugging Face ZeroGPU (a no-op elsewhere, and when ``spaces`` is not
     installed). ``duration`` (seconds) may be a function of the handler's arguments by name."""
     try:
-        import spaces
+        import spaces  # optional: installed on Hugging Face ZeroGPU Spaces only
     except ImportError:
         return fn
     if callable(duration):
@@ -111,9 +113,85 @@ def on_gpu(fn: Callable, duration: Callable[[dict], float] | float = 60) -> Call
     return spaces.GPU(duration=int(duration))(fn)
 
 
+class _Keep:
+    """The value of an output that stays as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclasses.dataclass
+class Outputs:
+    """Base of a handler's named outputs: one field per component it may update, named like the component in the
+    app. A field left at :data:`KEEP` leaves its component as it is. Adding an output is adding a field."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The field names, in the order the components are wired."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def values(self) -> tuple:
+        """The values in wiring order, ``gr.skip()`` for each field left at :data:`KEEP`."""
+        return tuple(gr.skip() if v is KEEP else v for v in (getattr(self, n) for n in self.names()))
+
+
+def handler_inputs(fn: Callable) -> list[str]:
+    """The parameters Gradio fills from components: every parameter of ``fn`` without a default value, in order
+    (``request: gr.Request | None = None`` and tuning knobs with defaults are left to Gradio and to the defaults)."""
+    return [n for n, p in inspect.signature(fn).parameters.items()
+            if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD]
+
+
+def _components(names: list[str], components: Mapping[str, Any], what: str, fn: Callable) -> list[Any]:
+    missing = [n for n in names if n not in components]
+    if missing:
+        raise KeyError(f"{getattr(fn, '__name__', fn)}: no component named {missing} for its {what}; "
+                       f"known names: {sorted(components)}")
+    return [components[n] for n in names]
+
+
+def _emit(fn: Callable, outputs: type[Outputs] | str | None) -> Callable:
+    """``fn`` with each :class:`Outputs` record it returns or yields turned into the tuple Gradio expects."""
+    if outputs is None or isinstance(outputs, str):
+        return fn
+
+    def convert(record: Any) -> tuple:
+        if not isinstance(record, outputs):
+            raise TypeError(f"{getattr(fn, '__name__', fn)} returned {type(record).__name__}, not "
+                            f"{outputs.__name__}")
+        return record.values()
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            for record in fn(*args, **kwargs):
+                yield convert(record)
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return convert(fn(*args, **kwargs))
+    return wrapper
+
+
+def wire(trigger: Callable, fn: Callable, components: Mapping[str, Any], outputs: type[Outputs] | str | None,
+         **event_kwargs: Any) -> Any:
+    """Connect ``fn`` to an event listener (``button.click``) by name: its inputs are the components named like its
+    parameters (:func:`handler_inputs`), its outputs those named like the fields of ``outputs`` (an
+    :class:`Outputs` class; a single name for a handler returning one plain value). ``KeyError`` on a name that
+    ``components`` lacks, before anything is wired."""
+    inputs = _components(handler_inputs(fn), components, "inputs", fn)
+    names = [outputs] if isinstance(outputs, str) else outputs.names() if outputs else []
+    targets = _components(names, components, "outputs", fn)
+    return trigger(_emit(fn, outputs), inputs, targets if outputs else None, **event_kwargs)
+
+
 def session_id(request: gr.Request | None) -> str:
     """The browser session behind a request ("local" when called without one, e.g. from tests)."""
     return str(getattr(request, "session_hash", None) or "local")
 
 
-__all__ = ["OOM_HINT", "user_errors", "bind", "on_gpu", "session_id"]
+__all__ = ["OOM_HINT", "KEEP", "Outputs", "handler_inputs", "wire", "user_errors", "bind", "on_gpu", "session_id"]

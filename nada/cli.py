@@ -3,46 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from .weights import REGISTRY
+import torch
 
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit code 1."""
-
-
-def parse_seeds(text: str) -> list[int]:
-    """"7" -> [7]; "0-3" -> [0, 1, 2, 3]; "1,5,9" -> [1, 5, 9] (ranges and lists combine; seeds are >= 0)."""
-    seeds: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m[2] is not None and not 0 <= int(m[2]) - int(m[1]) < 10000):
-            raise argparse.ArgumentTypeError(f"invalid seeds '{text}': use 7, 0-7 or 1,5,9")
-        seeds.extend(range(int(m[1]), int(m[2] or m[1]) + 1))
-    return seeds
-
-
-def _unit_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{v} is outside [0, 1]")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+from . import cli_adapt, cli_invert, cli_weights
+from .cli_args import CliError, parse_seeds, positive_int, unit_float
+from .devices import pick_device
+from .render import to_pil
+from .runtime import tune_allocator
+from .sampling import render_seeds
+from .sources import load_source
+from .styles import apply_style_file
+from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
 
 
 def _sources_help() -> str:
@@ -50,9 +24,9 @@ def _sources_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (subcommands register themselves here)."""
+    """The full argument parser: ``generate`` here, ``adapt`` and ``invert`` registered by their modules."""
     parser = argparse.ArgumentParser(
-        prog="python -m nada",
+        prog="nada" if Path(sys.argv[0]).name == "nada" else "python -m nada",  # console command or module
         description="Text-driven domain adaptation of StyleGAN2 generators (StyleGAN-NADA, re-implemented).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -63,32 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"generator: a registry name ({_sources_help()}) or a rosinality .pt file (default: ffhq)")
     gen.add_argument("--style", default=None,
                      help="a style file (.safetensors from nada, or a StyleGAN-NADA .pt) or a published style name")
-    gen.add_argument("--strength", type=_unit_float, default=1.0,
+    gen.add_argument("--strength", type=unit_float, default=1.0,
                      help="style strength, 0 = source, 1 = adapted (default: 1)")
     gen.add_argument("--seed", type=parse_seeds, default=[0], metavar="SEEDS",
                      help="seed, range or list: 7, 0-7 or 1,5,9 (default: 0)")
-    gen.add_argument("--truncation", type=_unit_float, default=0.7,
+    gen.add_argument("--truncation", type=unit_float, default=0.7,
                      help="truncation psi in [0, 1]; 1 = none (default: 0.7)")
-    gen.add_argument("--batch", type=_positive_int, default=4, help="images per forward pass (default: 4)")
+    gen.add_argument("--batch", type=positive_int, default=4, help="images per forward pass (default: 4)")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     gen.add_argument("-o", "--out", default="out.png",
                      help="output .png for one seed, or a folder (one seedNNNN.png per seed) (default: out.png)")
     gen.set_defaults(run=_run_generate)
 
-    _register_later_commands(sub)
+    cli_adapt.register(sub)
+    cli_invert.register(sub)
+    cli_weights.register(sub)
     return parser
-
-
-def _register_later_commands(sub: argparse._SubParsersAction) -> None:
-    """Subcommands that live in their own modules (added as they exist)."""
-    for modname in ("cli_adapt", "cli_invert"):
-        try:
-            mod = __import__(f"{__package__}.{modname}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{modname}":
-                raise
-            continue
-        mod.register(sub)
 
 
 def output_paths(out: str, seeds: list[int]) -> list[Path]:
@@ -102,19 +66,10 @@ def output_paths(out: str, seeds: list[int]) -> list[Path]:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .devices import pick_device
-    from .render import to_pil
-    from .sampling import render_seeds
-    from .weights import load_generator
-
     paths = output_paths(args.out, args.seed)
     device = pick_device(args.device)
-    generator = load_generator(args.source, device)
+    generator = load_source(args.source, device)
     if args.style:
-        from .styles import apply_style_file
-
         generator = apply_style_file(generator, args.style, strength=args.strength, source_name=args.source)
     with torch.no_grad():
         images = render_seeds(generator, args.seed, truncation=args.truncation, batch=args.batch)
@@ -127,9 +82,6 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, turn known failures into a one-line message and a non-zero exit code."""
-    from .runtime import tune_allocator
-    from .weights import CheckpointError, WeightsUnavailableError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     tune_allocator()

@@ -7,9 +7,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from .train import AdaptConfig
+from .cli_args import parse_seeds
+from .clip_models import DEFAULT_CLIPS, load_clip
+from .devices import pick_device
+from .id_loss import load_id_loss
+from .sources import load_source
+from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path
+from .tiny import TINY_NAME, tiny_clip
+from .train import AdaptConfig, adapt
+from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
 
-DEFAULT_CLIP = "clip-vit-b32,clip-vit-b16"
+DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="source_text", required=True, metavar="TEXT", help='source text, e.g. "Photo"')
     p.add_argument("--to", dest="target_text", required=True, metavar="TEXT", help='target text, e.g. "Witcher"')
     defaults = AdaptConfig()
-    skip = {"source_text", "target_text", "stop_event", "preview_seeds"}
+    skip = {"source_text", "target_text", "preview_seeds"}
     for f in dataclasses.fields(AdaptConfig):
         if f.name in skip:
             continue
@@ -50,24 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> AdaptConfig:
     """The :class:`AdaptConfig` described by parsed arguments."""
-    from .cli import parse_seeds
-
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(AdaptConfig)
-              if f.name not in {"stop_event", "preview_seeds"}}
+              if f.name != "preview_seeds"}
     return AdaptConfig(**values, preview_seeds=tuple(parse_seeds(args.preview_seeds)))
 
 
 def load_models(args: argparse.Namespace, config: AdaptConfig, device):
-    """(generator, source name, [(clip, weight)], id_loss or None) for the arguments; may lower lambda_id to 0."""
-    from .weights import REGISTRY, CheckpointError, WeightsUnavailableError, load_generator
-
+    """(generator, source name, [(clip, weight)], id_loss or None, config) for the arguments; the config is
+    ``config`` with lambda_id 0 when the identity loss cannot load."""
     if args.tiny:
-        from .tiny import TINY_NAME, tiny_clip
-
-        return load_generator(TINY_NAME, device), TINY_NAME, [(tiny_clip().to(device), 1.0)], None
-    from .clip_models import load_clip
-
-    generator = load_generator(args.source, device)
+        return load_source(TINY_NAME, device), TINY_NAME, [(tiny_clip().to(device), 1.0)], None, config
+    generator = load_source(args.source, device)
     names = [n.strip() for n in args.clip_models.split(",") if n.strip()]
     weights = [float(w) for w in args.clip_weights.split(",")] if args.clip_weights else [1.0] * len(names)
     if len(weights) != len(names):
@@ -79,23 +80,17 @@ def load_models(args: argparse.Namespace, config: AdaptConfig, device):
         if asset is not None and not asset.faces:
             raise ValueError(f"The identity loss only makes sense for face generators; '{args.source}' is not one. "
                              "Use --lambda-id 0.")
-        from .id_loss import load_id_loss
-
         try:
             id_loss = load_id_loss(args.arcface, device)
         except (WeightsUnavailableError, CheckpointError) as exc:
             print(f"warning: identity loss off (lambda_id=0): {exc}", file=sys.stderr)
-            config.lambda_id = 0.0
-    return generator, str(args.source), clips, id_loss
+            config = dataclasses.replace(config, lambda_id=0.0)
+    return generator, str(args.source), clips, id_loss, config
 
 
 def run_adapt(args: argparse.Namespace) -> int:
     """Train, render progress, save the style; Ctrl-C saves what was trained so far."""
-    from tqdm import tqdm
-
-    from .devices import pick_device
-    from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path
-    from .train import adapt
+    from tqdm import tqdm  # third-party, only the progress bar needs it
 
     config = config_from_args(args)
     config.validate()
@@ -103,7 +98,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise ValueError(f"The style file must end in .safetensors, got '{out}'.")
     device = pick_device(args.device)
-    generator, source_name, clips, id_loss = load_models(args, config, device)
+    generator, source_name, clips, id_loss, config = load_models(args, config, device)
     preview_dir = Path(args.preview_dir) if args.preview_dir else None
     if preview_dir:
         preview_dir.mkdir(parents=True, exist_ok=True)

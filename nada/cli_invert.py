@@ -15,14 +15,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+from .align import AlignmentUnavailableError, FaceAligner
+from .cli_args import CliError, unit_float
+from .devices import pick_device
+from .e4e import load_e4e
+from .invert import invert, prepare_face, render_codes, tiny_inversion_models
+from .sources import load_source
+from .styles import apply_style_file, safe_style_name
+from .tiny import TINY_INVERT as TINY_SOURCE  # the source name recorded for / checked against styles in --tiny mode
+from .weights import REGISTRY
+
 FIXED_OUTPUTS = ("aligned", "reconstruction", "codes")
-TINY_SOURCE = "tiny-invert"  # the source name recorded for / checked against styles in --tiny mode
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``invert`` subcommand."""
-    from .cli import _unit_float
-
     p = sub.add_parser(
         "invert", help="invert a face photo with e4e and render it in styles",
         description="Find and align the face in a photo (FFHQ alignment), invert it into W+ with the e4e encoder, "
@@ -33,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(e.g. nada-pixar) or StyleGAN-NADA .pt files")
     p.add_argument("--source", default="ffhq", help="source generator: registry name or .pt path (default: ffhq)")
     p.add_argument("--e4e", default="e4e-ffhq", help="e4e checkpoint: registry name or path (default: e4e-ffhq)")
-    p.add_argument("--strength", type=_unit_float, default=1.0,
+    p.add_argument("--strength", type=unit_float, default=1.0,
                    help="style strength, 0 = source, 1 = adapted (default: 1)")
     p.add_argument("--no-align", dest="align", action="store_false",
                    help="the photo is already an FFHQ-aligned square face crop")
@@ -50,8 +59,6 @@ def style_list(text: str) -> list[str]:
 
 def output_names(styles: list[str]) -> list[str]:
     """A distinct, safe file stem per style: the file's stem or the name, slugged; clashes get -2, -3, ..."""
-    from .styles import safe_style_name
-
     taken = set(FIXED_OUTPUTS)
     names = []
     for s in styles:
@@ -69,10 +76,6 @@ def output_names(styles: list[str]) -> list[str]:
 
 def _aligned_face(args: argparse.Namespace):
     """The 256px encoder input (aligned, or the given crop with --no-align); fails fast on a bad photo."""
-    from .align import AlignmentUnavailableError, FaceAligner
-    from .cli import CliError
-    from .invert import prepare_face
-
     try:
         aligner = FaceAligner.load() if args.align else None
     except AlignmentUnavailableError as exc:
@@ -82,13 +85,6 @@ def _aligned_face(args: argparse.Namespace):
 
 def run_invert(args: argparse.Namespace) -> int:
     """Align, load models, invert, then render and write each style; prints each written path."""
-    import torch
-
-    from .devices import pick_device
-    from .invert import invert, render_codes, tiny_inversion_models
-    from .styles import apply_style_file
-    from .weights import REGISTRY
-
     styles = style_list(args.styles)
     names = output_names(styles)
     out = Path(args.out)
@@ -103,10 +99,7 @@ def run_invert(args: argparse.Namespace) -> int:
         encoder, latent_avg, generator = tiny_inversion_models(device=device)
         source_name = TINY_SOURCE
     else:
-        from .e4e import load_e4e
-        from .weights import load_generator
-
-        generator = load_generator(args.source, device)
+        generator = load_source(args.source, device)
         encoder, latent_avg = load_e4e(args.e4e, device)
         source_name = str(args.source)
     inversion = invert(face, encoder, latent_avg, generator, align=False)

@@ -3,7 +3,7 @@
 The loss code touches only ``encode_image``, ``encode_text``, ``visual.input_resolution`` and ``clip.tokenize``,
 so any object with that interface works (load real models with :func:`nada.clip_models.load_clip`).
 
-Formulas (``n(v) = v / ||v||``; see ``../shared/fixtures/nada/SEMANTICS.md``):
+Formulas (``n(v) = v / ||v||``; those of StyleGAN-NADA's ``CLIPLoss``, ``ZSSGAN/criteria/clip_loss.py``):
 - image features ``n(E_img(pre(I)))``; ``pre`` maps generator output in [-1, 1] to CLIP's input.
 - text direction ``dt = n(mean_k[n(E_txt(template_k(target))) - n(E_txt(template_k(source)))])`` over the
   79 ImageNet templates, computed once per (model, source, target) and held by a :class:`TextDirection`.
@@ -156,12 +156,7 @@ class TextDirection:
                 templates: Sequence[str] = IMAGENET_TEMPLATES) -> TextDirection:
         """``n(mean_k[n(E(t_k(target))) - n(E(t_k(source)))])`` over the templates; ``ValueError`` for empty,
         over-long or identical prompts."""
-        source = clean_prompt(source, "source prompt")
-        target = clean_prompt(target, "target prompt")
-        if _same_prompt(source, target):
-            raise ValueError(
-                f"The source and target prompts are the same ({source!r}): the target must describe the new "
-                "domain, e.g. source 'Photo' and target 'Sketch'.")
+        source, target = check_prompts(source, target)
         src = template_features(model, source, templates, "source prompt")  # [T, D]
         tgt = template_features(model, target, templates, "target prompt")  # [T, D]
         direction = F.normalize((tgt - src).mean(dim=0, keepdim=True), dim=-1)  # [1, D]

@@ -25,6 +25,8 @@ import torch
 
 from . import weights
 
+DEFAULT_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # the paper's pair: what adaptation uses unless told otherwise
+
 # User-facing names -> registry names. OpenAI's own spellings are accepted as aliases.
 CLIP_NAMES: Mapping[str, str] = MappingProxyType({
     "clip-vit-b32": "clip-vit-b32",
@@ -43,11 +45,9 @@ _WRAPPERS = ("state_dict", "model", "module")
 
 def import_clip():
     """The ``clip`` package, imported quietly (it imports the deprecated ``pkg_resources``); not at ``import nada``."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-        import clip
+        import clip  # heavy: ~2 s (it imports torchvision), so only when a CLIP model is built
     return clip
 
 

@@ -27,6 +27,7 @@ from .align import FaceAligner
 from .e4e import INPUT_SIZE, Encoder4Editing
 from .images import ImageInputError, ImageSource, load_image
 from .stylegan2 import Generator
+from .tiny import tiny_generator
 
 STYLE_DIM = 512  # e4e codes are 512-d W vectors
 SQUARE_TOLERANCE = 0.1  # --no-align input may be up to 10% off square (it is resized to 256x256)
@@ -225,8 +226,6 @@ def tiny_inversion_models(seed: int = 0, device: torch.device | str = "cpu"
     The generator is ``nada.tiny.tiny_generator(size=256, style_dim=512)`` (16 channels, n_latent 14), since the
     32px tiny generator reads 8 codes of 32 dims and e4e always gives 512-d codes. ``latent_avg`` is the
     generator's own mean W repeated, as e4e's is for its generator. Used by ``--tiny`` and the tests."""
-    from .tiny import tiny_generator
-
     generator = tiny_generator(seed, **TINY_INVERT_GENERATOR).to(device)
     encoder = random_e4e(generator.n_latent, seed).to(device)
     latent_avg = generator.mean_latent().repeat(generator.n_latent, 1)  # [14, 512]

@@ -14,32 +14,27 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .align import FaceAligner
+from .clip_models import DEFAULT_CLIPS, load_clip
 from .devices import pick_device
+from .e4e import load_e4e
+from .id_loss import load_id_loss
+from .invert import tiny_inversion_models
+from .registry import FEATURE_ASSETS
+from .sources import load_source
 from .styles import Style, import_style_pt, style_from_generators
-from .tiny import TINY_NAME
-from .weights import REGISTRY, cache_dir, hub_env_var, hub_location, offline
+from .tiny import TINY_GENERATOR, TINY_INVERT, TINY_NAME, tiny_clip, tiny_generator
+from .weights import REGISTRY, WeightsStatus, asset_status
 
-DEFAULT_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # the paper's pair
-TINY_INVERT = "tiny-invert"  # tiny mode's inversion generator (256 px, 512-d codes: e4e's), as in ``nada.cli_invert``
 TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with their convolutions from seed 1
     "tiny-demo": ("Tiny demo style (random, tiny mode)", TINY_NAME),
     "tiny-invert-demo": ("Tiny demo style for inversion (random, tiny mode)", TINY_INVERT),
 }
-INVERT_ASSETS = ("ffhq", "e4e-ffhq", "dlib-landmarks")  # what the Invert tab needs (real mode)
-
-
-@dataclass(frozen=True)
-class WeightsStatus:
-    """Whether one registry asset is usable now, and what to tell a person if it is not."""
-
-    name: str
-    cached: bool  # already on disk (or provided another way): loads without network
-    message: str  # empty when cached
+INVERT_ASSETS = FEATURE_ASSETS["Invert"]  # what the Invert tab needs (real mode)
 
 
 class ModelStore:
@@ -108,8 +103,6 @@ class ModelStore:
 
     def generator_rows(self, name: str) -> int:
         """W+ rows (n_latent) of a source generator, from its registry size: no loading."""
-        from .tiny import TINY_GENERATOR
-
         size = TINY_GENERATOR["size"] if name == TINY_NAME else 256 if name == TINY_INVERT else \
             (REGISTRY[name].size if name in REGISTRY and REGISTRY[name].size else 1024)
         return 2 * int(math.log2(size)) - 2
@@ -127,9 +120,7 @@ class ModelStore:
             raise ValueError(f"Unknown source generator '{name}'. Choose one of: {known}.")
         if name == TINY_INVERT:
             return self._tiny_inversion()[2]
-        from .weights import load_generator
-
-        return self._get(f"generator:{name}", lambda: load_generator(name, self.device).eval().requires_grad_(False))
+        return self._get(f"generator:{name}", lambda: load_source(name, self.device).eval().requires_grad_(False))
 
     def truncation_center(self, name: str) -> torch.Tensor:
         """The source generator's truncation centre [1, 512], computed once."""
@@ -142,11 +133,7 @@ class ModelStore:
     def clips(self, names: list[str] | tuple[str, ...]) -> list[tuple[torch.nn.Module, float]]:
         """``[(clip_model, 1.0), ...]`` for CLIP registry names (tiny mode: one tiny CLIP, whatever the names)."""
         if self.tiny:
-            from .tiny import tiny_clip
-
             return [(self._get("clip:tiny", lambda: tiny_clip().to(self.device)), 1.0)]
-        from .clip_models import load_clip
-
         if not names:
             raise ValueError("Choose at least one CLIP model.")
         return [(self._get(f"clip:{n}", lambda n=n: load_clip(n, self.device)), 1.0) for n in names]
@@ -156,28 +143,20 @@ class ModelStore:
         if self.tiny:
             raise ValueError("The identity loss needs a face generator; tiny mode has none. Set the identity weight "
                              "to 0.")
-        from .id_loss import load_id_loss
-
         return self._get("arcface", lambda: load_id_loss(self.arcface_source, self.device))
 
     def e4e(self) -> tuple[torch.nn.Module, torch.Tensor]:
         """(e4e encoder, latent_avg [n_latent, 512]); in tiny mode a random encoder matching the tiny generator."""
         if self.tiny:
             return self._tiny_inversion()[:2]
-        from .e4e import load_e4e
-
         return self._get(f"e4e:{self.e4e_source}", lambda: load_e4e(self.e4e_source, self.device))
 
     def _tiny_inversion(self) -> tuple:
         """(random e4e, latent_avg, 256 px tiny generator): ``nada.invert.tiny_inversion_models``, built once."""
-        from .invert import tiny_inversion_models
-
         return self._get("tiny-inversion", lambda: tiny_inversion_models(device=self.device))
 
     def aligner(self):
         """dlib's face detector and landmark model (FFHQ alignment); the same in tiny mode (it is small)."""
-        from .align import FaceAligner
-
         return self._get("aligner", FaceAligner.load)
 
     def published_style(self, name: str) -> Style:
@@ -214,7 +193,7 @@ class ModelStore:
             if self.tiny or name == TINY_NAME:
                 out.append(WeightsStatus(name, True, ""))
                 continue
-            out.append(_asset_status(name))
+            out.append(asset_status(name))
         return out
 
     def missing_message(self, names: list[str] | tuple[str, ...], what: str) -> str:
@@ -226,36 +205,8 @@ class ModelStore:
         return f"**{what} needs weights that are not on this machine yet:**\n{lines}"
 
 
-def _asset_status(name: str) -> WeightsStatus:
-    """Cache check of one registry asset without touching the network."""
-    if name == "dlib-landmarks":  # face_recognition_models ships the landmark model
-        import importlib.util
-
-        if importlib.util.find_spec("face_recognition_models") is not None:
-            return WeightsStatus(name, True, "")
-    asset = REGISTRY.get(name)
-    if asset is None:
-        return WeightsStatus(name, False, f"'{name}' is not in the weights registry.")
-    repo_id, filename = hub_location(asset)
-    env = hub_env_var(name)
-    if repo_id is None:
-        return WeightsStatus(name, False, f"`{name}` ({filename}): no hub mirror is known; set `{env}=org/repo:file`.")
-    from huggingface_hub import try_to_load_from_cache
-
-    hit = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir())
-    if isinstance(hit, str) and os.path.isfile(hit):
-        return WeightsStatus(name, True, "")
-    where = f"`{name}` ({repo_id}/{filename})"
-    if offline():
-        return WeightsStatus(name, False, f"{where}: not cached in `{cache_dir()}` and offline mode is on. Run once "
-                                          f"with network access (unset HF_HUB_OFFLINE) or set `{env}=org/repo:file`.")
-    return WeightsStatus(name, False, f"{where}: downloads on first use (needs network access).")
-
-
 def _tiny_demo_style(source: torch.nn.Module, source_name: str) -> Style:
     """A style for a tiny generator: its synthesis convolutions replaced by those of the seed-1 generator."""
-    from .tiny import tiny_generator
-
     other = tiny_generator(seed=1, **source.config()).to(next(source.parameters()).device)
     adapted = copy.deepcopy(source)
     with torch.no_grad():

@@ -2,11 +2,14 @@
 
 ``app.py`` only lays the page out and wires these in (with :func:`bind`); tests call them directly. Every handler
 turns bad input and known failures into a ``gr.Error`` whose message a person understands (:func:`user_errors`),
-so one user's mistake never stops the app. Return values are in the order of the outputs ``app.py`` wires.
+so one user's mistake never stops the app. Each handler's parameters are named like the components that feed them
+and it returns (or streams) a named :class:`~nada.app_glue.Outputs` record whose fields are named like the components
+it updates; ``app.py`` wires both by name (:func:`~nada.app_glue.wire`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import random
@@ -21,9 +24,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .app_glue import bind, on_gpu, session_id, user_errors
+from .app_glue import KEEP, Outputs, bind, on_gpu, session_id, user_errors, wire
 from .e4e import INPUT_SIZE as E4E_INPUT
 from .images import ImageInputError, load_image
+from .invert import invert, stylize
 from .model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
 from .render import to_pil
 from .sampling import render_seeds
@@ -48,6 +52,49 @@ MAX_IMAGE_MB = 20  # photo uploads
 MAX_STYLE_FILE_MB = 400  # style uploads (a full 1024 px generator .pt is ~130 MB)
 STYLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 DISPLAY_MIN = 256  # small (tiny-mode) images are enlarged to this for display
+
+
+# ------------------------------------------------------------------------------------------ handler outputs
+@dataclasses.dataclass
+class UploadOutputs(Outputs):
+    """What an uploaded style updates."""
+
+    generate_style: Any  # the Generate tab's style dropdown (the new style selected)
+    invert_styles: Any  # the Invert tab's style multi-select
+    session: SessionStyles
+
+
+@dataclasses.dataclass
+class GenerateOutputs(Outputs):
+    """What a Generate click shows."""
+
+    source_gallery: list  # (image, caption) per seed, source generator
+    styled_gallery: list  # (image, caption) per seed, styled (empty without a style)
+    files: list[str]  # downloads: a zip of the images, and the session's style file
+    info: str  # Markdown: what was rendered
+
+
+@dataclasses.dataclass
+class InvertOutputs(Outputs):
+    """What an Invert click shows."""
+
+    aligned: Image.Image  # the aligned face (the encoder's input)
+    reconstruction: Image.Image  # e4e's reconstruction
+    gallery: list  # (styled image, caption) per chosen style
+
+
+@dataclasses.dataclass
+class AdaptOutputs(Outputs):
+    """What a training stream updates; a field left at ``KEEP`` stays as it is."""
+
+    preview: Any = KEEP  # source row over adapted row
+    losses: Any = KEEP  # DataFrame step, loss, term
+    layers: Any = KEEP  # DataFrame row, score, trains
+    status: Any = KEEP  # Markdown
+    style_file: Any = KEEP  # the trained style's file
+    session: Any = KEEP  # SessionStyles, once the style is in it
+    generate_style: Any = KEEP  # Generate dropdown with the new style selected
+    invert_styles: Any = KEEP  # Invert multi-select
 
 
 def _display(img: Image.Image) -> Image.Image:
@@ -152,9 +199,8 @@ def resolve_style(store: ModelStore, session: SessionStyles | None, choice: str 
 
 
 @user_errors
-def upload_style(store: ModelStore, session: SessionStyles, file: str | None) -> tuple[Any, Any, SessionStyles]:
-    """Add an uploaded style file (``.safetensors`` from nada, or a full ``.pt`` generator) to the session.
-    Outputs: (Generate style dropdown, Invert style dropdown, session)."""
+def upload_style(store: ModelStore, session: SessionStyles, file: str | None) -> UploadOutputs:
+    """Add an uploaded style file (``.safetensors`` from nada, or a full ``.pt`` generator) to the session."""
     if not file:
         raise ValueError("Choose a style file to upload (.safetensors from nada, or a StyleGAN-NADA .pt).")
     path = _check_upload(file, MAX_STYLE_FILE_MB, "style file")
@@ -177,8 +223,8 @@ def upload_style(store: ModelStore, session: SessionStyles, file: str | None) ->
     if dropped:
         gr.Warning(f"Dropped the oldest styles to make room: {', '.join(dropped)}.")
     gr.Info(f"Style '{name}' added (source generator: {source}).")
-    return (gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
-            gr.Dropdown(choices=invert_choices(store, session)), session)
+    return UploadOutputs(generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
+                         invert_styles=gr.Dropdown(choices=invert_choices(store, session)), session=session)
 
 
 # ----------------------------------------------------------------------------------------------- generate
@@ -208,10 +254,9 @@ def _unit(value: Any, what: str) -> float:
 
 
 @user_errors
-def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed: Any, truncation: Any,
-             n_images: Any, strength: Any) -> tuple[list, list, list[str], str]:
-    """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style. Outputs: (source
-    gallery, styled gallery (empty without a style), each a list of (image, caption); files to download; info)."""
+def generate(store: ModelStore, session: SessionStyles, style: str | None, seed: Any, truncation: Any,
+             n_images: Any, strength: Any) -> GenerateOutputs:
+    """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style (a dropdown value)."""
     seed, truncation, strength = _seed(seed), _unit(truncation, "Truncation"), _unit(strength, "Style strength")
     try:
         n = int(n_images)
@@ -219,16 +264,16 @@ def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed
         n = 0
     if not 1 <= n <= MAX_IMAGES:
         raise ValueError(f"Number of images must be from 1 to {MAX_IMAGES}, got {n}.")
-    source, style, label = resolve_style(store, session, choice)
+    source, chosen, label = resolve_style(store, session, style)
     gen = store.generator(source)
     seeds = [(seed + i) % 2**32 for i in range(n)]
     w_avg = store.truncation_center(source)
     with torch.no_grad():
         src = to_pil(render_seeds(gen, seeds, truncation, w_avg=w_avg))
         sty = None
-        if style is not None:
+        if chosen is not None:
             # checked against this generator when it entered the session: no re-fingerprinting per click
-            styled = apply_style(gen, style, strength, check_source=False, source_name=source)
+            styled = apply_style(gen, chosen, strength, check_source=False, source_name=source)
             sty = to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
             del styled
     source_gallery = [(_display(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
@@ -242,16 +287,16 @@ def generate(store: ModelStore, session: SessionStyles, choice: str | None, seed
                     imgs[i].save(buf, format="PNG")
                     zf.writestr(f"seed{s:04d}-{tag}.png", buf.getvalue())
     files = [str(zpath)]
-    if choice and choice.startswith(SESSION_PREFIX) and label in session.files:
+    if style and style.startswith(SESSION_PREFIX) and label in session.files:
         files.append(str(session.files[label]))
     info = (f"Source generator **{source}**, style **{label}**"
-            + (f" at strength {strength:g}" if style is not None else "")
+            + (f" at strength {strength:g}" if chosen is not None else "")
             + f", truncation {truncation:g}, seeds {seeds[0]}–{seeds[-1]}.")
-    if style is not None and not (choice or "").startswith(SESSION_PREFIX):
+    if chosen is not None and not (style or "").startswith(SESSION_PREFIX):
         asset = REGISTRY.get(label)
         if asset is not None and asset.repo_id:
             info += f" Style file: https://huggingface.co/{asset.repo_id}/blob/main/{asset.filename}"
-    return source_gallery, styled_gallery, files, info
+    return GenerateOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery, files=files, info=info)
 
 
 def generate_duration(args: dict) -> float:
@@ -261,12 +306,9 @@ def generate_duration(args: dict) -> float:
 
 # ------------------------------------------------------------------------------------------------- invert
 @user_errors
-def invert_photo(store: ModelStore, session: SessionStyles, image: Any, choices: list[str] | None,
-                 strength: Any) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str]]]:
-    """Align the face in ``image``, invert it with e4e, and render it in each chosen style.
-    Outputs: (aligned face, reconstruction, gallery of (styled image, style name))."""
-    from . import invert as inv
-
+def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None,
+                 strength: Any) -> InvertOutputs:
+    """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values)."""
     strength = _unit(strength, "Style strength")
     if image is None or (isinstance(image, str) and not image):
         raise ImageInputError("Upload a photo with a face first (or use the webcam, the clipboard or an example).")
@@ -274,7 +316,7 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, choices:
         image = _check_upload(image, MAX_IMAGE_MB, "photo")
     photo = load_image(image)
     source = store.invert_source()
-    resolved = [resolve_style(store, session, c) for c in (choices or []) if c and c != NO_STYLE]
+    resolved = [resolve_style(store, session, c) for c in (styles or []) if c and c != NO_STYLE]
     for src, _, name in resolved:
         if src != source:
             raise StyleMismatchError(f"The style '{name}' belongs to the '{src}' generator; inversion works with the "
@@ -283,19 +325,20 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, choices:
     gen = store.generator(source)
     encoder, latent_avg = store.e4e()
     with torch.no_grad():
-        result = inv.invert(face, encoder, latent_avg, gen, align=False)
+        result = invert(face, encoder, latent_avg, gen, align=False)
         gallery = []
         for _, style, name in resolved:
             # checked against this generator when it entered the session: no re-fingerprinting per click
             styled = apply_style(gen, style, strength, check_source=False, source_name=source)
-            gallery.append((_display(inv.stylize(result, styled, 1.0)), f"{name} (strength {strength:g})"))
+            gallery.append((_display(stylize(result, styled, 1.0)), f"{name} (strength {strength:g})"))
             del styled
-    return _display(result.aligned), _display(result.reconstruction), gallery
+    return InvertOutputs(aligned=_display(result.aligned), reconstruction=_display(result.reconstruction),
+                         gallery=gallery)
 
 
 def invert_duration(args: dict) -> float:
     """ZeroGPU seconds for an Invert call."""
-    return 20 + 5 * len(args.get("choices") or [])
+    return 20 + 5 * len(args.get("styles") or [])
 
 
 # -------------------------------------------------------------------------------------------------- adapt
@@ -336,38 +379,27 @@ def _fmt_s(seconds: float) -> str:
 def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, source: str, source_text: str,
                  target_text: str, iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None,
                  lambda_direction: Any, lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any,
-                 batch_size: Any, request: gr.Request | None = None, min_interval_s: float = 0.25) -> Iterator[tuple]:
-    """Train a style, streaming (preview, losses, layer chart, status, style file, session, Generate dropdown,
-    Invert dropdown); unchanged outputs are ``gr.skip()``. Stop keeps what was trained."""
-    skip = gr.skip
+                 batch_size: Any, request: gr.Request | None = None, min_interval_s: float = 0.25
+                 ) -> Iterator[AdaptOutputs]:
+    """Train a style, streaming previews, losses, the layer chart and the status; at the end the style is in the
+    session and both style dropdowns offer it. Stop keeps what was trained."""
     if not store.is_source(source):
         raise ValueError(f"Choose a source generator (one of: {', '.join(n for _, n in store.source_choices())}).")
     if not store.tiny and not clip_names:
         raise ValueError("Choose at least one CLIP model in Advanced settings.")
     config = adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
                           batch_size, source_text, target_text, store.generator_rows(source))  # before any loading
-    yield skip(), skip(), skip(), "Loading the models...", skip(), skip(), skip(), skip()
+    yield AdaptOutputs(status="Loading the models...")
     gen = store.generator(source)
     config.validate(gen.n_latent)  # a local override may have another size than the registry says
-    id_loss = None
-    if config.lambda_id > 0:
-        if not store.faces(source):
-            gr.Warning(f"The identity loss needs a face generator; '{source}' is not one, so it is off.")
-            config.lambda_id = 0.0
-        else:
-            try:
-                id_loss = store.id_loss()
-            except WeightsUnavailableError as exc:
-                gr.Warning(f"Identity loss off: {exc}")
-                config.lambda_id = 0.0
+    config, id_loss = _identity_loss(store, source, config)
     clips = store.clips(list(clip_names or DEFAULT_CLIPS))
     k = config.resolved_layers_k(gen.n_latent)
     rows: list[dict] = []
     last = None
     bars = _layer_frame(None, k)
     with runs.slot(session_id(request), config.iterations) as run:
-        config.stop_event = run.stop_event
-        it = adapt(gen, clips, config, id_loss)
+        it = adapt(gen, clips, config, id_loss, stop=run.stop_event)
         shown = 0.0
         try:
             for rec in it:
@@ -383,13 +415,12 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                 stopping = " · stopping after this step" if run.stop_event.is_set() and not rec.done else ""
                 status = (f"Step **{rec.step}/{rec.total}** · {_fmt_s(rec.elapsed_s)} elapsed · about "
                           f"{_fmt_s(rec.eta_s)} left · loss {rec.losses.get('total', float('nan')):.4f}{stopping}")
-                yield (_display(rec.preview) if rec.preview is not None else skip(), pd.DataFrame(rows), bars, status,
-                       skip(), skip(), skip(), skip())
+                yield AdaptOutputs(preview=_display(rec.preview) if rec.preview is not None else KEEP,
+                                   losses=pd.DataFrame(rows), layers=bars, status=status)
         finally:
             it.close()
     if last is None or last.generator is None or last.step == 0:
-        yield skip(), skip(), skip(), "Stopped before the first step finished; nothing to save.", skip(), skip(), \
-            skip(), skip()
+        yield AdaptOutputs(status="Stopped before the first step finished; nothing to save.")
         return
     meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text,
             "config": config.to_dict(), "layers": last.layers, "steps": last.step}
@@ -404,9 +435,23 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     how = "finished" if last.step == config.iterations else f"stopped at step {last.step}/{config.iterations}"
     status = (f"Training {how} in {_fmt_s(last.elapsed_s)}. Saved the style **{name}**: pick it in the Generate "
               "and Invert tabs, or download it below.")
-    yield (skip(), pd.DataFrame(rows), bars, status, str(path), session,
-           gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
-           gr.Dropdown(choices=invert_choices(store, session)))
+    yield AdaptOutputs(losses=pd.DataFrame(rows), layers=bars, status=status, style_file=str(path), session=session,
+                       generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
+                       invert_styles=gr.Dropdown(choices=invert_choices(store, session)))
+
+
+def _identity_loss(store: ModelStore, source: str, config: AdaptConfig) -> tuple[AdaptConfig, Any]:
+    """(config, identity loss or None): the identity weight is turned off, with a warning, where it cannot apply."""
+    if config.lambda_id <= 0:
+        return config, None
+    if not store.faces(source):
+        gr.Warning(f"The identity loss needs a face generator; '{source}' is not one, so it is off.")
+        return dataclasses.replace(config, lambda_id=0.0), None
+    try:
+        return config, store.id_loss()
+    except WeightsUnavailableError as exc:
+        gr.Warning(f"Identity loss off: {exc}")
+        return dataclasses.replace(config, lambda_id=0.0), None
 
 
 def adapt_duration(args: dict) -> float:
@@ -426,7 +471,8 @@ def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
     return gr.skip()
 
 
-__all__ = [  # bind, on_gpu, session_id and user_errors come from nada.app_glue, re-exported for app.py
+__all__ = [  # bind, on_gpu, session_id, user_errors and wire come from nada.app_glue, re-exported for app.py
+    "UploadOutputs", "GenerateOutputs", "InvertOutputs", "AdaptOutputs", "wire",
     "NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "STYLE_SUFFIXES",
     "user_errors", "bind", "on_gpu", "session_id", "header_markdown", "tab_notice", "style_choices", "default_style",
     "invert_choices", "resolve_style", "upload_style", "random_seed", "generate", "generate_duration", "invert_photo",

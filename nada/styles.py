@@ -187,7 +187,7 @@ def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Pat
 
     ``fp16=True`` halves the file; each weight is then rounded to float16 (relative error <= 2**-11, measured in
     tests/test_styles.py). fp32 files round-trip exactly."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # third-party; looked up per call, so a test can make it fail
 
     path = Path(path)
     if path.suffix != STYLE_SUFFIX:
@@ -204,7 +204,7 @@ def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Pat
 
 def load_style(path: str | os.PathLike) -> Style:
     """Read a nada style (``.safetensors`` only: nothing executable is loaded); raise StyleFileError otherwise."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # third-party, only reading style files needs it
 
     path = Path(path).expanduser()
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 These are the 80 templates of OpenAI's CLIP ImageNet prompt ensemble minus ``"a photo of many {}."``: the
 79-sentence list StyleGAN-NADA averages over. ``tests/test_clip_loss.py`` checks every sentence against the
-tokens stored in ``../shared/fixtures/nada/clip_loss_fixture.npz``. Data only; ``{}`` is the prompt.
+tokens of the reference fixture (the upstream templates, tokenized by ``clip``). Data only; ``{}`` is the prompt.
 """
 
 from __future__ import annotations

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import torch
 
+from .clip_models import import_clip
 from .stylegan2 import Generator
 
 TINY_GENERATOR = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 16}
-TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator
+TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator (see nada.sources)
+# The source name of tiny mode's inversion generator (256 px, 512-d codes: e4e's; nada.invert.tiny_inversion_models),
+# recorded in and checked against the styles made for it (``invert --tiny``, the app in tiny mode).
+TINY_INVERT = "tiny-invert"
 
 
 def tiny_generator(seed: int = 0, **overrides) -> Generator:
@@ -31,8 +35,6 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
 
 def tiny_clip(seed: int = 0, image_resolution: int = 32) -> torch.nn.Module:
     """A tiny random OpenAI-architecture CLIP (ViT, 32 px input, 32-d embeddings), frozen, float32."""
-    from .clip_models import import_clip
-
     clip = import_clip()
     torch.manual_seed(seed)
     model = clip.model.CLIP(embed_dim=32, image_resolution=image_resolution, vision_layers=1, vision_width=64,

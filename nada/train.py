@@ -1,10 +1,10 @@
 """The adaptation loop: a trainable copy of a generator is pushed along a CLIP text direction, away from a frozen copy.
 
-``adapt`` is a generator of :class:`Progress` records; the app and the CLI only render them. Closing the iterator
-(or setting ``config.stop_event``) ends training after the current step, and every record already carries the
-trainable copy, so the weights trained so far are never lost. The caller's generator is never modified.
+``adapt`` is a generator of :class:`Progress` records; the app and the CLI only render them. Setting the ``stop``
+event ends training after the current step with a final record, closing the iterator ends it at once; every record
+carries the trainable copy, so the weights trained so far are never lost. The caller's generator is never modified.
 
-Choices where the reference code has quirks (``../shared/fixtures/nada/SEMANTICS.md``):
+Choices where the official StyleGAN-NADA code has quirks (each differs from it on purpose):
 - both copies see the same latents (frozen mapping network), the same noise and, in previews, one truncation centre;
 - the global loss uses the target prompt as typed, in training and in probing (the reference uses "a {target}"
   in one place and the bare text in the other);
@@ -15,12 +15,12 @@ Choices where the reference code has quirks (``../shared/fixtures/nada/SEMANTICS
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +37,10 @@ ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
 ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
 
 
-@dataclass
+@dataclasses.dataclass(frozen=True)
 class AdaptConfig:
-    """Everything one adaptation run needs besides the models; shared by the app, the CLI and the tests."""
+    """Everything one adaptation run needs besides the models; shared by the app, the CLI and the tests. Plain,
+    immutable data: derive a changed config with ``dataclasses.replace``."""
 
     source_text: str = "Photo"  # what the source generator shows, e.g. "Photo"
     target_text: str = "Sketch"  # the domain to move to, e.g. "Witcher"
@@ -64,7 +65,6 @@ class AdaptConfig:
     #                     off by default: the directional loss normalises small feature differences (see bench/)
     grad_checkpointing: bool = False  # recompute generator activations in backward (less memory, ~30% slower)
     profile: bool = False  # time each phase of a step (synchronises the GPU; for benchmarks)
-    stop_event: threading.Event | None = field(default=None, repr=False, compare=False)  # set() to stop early
 
     def resolved_layers_k(self, n_latent: int) -> int:
         """The number of rows to train for a generator with ``n_latent`` rows."""
@@ -102,12 +102,10 @@ class AdaptConfig:
 
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable settings (for style metadata)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stop_event"}  # an Event can't be copied
-        d["preview_seeds"] = list(self.preview_seeds)
-        return d
+        return dataclasses.asdict(self)
 
 
-@dataclass
+@dataclasses.dataclass
 class Progress:
     """One training step's report."""
 
@@ -154,8 +152,25 @@ class PhaseTimer:
         return out
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; training stops with the last good weights."""
+class TrainingHalted(RuntimeError):
+    """Training stopped early on a failure; the weights of the last completed step are kept. The message says
+    what happened and what to try; :func:`adapt` reports it in the last record's ``error``."""
+
+
+class NonFiniteLossError(TrainingHalted):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"The loss became {value} at step {step}; training stopped and the weights from step "
+                         f"{step - 1} are kept. Try a lower learning rate.")
+
+
+class TrainingOutOfMemoryError(TrainingHalted):
+    """A step ran out of (GPU or host) memory."""
+
+    def __init__(self, step: int):
+        super().__init__(f"Out of memory at step {step}; training stopped and the weights from step {step - 1} are "
+                         "kept. Use a smaller batch or probe batch, one CLIP model, or gradient checkpointing.")
 
 
 def conv_modules(generator: Generator) -> list[str]:
@@ -186,16 +201,20 @@ class PreviewRenderer:
 
 
 def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
-          id_loss: torch.nn.Module | None = None) -> Iterator[Progress]:
-    """Adapt a copy of ``generator`` towards ``config.target_text``; yields a :class:`Progress` every step."""
+          id_loss: torch.nn.Module | None = None, *, stop: threading.Event | None = None) -> Iterator[Progress]:
+    """Adapt a copy of ``generator`` towards ``config.target_text``; yields a :class:`Progress` every step.
+
+    ``stop``: set it to end training after the current step. The last record (``done=True``) always comes, with the
+    trained copy, unless the caller closes the iterator; a :class:`TrainingHalted` failure ends up in its ``error``."""
     config.validate(generator.n_latent)
     if config.lambda_id > 0 and id_loss is None:
         raise ValueError("The identity loss (lambda_id > 0) needs the ArcFace weights; they are not loaded. "
                          "Set lambda_id to 0 or provide the weights.")
     device = generator.input.input.device
     amp = bool(config.bf16)
+    micro = config.probe_micro_batch or default_micro_batch(generator)
     check_fits(generator, [m for m, _ in clip_models], config.batch_size, config.probe_batch if config.probing() else 0,
-               config.probe_micro_batch or default_micro_batch(generator), amp, config.grad_checkpointing)
+               micro, amp, config.grad_checkpointing)
     guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=amp)
     # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
     # generator has no train/eval-dependent layers), so the caller's generator is never modified. Both copies run
@@ -209,87 +228,88 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
     rng = torch.Generator(device=device).manual_seed(config.seed)
     opt = torch.optim.Adam(trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
     preview = PreviewRenderer(frozen, config.preview_seeds, config.truncation)
-    all_convs = ["input"] + conv_modules(trained)  # without probing the paper's code trains these
-    layers = all_convs
+    layers = ["input"] + conv_modules(trained)  # without probing the paper's code trains these
     set_trainable(trained, layers)
     k = config.resolved_layers_k(generator.n_latent)
     t0 = time.perf_counter()
-    step = 0
+
+    def record(step: int, losses: dict[str, float], image: Image.Image | None, **extra) -> Progress:
+        """The one place a :class:`Progress` is built."""
+        return Progress(step=step, total=config.iterations, losses=losses, layers=list(layers), preview=image,
+                        generator=trained, elapsed_s=time.perf_counter() - t0, **extra)
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    done_steps, losses, error = 0, {}, None
+    scores: list[float] | None = None  # of the step not yet reported
+    timings: dict[str, float] | None = None
     try:
-        last_losses: dict[str, float] = {}
         for step in range(1, config.iterations + 1):
-            if config.stop_event is not None and config.stop_event.is_set():  # stopped between steps
-                yield Progress(step=step - 1, total=config.iterations, losses=last_losses, layers=list(layers),
-                               preview=preview(trained), generator=trained, elapsed_s=time.perf_counter() - t0,
-                               done=True)
+            if stopped():  # stopped between steps
                 break
-            probe: ProbeResult | None = None
             timer = PhaseTimer(config.profile, device)
-            if config.probing() and (step - 1) % config.probe_every == 0:
-                zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
+            try:
+                probe: ProbeResult | None = None
+                if config.probing() and (step - 1) % config.probe_every == 0:
+                    zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
+                    with torch.no_grad():
+                        wp = frozen.mapping(zp)  # [Bp, 512]
+                    with autocast(device, amp):
+                        probe = probe_layers(trained, wp, guide, k, config.probe_iters, micro_batch=micro,
+                                             noise=draw_noise(frozen, zp.shape[0], rng),
+                                             train_to_rgb=config.train_to_rgb)
+                    layers = probe.layers
+                    set_trainable(trained, layers)
+                    timer.mark("probe")
+                z = torch.randn(config.batch_size, generator.style_dim, device=device, generator=rng)
+                noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
                 with torch.no_grad():
-                    wp = frozen.mapping(zp)  # [Bp, 512]
-                micro = config.probe_micro_batch or default_micro_batch(generator)
+                    w = frozen.mapping(z)  # [B, 512], untruncated
+                    with autocast(device, amp):
+                        img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
+                    feats_frozen = guide.image_features(img_frozen)
+                timer.mark("frozen")
                 with autocast(device, amp):
-                    probe = probe_layers(trained, wp, guide, k, config.probe_iters, micro_batch=micro,
-                                         noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb)
-                layers = probe.layers
-                set_trainable(trained, layers)
-                timer.mark("probe")
-
-            z = torch.randn(config.batch_size, generator.style_dim, device=device, generator=rng)
-            noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
-            with torch.no_grad():
-                w = frozen.mapping(z)  # [B, 512], untruncated
-                with autocast(device, amp):
-                    img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
-                feats_frozen = guide.image_features(img_frozen)
-            timer.mark("frozen")
-            with autocast(device, amp):
-                img_train = trained.synthesis(w, noise=noise).float()
-            timer.mark("forward")
-            losses = step_losses(guide, config, img_train, img_frozen, feats_frozen, id_loss)
-            timer.mark("clip")
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            timer.mark("backward")
-            # one host synchronisation per step: the floats every record reports (after backward was queued)
-            values = torch.stack([v.detach() for v in losses.values()]).tolist()
-            if not all(math.isfinite(v) for v in values):
-                raise NonFiniteLossError(
-                    f"The loss became {values[-1]} at step {step}; training stopped and the weights from step "
-                    f"{step - 1} are kept. Try a lower learning rate.")
-            opt.step()
-            timer.mark("optimizer")
-
+                    img_train = trained.synthesis(w, noise=noise).float()
+                timer.mark("forward")
+                terms = step_losses(guide, config, img_train, img_frozen, feats_frozen, id_loss)
+                timer.mark("clip")
+                opt.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                timer.mark("backward")
+                # one host synchronisation per step: the floats every record reports (after backward was queued)
+                values = torch.stack([v.detach() for v in terms.values()]).tolist()
+                if not all(math.isfinite(v) for v in values):
+                    raise NonFiniteLossError(step, values[-1])
+                opt.step()
+                timer.mark("optimizer")
+            except torch.OutOfMemoryError as exc:
+                raise TrainingOutOfMemoryError(step) from exc
+            done_steps, losses = step, dict(zip(terms, values))
+            scores, timings = (probe.scores if probe else None), timer.take()
+            if step == config.iterations or stopped():
+                break  # the final record follows, once the trained copy is handed back
             due = config.preview_every and step % config.preview_every == 0
-            last = step == config.iterations
-            stop = config.stop_event is not None and config.stop_event.is_set()
-            last_losses = dict(zip(losses, values))
-            yield Progress(step=step, total=config.iterations, losses=last_losses,
-                           layers=list(layers), preview=preview(trained) if (due or last or stop) else None,
-                           scores=probe.scores if probe else None, generator=trained,
-                           elapsed_s=time.perf_counter() - t0, done=last or stop, timings=timer.take())
-            if stop:
-                break
-    except (NonFiniteLossError, torch.OutOfMemoryError) as exc:  # the weights are still those of step - 1
+            yield record(step, losses, preview(trained) if due else None, scores=scores, timings=timings)
+            scores = timings = None
+    except TrainingHalted as exc:  # the weights are still those of the last completed step
+        error, losses = str(exc), {}
+        opt.zero_grad(set_to_none=True)  # free what the failed step held before rendering the last preview
+        if isinstance(exc, TrainingOutOfMemoryError) and device.type == "cuda":
+            torch.cuda.empty_cache()
+    finally:  # the one cleanup: a normal end, a halt, or the caller closing the iterator
         _finish(trained, impl)
-        if isinstance(exc, torch.OutOfMemoryError):
-            opt.zero_grad(set_to_none=True)  # free what the failed step held before rendering the last preview
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            exc = NonFiniteLossError(  # reported the same way: a clear message, work kept
-                f"Out of memory at step {step}; training stopped and the weights from step {step - 1} are kept. "
-                "Use a smaller batch or probe batch, one CLIP model, or gradient checkpointing.")
-        try:
-            last_preview = preview(trained)
-        except torch.OutOfMemoryError:
-            last_preview = None
-        yield Progress(step=step - 1, total=config.iterations, losses={}, layers=list(layers),
-                       preview=last_preview, generator=trained, elapsed_s=time.perf_counter() - t0,
-                       done=True, error=str(exc))
-    finally:
-        _finish(trained, impl)
+    yield record(done_steps, losses, _final_preview(preview, trained), scores=scores, timings=timings, done=True,
+                 error=error)
+
+
+def _final_preview(preview: PreviewRenderer, trained: Generator) -> Image.Image | None:
+    """The last preview grid; ``None`` when even that no longer fits in memory."""
+    try:
+        return preview(trained)
+    except torch.OutOfMemoryError:
+        return None
 
 
 def default_micro_batch(generator: Generator) -> int:

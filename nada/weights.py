@@ -1,83 +1,30 @@
 """Where weights come from: a registry of named hub assets, a local cache, and safe loading.
 
 A registry name resolves through ``huggingface_hub.hf_hub_download`` into a cache under ``checkpoints/``
-(override with ``NADA_CACHE``); a local path is used as it is. ``HF_HUB_OFFLINE=1`` (or ``NADA_OFFLINE=1``)
-never touches the network. Every failure is a ``WeightsUnavailableError`` or ``CheckpointError`` whose
-message names the file, the repo and what to do. Nothing here runs at import time.
+(``~/.cache/nada`` for an installed package; override with ``NADA_CACHE``); a local path is used as it is.
+``HF_HUB_OFFLINE=1`` (or ``NADA_OFFLINE=1``) never touches the network. Every failure is a
+``WeightsUnavailableError`` or ``CheckpointError`` whose message names the file, the repo and what to do. Nothing
+here runs at import time. Source names that are not files (the tiny generator) are resolved by :mod:`nada.sources`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pickle
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
+from .registry import REGISTRY, Asset, Mirror
+from .stylegan2 import Generator, channels_for
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Asset:
-    """One downloadable file: where it lives on the hub and what it is."""
-
-    name: str  # registry key, e.g. "ffhq"
-    kind: str  # "generator" | "clip" | "e4e" | "arcface" | "dlib" | "style"
-    repo_id: str | None  # hub repo, None where no public mirror is known (a local path is then needed)
-    filename: str  # file inside the repo
-    size: int | None = None  # generator resolution
-    channel_multiplier: int | None = None  # generator width multiplier
-    source: str | None = None  # for styles: the registry name of the generator it was trained from
-    faces: bool = False  # a face generator (identity loss and inversion make sense)
-    note: str = ""  # licence / origin, shown to users
-    description: str = ""  # what a user sees in menus
-
-
-_SG2 = "StyleGAN2 config-f (NVIDIA Source Code License-NC), converted to the rosinality format."
-_NADA = "StyleGAN-NADA published model (rinongal/StyleGAN-nada, MIT); trained from the FFHQ generator."
-
-_ASSETS = [
-    Asset("ffhq", "generator", "akhaliq/jojogan-stylegan2-ffhq-config-f", "stylegan2-ffhq-config-f.pt", 1024, 2,
-          faces=True, note=_SG2 + " FFHQ faces (CC BY-NC-SA 4.0 data).", description="Faces (FFHQ, 1024)"),
-    # The other NADA source models have no hub mirror we could verify; set NADA_HUB_<NAME>=org/repo:file or pass a path.
-    Asset("afhq-cat", "generator", None, "afhqcat.pt", 512, 2, note=_SG2 + " AFHQ cats.",
-          description="Cats (AFHQ, 512)"),
-    Asset("afhq-dog", "generator", None, "afhqdog.pt", 512, 2, note=_SG2 + " AFHQ dogs.",
-          description="Dogs (AFHQ, 512)"),
-    Asset("car", "generator", None, "stylegan2-car-config-f.pt", 512, 2, note=_SG2 + " LSUN cars.",
-          description="Cars (LSUN, 512)"),
-    Asset("church", "generator", None, "stylegan2-church-config-f.pt", 256, 2, note=_SG2 + " LSUN churches.",
-          description="Churches (LSUN, 256)"),
-    Asset("horse", "generator", None, "stylegan2-horse-config-f.pt", 256, 2, note=_SG2 + " LSUN horses.",
-          description="Horses (LSUN, 256)"),
-    Asset("clip-vit-b32", "clip", "timm/vit_base_patch32_clip_224.openai", "open_clip_pytorch_model.bin",
-          note="OpenAI CLIP ViT-B/32 (MIT), OpenAI key names."),
-    Asset("clip-vit-b16", "clip", "timm/vit_base_patch16_clip_224.openai", "open_clip_pytorch_model.bin",
-          note="OpenAI CLIP ViT-B/16 (MIT), OpenAI key names."),
-    Asset("e4e-ffhq", "e4e", "public-data/e4e", "e4e_ffhq_encode.pt",
-          note="encoder4editing FFHQ encoder (MIT)."),
-    Asset("arcface-ir-se50", "arcface", "public-data/e4e", "model_ir_se50.pth",
-          note="ArcFace IR-SE50 from TreB1eN/InsightFace_Pytorch (MIT); used by the identity loss. "
-               "Hub location unverified: set NADA_HUB_ARCFACE_IR_SE50=org/repo:file if it moved."),
-    Asset("dlib-landmarks", "dlib", "public-data/dlib_face_landmark_model", "shape_predictor_68_face_landmarks.dat",
-          note="dlib 68-point landmark model (iBUG 300-W data; non-commercial)."),
-]
-_STYLES = {
-    "pixar": "Pixar", "joker": "The Joker", "sketch": "Pencil sketch", "disney_princess": "Disney princess",
-    "zombie": "Zombie", "white_walker": "White Walker", "werewolf": "Werewolf", "witcher": "Witcher",
-    "anime": "Anime", "modigliani": "Modigliani painting", "neanderthal": "Neanderthal", "plastic": "Plastic puppet",
-    "ukiyoe": "Ukiyo-e", "edvard_munch": "Edvard Munch painting", "mona_lisa": "Mona Lisa painting",
-    "vintage_comics": "Vintage comics", "shrek": "Shrek", "thanos": "Thanos", "the_hulk": "The Hulk",
-}
-_ASSETS += [
-    Asset(f"nada-{key}", "style", "rinong/stylegan-nada-models", f"{key}.pt", 1024, 2, source="ffhq",
-          note=_NADA, description=f"{label} (StyleGAN-NADA)")
-    for key, label in _STYLES.items()
-]
-REGISTRY: dict[str, Asset] = {a.name: a for a in _ASSETS}
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -89,8 +36,13 @@ class CheckpointError(ValueError):
 
 
 def cache_dir() -> Path:
-    """The weights cache: ``$NADA_CACHE`` if set, else ``checkpoints/`` in the project."""
-    return Path(os.environ.get("NADA_CACHE") or PROJECT_ROOT / "checkpoints")
+    """The weights cache: ``$NADA_CACHE`` if set, else ``checkpoints/`` of the source checkout nada runs from, else
+    (an installed package, ``pip install .``) ``$XDG_CACHE_HOME/nada`` or ``~/.cache/nada``."""
+    if os.environ.get("NADA_CACHE"):
+        return Path(os.environ["NADA_CACHE"])
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "checkpoints").is_dir():
+        return PROJECT_ROOT / "checkpoints"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nada"
 
 
 def offline() -> bool:
@@ -104,13 +56,20 @@ def hub_env_var(name: str) -> str:
     return "NADA_HUB_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
-def hub_location(asset: Asset) -> tuple[str | None, str]:
-    """(repo_id, filename) of an asset, honouring an ``NADA_HUB_<NAME>=org/repo:file`` override."""
+def hub_mirrors(asset: Asset) -> tuple[Mirror, ...]:
+    """Where an asset may be downloaded from, in order: ``NADA_HUB_<NAME>=org/repo:file`` replaces the registry's
+    mirrors with that one location (no size check: it may hold another file)."""
     override = os.environ.get(hub_env_var(asset.name))
     if override:
         repo, _, fname = override.partition(":")
-        return repo, fname or asset.filename
-    return asset.repo_id, asset.filename
+        return (Mirror(repo.strip(), fname.strip() or asset.filename, evidence=f"${hub_env_var(asset.name)}"),)
+    return asset.mirrors
+
+
+def hub_location(asset: Asset) -> tuple[str | None, str]:
+    """(repo_id, filename) of an asset's first mirror, honouring an ``NADA_HUB_<NAME>`` override."""
+    mirrors = hub_mirrors(asset)
+    return (mirrors[0].repo_id, mirrors[0].filename) if mirrors else (None, asset.filename)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -119,9 +78,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     Skipped (assumed reachable) behind a proxy, where a direct connection says nothing."""
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
-    import socket
-    from urllib.parse import urlparse
-
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
         with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
@@ -135,34 +91,112 @@ def is_registry_name(name: str | os.PathLike) -> bool:
     return isinstance(name, str) and name in REGISTRY
 
 
+def _where(mirror: Mirror) -> str:
+    return f"{mirror.repo_id}/{mirror.filename}"
+
+
+def _forget(path: Path) -> None:
+    """Remove a cached file: the snapshot entry and the blob it points to, so no later run trusts it."""
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    if blob != path:
+        blob.unlink(missing_ok=True)
+
+
+def _checked(path: Path, mirror: Mirror, name: str) -> Path:
+    """``path`` if its size is the mirror's known size; else it is removed from the cache and ``CheckpointError``."""
+    size = path.stat().st_size
+    if mirror.nbytes is not None and size != mirror.nbytes:
+        _forget(path)
+        raise CheckpointError(
+            f"The download of '{name}' ({_where(mirror)}) is {size:,} bytes, not the published {mirror.nbytes:,}: "
+            "it was interrupted or the file changed. It was removed from the cache; try again.")
+    return path
+
+
+def cached_path(name: str) -> Path | None:
+    """The cached file of a registry asset, from any of its mirrors, without touching the network (None if none)."""
+    # heavy: ~0.5 s, and huggingface_hub reads HF_HUB_OFFLINE when first imported (so not at `import nada`)
+    from huggingface_hub import try_to_load_from_cache
+
+    for mirror in hub_mirrors(REGISTRY[name]):
+        hit = try_to_load_from_cache(mirror.repo_id, mirror.filename, cache_dir=cache_dir())
+        if isinstance(hit, str) and os.path.isfile(hit):  # sizes were checked when it was downloaded
+            return Path(hit)
+    return None
+
+
 def fetch(name: str) -> Path:
-    """Local path of a registry asset, downloading it once into the cache (never while offline)."""
+    """Local path of a registry asset: the cached file of any mirror, else a download from the first mirror that has
+    it (never while offline). Known sizes are checked; the error names every location tried."""
     if name not in REGISTRY:
         raise WeightsUnavailableError(f"Unknown weights '{name}'. Known names: {', '.join(sorted(REGISTRY))}.")
-    asset = REGISTRY[name]
-    repo_id, filename = hub_location(asset)
     env = hub_env_var(name)
-    if repo_id is None:
+    mirrors = hub_mirrors(REGISTRY[name])
+    if not mirrors:
         raise WeightsUnavailableError(
-            f"No hub mirror is known for '{name}' ({filename}). Pass a local checkpoint path instead, "
-            f"or set {env}=org/repo:file.")
-    # Imported here: huggingface_hub reads HF_HUB_OFFLINE when first imported, and importing it costs ~0.5 s.
+            f"No hub mirror is known for '{name}' ({REGISTRY[name].filename or name}). Pass a local checkpoint path "
+            f"instead, or set {env}=org/repo:file.")
+    hit = cached_path(name)
+    if hit is not None:
+        return hit
+    # heavy: ~0.5 s, and huggingface_hub reads HF_HUB_OFFLINE when first imported (so not at `import nada`)
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-    is_offline = offline() or not hub_reachable()
-    try:
-        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir(), local_files_only=is_offline))
-    except LocalEntryNotFoundError as exc:
-        why = "offline mode is on" if is_offline else "the hub could not be reached"
+    tried = ", ".join(_where(m) for m in mirrors)
+    if offline():
         raise WeightsUnavailableError(
-            f"Weights '{name}' ({repo_id}/{filename}) are not cached in {cache_dir()} and {why}. "
-            f"Connect to the internet once (unset HF_HUB_OFFLINE), or pass a local file path, "
-            f"or set {env}=org/repo:file.") from exc
-    except Exception as exc:  # repository or file not found, auth, HTTP errors
+            f"Weights '{name}' ({tried}) are not cached in {cache_dir()} and offline mode is on (HF_HUB_OFFLINE or "
+            f"NADA_OFFLINE). Unset it to download once, or pass a local file path, or set {env}=org/repo:file.")
+    if not hub_reachable():
         raise WeightsUnavailableError(
-            f"Could not download '{name}' ({repo_id}/{filename}): {type(exc).__name__}: {exc}. "
-            f"Pass a local file path or set {env}=org/repo:file.") from exc
+            f"Weights '{name}' ({tried}) are not cached in {cache_dir()} and the hub "
+            f"({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}) could not be reached. Check the network "
+            f"connection, or pass a local file path, or set {env}=org/repo:file.")
+    failures = []
+    for mirror in mirrors:
+        try:
+            path = Path(hf_hub_download(mirror.repo_id, mirror.filename, cache_dir=cache_dir()))
+        except (EntryNotFoundError, RepositoryNotFoundError) as exc:  # not there: the next mirror may have it
+            failures.append(f"{_where(mirror)}: not found ({type(exc).__name__})")
+            continue
+        except Exception as exc:  # network, auth, HTTP or disk errors
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            failures.append(f"{_where(mirror)}: {type(exc).__name__}: {first}")
+            continue
+        return _checked(path, mirror, name)
+    raise WeightsUnavailableError(
+        f"Could not download '{name}': " + "; ".join(failures) + f". Pass a local file path or set "
+        f"{env}=org/repo:file.")
+
+
+@dataclass(frozen=True)
+class WeightsStatus:
+    """Whether one registry asset is usable now, and what to tell a person if it is not."""
+
+    name: str
+    cached: bool  # already on disk (or provided another way): loads without network
+    message: str  # empty when cached
+
+
+def asset_status(name: str) -> WeightsStatus:
+    """Is a registry asset on this machine? If not, what will happen and how to provide it (no network)."""
+    if name == "dlib-landmarks" and importlib.util.find_spec("face_recognition_models") is not None:
+        return WeightsStatus(name, True, "")  # the package ships the landmark model (see nada.align)
+    if name not in REGISTRY:
+        return WeightsStatus(name, False, f"'{name}' is not in the weights registry.")
+    env = hub_env_var(name)
+    mirrors = hub_mirrors(REGISTRY[name])
+    if not mirrors:
+        return WeightsStatus(name, False, f"`{name}`: no hub mirror is known; set `{env}=org/repo:file`.")
+    if cached_path(name) is not None:
+        return WeightsStatus(name, True, "")
+    where = f"`{name}` ({_where(mirrors[0])})"
+    if offline():
+        return WeightsStatus(name, False, f"{where}: not cached in `{cache_dir()}` and offline mode is on. Run once "
+                                          f"with network access (unset HF_HUB_OFFLINE) or set `{env}=org/repo:file`.")
+    return WeightsStatus(name, False, f"{where}: downloads on first use (needs network access).")
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
@@ -181,7 +215,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # third-party, only .safetensors files need it
 
             return load_file(str(path), device="cpu")
         # argparse.Namespace is a plain attribute bag: rosinality and e4e training checkpoints keep their options in one
@@ -216,8 +250,6 @@ def generator_state_dict(ckpt: dict, where: str = "checkpoint") -> dict:
 
 def generator_config(sd: dict) -> dict:
     """Read ``size, style_dim, n_mlp, channel_multiplier, channel_max`` off a rosinality generator state dict."""
-    from .stylegan2 import channels_for
-
     try:
         style_dim = int(sd["style.1.weight"].shape[1])
         n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
@@ -236,10 +268,8 @@ def generator_config(sd: dict) -> dict:
     raise CheckpointError(f"Channel counts per resolution {found} match no StyleGAN2 config.")
 
 
-def build_generator(sd: dict, where: str = "checkpoint"):
+def build_generator(sd: dict, where: str = "checkpoint") -> Generator:
     """A :class:`nada.stylegan2.Generator` built to the state dict's own config and loaded strictly."""
-    from .stylegan2 import Generator
-
     cfg = generator_config(sd)
     g = Generator(**cfg)
     expected = g.state_dict()
@@ -257,15 +287,11 @@ def build_generator(sd: dict, where: str = "checkpoint"):
     return g
 
 
-def load_generator(name_or_path: str | os.PathLike, device: torch.device | str = "cpu"):
+def load_generator(name_or_path: str | os.PathLike, device: torch.device | str = "cpu") -> Generator:
     """Load a generator by registry name (downloaded once, cached) or local path, eval mode, on ``device``.
 
     The checkpoint's ``latent_avg`` (the W mean from training), if present, is kept as ``generator.latent_avg``.
-    The name "tiny" gives the tiny random generator of :mod:`nada.tiny` (offline demos and tests)."""
-    if name_or_path == "tiny":  # the tiny random stand-in (offline demos and tests), see nada.tiny
-        from .tiny import tiny_generator
-
-        return tiny_generator().to(device)
+    The tiny generator is not a file: :func:`nada.sources.load_source` gives it for the name "tiny"."""
     path = resolve(name_or_path)
     ckpt = load_state_dict_file(path)
     g = build_generator(generator_state_dict(ckpt, str(path)), str(path))

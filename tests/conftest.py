@@ -1,8 +1,11 @@
-"""Shared test fixtures: tiny random models, the reference-fixture folder, offline hub settings."""
+"""pytest hooks and fixtures: offline hub settings, tiny random models, the reference fixtures' weight rule.
+
+Plain helpers live in ``tests/helpers.py`` (tiny models, hub cache layout, the project root) and
+``tests/fixtures.py`` (where the reference fixtures are; skip locally / fail under CI when one is missing).
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -10,11 +13,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tests
 
-from nada import tiny  # noqa: E402
 from nada.stylegan2 import Generator  # noqa: E402
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+from .fixtures import load_synth_weights  # noqa: E402
+from .helpers import make_tiny_clip, make_tiny_generator  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,30 +33,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    """``../shared/fixtures``, or a skip with the reason when it is absent."""
-    if not FIXTURES.is_dir():
-        pytest.skip(f"reference fixtures not found at {FIXTURES} (they live in ../shared/fixtures beside the checkout)")
-    return FIXTURES
-
-
-def load_synth_weights():
-    """The fixture weight rule (``../shared/fixtures/synth_weights.py``): ``synth_state_dict(manifest, seed)``."""
-    spec = importlib.util.spec_from_file_location("synth_weights", FIXTURES / "synth_weights.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def synth(fixtures_dir: Path):
-    """The fixture weight rule: ``synth.synth_state_dict(manifest, seed)``."""
+def synth():
+    """The fixture weight rule: ``synth.synth_state_dict(manifest, seed)`` (skip, or fail under CI, if missing)."""
     return load_synth_weights()
-
-
-def make_tiny_generator(seed: int = 0, **overrides) -> Generator:
-    """A tiny random StyleGAN2 (32 px, 16 channels) with non-trivial weights, in eval mode."""
-    return tiny.tiny_generator(seed, **overrides)
 
 
 @pytest.fixture
@@ -70,21 +51,6 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NADA_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
-
-
-def put_in_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes, revision: str = "main") -> Path:
-    """Lay a file out exactly as huggingface_hub caches it (``models--org--name/snapshots/<sha>/file``)."""
-    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
-    (repo_dir / "refs" / revision).write_text(sha)
-    target = repo_dir / "snapshots" / sha / filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(payload)
-    return target
-
-
-make_tiny_clip = tiny.tiny_clip
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ from nada.align import (
 )
 from nada.images import ImageInputError
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "align"
+from .fixtures import fixture_path, fixtures_root
+
+FIXTURES = fixtures_root() / "align"  # read only by tests marked needs_fixtures, which check that it is there
 
 
 def _installed(name: str) -> bool:
@@ -45,8 +47,7 @@ def _installed(name: str) -> bool:
 HAVE_DLIB = _installed("dlib")
 HAVE_MODELS = _installed("face_recognition_models")
 
-needs_fixtures = pytest.mark.skipif(not (FIXTURES / "landmarks.json").is_file(),
-                                    reason=f"alignment fixtures not found at {FIXTURES}")
+needs_fixtures = pytest.mark.usefixtures("align_fixtures")
 NO_DLIB = "needs dlib (pip install dlib-bin) and face_recognition_models (the 68-point model)"
 needs_dlib = pytest.mark.skipif(not (HAVE_DLIB and HAVE_MODELS), reason=NO_DLIB)
 
@@ -58,17 +59,19 @@ def diff(a, b) -> tuple[int, float]:
 
 
 @pytest.fixture(scope="module")
+def align_fixtures() -> Path:
+    """The alignment fixtures (a skip, or a failure under CI, when they are missing)."""
+    return fixture_path("align", "landmarks.json").parent
+
+
+@pytest.fixture(scope="module")
 def meta() -> dict:
-    if not (FIXTURES / "landmarks.json").is_file():
-        pytest.skip(f"alignment fixtures not found at {FIXTURES}")
-    return json.loads((FIXTURES / "landmarks.json").read_text())
+    return json.loads(fixture_path("align", "landmarks.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def astronaut() -> Image.Image:
-    if not (FIXTURES / "astronaut.png").is_file():
-        pytest.skip(f"alignment fixtures not found at {FIXTURES}")
-    return Image.open(FIXTURES / "astronaut.png").convert("RGB")
+    return Image.open(fixture_path("align", "astronaut.png")).convert("RGB")
 
 
 @pytest.fixture(scope="module")

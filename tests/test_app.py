@@ -81,9 +81,9 @@ def test_import_has_no_side_effects():
 
 
 def test_page_has_the_three_tabs_and_the_tiny_label(served):
-    import requests
+    import httpx  # a dependency of gradio and gradio_client (requests is not)
 
-    cfg = requests.get(served[1].rstrip("/") + "/config", timeout=10).json()
+    cfg = httpx.get(served[1].rstrip("/") + "/config", timeout=10).json()
     tabs = [c["props"]["label"] for c in cfg["components"] if c.get("type") == "tabitem"]
     assert tabs == ["Adapt", "Generate", "Invert"]
     texts = " ".join(str(c["props"].get("value")) for c in cfg["components"] if c.get("type") == "markdown")

@@ -10,7 +10,7 @@ import pytest
 
 from bench.registry import all_cases
 
-from .conftest import PROJECT_ROOT
+from .helpers import PROJECT_ROOT
 
 DOCUMENTED = ["gen1024_b1", "gen1024_b4", "gen256_b8", "gen1024_fwdbwd_b2", "adapt256_probe", "adapt256_noprobe",
               "adapt1024_probe", "e4e_enc", "e4e_encdec", "align"]

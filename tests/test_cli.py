@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from PIL import Image
 
 from nada.cli import main, parse_seeds
 
-from .conftest import PROJECT_ROOT
+from .helpers import PROJECT_ROOT
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -28,6 +29,27 @@ def test_help_reads_well():
     assert out.returncode == 0
     for flag in ("--source", "--seed", "--truncation", "--batch", "--device", "--out"):
         assert flag in out.stdout
+
+
+def test_console_command_runs_the_same_main():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, func = scripts["nada"].partition(":")
+    entry = getattr(importlib.import_module(module), func)
+    assert entry is main
+    with pytest.raises(SystemExit) as exc:
+        entry(["--help"])
+    assert exc.value.code == 0
+
+
+def test_command_line_works_from_another_folder(tmp_path, tiny_generator):
+    ckpt = tmp_path / "g.pt"
+    torch.save({"g_ema": tiny_generator.state_dict()}, ckpt)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    out = subprocess.run([sys.executable, "-m", "nada", "generate", "--source", "g.pt", "--seed", "1", "-o", "x.png"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert Image.open(tmp_path / "x.png").size == (32, 32)
 
 
 def test_offline_ffhq_fails_in_seconds_with_one_line(tmp_path):

@@ -1,6 +1,6 @@
 """CLIP loading, preprocessing, text directions and losses (nada.clip_models, nada.clip_loss, nada.templates).
 
-The fixture tests reproduce ``../shared/fixtures/nada/clip_loss_fixture.npz`` (StyleGAN-NADA's ``CLIPLoss`` run with
+The fixture tests reproduce the reference fixture ``nada/clip_loss_fixture.npz`` (StyleGAN-NADA's ``CLIPLoss`` run with
 a tiny random CLIP); the loader tests prove the open_clip / OpenAI key mapping with random models built locally.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,18 +20,14 @@ from nada.clip_models import build_clip, is_torchscript_archive, load_clip  # no
 from nada.templates import IMAGENET_TEMPLATES  # noqa: E402
 from nada.weights import CheckpointError, WeightsUnavailableError  # noqa: E402
 
-from .conftest import put_in_hub_cache  # noqa: E402
+from .fixtures import fixture_path  # noqa: E402
+from .helpers import put_in_hub_cache  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-NADA_FX = FIXTURES / "nada"
 TOL = 1e-5
 
 
 def _fixture() -> dict[str, np.ndarray]:
-    path = NADA_FX / "clip_loss_fixture.npz"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} is absent (the shared/ folder must sit beside the checkout)")
-    with np.load(path) as f:
+    with np.load(fixture_path("nada", "clip_loss_fixture.npz")) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -44,10 +39,7 @@ def fx() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def fixture_clip() -> torch.nn.Module:
     """The fixture's tiny CLIP, built as SEMANTICS.md section 7 states (2 text heads: not in the state dict)."""
-    path = NADA_FX / "tiny_clip_seed5_fp16.pt"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} is absent (the shared/ folder must sit beside the checkout)")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = torch.load(fixture_path("nada", "tiny_clip_seed5_fp16.pt"), map_location="cpu", weights_only=True)
     model = clip.model.CLIP(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
                             context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=2,
                             transformer_layers=2)

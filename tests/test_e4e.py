@@ -1,4 +1,4 @@
-"""e4e encoder against ../shared/fixtures/e4e (synthesized weights, seed 3) and the checkpoint loader."""
+"""e4e encoder against the reference fixtures' e4e/ folder (synthesized weights, seed 3) and the checkpoint loader."""
 
 import argparse
 import json
@@ -11,18 +11,17 @@ import torch
 from nada import weights
 from nada.e4e import E4ECheckpointError, Encoder4Editing, encoder_from_checkpoint, load_e4e
 
-from .conftest import FIXTURES, load_synth_weights
+from .fixtures import fixture_path, load_synth_weights
 
-E4E = FIXTURES / "e4e"
 
-pytestmark = pytest.mark.skipif(
-    not (E4E / "e4e_fixture_seed3.npz").is_file(),
-    reason=f"e4e fixtures not found at {E4E} (the shared/ folder must sit beside the checkout)",
-)
+@pytest.fixture(scope="module", autouse=True)
+def e4e_fixtures() -> None:
+    """Every test here needs the e4e fixtures: a skip, or a failure under CI, when they are missing."""
+    fixture_path("e4e", "e4e_fixture_seed3.npz")
 
 
 def _manifest(size: int) -> dict:
-    return json.loads((E4E / f"manifest_encoder_{size}.json").read_text())
+    return json.loads(fixture_path("e4e", f"manifest_encoder_{size}.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def encoder(state) -> Encoder4Editing:
 
 @pytest.fixture(scope="module")
 def fx() -> dict:
-    return dict(np.load(E4E / "e4e_fixture_seed3.npz"))
+    return dict(np.load(fixture_path("e4e", "e4e_fixture_seed3.npz")))
 
 
 @pytest.fixture(scope="module")

@@ -28,16 +28,17 @@ from nada.invert import (
     tiny_inversion_models,
 )
 from nada.styles import save_style, style_from_generators
+from nada.tiny import TINY_INVERT as TINY_SOURCE  # the source name --tiny records in and expects of styles
 from nada.tiny import tiny_generator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ALIGN = PROJECT_ROOT.parent / "shared" / "fixtures" / "align"
-ASTRONAUT = ALIGN / "astronaut.png"
-NOFACE = ALIGN / "coffee_noface.png"
-TINY_SOURCE = "tiny-invert"  # nada.cli_invert.TINY_SOURCE
+from .fixtures import fixture_path, fixtures_root
+from .helpers import PROJECT_ROOT
 
-needs_photos = pytest.mark.skipif(not ASTRONAUT.is_file() or not NOFACE.is_file(),
-                                  reason=f"alignment fixtures (astronaut.png, coffee_noface.png) not found in {ALIGN}")
+ALIGN = fixtures_root() / "align"
+ASTRONAUT = ALIGN / "astronaut.png"  # read only by tests marked needs_photos, which check that it is there
+NOFACE = ALIGN / "coffee_noface.png"
+
+needs_photos = pytest.mark.usefixtures("photos")
 
 
 def _installed(name: str) -> bool:
@@ -48,6 +49,13 @@ def _installed(name: str) -> bool:
 
 pytestmark = pytest.mark.skipif(not (_installed("dlib") and _installed("face_recognition_models")),
                                 reason="dlib (dlib-bin) and face_recognition_models are needed for alignment")
+
+
+@pytest.fixture(scope="module")
+def photos() -> None:
+    """The alignment fixtures' photos (a skip, or a failure under CI, when they are missing)."""
+    fixture_path("align", "astronaut.png")
+    fixture_path("align", "coffee_noface.png")
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +71,8 @@ def aligner() -> FaceAligner:
 
 @pytest.fixture(scope="module")
 def inversion(models, aligner) -> Inversion:
-    if not ASTRONAUT.is_file():
-        pytest.skip(f"astronaut.png not found in {ALIGN}")
     encoder, latent_avg, generator = models
-    return invert(ASTRONAUT, encoder, latent_avg, generator, aligner=aligner)
+    return invert(fixture_path("align", "astronaut.png"), encoder, latent_avg, generator, aligner=aligner)
 
 
 @pytest.fixture(scope="module")

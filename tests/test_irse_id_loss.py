@@ -1,4 +1,5 @@
-"""ArcFace IR-SE50 backbone and identity loss against ../shared/fixtures/arcface (synthesized weights, seed 4)."""
+"""ArcFace IR-SE50 backbone and identity loss against the reference fixtures' arcface/ folder (synthesized weights,
+seed 4)."""
 
 import json
 
@@ -11,19 +12,18 @@ from nada import weights
 from nada.id_loss import IDLoss, load_id_loss
 from nada.irse import Backbone
 
-from .conftest import FIXTURES, load_synth_weights
+from .fixtures import fixture_path, load_synth_weights
 
-ARCFACE = FIXTURES / "arcface"
 
-pytestmark = pytest.mark.skipif(
-    not (ARCFACE / "arcface_fixture_seed4.npz").is_file(),
-    reason=f"ArcFace fixtures not found at {ARCFACE} (the shared/ folder must sit beside the checkout)",
-)
+@pytest.fixture(scope="module", autouse=True)
+def arcface_fixtures() -> None:
+    """Every test here needs the ArcFace fixtures: a skip, or a failure under CI, when they are missing."""
+    fixture_path("arcface", "arcface_fixture_seed4.npz")
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return json.loads((ARCFACE / "manifest_ir_se50.json").read_text())
+    return json.loads(fixture_path("arcface", "manifest_ir_se50.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def backbone(state) -> Backbone:
 
 @pytest.fixture(scope="module")
 def fx() -> dict:
-    return dict(np.load(ARCFACE / "arcface_fixture_seed4.npz"))
+    return dict(np.load(fixture_path("arcface", "arcface_fixture_seed4.npz")))
 
 
 def _maxabs(a: torch.Tensor, b: np.ndarray) -> float:

@@ -92,16 +92,17 @@ def test_tiny_demo_styles_fit_their_generators(store):
 
 # --------------------------------------------------------------------------------------------------- generate
 def test_generate_source_and_styled_change_with_seed_and_truncation(store, session):
-    source, styled, files, info = service.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
+    out = service.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
+    source, styled, files, info = out.source_gallery, out.styled_gallery, out.files, out.info
     assert [c for _, c in source] == ["seed 3 · source (tiny)", "seed 4 · source (tiny)"]
     assert [c for _, c in styled] == ["seed 3 · tiny-demo", "seed 4 · tiny-demo"]
     (src3, src4), (sty3, _) = [pixels(im) for im, _ in source], [pixels(im) for im, _ in styled]
     assert src3.shape == (256, 256, 3)  # 32 px tiny images enlarged for display
     assert np.abs(src3 - sty3).mean() > 5  # the style changes the picture
     assert np.abs(src3 - src4).mean() > 5  # so does the seed
-    again, _, _, _ = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0)
+    again = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0).source_gallery
     assert np.array_equal(pixels(again[0][0]), src3)  # and the same seed gives the same image
-    trunc, _, _, _ = service.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0)
+    trunc = service.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0).source_gallery
     assert np.abs(pixels(trunc[0][0]) - src3).mean() > 2  # truncation matters
     with zipfile.ZipFile(files[0]) as zf:
         assert sorted(zf.namelist()) == ["seed0003-source.png", "seed0003-styled.png", "seed0004-source.png",
@@ -111,9 +112,11 @@ def test_generate_source_and_styled_change_with_seed_and_truncation(store, sessi
 
 
 def test_generate_strength_zero_is_the_source_and_no_style_is_source_only(store, session):
-    source, styled, _, _ = service.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
+    out = service.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
+    source, styled = out.source_gallery, out.styled_gallery
     assert np.array_equal(pixels(source[0][0]), pixels(styled[0][0]))
-    plain, none, files, _ = service.generate(store, session, service.NO_STYLE, 7, 0.7, 3, 1.0)
+    out = service.generate(store, session, service.NO_STYLE, 7, 0.7, 3, 1.0)
+    plain, none, files = out.source_gallery, out.styled_gallery, out.files
     assert len(plain) == 3 and none == [] and np.array_equal(pixels(plain[0][0]), pixels(source[0][0]))
     with zipfile.ZipFile(files[0]) as zf:
         assert len(zf.namelist()) == 3
@@ -137,11 +140,12 @@ def test_generate_bad_input_is_a_readable_error(store, session, args, message):
 def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, session):
     runs = TrainingRuns()
     outs = run_adapt(store, runs, session, iterations=3)
-    previews = [o[0] for o in outs if isinstance(o[0], Image.Image)]
+    previews = [o.preview for o in outs if isinstance(o.preview, Image.Image)]
     assert len(previews) >= 2 and previews[0].size == (4 * 128, 2 * 128)  # source row over adapted row, enlarged
     assert not np.array_equal(pixels(previews[0]), pixels(previews[-1]))  # training moves the adapted row
     last = outs[-1]
-    losses, bars, status, style_file, sess, gen_dd, inv_dd = last[1:]
+    losses, bars, status, style_file = last.losses, last.layers, last.status, last.style_file
+    sess, gen_dd, inv_dd = last.session, last.generate_style, last.invert_styles
     assert sorted(set(losses["term"])) == ["direction", "total"] and losses["step"].max() == 3
     assert list(bars["row"]) == [f"w{i}" for i in range(8)] and (bars["trains"] == "trained").sum() == 5  # 2/3 of 8
     assert "finished" in status and "sketch" in status
@@ -151,7 +155,8 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     assert gen_dd.value == "session:sketch" and ("sketch (this session: Sketch)", "session:sketch") in gen_dd.choices
     assert all(v != "session:sketch" for _, v in inv_dd.choices)  # a 32 px style does not fit the inversion model
     assert not runs.busy()
-    source, styled, files, _ = service.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
+    out = service.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
+    source, styled, files = out.source_gallery, out.styled_gallery, out.files
     assert len(styled) == 1 and files[1] == style_file  # the style file is offered for download
     assert np.abs(pixels(source[0][0]) - pixels(styled[0][0])).mean() > 0.5
 
@@ -163,10 +168,10 @@ def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
     outs = []
     for out in stream:
         outs.append(out)
-        if isinstance(out[0], Image.Image):
+        if isinstance(out.preview, Image.Image):
             assert runs.stop("local")  # the session that pressed Stop is the one training
-    style = load_style(outs[-1][4])
-    assert 1 <= style.meta["steps"] < 50 and "stopped at step" in outs[-1][3]
+    style = load_style(outs[-1].style_file)
+    assert 1 <= style.meta["steps"] < 50 and "stopped at step" in outs[-1].status
     assert not runs.stop("local")  # nothing left to stop
 
 
@@ -208,13 +213,14 @@ def test_training_runs_stale_run_loses_the_slot():
 def test_upload_safetensors_and_pt_styles(store, session, tmp_path):
     demo = store.published_style("tiny-demo")
     path = save_style(demo, tmp_path / "My Style!.safetensors")
-    gen_dd, inv_dd, sess = service.upload_style(store, session, str(path))
+    out = service.upload_style(store, session, str(path))
+    gen_dd, sess = out.generate_style, out.session
     assert sess.names() == ["my-style"] and gen_dd.value == "session:my-style"
     pt = export_style_pt(store.generator("tiny"), demo, tmp_path / "full.pt")
-    gen_dd, _, _ = service.upload_style(store, session, str(pt))
+    gen_dd = service.upload_style(store, session, str(pt)).generate_style
     assert gen_dd.value == "session:full" and set(session.styles["full"].tensors) == set(demo.tensors)
-    _, a, _, _ = service.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0)
-    _, b, _, _ = service.generate(store, session, "session:full", 1, 0.7, 1, 1.0)
+    a = service.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0).styled_gallery
+    b = service.generate(store, session, "session:full", 1, 0.7, 1, 1.0).styled_gallery
     assert np.array_equal(pixels(a[0][0]), pixels(b[0][0]))  # the same style either way
 
 
@@ -241,13 +247,15 @@ def test_upload_bad_files_are_readable_errors(store, session, tmp_path):
 def test_invert_astronaut_gives_aligned_reconstruction_and_styles(store, session):
     if not ASTRONAUT.is_file():
         pytest.skip("examples/astronaut.jpg is missing")
-    aligned, recon, gallery = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
+    out = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
+    aligned, recon, gallery = out.aligned, out.reconstruction, out.gallery
     assert aligned.size == (256, 256) and recon.size == (256, 256)
     a = pixels(aligned)
     assert 60 < a.mean() < 200 and a.std() > 20  # a real photo crop, not a blank
     assert len(gallery) == 1 and gallery[0][1] == "tiny-invert-demo (strength 1)"
     assert np.abs(pixels(gallery[0][0]) - pixels(recon)).mean() > 2  # the style changes the reconstruction
-    _, recon0, g0 = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.0)
+    out = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.0)
+    recon0, g0 = out.reconstruction, out.gallery
     assert np.array_equal(pixels(g0[0][0]), pixels(recon0))  # strength 0 = the reconstruction
 
 

@@ -13,12 +13,14 @@ from nada.ops import fir_kernel, upfirdn2d, upfirdn2d_ref
 from nada.sampling import render_seeds
 from nada.stylegan2 import Generator, mix_latents, truncate
 
+from .fixtures import fixture_path
+
 MANIFESTS = {"1024_cm2": (1024, 2), "512_cm2": (512, 2), "256_cm2": (256, 2), "256_cm1": (256, 1)}
 
 
 @pytest.mark.parametrize("name", MANIFESTS)
-def test_state_dict_matches_rosinality_manifest(fixtures_dir, name):
-    manifest = json.loads((fixtures_dir / "stylegan2" / f"manifest_{name}.json").read_text())
+def test_state_dict_matches_rosinality_manifest(name):
+    manifest = json.loads(fixture_path("stylegan2", f"manifest_{name}.json").read_text())
     size, cm = MANIFESTS[name]
     g = Generator(size, channel_multiplier=cm)
     sd = g.state_dict()
@@ -28,9 +30,9 @@ def test_state_dict_matches_rosinality_manifest(fixtures_dir, name):
 
 
 @pytest.fixture(scope="module")
-def fixture_256(fixtures_dir, synth):
-    d = dict(np.load(fixtures_dir / "stylegan2" / "fixture_256_cm2_seed1.npz"))
-    manifest = json.loads((fixtures_dir / "stylegan2" / "manifest_256_cm2.json").read_text())
+def fixture_256(synth):
+    d = dict(np.load(fixture_path("stylegan2", "fixture_256_cm2_seed1.npz")))
+    manifest = json.loads(fixture_path("stylegan2", "manifest_256_cm2.json").read_text())
     g = Generator(256, channel_multiplier=2)
     g.load_state_dict(synth.synth_state_dict(manifest, int(d["weight_seed"])), strict=True)
     return g.eval(), {k: torch.from_numpy(v) for k, v in d.items()}
@@ -69,13 +71,14 @@ def test_mean_latent_is_seeded_and_truncation_interpolates(tiny_generator):
         m1, m2 = g.mean_latent(256, seed=3), g.mean_latent(256, seed=3)
         assert m1.shape == (1, g.style_dim) and torch.equal(m1, m2)
         assert not torch.equal(m1, g.mean_latent(256, seed=4))
-        z = torch.randn(3, g.style_dim)
+        z = torch.randn(3, g.style_dim, generator=torch.Generator().manual_seed(0))
         w = g.mapping(z)
         # psi = 0 collapses every sample onto the centre; psi = 1 is the plain output
         center = g.synthesis(m1.expand(3, -1))
         assert torch.allclose(g(z, truncation=0.0, w_avg=m1), center, atol=1e-6)
         assert torch.allclose(g(z, truncation=1.0), g.synthesis(w), atol=1e-6)
-        assert torch.allclose(truncate(w, m1, 0.5), 0.5 * (w + m1))
+        # the same up to float32 rounding (the two formulas round differently near 0)
+        assert torch.allclose(truncate(w, m1, 0.5), 0.5 * (w + m1), rtol=1e-5, atol=1e-6 * float(w.abs().max()))
 
 
 def test_wplus_rows_reach_the_modules_named_for_them(tiny_generator):
@@ -131,8 +134,8 @@ def test_device_follows_the_module(tiny_generator):
 
 
 @pytest.mark.slow
-def test_real_size_1024_runs(fixtures_dir, synth):
-    manifest = json.loads((fixtures_dir / "stylegan2" / "manifest_1024_cm2.json").read_text())
+def test_real_size_1024_runs(synth):
+    manifest = json.loads(fixture_path("stylegan2", "manifest_1024_cm2.json").read_text())
     g = Generator(1024)
     g.load_state_dict(synth.synth_state_dict(manifest, 0), strict=True)
     with torch.no_grad():

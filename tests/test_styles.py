@@ -33,7 +33,7 @@ from nada.styles import (
 )
 from nada.weights import CheckpointError, WeightsUnavailableError, load_generator
 
-from .conftest import make_tiny_generator, put_in_hub_cache
+from .helpers import make_tiny_generator, put_in_hub_cache
 
 CHANGED = ("convs.2.conv.weight", "convs.2.activate.bias", "convs.3.conv.weight", "to_rgbs.1.conv.weight")
 META = {"source": "ffhq", "source_text": "Photo", "target_text": "Witcher", "config": {"iterations": 3, "lr": 0.002},

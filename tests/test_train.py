@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 import threading
 
@@ -13,7 +15,7 @@ from nada.clip_loss import ClipGuide
 from nada.probe import probe_layers
 from nada.train import AdaptConfig, adapt, conv_modules
 
-from .conftest import make_tiny_clip
+from .helpers import make_tiny_clip
 
 
 def _config(**kw) -> AdaptConfig:
@@ -99,9 +101,9 @@ def test_closing_the_iterator_keeps_the_work(tiny_generator, tiny_clip):
 
 def test_stop_event_ends_after_the_current_step(tiny_generator, tiny_clip):
     stop = threading.Event()
-    cfg = _config(iterations=50, stop_event=stop, preview_every=0)
+    cfg = _config(iterations=50, preview_every=0)
     records = []
-    for rec in adapt(tiny_generator, [(tiny_clip, 1.0)], cfg):
+    for rec in adapt(tiny_generator, [(tiny_clip, 1.0)], cfg, stop=stop):
         records.append(rec)
         if rec.step == 3:
             stop.set()
@@ -181,10 +183,14 @@ def test_profile_reports_phase_timings(tiny_generator, tiny_clip):
     assert all(v >= 0 for v in rec.timings.values())
 
 
-def test_config_to_dict_with_a_stop_event():
-    cfg = _config(stop_event=threading.Event())
+def test_config_is_plain_data():
+    cfg = _config()
     d = cfg.to_dict()
-    assert "stop_event" not in d and d["target_text"] == "sketch" and d["preview_seeds"] == [0, 1]
+    assert d == dataclasses.asdict(cfg) and d["target_text"] == "sketch" and list(d["preview_seeds"]) == [0, 1]
+    assert json.loads(json.dumps(d))["preview_seeds"] == [0, 1]  # style metadata is JSON
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lambda_id = 1.0  # derive changed configs with dataclasses.replace
+    assert dataclasses.replace(cfg, lambda_id=1.0).lambda_id == 1.0 and cfg.lambda_id == 0.0
 
 
 def test_bf16_autocast_keeps_float32_weights_and_losses(tiny_generator, tiny_clip):
@@ -247,3 +253,13 @@ def test_adaptation_runs_wide_convs_by_winograd_with_the_same_result(tiny_clip, 
     for k in ("conv1.conv.weight", "convs.0.conv.weight", "convs.5.conv.weight", "convs.5.activate.bias"):
         moved = (a[k] - w0[k]).abs().mean()
         assert moved > 1e-4 and (a[k] - b[k]).abs().mean() < 1e-3 * moved  # it trained, and the same way
+
+
+def test_closing_the_iterator_hands_the_trained_copy_back_frozen(tiny_generator, tiny_clip):
+    it = adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=10, layers_k=0, preview_every=0))
+    rec = next(it)
+    assert rec.step == 1 and rec.generator.training  # mid-run: the copy trains
+    it.close()  # the caller walks away (a closed page, Ctrl-C)
+    g = rec.generator
+    assert not g.training and not any(p.requires_grad for p in g.parameters())
+    assert g.conv_impl == tiny_generator.conv_impl

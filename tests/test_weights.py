@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
@@ -11,7 +12,7 @@ import torch
 from nada import weights
 from nada.weights import CheckpointError, WeightsUnavailableError, load_generator
 
-from .conftest import make_tiny_generator, put_in_hub_cache
+from .helpers import make_tiny_generator, put_in_hub_cache
 
 
 def _ckpt_bytes(obj) -> bytes:
@@ -48,6 +49,9 @@ def test_hub_location_override(hub_cache, monkeypatch, tiny_generator):
     put_in_hub_cache(hub_cache, "me/my-church", "church.pt", _ckpt_bytes({"g_ema": tiny_generator.state_dict()}))
     assert load_generator("church").size == 32
     monkeypatch.delenv("NADA_HUB_CHURCH")
+    with pytest.raises(WeightsUnavailableError, match="ZeqiangLai/StyleGAN2/stylegan2-church-config-f.pt.*not cached"):
+        load_generator("church")  # back to the registry's mirror, which is not cached here
+    monkeypatch.setitem(weights.REGISTRY, "church", dataclasses.replace(weights.REGISTRY["church"], mirrors=()))
     with pytest.raises(WeightsUnavailableError, match="No hub mirror"):
         load_generator("church")
 

@@ -1,0 +1,198 @@
+"""The project's import structure, read from the source with ``ast`` (nothing is imported, so this runs in ms).
+
+- No import cycle among ``nada/*.py`` and ``app.py``, counting imports inside functions too (a cycle hidden in a
+  function is still a cycle: it only fails later, at call time, and hides the layering).
+- Gradio belongs to the app layer: no other ``nada`` module imports ``gradio`` / ``gradio_client``, or imports an
+  app-layer module (which would pull gradio in), so ``import nada.cli`` and ``python -m nada`` never load gradio.
+- The project's own modules are imported at the top of each module; imports inside functions are for heavy or
+  optional third-party packages only (``clip``, ``dlib``, ``huggingface_hub``, ...).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from .helpers import PROJECT_ROOT
+
+PACKAGE = "nada"
+APP_LAYER = {"app", "nada.service", "nada.app_glue"}  # the Gradio UI: the only modules that may import gradio
+UI_PACKAGES = {"gradio", "gradio_client"}
+# Modules still allowed to import project modules inside functions, each with the reason; a stale entry fails.
+# Empty: nada/service.py, the last one (its `from . import invert` inside a handler), now imports at the top too.
+FUNCTION_LEVEL_ALLOWED: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str  # module name, e.g. "nada.cli"
+    target: str  # imported module, e.g. "nada.weights" or "gradio"
+    line: int
+    in_function: bool
+
+    def where(self) -> str:
+        return f"{_path_of(self.importer)}:{self.line}"
+
+
+def _module_files() -> dict[str, Path]:
+    files = {"app": PROJECT_ROOT / "app.py"}
+    for path in sorted((PROJECT_ROOT / PACKAGE).glob("*.py")):
+        files[PACKAGE if path.stem == "__init__" else f"{PACKAGE}.{path.stem}"] = path
+    return files
+
+
+def _path_of(module: str) -> str:
+    path = _module_files()[module]
+    return str(path.relative_to(PROJECT_ROOT))
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _walk_imports(nodes, in_function: bool = False):
+    """(import node, inside a function?) for every import that runs (``if TYPE_CHECKING:`` blocks never do)."""
+    for node in nodes:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from _walk_imports(node.orelse, in_function)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node, in_function
+        else:
+            inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            yield from _walk_imports(ast.iter_child_nodes(node), inner)
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom, known: set[str]) -> list[str]:
+    """The modules an import statement loads: project modules by full name, others by their top-level package."""
+    if isinstance(node, ast.Import):
+        return [a.name if a.name.split(".")[0] == PACKAGE else a.name.split(".")[0] for a in node.names]
+    if node.level:  # relative: resolved against the importer's package (nada/*.py are all in "nada")
+        package = module if module == PACKAGE else module.rsplit(".", 1)[0]
+        base_parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+        base = ".".join(base_parts + ([node.module] if node.module else []))
+    else:
+        base = node.module or ""
+    if base.split(".")[0] != PACKAGE:
+        return [base.split(".")[0]]
+    # "from nada import weights" loads the submodule nada.weights; "from nada import __version__" loads nada itself
+    subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known]
+    return subs or [base]
+
+
+def project_imports() -> list[Import]:
+    """Every import statement of nada/*.py and app.py that runs, with what it loads."""
+    files = _module_files()
+    known = set(files)
+    out = []
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node, in_function in _walk_imports(tree.body):
+            for target in _targets(module, node, known):
+                out.append(Import(module, target, node.lineno, in_function))
+    return out
+
+
+def _cycles(edges: dict[str, dict[str, Import]]) -> list[list[str]]:
+    """One cycle (as a closed list of modules) per strongly connected component that has one (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1 or v in edges.get(v, {}):
+                components.append(comp)
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for comp in components:  # shortest way from the component's first module back to itself, inside the component
+        members, start = set(comp), sorted(comp)[0]
+        paths = {start: [start]}
+        frontier = [start]
+        cycle = None
+        while frontier and cycle is None:
+            nxt = []
+            for v in frontier:
+                for w in sorted(edges.get(v, {})):
+                    if w == start:
+                        cycle = paths[v] + [start]
+                        break
+                    if w in members and w not in paths:
+                        paths[w] = paths[v] + [w]
+                        nxt.append(w)
+                if cycle:
+                    break
+            frontier = nxt
+        cycles.append(cycle)
+    return cycles
+
+
+def test_no_import_cycles():
+    imports = project_imports()
+    known = set(_module_files())
+    edges: dict[str, dict[str, Import]] = {}
+    for imp in imports:
+        if imp.target in known and imp.target != imp.importer:
+            edges.setdefault(imp.importer, {}).setdefault(imp.target, imp)
+    problems = []
+    for cycle in _cycles(edges):
+        steps = [f"{a} -> {b} ({edges[a][b].where()}{', in a function' if edges[a][b].in_function else ''})"
+                 for a, b in zip(cycle, cycle[1:])]
+        problems.append(" -> ".join(cycle) + ":\n    " + "\n    ".join(steps))
+    assert not problems, "import cycles:\n  " + "\n  ".join(problems)
+
+
+def test_gradio_stays_in_the_app_layer():
+    bad = [f"{imp.where()}: {imp.importer} imports {imp.target}" for imp in project_imports()
+           if imp.importer not in APP_LAYER and (imp.target in UI_PACKAGES or imp.target in APP_LAYER)]
+    assert not bad, (f"only the app layer ({', '.join(sorted(APP_LAYER))}) may import gradio or app-layer modules:\n"
+                     + "\n".join(bad))
+
+
+def test_project_modules_are_imported_at_module_level():
+    known = set(_module_files())
+    late = [imp for imp in project_imports() if imp.in_function and imp.target in known and imp.importer != "app"]
+    bad = [f"{imp.where()}: {imp.importer} imports {imp.target} inside a function" for imp in late
+           if imp.importer not in FUNCTION_LEVEL_ALLOWED]
+    assert not bad, "import the project's own modules at the top of the module:\n" + "\n".join(bad)
+    stale = FUNCTION_LEVEL_ALLOWED - {imp.importer for imp in late}
+    assert not stale, f"{sorted(stale)} no longer import project modules inside functions: remove them from " \
+                      "FUNCTION_LEVEL_ALLOWED in tests/test_layering.py"
+
+
+def test_the_checks_see_what_they_check():
+    """The parser finds both kinds of imports and resolves relative and absolute forms (guards against a check
+    that passes because it sees nothing)."""
+    imports = {(i.importer, i.target, i.in_function) for i in project_imports()}
+    assert ("nada.cli", "nada.cli_adapt", False) in imports  # from . import cli_adapt, cli_invert
+    assert ("nada.e4e", "nada.weights", False) in imports  # from nada import weights
+    assert ("nada.tiny", "nada.stylegan2", False) in imports  # from .stylegan2 import Generator
+    assert ("nada.styles", "nada", False) in imports  # from . import __version__
+    assert any(importer in APP_LAYER and target == "gradio" for importer, target, _ in imports)
+    assert ("nada.clip_models", "clip", True) in imports  # heavy: imported inside import_clip()
+    edges = {"a": {"b": None}, "b": {"c": None}, "c": {"a": None}, "d": {"a": None}}
+    assert _cycles(edges) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b": None}, "b": {}}) == []

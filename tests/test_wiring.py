@@ -1,0 +1,116 @@
+"""The app and its handlers agree by name: inputs from parameter names, outputs from the fields of Outputs records."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gradio as gr
+import pytest
+
+from nada import service
+from nada.app_glue import KEEP, Outputs, handler_inputs, wire
+from nada.sessions import TrainingRuns
+
+from .test_app import import_app
+
+
+def _event(demo: gr.Blocks, api_name: str):
+    fns = [f for f in demo.fns.values() if f.api_name == api_name]
+    assert len(fns) == 1, api_name
+    return fns[0]
+
+
+def _labels(components) -> list[str | None]:
+    return [getattr(c, "label", None) for c in components]
+
+
+@pytest.fixture(scope="module")
+def demo() -> gr.Blocks:
+    return import_app().build_demo(tiny=True)
+
+
+def test_adapt_inputs_follow_the_handler_parameters(demo):
+    handler = service.bind(service.adapt_stream, object(), TrainingRuns())
+    assert handler_inputs(handler) == [
+        "session", "source", "source_text", "target_text", "iterations", "layers_k", "probe", "clip_names",
+        "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size"]
+    adapt = _event(demo, "adapt")
+    assert _labels(adapt.inputs)[1:] == [
+        "Source generator", "Source text", "Target text", "Training steps", "W+ rows trained per step",
+        "Probe layers each step", "CLIP models", "Directional loss weight", "Global loss weight",
+        "Identity loss weight (faces)", "L2 loss weight", "Seed", "Learning rate", "Batch size"]
+    assert isinstance(adapt.inputs[0], gr.State)
+    assert _labels(adapt.outputs) == ["Preview (fixed seeds)", "Losses", "Probed W+ rows", None,
+                                      "Trained style (.safetensors)", None, "Style", "Styles"]
+
+
+def test_every_tab_is_wired_by_name(demo):
+    generate = _event(demo, "generate")
+    assert _labels(generate.inputs)[1:] == ["Style", "Seed", "Truncation", "Images", "Style strength (0 = source)"]
+    assert _labels(generate.outputs) == ["Source generator", "Styled", "Downloads: images (zip) and the style file",
+                                         None]
+    invert = _event(demo, "invert")
+    assert _labels(invert.inputs)[1:] == ["Photo with a face", "Styles", "Style strength"]
+    assert _labels(invert.outputs) == ["Aligned face", "Reconstruction (e4e)", "In each style"]
+    upload = _event(demo, "upload_style")
+    assert _labels(upload.outputs)[:2] == ["Style", "Styles"] and isinstance(upload.outputs[2], gr.State)
+    assert _labels(_event(demo, "random_seed").outputs) == ["Seed"]
+
+
+def test_unset_outputs_are_left_as_they_are():
+    values = service.AdaptOutputs(status="Loading").values()
+    assert len(values) == len(service.AdaptOutputs.names()) == 8
+    assert values[service.AdaptOutputs.names().index("status")] == "Loading"
+    assert sum(v == gr.skip() for v in values) == 7
+
+
+@dataclasses.dataclass
+class _Two(Outputs):
+    total: Any = KEEP
+    note: Any = KEEP
+
+
+def _add(a: float, b: float, request: gr.Request | None = None) -> _Two:
+    return _Two(total=a + b)
+
+
+def test_a_missing_or_unknown_name_fails_before_wiring():
+    with gr.Blocks():
+        a, b, total = gr.Number(label="a"), gr.Number(label="b"), gr.Number(label="total")
+        button = gr.Button()
+        with pytest.raises(KeyError, match=r"_add: no component named \['b'\] for its inputs"):
+            wire(button.click, _add, {"a": a, "total": total, "note": total}, _Two)
+        with pytest.raises(KeyError, match=r"no component named \['note'\] for its outputs"):
+            wire(button.click, _add, {"a": a, "b": b, "total": total}, _Two)
+        event = wire(button.click, _add, {"a": a, "b": b, "total": total, "note": gr.Markdown()}, _Two)
+    assert event is not None
+
+
+def test_adding_an_output_is_one_field():
+    """A field added to a record is wired to the component of that name: no positional list to keep in step."""
+    @dataclasses.dataclass
+    class _Three(_Two):
+        echo: Any = KEEP
+
+    def handler(a: float) -> _Three:
+        return _Three(total=a, echo=f"got {a}")
+
+    with gr.Blocks() as demo:
+        a, total, note, echo = gr.Number(), gr.Number(), gr.Markdown(), gr.Textbox()
+        button = gr.Button()
+        wire(button.click, handler, {"a": a, "total": total, "note": note, "echo": echo}, _Three, api_name="h")
+    fn = _event(demo, "h")
+    assert fn.outputs == [total, note, echo]
+    assert fn.fn(2.0) == (2.0, gr.skip(), "got 2.0")
+
+
+def test_a_handler_must_return_its_record():
+    def positional(a: float):
+        return a, "note"
+
+    with gr.Blocks() as demo:
+        a, total, note = gr.Number(), gr.Number(), gr.Markdown()
+        wire(gr.Button().click, positional, {"a": a, "total": total, "note": note}, _Two, api_name="p")
+    with pytest.raises(TypeError, match="positional returned tuple, not _Two"):
+        _event(demo, "p").fn(1.0)
