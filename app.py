@@ -14,7 +14,7 @@ import gradio as gr
 
 from nada import service
 from nada.model_store import DEFAULT_CLIPS, ModelStore
-from nada.runtime import tune_allocator
+from nada.runtime import configure_torch, tune_allocator
 from nada.sessions import SessionStyles, TrainingRuns
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -174,6 +174,7 @@ def launch_kwargs() -> dict:
 def main() -> None:
     """Serve the app on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)."""
     tune_allocator()  # reuse large blocks instead of page-faulting fresh ones (see nada.runtime)
+    configure_torch()  # TF32 off unless NADA_TF32=1, cuDNN autotuning
     store = ModelStore(tiny=env_flag("NADA_TINY"))
     if env_flag("NADA_PRELOAD") or os.environ.get("SPACES_ZERO_GPU"):
         store.preload()  # ZeroGPU: models must exist before the first GPU call

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from nada.runtime import tune_allocator
+from nada.runtime import configure_torch, tune_allocator
 
 from .common import peak_mib, summary, time_call
 from .registry import all_cases
@@ -25,10 +25,8 @@ def run_one(name: str, device_name: str, repeat: int, threads: int | None) -> di
         torch.set_num_threads(threads)
     tune_allocator()  # as the CLI and the app do; NADA_NO_MALLOC_TUNING=1 measures the untuned allocator
     device = torch.device(device_name)
+    configure_torch()  # as the CLI and the app do: TF32 only with NADA_TF32=1
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
     setup = all_cases()[name]
     fn = setup(device)

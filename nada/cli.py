@@ -12,7 +12,7 @@ from . import cli_adapt, cli_invert, cli_weights
 from .cli_args import CliError, parse_seeds, positive_int, unit_float
 from .devices import pick_device
 from .render import to_pil
-from .runtime import tune_allocator
+from .runtime import configure_torch, tune_allocator
 from .sampling import render_seeds
 from .sources import load_source
 from .styles import apply_style_file
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     tune_allocator()
+    configure_torch()
     try:
         return args.run(args)
     except KeyboardInterrupt:

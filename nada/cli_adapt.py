@@ -18,6 +18,7 @@ from .train import AdaptConfig, adapt
 from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
+_OPTIONAL_TYPES = {"layers_k": int, "probe_micro_batch": int, "time_limit_s": float}  # fields whose default is None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default: {default})")
-        elif f.name in {"layers_k", "probe_micro_batch"}:
-            p.add_argument(flag, type=int, default=default, help=f"(default: {default})")
+        elif f.name in _OPTIONAL_TYPES:
+            p.add_argument(flag, type=_OPTIONAL_TYPES[f.name], default=default, help=f"(default: {default})")
         else:
             p.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
     p.add_argument("--preview-seeds", default="0,1,2,3", help="seeds shown in previews (default: 0,1,2,3)")

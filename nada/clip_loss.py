@@ -36,9 +36,17 @@ _ZERO_NORM = 1e-12  # feature differences below this norm count as "no change" (
 
 
 # ----------------------------------------------------------------------------------------------- images
-def preprocess(images: torch.Tensor, resolution: int, antialias: bool = True) -> torch.Tensor:
+def clip_norm(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP's per-channel (mean, std) as ``[1, 3, 1, 1]`` tensors on ``like``'s device and dtype (a host-to-device
+    copy: make them once per device, not per call)."""
+    return like.new_tensor(CLIP_MEAN).view(1, 3, 1, 1), like.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+
+
+def preprocess(images: torch.Tensor, resolution: int, antialias: bool = True,
+               norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Differentiable CLIP preprocessing of generator output: [-1, 1] -> [0, 1], bicubic resize of the shorter
-    side to ``resolution`` (aspect kept), centre crop, CLIP mean/std. ``[N, 3, H, W] -> [N, 3, R, R]``."""
+    side to ``resolution`` (aspect kept), centre crop, CLIP mean/std (``norm``, default :func:`clip_norm`).
+    ``[N, 3, H, W] -> [N, 3, R, R]``."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"Expected images of shape [N, 3, H, W], got {list(images.shape)}.")
     x = (images + 1) / 2  # [N, 3, H, W] in [0, 1]
@@ -49,8 +57,7 @@ def preprocess(images: torch.Tensor, resolution: int, antialias: bool = True) ->
     h, w = x.shape[-2:]
     top, left = int(round((h - resolution) / 2.0)), int(round((w - resolution) / 2.0))
     x = x[..., top:top + resolution, left:left + resolution]  # [N, 3, R, R]
-    mean = x.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean, std = norm if norm is not None else clip_norm(x)
     return (x - mean) / std
 
 
@@ -231,6 +238,7 @@ class ClipGuide:
         # Plain-text embeddings for the global loss, per text; the bare target is ready from the start.
         self._text_feats: dict[str, list[torch.Tensor]] = {
             self.target_text: [text_embedding(m, self.target_text) for m, _ in self.models]}
+        self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # CLIP mean/std per device
 
     def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Normalised float32 features ``[N, D_m]`` per kept model of generator output ``[N, 3, H, W]`` in [-1, 1]."""
@@ -239,7 +247,10 @@ class ClipGuide:
         for model, _ in self.models:
             res = int(model.visual.input_resolution)
             if res not in pixels:
-                pixels[res] = preprocess(images.float(), res, self.antialias)  # [N, 3, R, R]; float32 resize
+                if images.device not in self._norm:
+                    self._norm[images.device] = clip_norm(images.float())
+                pixels[res] = preprocess(images.float(), res, self.antialias,  # [N, 3, R, R]; float32 resize
+                                         self._norm[images.device])
             device, _ = _model_device_dtype(model)
             use_amp = self.autocast_bf16 and device.type in ("cuda", "cpu")
             ctx = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()

@@ -3,7 +3,9 @@ free memory of a CUDA device, so the app and the CLI can refuse settings before 
 
 The estimate counts what dominates: three generator copies' weights plus Adam state, the CLIP models, and the
 activations kept for backward (about three full-size tensors per synthesis layer per image, the larger of the
-probe micro-batch and the training batch, halved under bf16). It is meant to be on the safe side, not exact."""
+probe micro-batch and the training batch; 0.81x under bf16, as measured). It is meant to be on the safe side, not
+exact. Free memory counts what the CUDA driver reports plus what PyTorch's caching allocator holds but does not use.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ from .stylegan2 import Generator
 GIB = 2**30
 _SAVED_PER_LAYER = 6.0  # full-size tensors per StyledConv kept for backward, with headroom (fit to CPU peaks)
 _CLIP_ACT_PER_IMAGE = 160 * 2**20  # bytes per image per CLIP model with gradients to the image (ViT-B, fp32)
+_BF16_SAVED = 0.81  # saved-tensor bytes under bf16 autocast vs float32, measured: the fused conv output stays float32
 
 
-def synthesis_activation_bytes(generator: Generator, batch: int, bytes_per_value: int = 4) -> int:
+def synthesis_activation_bytes(generator: Generator, batch: int, bf16: bool = False) -> int:
     """Bytes of the activations a synthesis pass keeps for backward, for ``batch`` images."""
     per_image = sum(2 * c * r * r for r, c in generator.channels.items())  # two StyledConvs per resolution
-    return int(_SAVED_PER_LAYER * per_image * batch * bytes_per_value)
+    return int(_SAVED_PER_LAYER * per_image * batch * 4 * (_BF16_SAVED if bf16 else 1.0))
 
 
 def estimate_adapt_bytes(generator: Generator, n_clip: int, batch_size: int, probe_batch: int,
@@ -30,10 +33,17 @@ def estimate_adapt_bytes(generator: Generator, n_clip: int, batch_size: int, pro
     weights = params * 4 * (2 + 2)  # the caller's (also the frozen) copy, the trainable one, Adam's two moments
     clips = n_clip * clip_params * 4
     images = max(batch_size, min(probe_batch, probe_micro_batch))
-    act = synthesis_activation_bytes(generator, images, 2 if bf16 else 4)
+    act = synthesis_activation_bytes(generator, images, bf16)
     if grad_checkpointing:
         act //= 4
     return int(weights + clips + act + n_clip * images * _CLIP_ACT_PER_IMAGE)
+
+
+def cuda_free_bytes(device: torch.device) -> int:
+    """Memory a new allocation can use on a CUDA device: the driver's free memory plus the blocks PyTorch's caching
+    allocator has reserved but is not using (a second run in a long-lived process reuses those)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
 def check_fits(generator: Generator, clip_models: list[torch.nn.Module], batch_size: int, probe_batch: int,
@@ -52,7 +62,7 @@ def check_fits(generator: Generator, clip_models: list[torch.nn.Module], batch_s
     if free_bytes is None:
         if device.type != "cuda":
             return need
-        free_bytes, _ = torch.cuda.mem_get_info(device)
+        free_bytes = cuda_free_bytes(device)
     if need > free_bytes:
         raise ValueError(
             f"These settings need about {need / GIB:.1f} GiB of GPU memory, but only {free_bytes / GIB:.1f} GiB is "

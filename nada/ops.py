@@ -49,12 +49,19 @@ def upfirdn2d_ref(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int 
     return x[:, :, ::down, ::down] if down > 1 else x
 
 
+def is_symmetric(kernel: torch.Tensor) -> bool:
+    """True when a 2-D FIR kernel equals itself flipped on both axes (reads it on the host: a device sync)."""
+    return bool(torch.equal(kernel, torch.flip(kernel, [0, 1])))
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+              pad: tuple[int, int] = (0, 0), symmetric: bool | None = None) -> torch.Tensor:
     """FIR resampling; 2x up-sampling of a symmetric kernel runs as one transposed convolution (no zero-filled
-    temporary) and a symmetric-padded blur as one padded convolution; everything else uses :func:`upfirdn2d_ref`."""
+    temporary) and a symmetric-padded blur as one padded convolution; everything else uses :func:`upfirdn2d_ref`.
+    ``symmetric``: whether ``kernel`` is (pass it when known: checking costs a device sync)."""
     k = kernel.shape[-1]
-    if up == 2 and down == 1 and pad[0] >= 0 and pad[1] >= 0 and torch.equal(kernel, torch.flip(kernel, [0, 1])):
+    if up == 2 and down == 1 and pad[0] >= 0 and pad[1] >= 0 and \
+            (is_symmetric(kernel) if symmetric is None else symmetric):
         # Transposed conv with stride 2 == zero-insertion followed by a full convolution (padding k-1).
         c = x.shape[1]
         wt = kernel.to(x.dtype)[None, None].expand(c, 1, k, k)  # [C, 1, K, K]

@@ -68,9 +68,9 @@ def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int
                 loss = guide.global_(guide.image_features(img)) * (img.shape[0] / batch)
                 loss.backward()
             opt.step()
-    scores = (w_plus.detach() - w0).abs().mean(dim=(0, 2))  # [n_latent]
+    scores = (w_plus.detach() - w0).abs().mean(dim=(0, 2)).tolist()  # n_latent floats: one host sync
     candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, train_to_rgb)]
     k = max(0, min(k, len(candidates)))
-    ranked = sorted(candidates, key=lambda i: -scores[i].item())[:k]
+    ranked = sorted(candidates, key=lambda i: -scores[i])[:k]
     layers = [m for i in ranked for m in row_modules(generator, i, train_to_rgb)]
-    return ProbeResult(rows=ranked, layers=layers, scores=[float(s) for s in scores])
+    return ProbeResult(rows=ranked, layers=layers, scores=scores)

@@ -30,3 +30,18 @@ def tune_allocator() -> bool:
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # keep freed memory for the next step
     ok &= mallopt(_M_TOP_PAD, 256 << 20) == 1  # grow the heap in 256 MiB steps
     return bool(ok)
+
+
+def configure_torch(tf32: bool | None = None) -> bool:
+    """Numerics and speed settings, chosen once for every entry point (CLI, app, benchmarks): TF32 off by default
+    (this torch would otherwise run cuDNN convolutions in TF32 while bf16 stays off for precision: the directional
+    loss normalises small feature differences), on with ``tf32=True`` or ``NADA_TF32=1``; cuDNN autotuning on.
+    Returns whether TF32 is on. A no-op for CPU-only work."""
+    import torch  # kept out of module scope: importing nada.runtime must not import torch (ZeroGPU's `spaces`)
+
+    if tf32 is None:
+        tf32 = os.environ.get("NADA_TF32", "").strip().lower() in {"1", "true", "yes", "on"}
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.benchmark = True  # same values, fastest algorithm per shape
+    return bool(tf32)

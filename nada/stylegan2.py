@@ -18,7 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .ops import SQRT2, conv_transpose2x, fir_kernel, fused_leaky_relu, upfirdn2d, winograd_conv3x3, winograd_pays
+from .ops import (
+    SQRT2,
+    conv_transpose2x,
+    fir_kernel,
+    fused_leaky_relu,
+    is_symmetric,
+    upfirdn2d,
+    winograd_conv3x3,
+    winograd_pays,
+)
 
 NOISE_MODES = ("const", "random")
 CONV_IMPLS = ("batched", "winograd", "grouped")
@@ -76,9 +85,15 @@ class Upsample(nn.Module):
         self.factor = factor
         p = self.kernel.shape[0] - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+        self.symmetric = is_symmetric(self.kernel)  # checked once here and on load, never per call (a host sync)
+        self.register_load_state_dict_post_hook(Upsample._recheck)
+
+    @staticmethod
+    def _recheck(module: Upsample, _incompatible) -> None:
+        module.symmetric = is_symmetric(module.kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad, symmetric=self.symmetric)
 
 
 class ModulatedConv2d(nn.Module):
@@ -328,7 +343,8 @@ class Generator(nn.Module):
         if generator is None:
             return [torch.randn(batch, 1, *b.shape[-2:], device=ref.device, dtype=ref.dtype)
                     for b in self.noise_buffers()]
-        return [torch.randn(batch, 1, *b.shape[-2:], generator=generator).to(ref) for b in self.noise_buffers()]
+        return [torch.randn(batch, 1, *b.shape[-2:], generator=generator, device=generator.device).to(ref)
+                for b in self.noise_buffers()]
 
     def noise_buffers(self) -> list[torch.Tensor]:
         """The stored constant noise maps, [1, 1, r, r] each, in layer order."""

@@ -65,6 +65,8 @@ class AdaptConfig:
     #                     off by default: the directional loss normalises small feature differences (see bench/)
     grad_checkpointing: bool = False  # recompute generator activations in backward (less memory, ~30% slower)
     profile: bool = False  # time each phase of a step (synchronises the GPU; for benchmarks)
+    time_limit_s: float | None = None  # stop cleanly, keeping the work, before a step would end past this many
+    #                                    seconds from the start (ZeroGPU grants a run a fixed duration); None = no limit
 
     def resolved_layers_k(self, n_latent: int) -> int:
         """The number of rows to train for a generator with ``n_latent`` rows."""
@@ -85,6 +87,8 @@ class AdaptConfig:
             (self.probe_every >= 1, f"probe_every must be at least 1, got {self.probe_every}"),
             (0.0 <= self.truncation <= 1.0, f"truncation must be in [0, 1], got {self.truncation}"),
             (self.preview_every >= 0, f"preview_every must be >= 0, got {self.preview_every}"),
+            (self.time_limit_s is None or self.time_limit_s > 0,
+             f"the time limit (time_limit_s) must be a positive number of seconds, got {self.time_limit_s}"),
             (all(v >= 0 for v in (self.lambda_direction, self.lambda_global, self.lambda_id, self.lambda_l2)),
              "loss weights (lambda_*) must be >= 0"),
             (self.lambda_direction + self.lambda_global > 0,
@@ -200,108 +204,141 @@ class PreviewRenderer:
         return image_grid([self.source, adapted], size=min(256, self.source.shape[-1]))
 
 
+class _Trainer:
+    """One run's models, optimiser and random stream; :meth:`step` trains one step. The step's tensors are its
+    locals, so they are gone as soon as it returns or raises (memory after an out-of-memory error)."""
+
+    def __init__(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
+                 id_loss: torch.nn.Module | None):
+        self.config, self.id_loss = config, id_loss
+        self.device = generator.input.input.device
+        self.amp = bool(config.bf16)
+        self.micro = config.probe_micro_batch or default_micro_batch(generator)
+        check_fits(generator, [m for m, _ in clip_models], config.batch_size,
+                   config.probe_batch if config.probing() else 0, self.micro, self.amp, config.grad_checkpointing)
+        self.guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=self.amp)
+        # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
+        # generator has no train/eval-dependent layers), so the caller's generator is never modified. Both copies run
+        # the wide convolutions by Winograd on the CPU (same function, ~2x faster there; see Generator.set_conv_impl);
+        # the trained copy gets the caller's formulation back when training ends (:meth:`finish`).
+        self.impl = generator.conv_impl
+        fast = "winograd" if self.impl == "batched" and self.device.type == "cpu" else self.impl
+        self.frozen = generator.shared_copy().set_conv_impl(fast)
+        self.trained = copy.deepcopy(generator).set_conv_impl(fast).train()
+        self.trained.grad_checkpointing = config.grad_checkpointing
+        self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.opt = torch.optim.Adam(self.trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
+        self.preview = PreviewRenderer(self.frozen, config.preview_seeds, config.truncation)
+        self.layers = ["input"] + conv_modules(self.trained)  # without probing the paper's code trains these
+        set_trainable(self.trained, self.layers)
+        self.k = config.resolved_layers_k(generator.n_latent)
+
+    def step(self, step: int) -> tuple[dict[str, float], list[float] | None, dict[str, float] | None]:
+        """Train step ``step``: (loss values, probe scores or None, phase timings or None)."""
+        config, device, amp, frozen, trained, rng = \
+            self.config, self.device, self.amp, self.frozen, self.trained, self.rng
+        timer = PhaseTimer(config.profile, device)
+        probe: ProbeResult | None = None
+        if config.probing() and (step - 1) % config.probe_every == 0:
+            zp = torch.randn(config.probe_batch, trained.style_dim, device=device, generator=rng)
+            with torch.no_grad():
+                wp = frozen.mapping(zp)  # [Bp, 512]
+            with autocast(device, amp):
+                probe = probe_layers(trained, wp, self.guide, self.k, config.probe_iters, micro_batch=self.micro,
+                                     noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb)
+            self.layers = probe.layers
+            set_trainable(trained, self.layers)
+            timer.mark("probe")
+        z = torch.randn(config.batch_size, trained.style_dim, device=device, generator=rng)
+        noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
+        with torch.no_grad():
+            w = frozen.mapping(z)  # [B, 512], untruncated
+            with autocast(device, amp):
+                img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
+            feats_frozen = self.guide.image_features(img_frozen)
+        timer.mark("frozen")
+        with autocast(device, amp):
+            img_train = trained.synthesis(w, noise=noise).float()
+        timer.mark("forward")
+        terms = step_losses(self.guide, config, img_train, img_frozen, feats_frozen, self.id_loss)
+        timer.mark("clip")
+        self.opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        timer.mark("backward")
+        # one host synchronisation per step: the floats every record reports (after backward was queued)
+        values = torch.stack([v.detach() for v in terms.values()]).tolist()
+        if not all(math.isfinite(v) for v in values):
+            raise NonFiniteLossError(step, values[-1])
+        self.opt.step()
+        timer.mark("optimizer")
+        return dict(zip(terms, values)), (probe.scores if probe else None), timer.take()
+
+    def release(self) -> None:
+        """Free what a failed step left behind (gradients; the CUDA cache) before anything else is allocated."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def finish(self) -> None:
+        """Hand the trained copy back: eval mode, frozen, the caller's convolution formulation."""
+        self.trained.eval().requires_grad_(False).set_conv_impl(self.impl)
+
+
 def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
           id_loss: torch.nn.Module | None = None, *, stop: threading.Event | None = None) -> Iterator[Progress]:
     """Adapt a copy of ``generator`` towards ``config.target_text``; yields a :class:`Progress` every step.
 
     ``stop``: set it to end training after the current step. The last record (``done=True``) always comes, with the
-    trained copy, unless the caller closes the iterator; a :class:`TrainingHalted` failure ends up in its ``error``."""
+    trained copy, unless the caller closes the iterator; a :class:`TrainingHalted` failure ends up in its ``error``,
+    and ``config.time_limit_s`` ends training (cleanly, like ``stop``) before a step that would overrun it."""
     config.validate(generator.n_latent)
     if config.lambda_id > 0 and id_loss is None:
         raise ValueError("The identity loss (lambda_id > 0) needs the ArcFace weights; they are not loaded. "
                          "Set lambda_id to 0 or provide the weights.")
-    device = generator.input.input.device
-    amp = bool(config.bf16)
-    micro = config.probe_micro_batch or default_micro_batch(generator)
-    check_fits(generator, [m for m, _ in clip_models], config.batch_size, config.probe_batch if config.probing() else 0,
-               micro, amp, config.grad_checkpointing)
-    guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=amp)
-    # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
-    # generator has no train/eval-dependent layers), so the caller's generator is never modified. Both copies run
-    # the wide convolutions by Winograd on the CPU (same function, ~2x faster there; see Generator.set_conv_impl);
-    # the trained copy gets the caller's formulation back when training ends.
-    impl = generator.conv_impl
-    fast = "winograd" if impl == "batched" and device.type == "cpu" else impl
-    frozen = generator.shared_copy().set_conv_impl(fast)
-    trained = copy.deepcopy(generator).set_conv_impl(fast).train()
-    trained.grad_checkpointing = config.grad_checkpointing
-    rng = torch.Generator(device=device).manual_seed(config.seed)
-    opt = torch.optim.Adam(trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
-    preview = PreviewRenderer(frozen, config.preview_seeds, config.truncation)
-    layers = ["input"] + conv_modules(trained)  # without probing the paper's code trains these
-    set_trainable(trained, layers)
-    k = config.resolved_layers_k(generator.n_latent)
     t0 = time.perf_counter()
+    run = _Trainer(generator, clip_models, config, id_loss)
+    t_setup = time.perf_counter()
 
     def record(step: int, losses: dict[str, float], image: Image.Image | None, **extra) -> Progress:
         """The one place a :class:`Progress` is built."""
-        return Progress(step=step, total=config.iterations, losses=losses, layers=list(layers), preview=image,
-                        generator=trained, elapsed_s=time.perf_counter() - t0, **extra)
+        return Progress(step=step, total=config.iterations, losses=losses, layers=list(run.layers), preview=image,
+                        generator=run.trained, elapsed_s=time.perf_counter() - t0, **extra)
 
-    def stopped() -> bool:
-        return stop is not None and stop.is_set()
+    def stopped(done_steps: int) -> bool:
+        """Asked to stop, or the next step would overrun the time limit (at the pace so far, setup included)."""
+        if stop is not None and stop.is_set():
+            return True
+        if config.time_limit_s is None:
+            return False
+        now = time.perf_counter()
+        pace = (now - t_setup) / done_steps if done_steps else t_setup - t0  # before step 1: setup time as a guess
+        return now - t0 + pace > config.time_limit_s
 
     done_steps, losses, error = 0, {}, None
     scores: list[float] | None = None  # of the step not yet reported
     timings: dict[str, float] | None = None
     try:
         for step in range(1, config.iterations + 1):
-            if stopped():  # stopped between steps
+            if stopped(done_steps):  # stopped between steps
                 break
-            timer = PhaseTimer(config.profile, device)
             try:
-                probe: ProbeResult | None = None
-                if config.probing() and (step - 1) % config.probe_every == 0:
-                    zp = torch.randn(config.probe_batch, generator.style_dim, device=device, generator=rng)
-                    with torch.no_grad():
-                        wp = frozen.mapping(zp)  # [Bp, 512]
-                    with autocast(device, amp):
-                        probe = probe_layers(trained, wp, guide, k, config.probe_iters, micro_batch=micro,
-                                             noise=draw_noise(frozen, zp.shape[0], rng),
-                                             train_to_rgb=config.train_to_rgb)
-                    layers = probe.layers
-                    set_trainable(trained, layers)
-                    timer.mark("probe")
-                z = torch.randn(config.batch_size, generator.style_dim, device=device, generator=rng)
-                noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
-                with torch.no_grad():
-                    w = frozen.mapping(z)  # [B, 512], untruncated
-                    with autocast(device, amp):
-                        img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
-                    feats_frozen = guide.image_features(img_frozen)
-                timer.mark("frozen")
-                with autocast(device, amp):
-                    img_train = trained.synthesis(w, noise=noise).float()
-                timer.mark("forward")
-                terms = step_losses(guide, config, img_train, img_frozen, feats_frozen, id_loss)
-                timer.mark("clip")
-                opt.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                timer.mark("backward")
-                # one host synchronisation per step: the floats every record reports (after backward was queued)
-                values = torch.stack([v.detach() for v in terms.values()]).tolist()
-                if not all(math.isfinite(v) for v in values):
-                    raise NonFiniteLossError(step, values[-1])
-                opt.step()
-                timer.mark("optimizer")
+                losses, scores, timings = run.step(step)
             except torch.OutOfMemoryError as exc:
                 raise TrainingOutOfMemoryError(step) from exc
-            done_steps, losses = step, dict(zip(terms, values))
-            scores, timings = (probe.scores if probe else None), timer.take()
-            if step == config.iterations or stopped():
+            done_steps = step
+            if step == config.iterations or stopped(done_steps):
                 break  # the final record follows, once the trained copy is handed back
             due = config.preview_every and step % config.preview_every == 0
-            yield record(step, losses, preview(trained) if due else None, scores=scores, timings=timings)
+            yield record(step, losses, run.preview(run.trained) if due else None, scores=scores, timings=timings)
             scores = timings = None
     except TrainingHalted as exc:  # the weights are still those of the last completed step
         error, losses = str(exc), {}
-        opt.zero_grad(set_to_none=True)  # free what the failed step held before rendering the last preview
-        if isinstance(exc, TrainingOutOfMemoryError) and device.type == "cuda":
-            torch.cuda.empty_cache()
     finally:  # the one cleanup: a normal end, a halt, or the caller closing the iterator
-        _finish(trained, impl)
-    yield record(done_steps, losses, _final_preview(preview, trained), scores=scores, timings=timings, done=True,
-                 error=error)
+        run.finish()
+    if error is not None:  # here the failed step's tensors and traceback are gone: what is freed now stays free
+        run.release()
+    yield record(done_steps, losses, _final_preview(run.preview, run.trained), scores=scores, timings=timings,
+                 done=True, error=error)
 
 
 def _final_preview(preview: PreviewRenderer, trained: Generator) -> Image.Image | None:
@@ -326,10 +363,6 @@ def autocast(device: torch.device, enabled: bool):
 def draw_noise(generator: Generator, batch: int, rng: torch.Generator) -> list[torch.Tensor]:
     """Per-sample noise maps for every layer, drawn from ``rng`` on its device: list of [N, 1, r, r]."""
     return [torch.randn(batch, 1, *b.shape[-2:], device=rng.device, generator=rng) for b in generator.noise_buffers()]
-
-
-def _finish(trained: Generator, impl: str) -> None:
-    trained.eval().requires_grad_(False).set_conv_impl(impl)
 
 
 def step_losses(guide: ClipGuide, config: AdaptConfig, img_train: torch.Tensor, img_frozen: torch.Tensor,

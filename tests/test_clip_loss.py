@@ -251,9 +251,9 @@ def test_guide_preprocesses_once_per_resolution(monkeypatch):
     calls = []
     real = cl.preprocess
 
-    def counting(images, resolution, antialias=True):
+    def counting(images, resolution, *args, **kwargs):
         calls.append(resolution)
-        return real(images, resolution, antialias)
+        return real(images, resolution, *args, **kwargs)
 
     monkeypatch.setattr(cl, "preprocess", counting)
     images = torch.rand(2, 3, 80, 96) * 2 - 1
@@ -442,3 +442,15 @@ def test_open_clip_vit_b32_state_dict_round_trip(tmp_path):
     assert ours.visual.input_resolution == 224 and ours.text_projection.shape == (512, 512)
     _assert_same_clip(ours, oc, 224, atol=1e-4, batch=1)
     assert time.perf_counter() - start < 60
+
+
+def test_clip_constants_are_made_once_per_device(tiny_clip, monkeypatch):
+    """CLIP's mean/std go to the device once per guide, not on every call (a host-to-device copy each time)."""
+    made = []
+    real = cl.clip_norm
+    monkeypatch.setattr(cl, "clip_norm", lambda x: made.append(x.device) or real(x))
+    guide = cl.ClipGuide([(tiny_clip, 1.0)], "photo", "sketch")
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    first, again = guide.image_features(images)[0], guide.image_features(images)[0]
+    assert made == [torch.device("cpu")] and torch.equal(first, again)
+    assert torch.equal(cl.preprocess(images, 32), cl.preprocess(images, 32, norm=real(images)))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from nada.memory import GIB, check_fits, estimate_adapt_bytes
+from nada.memory import GIB, check_fits, cuda_free_bytes, estimate_adapt_bytes, synthesis_activation_bytes
 from nada.stylegan2 import Generator
 
 
@@ -28,3 +29,18 @@ def test_check_fits_refuses_with_advice(tiny_clip):
     # what is already loaded (the caller's generator, the CLIP models) is not counted again
     total = estimate_adapt_bytes(g, 1, 2, 8, 8, bf16=False, clip_params=sum(p.numel() for p in tiny_clip.parameters()))
     assert 0 < need < total
+
+
+def test_bf16_keeps_the_measured_share_of_saved_tensors():
+    g = Generator(256)
+    full = synthesis_activation_bytes(g, 2)
+    assert synthesis_activation_bytes(g, 2, bf16=True) == pytest.approx(0.81 * full, rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_free_memory_counts_blocks_the_allocator_holds_but_does_not_use():
+    device = torch.device("cuda")
+    x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+    del x  # 256 MiB stays reserved in PyTorch's cache
+    driver_free, _ = torch.cuda.mem_get_info(device)
+    assert cuda_free_bytes(device) >= driver_free + 256 * 2**20 - 2**20

@@ -171,3 +171,33 @@ def test_batched_modulated_conv_equals_grouped_reference(fixture_256):
     for fast in ("batched", "winograd"):
         for a, b in zip(grads[fast], grads["grouped"]):
             assert (a - b).abs().max() <= 1e-4 * b.abs().max(), fast
+
+
+def test_upsampling_never_checks_its_kernel_per_call(tiny_generator, monkeypatch):
+    """The kernel's symmetry is read once (at construction and on load), not per forward: on a GPU that check is a
+    host sync in every 2x up-sampling."""
+    from nada import ops
+    from nada.stylegan2 import Upsample
+
+    calls = []
+    real = ops.is_symmetric
+    monkeypatch.setattr(ops, "is_symmetric", lambda k: calls.append(1) or real(k))
+    with torch.no_grad():
+        tiny_generator(torch.randn(2, tiny_generator.style_dim))
+    assert calls == []
+    up = Upsample()
+    lopsided = torch.outer(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 2.0, 3.0, 4.0])) / 25
+    up.load_state_dict({"kernel": lopsided})  # a checkpoint may carry another kernel: checked again on load
+    assert up.symmetric is False
+    x = torch.randn(1, 2, 5, 5)
+    assert torch.allclose(up(x), upfirdn2d_ref(x, lopsided, up=2, pad=up.pad), atol=1e-6)
+
+
+def test_make_noise_draws_from_a_generator_on_its_own_device(tiny_generator):
+    draws = [tiny_generator.make_noise(2, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*draws))
+    assert [tuple(n.shape) for n in draws[0]] == [(2, 1, *b.shape[-2:]) for b in tiny_generator.noise_buffers()]
+    if torch.cuda.is_available():  # a CUDA generator draws on the GPU (a CPU draw with it fails)
+        g = copy.deepcopy(tiny_generator).cuda()
+        noise = g.make_noise(2, generator=torch.Generator(device="cuda").manual_seed(5))
+        assert all(n.is_cuda for n in noise)

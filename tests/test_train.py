@@ -7,10 +7,13 @@ import dataclasses
 import json
 import math
 import threading
+import types
+import weakref
 
 import pytest
 import torch
 
+from nada import train
 from nada.clip_loss import ClipGuide
 from nada.probe import probe_layers
 from nada.train import AdaptConfig, adapt, conv_modules
@@ -217,6 +220,7 @@ class _OutOfMemoryOnCall(torch.nn.Module):
     def forward(self, x, y):
         self.calls += 1
         if self.calls >= self.n:
+            self.failed_input = weakref.ref(x)  # the failing step's image, with its autograd graph
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return (x - y).abs().mean() * 0
 
@@ -230,6 +234,34 @@ def test_out_of_memory_keeps_the_steps_trained_so_far(tiny_generator, tiny_clip)
     assert last.preview is not None
     assert not torch.equal(last.generator.state_dict()["convs.0.conv.weight"],
                            tiny_generator.state_dict()["convs.0.conv.weight"])
+
+
+def test_out_of_memory_frees_the_failed_step_before_the_last_preview(tiny_generator, tiny_clip):
+    oom = _OutOfMemoryOnCall(2)
+    it = adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=10, layers_k=0, lambda_id=0.1), id_loss=oom)
+    records = list(it)
+    assert records[-1].error and oom.failed_input() is None  # nothing holds the failed step's tensors any more
+    assert all(p.grad is None for p in records[-1].generator.parameters())
+
+
+def test_time_limit_stops_cleanly_and_keeps_the_work(tiny_generator, tiny_clip, monkeypatch):
+    clock = [0.0]  # a fake clock: setup takes no time, each step exactly one second
+    losses = train.step_losses
+
+    def one_second_step(*args, **kwargs):
+        clock[0] += 1.0
+        return losses(*args, **kwargs)
+
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(train, "step_losses", one_second_step)
+    cfg = _config(iterations=1000, layers_k=0, preview_every=0, time_limit_s=5.5)
+    last = list(adapt(tiny_generator, [(tiny_clip, 1.0)], cfg))[-1]
+    assert last.step == 5 and last.elapsed_s == 5.0  # a 6th step would have ended at 6 s, past the 5.5 s budget
+    assert last.done and last.error is None and last.preview is not None
+    assert not torch.equal(last.generator.state_dict()["convs.0.conv.weight"],
+                           tiny_generator.state_dict()["convs.0.conv.weight"])
+    with pytest.raises(ValueError, match="time limit .* must be a positive"):
+        list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(time_limit_s=0)))
 
 
 def test_adaptation_runs_wide_convs_by_winograd_with_the_same_result(tiny_clip, monkeypatch):
