@@ -10,12 +10,17 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-import gradio as gr
+from nada.zerogpu import gpu_mode, import_spaces_first
 
-from nada import service
-from nada.model_store import DEFAULT_CLIPS, ModelStore
-from nada.runtime import configure_torch, tune_allocator
-from nada.sessions import SessionStyles, TrainingRuns
+import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches CUDA (the imports below)
+
+import gradio as gr  # noqa: E402
+
+from nada import service  # noqa: E402
+from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
+from nada.runtime import configure_torch, tune_allocator  # noqa: E402
+from nada.sessions import SessionStyles, TrainingRuns  # noqa: E402
+from nada.train import RECIPES, AdaptConfig  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_PHOTOS = ["astronaut.jpg"]
@@ -49,16 +54,20 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
         ui.target_text = gr.Textbox("", label="Target text", placeholder="e.g. Witcher",
                                     info="the domain to move to")
     gr.Examples(EXAMPLE_PROMPTS, [ui.source_text, ui.target_text], label="Prompt ideas")
-    ui.iterations = gr.Slider(1, 100 if store.tiny else 1000, value=8 if store.tiny else 300, step=1,
-                              label="Training steps")
+    paper = AdaptConfig.from_recipe("paper")
+    ui.recipe = gr.Radio([(r.description, name) for name, r in RECIPES.items()], value="paper", label="Recipe")
+    steps = 8 if store.tiny else service.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
+    ui.iterations = gr.Slider(1, 100 if store.tiny else 1000, value=steps, step=1, label="Training steps")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             ui.layers_k = gr.Slider(0, n_rows, value=0, step=1, label="W+ rows trained per step",
-                                    info=f"0 = auto (2/3 of the {n_rows} rows)")
-            ui.probe = gr.Checkbox(True, label="Probe layers each step",
-                                   info="off: every convolution trains")
-            ui.clip_names = gr.CheckboxGroup(list(DEFAULT_CLIPS), value=list(DEFAULT_CLIPS), label="CLIP models",
-                                        info="tiny mode uses one tiny CLIP" if store.tiny else "B/16 is slower")
+                                    info=f"0 = the recipe's (every row, or 2/3 of the {n_rows} for shape)")
+            ui.probe = gr.Checkbox(True, label="Choose the rows by probing",
+                                   info="off: the constant input and every convolution train")
+            ui.clip_names = gr.CheckboxGroup(list(DEFAULT_CLIPS), value=list(paper.clip_models), label="CLIP models",
+                                             info="tiny mode uses one tiny CLIP" if store.tiny else "B/16 is slower")
+            ui.mixing = gr.Slider(0, 1, value=paper.mixing, step=0.05, label="Style mixing",
+                                  info="chance per step of crossing two latents (shape recipe: 0.9)")
         with gr.Row():
             ui.lambda_direction = gr.Slider(0, 2, value=1.0, step=0.05, label="Directional loss weight")
             ui.lambda_global = gr.Slider(0, 2, value=0.0, step=0.05, label="Global loss weight")
@@ -71,8 +80,10 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
     with gr.Row():
         ui.train = gr.Button("Train", variant="primary")
         ui.stop = gr.Button("Stop", variant="stop")
+    ui.cost = gr.Markdown(service.run_cost(steps, False, list(paper.clip_models)))
     ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.")
     ui.preview = gr.Image(label="Preview (fixed seeds)", type="pil", interactive=False, format="png")
+    ui.metrics = gr.Markdown()  # the paper's figures, when a run ends
     with gr.Row():
         ui.losses = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=260)
         ui.layers = gr.BarPlot(x="row", y="score", color="trains", label="Probed W+ rows", height=260,
@@ -148,19 +159,23 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # Handlers are wired by name: their parameters and the fields of their Outputs records name components.
         shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles}
         ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
-        service.wire(ad.train.click,
-                     service.on_gpu(service.bind(service.adapt_stream, store, runs), service.adapt_duration),
-                     ad_names, service.AdaptOutputs, api_name="adapt", concurrency_limit=1, concurrency_id="train")
+        gpu = service.GpuCalls.wrapped(store)  # the GPU halves, wrapped once for ZeroGPU / NADA_FORK_GPU
+        service.wire(ad.train.click, service.bind(service.adapt_stream, store, runs, gpu=gpu), ad_names,
+                     service.AdaptOutputs, api_name="adapt", concurrency_limit=1, concurrency_id="train")
+        for control in (ad.iterations, ad.probe, ad.clip_names, ad.layers_k, ad.recipe):
+            service.wire(control.change, service.run_cost, ad_names, "cost", api_name=False, queue=False)
+        service.wire(ad.recipe.change, service.recipe_settings, ad_names, service.RecipeOutputs, api_name=False,
+                     queue=False)
         service.wire(ad.stop.click, service.bind(service.stop_training, runs), ad_names, "status", api_name="stop",
                      concurrency_limit=None)
         service.wire(ge.dice.click, service.random_seed, ge_names, "seed", api_name="random_seed",
                      concurrency_limit=None)
-        service.wire(ge.file.upload, service.bind(service.upload_style, store), ge_names, service.UploadOutputs,
-                     api_name="upload_style")
-        service.wire(ge.run.click, service.on_gpu(service.bind(service.generate, store), service.generate_duration),
-                     ge_names, service.GenerateOutputs, api_name="generate", concurrency_limit=2)
-        service.wire(inv.run.click, service.on_gpu(service.bind(service.invert_photo, store), service.invert_duration),
-                     inv_names, service.InvertOutputs, api_name="invert", concurrency_limit=1)
+        service.wire(ge.file.upload, service.bind(service.upload_style, store, gpu=gpu), ge_names,
+                     service.UploadOutputs, api_name="upload_style")
+        service.wire(ge.run.click, service.bind(service.generate, store, gpu=gpu), ge_names, service.GenerateOutputs,
+                     api_name="generate", concurrency_limit=2)
+        service.wire(inv.run.click, service.bind(service.invert_photo, store, gpu=gpu), inv_names,
+                     service.InvertOutputs, api_name="invert", concurrency_limit=1)
     demo.queue(max_size=64)
     return demo
 
@@ -176,8 +191,9 @@ def main() -> None:
     tune_allocator()  # reuse large blocks instead of page-faulting fresh ones (see nada.runtime)
     configure_torch()  # TF32 off unless NADA_TF32=1, cuDNN autotuning
     store = ModelStore(tiny=env_flag("NADA_TINY"))
-    if env_flag("NADA_PRELOAD") or os.environ.get("SPACES_ZERO_GPU"):
-        store.preload()  # ZeroGPU: models must exist before the first GPU call
+    if env_flag("NADA_PRELOAD") or gpu_mode() == "zero":
+        for line in store.preload():  # ZeroGPU: models must exist before the first GPU call
+            print(f"warning: not preloaded: {line}")
     build_demo(store=store).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                                    server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), **launch_kwargs())
 

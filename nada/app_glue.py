@@ -1,9 +1,8 @@
-"""Gradio plumbing for the app's handlers: readable errors, binding models to handlers, wiring by name, ZeroGPU.
+"""Gradio plumbing for the app's handlers: readable errors, binding models to handlers, wiring by name.
 
 Nothing here knows about StyleGAN: it turns exceptions into ``gr.Error`` messages a person understands, keeps a
-bound handler looking like the original to Gradio (streaming, ``gr.Request`` injection), wires a handler's
-parameters and its :class:`Outputs` record to components by name (:func:`wire`), and wraps GPU handlers with
-``spaces.GPU`` on Hugging Face ZeroGPU.
+bound handler looking like the original to Gradio (streaming, ``gr.Request`` injection) and wires a handler's
+parameters and its :class:`Outputs` record to components by name (:func:`wire`). GPU handlers: :mod:`nada.zerogpu`.
 """
 
 from __future__ import annotations
@@ -77,40 +76,20 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def bind(fn: Callable, *deps: Any) -> Callable:
-    """``fn`` with its first arguments fixed to ``deps`` (models, run registry), as Gradio needs it: a generator
-    function stays one (streaming), and the remaining parameters and type hints (``gr.Request``) stay visible."""
+def bind(fn: Callable, *deps: Any, **kw_deps: Any) -> Callable:
+    """``fn`` with its first arguments fixed to ``deps`` (models, run registry) and keyword arguments to ``kw_deps``,
+    as Gradio needs it: a generator function stays one (streaming), and the remaining parameters and type hints
+    (``gr.Request``) stay visible."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            yield from fn(*deps, *args, **kwargs)
+            yield from fn(*deps, *args, **kw_deps, **kwargs)
     else:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            return fn(*deps, *args, **kwargs)
-    wrapper.__signature__ = inspect.signature(functools.partial(fn, *deps))
+            return fn(*deps, *args, **kw_deps, **kwargs)
+    wrapper.__signature__ = inspect.signature(functools.partial(fn, *deps, **kw_deps))
     return wrapper
-
-
-def on_gpu(fn: Callable, duration: Callable[[dict], float] | float = 60) -> Callable:
-    """Wrap a handler with ``spaces.GPU`` on Hugging Face ZeroGPU (a no-op elsewhere, and when ``spaces`` is not
-    installed). ``duration`` (seconds) may be a function of the handler's arguments by name."""
-    try:
-        import spaces  # optional: installed on Hugging Face ZeroGPU Spaces only
-    except ImportError:
-        return fn
-    if callable(duration):
-        sig = inspect.signature(fn)
-
-        def seconds(*args, **kwargs) -> int:
-            try:
-                bound = sig.bind(*args, **kwargs)
-                bound.apply_defaults()
-                return int(duration(bound.arguments))
-            except Exception:  # a bad value is reported by the handler itself
-                return 60
-        return spaces.GPU(duration=seconds)(fn)
-    return spaces.GPU(duration=int(duration))(fn)
 
 
 class _Keep:
@@ -139,10 +118,15 @@ class Outputs:
 
 
 def handler_inputs(fn: Callable) -> list[str]:
-    """The parameters Gradio fills from components: every parameter of ``fn`` without a default value, in order
-    (``request: gr.Request | None = None`` and tuning knobs with defaults are left to Gradio and to the defaults)."""
-    return [n for n, p in inspect.signature(fn).parameters.items()
-            if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    """The parameters Gradio fills from components: the positional parameters of ``fn`` before its ``request``
+    (``gr.Request``, filled by Gradio itself); what comes after it and keyword-only parameters keep their defaults."""
+    names = []
+    for name, p in inspect.signature(fn).parameters.items():
+        if name == "request" or "Request" in str(p.annotation):
+            break
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            names.append(name)
+    return names
 
 
 def _components(names: list[str], components: Mapping[str, Any], what: str, fn: Callable) -> list[Any]:
@@ -194,4 +178,4 @@ def session_id(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", None) or "local")
 
 
-__all__ = ["OOM_HINT", "KEEP", "Outputs", "handler_inputs", "wire", "user_errors", "bind", "on_gpu", "session_id"]
+__all__ = ["OOM_HINT", "KEEP", "Outputs", "handler_inputs", "wire", "user_errors", "bind", "session_id"]

@@ -14,38 +14,53 @@ from .id_loss import load_id_loss
 from .sources import load_source
 from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path
 from .tiny import TINY_NAME, tiny_clip
-from .train import AdaptConfig, adapt
+from .train import RECIPES, AdaptConfig, adapt
 from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
-_OPTIONAL_TYPES = {"layers_k": int, "probe_micro_batch": int, "time_limit_s": float}  # fields whose default is None
+
+
+def _rows(text: str) -> int | float:
+    """``--layers-k``: a number of W+ rows (``12``) or a fraction of them (``0.67``, ``2/3``)."""
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of rows or a fraction such as 2/3") from None
+    return int(value) if value.is_integer() and value >= 1 or value == 0 else value
+
+
+_TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float}  # fields whose default is None
+_NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models"}  # given by their own arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``adapt`` subcommand: one flag per :class:`AdaptConfig` field, plus models and output."""
+    """Add the ``adapt`` subcommand: a recipe, one flag per :class:`AdaptConfig` field on top of it, models, output."""
     p = sub.add_parser(
         "adapt", help="adapt a generator to a text prompt and save the style",
         description="Adapt a copy of a generator from SOURCE text to TARGET text with CLIP guidance "
-                    "(StyleGAN-NADA) and save the result as a style file.")
+                    "(StyleGAN-NADA) and save the result as a style file. Settings come from --recipe; any flag "
+                    "below overrides the recipe's value.")
     p.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
     p.add_argument("--from", dest="source_text", required=True, metavar="TEXT", help='source text, e.g. "Photo"')
     p.add_argument("--to", dest="target_text", required=True, metavar="TEXT", help='target text, e.g. "Witcher"')
+    p.add_argument("--recipe", default="paper", choices=list(RECIPES),
+                   help="; ".join(f"{n}: {r.description}" for n, r in RECIPES.items()) + " (default: paper)")
     defaults = AdaptConfig()
-    skip = {"source_text", "target_text", "preview_seeds"}
     for f in dataclasses.fields(AdaptConfig):
-        if f.name in skip:
+        if f.name in _NOT_FLAGS:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        shown = f"(paper recipe: {default})"
         if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default: {default})")
-        elif f.name in _OPTIONAL_TYPES:
-            p.add_argument(flag, type=_OPTIONAL_TYPES[f.name], default=default, help=f"(default: {default})")
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=shown)
         else:
-            p.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
+            p.add_argument(flag, type=_TYPES.get(f.name, type(default)), default=argparse.SUPPRESS, help=shown)
     p.add_argument("--preview-seeds", default="0,1,2,3", help="seeds shown in previews (default: 0,1,2,3)")
-    p.add_argument("--clip-models", default=DEFAULT_CLIP,
-                   help=f"comma-separated CLIP models: names or paths (default: {DEFAULT_CLIP})")
+    p.add_argument("--clip-models", default=None,
+                   help=f"comma-separated CLIP models: names or paths (default: the recipe's, paper: {DEFAULT_CLIP})")
     p.add_argument("--clip-weights", default=None, help="comma-separated weights, one per model (default: all 1)")
     p.add_argument("--arcface", default="arcface-ir-se50", help="identity-loss weights: name or path")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -58,10 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> AdaptConfig:
-    """The :class:`AdaptConfig` described by parsed arguments."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(AdaptConfig)
-              if f.name != "preview_seeds"}
-    return AdaptConfig(**values, preview_seeds=tuple(parse_seeds(args.preview_seeds)))
+    """The :class:`AdaptConfig` described by parsed arguments: the recipe, then every flag given."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(AdaptConfig)
+             if f.name not in _NOT_FLAGS and hasattr(args, f.name)}
+    clips = {"clip_models": tuple(n.strip() for n in args.clip_models.split(",") if n.strip())} \
+        if args.clip_models else {}
+    return AdaptConfig.from_recipe(args.recipe, source_text=args.source_text, target_text=args.target_text,
+                                   preview_seeds=tuple(parse_seeds(args.preview_seeds)), **given, **clips)
 
 
 def load_models(args: argparse.Namespace, config: AdaptConfig, device):
@@ -70,7 +88,7 @@ def load_models(args: argparse.Namespace, config: AdaptConfig, device):
     if args.tiny:
         return load_source(TINY_NAME, device), TINY_NAME, [(tiny_clip().to(device), 1.0)], None, config
     generator = load_source(args.source, device)
-    names = [n.strip() for n in args.clip_models.split(",") if n.strip()]
+    names = list(config.clip_models)
     weights = [float(w) for w in args.clip_weights.split(",")] if args.clip_weights else [1.0] * len(names)
     if len(weights) != len(names):
         raise ValueError(f"{len(names)} CLIP models but {len(weights)} weights.")

@@ -13,11 +13,12 @@ tiny generator cannot read e4e's codes. Styles given with ``--tiny`` must have b
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
-from .align import AlignmentUnavailableError, FaceAligner
+from .align import SOFT_FACE_WARNING, AlignmentUnavailableError, FaceAligner
 from .cli_args import CliError, unit_float
 from .devices import pick_device
 from .e4e import load_e4e
@@ -80,7 +81,10 @@ def _aligned_face(args: argparse.Namespace):
         aligner = FaceAligner.load() if args.align else None
     except AlignmentUnavailableError as exc:
         raise CliError(f"{exc} (or pass --no-align with an aligned face crop)") from exc
-    return prepare_face(args.image, aligner, args.align)
+    face = prepare_face(args.image, aligner, args.align)
+    if "nada_soft_face" in face.info:
+        print(f"warning: {SOFT_FACE_WARNING.format(px=face.info['nada_soft_face'])}", file=sys.stderr)
+    return face
 
 
 def run_invert(args: argparse.Namespace) -> int:

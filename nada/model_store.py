@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .align import FaceAligner
+from .align import AlignmentUnavailableError, FaceAligner
 from .clip_models import DEFAULT_CLIPS, load_clip
 from .devices import pick_device
 from .e4e import load_e4e
@@ -26,9 +26,9 @@ from .id_loss import load_id_loss
 from .invert import tiny_inversion_models
 from .registry import FEATURE_ASSETS
 from .sources import load_source
-from .styles import Style, import_style_pt, style_from_generators
+from .styles import Style, generator_fingerprint, import_style_pt, style_from_generators
 from .tiny import TINY_GENERATOR, TINY_INVERT, TINY_NAME, tiny_clip, tiny_generator
-from .weights import REGISTRY, WeightsStatus, asset_status
+from .weights import REGISTRY, CheckpointError, WeightsStatus, WeightsUnavailableError, asset_status
 
 TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with their convolutions from seed 1
     "tiny-demo": ("Tiny demo style (random, tiny mode)", TINY_NAME),
@@ -122,6 +122,11 @@ class ModelStore:
             return self._tiny_inversion()[2]
         return self._get(f"generator:{name}", lambda: load_source(name, self.device).eval().requires_grad_(False))
 
+    def fingerprint(self, name: str) -> str:
+        """The source generator's weights fingerprint (:func:`nada.styles.generator_fingerprint`), computed once:
+        later checks need not read its tensors (on ZeroGPU the main process cannot once they are offloaded)."""
+        return self._get(f"fingerprint:{name}", lambda: generator_fingerprint(self.generator(name)))
+
     def truncation_center(self, name: str) -> torch.Tensor:
         """The source generator's truncation centre [1, 512], computed once."""
         def center() -> torch.Tensor:
@@ -172,7 +177,8 @@ class ModelStore:
         if self.tiny:
             style = self._get(f"style:{name}", lambda: _tiny_demo_style(src, source))
         else:
-            style = self._get(f"style:{name}", lambda: import_style_pt(name, src, {"source": source}))
+            style = self._get(f"style:{name}", lambda: import_style_pt(name, src, {"source": source},
+                                                                       self.fingerprint(source)))
         with self._guard:
             self._cache.pop(f"style:{name}", None)  # the LRU below owns it (bounded memory)
             self._published[name] = style
@@ -180,10 +186,21 @@ class ModelStore:
                 self._published.popitem(last=False)
         return style
 
-    def preload(self, names: list[str] | None = None) -> None:
-        """Load the default generator and CLIP models now (for ZeroGPU Spaces, where models must exist at start)."""
-        self.generator(self.default_source())
-        self.clips(list(names or DEFAULT_CLIPS))
+    def preload(self, names: list[str] | None = None) -> list[str]:
+        """Load everything the tabs need now, with fingerprints and truncation centres (ZeroGPU Spaces: models must
+        exist before the first GPU call, and a model loaded inside a GPU worker would be loaded again on every call).
+        Returns what could not be loaded (missing weights), each as a readable line; the rest is loaded."""
+        missing = []
+        loaders: list[Callable[[], Any]] = [lambda: self.clips(list(names or DEFAULT_CLIPS))]
+        for source in dict.fromkeys((self.default_source(), self.invert_source())):
+            loaders += [lambda s=source: self.fingerprint(s), lambda s=source: self.truncation_center(s)]
+        loaders += [self.e4e, self.aligner] + ([] if self.tiny else [self.id_loss])
+        for load in loaders:
+            try:
+                load()
+            except (WeightsUnavailableError, CheckpointError, AlignmentUnavailableError) as exc:
+                missing.append(str(exc))
+        return missing
 
     # ------------------------------------------------------------------------------------- weights status
     def weights_status(self, names: list[str] | tuple[str, ...]) -> list[WeightsStatus]:

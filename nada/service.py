@@ -14,36 +14,41 @@ import io
 import os
 import random
 import time
+import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
-import torch
 from PIL import Image
 
-from .app_glue import KEEP, Outputs, bind, on_gpu, session_id, user_errors, wire
+from .align import SOFT_FACE_WARNING
+from .app_glue import KEEP, Outputs, bind, session_id, user_errors, wire
 from .e4e import INPUT_SIZE as E4E_INPUT
+from .gpu_tasks import (
+    StyleRef,
+    TrainUpdate,
+    import_pt_style,
+    invert_in_styles,
+    render_images,
+    style_file_step,
+    train_style,
+)
 from .images import ImageInputError, load_image
-from .invert import invert, stylize
 from .model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
-from .render import to_pil
-from .sampling import render_seeds
 from .sessions import SessionStyles, TrainingRuns
 from .styles import (
     Style,
     StyleFileError,
     StyleMismatchError,
-    apply_style,
-    import_style_pt,
     load_style,
-    style_from_generators,
     verify_source,
 )
-from .train import AdaptConfig, adapt
-from .weights import REGISTRY, WeightsUnavailableError
+from .train import RECIPES, AdaptConfig
+from .weights import REGISTRY
+from .zerogpu import gpu_mode, on_gpu
 
 NO_STYLE = "none"  # style dropdown value: the source generator alone
 SESSION_PREFIX = "session:"  # style dropdown values of this session's styles
@@ -95,6 +100,18 @@ class AdaptOutputs(Outputs):
     session: Any = KEEP  # SessionStyles, once the style is in it
     generate_style: Any = KEEP  # Generate dropdown with the new style selected
     invert_styles: Any = KEEP  # Invert multi-select
+    metrics: Any = KEEP  # Markdown: the paper's figures once training ends
+
+
+@dataclasses.dataclass
+class RecipeOutputs(Outputs):
+    """The Advanced settings a recipe choice sets."""
+
+    layers_k: Any = KEEP
+    probe: Any = KEEP
+    clip_names: Any = KEEP
+    mixing: Any = KEEP
+    iterations: Any = KEEP
 
 
 def _display(img: Image.Image) -> Image.Image:
@@ -175,32 +192,29 @@ def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tup
     return style_choices(store, session, with_none=False, source=store.invert_source())
 
 
-def resolve_style(store: ModelStore, session: SessionStyles | None, choice: str | None
-                  ) -> tuple[str, Style | None, str]:
-    """(source generator name, style or None, label) for a dropdown value."""
+def resolve_style(store: ModelStore, session: SessionStyles | None, choice: str | None) -> StyleRef | None:
+    """Where the style chosen in a dropdown is (None: the source generator alone); no weights are read."""
     if not choice or choice == NO_STYLE:
-        return store.default_source(), None, "source"
+        return None
     if choice.startswith(SESSION_PREFIX):
         name = choice[len(SESSION_PREFIX):]
         if session is None or name not in session:
             raise ValueError(f"The style '{name}' is no longer in this session (it may have been dropped to make "
                              "room, or the page was reloaded). Train or upload it again.")
-        style = session.styles[name]
-    else:
-        if choice not in store.published():
-            raise ValueError(f"Unknown style '{choice}'.")
-        name = choice
-        asset = REGISTRY.get(choice)
-        if asset is not None:
-            gr.Info(f"Loading the published style '{asset.description or choice}' (downloaded once, ~130 MB)...")
-        style = store.published_style(choice)
-        return store.published()[choice][1], style, name
-    return _style_source(store, style), style, name
+        return StyleRef(name, _style_source(store, session.styles[name]), file=str(session.files[name]))
+    if choice not in store.published():
+        raise ValueError(f"Unknown style '{choice}'.")
+    asset = REGISTRY.get(choice)
+    if asset is not None:
+        gr.Info(f"Loading the published style '{asset.description or choice}' (downloaded once, ~130 MB)...")
+    return StyleRef(choice, store.published()[choice][1], published=choice)
 
 
 @user_errors
-def upload_style(store: ModelStore, session: SessionStyles, file: str | None) -> UploadOutputs:
+def upload_style(store: ModelStore, session: SessionStyles, file: str | None, *, gpu: GpuCalls | None = None
+                 ) -> UploadOutputs:
     """Add an uploaded style file (``.safetensors`` from nada, or a full ``.pt`` generator) to the session."""
+    gpu = gpu or GpuCalls.direct(store)
     if not file:
         raise ValueError("Choose a style file to upload (.safetensors from nada, or a StyleGAN-NADA .pt).")
     path = _check_upload(file, MAX_STYLE_FILE_MB, "style file")
@@ -211,10 +225,10 @@ def upload_style(store: ModelStore, session: SessionStyles, file: str | None) ->
     if suffix == ".safetensors":
         style = load_style(path)
         source = _style_source(store, style)
-        verify_source(style, store.generator(source), source)
-    else:
+        verify_source(style, store.generator(source), source, store.fingerprint(source))  # reads no weights
+    else:  # the weights must be compared: a GPU task
         source = store.default_source()
-        style = import_style_pt(path, store.generator(source), {"source": source, "imported_from": path.name})
+        style = gpu.import_pt(str(path), source, {"source": source, "imported_from": path.name})
     try:
         name = session.unique_name(path.stem)
     except ValueError:  # a file name without a single usable character
@@ -255,8 +269,9 @@ def _unit(value: Any, what: str) -> float:
 
 @user_errors
 def generate(store: ModelStore, session: SessionStyles, style: str | None, seed: Any, truncation: Any,
-             n_images: Any, strength: Any) -> GenerateOutputs:
+             n_images: Any, strength: Any, *, gpu: GpuCalls | None = None) -> GenerateOutputs:
     """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style (a dropdown value)."""
+    gpu = gpu or GpuCalls.direct(store)
     seed, truncation, strength = _seed(seed), _unit(truncation, "Truncation"), _unit(strength, "Style strength")
     try:
         n = int(n_images)
@@ -264,18 +279,11 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
         n = 0
     if not 1 <= n <= MAX_IMAGES:
         raise ValueError(f"Number of images must be from 1 to {MAX_IMAGES}, got {n}.")
-    source, chosen, label = resolve_style(store, session, style)
-    gen = store.generator(source)
+    ref = resolve_style(store, session, style)
+    source = ref.source if ref else store.default_source()
+    label = ref.name if ref else "source"
     seeds = [(seed + i) % 2**32 for i in range(n)]
-    w_avg = store.truncation_center(source)
-    with torch.no_grad():
-        src = to_pil(render_seeds(gen, seeds, truncation, w_avg=w_avg))
-        sty = None
-        if chosen is not None:
-            # checked against this generator when it entered the session: no re-fingerprinting per click
-            styled = apply_style(gen, chosen, strength, check_source=False, source_name=source)
-            sty = to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
-            del styled
+    src, sty = gpu.render(source, ref, seeds, truncation, strength)
     source_gallery = [(_display(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
     styled_gallery = [(_display(im), f"seed {s} · {label}") for im, s in zip(sty or [], seeds)]
     zpath = session.scratch(f"nada-{label}-seeds{seeds[0]}-{seeds[-1]}.zip")
@@ -286,29 +294,27 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
                     buf = io.BytesIO()
                     imgs[i].save(buf, format="PNG")
                     zf.writestr(f"seed{s:04d}-{tag}.png", buf.getvalue())
-    files = [str(zpath)]
-    if style and style.startswith(SESSION_PREFIX) and label in session.files:
-        files.append(str(session.files[label]))
+    files = [str(zpath)] + ([ref.file] if ref is not None and ref.file else [])
     info = (f"Source generator **{source}**, style **{label}**"
-            + (f" at strength {strength:g}" if chosen is not None else "")
+            + (f" at strength {strength:g}" if ref is not None else "")
             + f", truncation {truncation:g}, seeds {seeds[0]}–{seeds[-1]}.")
-    if chosen is not None and not (style or "").startswith(SESSION_PREFIX):
-        asset = REGISTRY.get(label)
-        if asset is not None and asset.repo_id:
-            info += f" Style file: https://huggingface.co/{asset.repo_id}/blob/main/{asset.filename}"
+    asset = REGISTRY.get(ref.published) if ref is not None and ref.published else None
+    if asset is not None and asset.repo_id:
+        info += f" Style file: https://huggingface.co/{asset.repo_id}/blob/main/{asset.filename}"
     return GenerateOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery, files=files, info=info)
 
 
 def generate_duration(args: dict) -> float:
-    """ZeroGPU seconds for a Generate call."""
-    return 15 + 3 * int(args.get("n_images") or 1)
+    """ZeroGPU seconds for rendering (arguments of :func:`nada.gpu_tasks.render_images`)."""
+    return 15 + 3 * len(args.get("seeds") or [0])
 
 
 # ------------------------------------------------------------------------------------------------- invert
 @user_errors
 def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None,
-                 strength: Any) -> InvertOutputs:
+                 strength: Any, *, gpu: GpuCalls | None = None) -> InvertOutputs:
     """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values)."""
+    gpu = gpu or GpuCalls.direct(store)
     strength = _unit(strength, "Style strength")
     if image is None or (isinstance(image, str) and not image):
         raise ImageInputError("Upload a photo with a face first (or use the webcam, the clipboard or an example).")
@@ -316,58 +322,84 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: 
         image = _check_upload(image, MAX_IMAGE_MB, "photo")
     photo = load_image(image)
     source = store.invert_source()
-    resolved = [resolve_style(store, session, c) for c in (styles or []) if c and c != NO_STYLE]
-    for src, _, name in resolved:
-        if src != source:
-            raise StyleMismatchError(f"The style '{name}' belongs to the '{src}' generator; inversion works with the "
-                                     f"'{source}' face generator only.")
-    face = store.aligner().align(photo, output_size=E4E_INPUT)  # no face: fails here, before the encoder loads
-    gen = store.generator(source)
-    encoder, latent_avg = store.e4e()
-    with torch.no_grad():
-        result = invert(face, encoder, latent_avg, gen, align=False)
-        gallery = []
-        for _, style, name in resolved:
-            # checked against this generator when it entered the session: no re-fingerprinting per click
-            styled = apply_style(gen, style, strength, check_source=False, source_name=source)
-            gallery.append((_display(stylize(result, styled, 1.0)), f"{name} (strength {strength:g})"))
-            del styled
-    return InvertOutputs(aligned=_display(result.aligned), reconstruction=_display(result.reconstruction),
-                         gallery=gallery)
+    refs = [resolve_style(store, session, c) for c in (styles or []) if c and c != NO_STYLE]
+    for ref in refs:
+        if ref.source != source:
+            raise StyleMismatchError(f"The style '{ref.name}' belongs to the '{ref.source}' generator; inversion "
+                                     f"works with the '{source}' face generator only.")
+    face = store.aligner().align(photo, output_size=E4E_INPUT)  # on the CPU; no face: fails here, before the GPU
+    if "nada_soft_face" in face.info:
+        gr.Warning(SOFT_FACE_WARNING.format(px=face.info["nada_soft_face"]))
+    aligned, reconstruction, styled = gpu.invert(face, refs, strength)
+    return InvertOutputs(aligned=_display(aligned), reconstruction=_display(reconstruction),
+                         gallery=[(_display(im), f"{name} (strength {strength:g})") for im, name in styled])
 
 
 def invert_duration(args: dict) -> float:
-    """ZeroGPU seconds for an Invert call."""
-    return 20 + 5 * len(args.get("styles") or [])
+    """ZeroGPU seconds for an inversion (arguments of :func:`nada.gpu_tasks.invert_in_styles`)."""
+    return 20 + 5 * len(args.get("refs") or [])
 
 
 # -------------------------------------------------------------------------------------------------- adapt
 def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: Any, lambda_global: Any,
                  lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
-                 target_text: str, n_latent: int) -> AdaptConfig:
-    """The :class:`AdaptConfig` for the Adapt tab's values (validated; ``ValueError`` with a readable message)."""
+                 target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
+                 clip_names: list[str] | None = None) -> AdaptConfig:
+    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe`` (validated; ``ValueError`` with a
+    readable message). ``layers_k`` 0 keeps the recipe's rows; ``probe`` off trains every convolution."""
+    if recipe not in RECIPES:
+        raise ValueError(f"Choose a recipe ({', '.join(RECIPES)}).")
     try:
         iters, k, batch = int(iterations), int(layers_k or 0), int(batch_size)
         lams = [float(v) for v in (lambda_direction, lambda_global, lambda_id, lambda_l2)]
         lr = float(lr)
+        mix = RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None else float(mixing)
     except (TypeError, ValueError):
-        raise ValueError("Iterations, layers, batch size, learning rate and loss weights must be numbers.") from None
-    config = AdaptConfig(
-        source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(), iterations=iters,
-        batch_size=batch, lr=lr, layers_k=min(k, n_latent) if k > 0 else None, probe_iters=1 if probe else 0,
-        lambda_direction=lams[0], lambda_global=lams[1], lambda_id=lams[2], lambda_l2=lams[3], seed=_seed(seed),
-        preview_every=max(1, iters // 10))
+        raise ValueError("Iterations, layers, batch size, learning rate, mixing and loss weights must be "
+                         "numbers.") from None
+    rows = {"layers_k": 0} if not probe else {"layers_k": min(k, n_latent) if k > 0 else
+                                              RECIPES[recipe].settings.get("layers_k")}
+    clips = {"clip_models": tuple(clip_names)} if clip_names else {}
+    config = AdaptConfig.from_recipe(
+        recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
+        iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
+        lambda_id=lams[2], lambda_l2=lams[3], seed=_seed(seed), mixing=mix, preview_every=max(1, iters // 10),
+        **rows, **clips)
     config.validate(n_latent)
     return config
 
 
-def _layer_frame(scores: list[float] | None, k: int) -> pd.DataFrame:
-    """Bar-chart data: one bar per W+ row, its probe score, and whether it trains this step."""
+def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataFrame:
+    """Bar-chart data: one bar per W+ row, its probe score, and whether the probe chose it this step."""
     if not scores:
         return pd.DataFrame({"row": [], "score": [], "trains": []})
-    top = set(sorted(range(len(scores)), key=lambda i: -scores[i])[:k])
+    chosen = set(rows or [])
     return pd.DataFrame({"row": [f"w{i}" for i in range(len(scores))], "score": [float(s) for s in scores],
-                         "trains": ["trained" if i in top else "frozen" for i in range(len(scores))]})
+                         "trains": ["trained" if i in chosen else "frozen" for i in range(len(scores))]})
+
+
+def recipe_settings(recipe: str) -> RecipeOutputs:
+    """The Advanced settings a recipe choice sets (rows, probing, CLIP models, mixing, steps)."""
+    if recipe not in RECIPES:
+        raise gr.Error(f"Unknown recipe '{recipe}'.")
+    config = AdaptConfig.from_recipe(recipe)
+    steps = KEEP if gpu_mode() == "zero" else config.iterations  # ZeroGPU keeps its quota-sized default
+    return RecipeOutputs(layers_k=0, probe=config.layers_k != 0, clip_names=list(config.clip_models),
+                         mixing=config.mixing, iterations=steps)
+
+
+def metrics_markdown(metrics: dict | None) -> str:
+    """The paper's figures for a finished run, as a small table (empty when there are none)."""
+    if not metrics:
+        return ""
+    rows = [("CLIP similarity to the target text", "clip_target_source", "clip_target_adapted"),
+            ("Diversity (mean CLIP distance between images)", "diversity_source", "diversity_adapted")]
+    lines = ["| on " + str(metrics.get("n", "")) + " fixed samples | source | adapted |", "|---|---|---|"]
+    lines += [f"| {label} | {metrics[a]:.3f} | {metrics[b]:.3f} |" for label, a, b in rows]
+    lines.append(f"| Directional similarity (s_dir: the change follows the text) | | {metrics['s_dir']:.3f} |")
+    if "id" in metrics:
+        lines.append(f"| Identity kept (ArcFace similarity to the source image) | | {metrics['id']:.3f} |")
+    return "\n".join(lines)
 
 
 def _fmt_s(seconds: float) -> str:
@@ -379,88 +411,148 @@ def _fmt_s(seconds: float) -> str:
 def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, source: str, source_text: str,
                  target_text: str, iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None,
                  lambda_direction: Any, lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any,
-                 batch_size: Any, request: gr.Request | None = None, min_interval_s: float = 0.25
-                 ) -> Iterator[AdaptOutputs]:
+                 batch_size: Any, recipe: str = "paper", mixing: Any = None, request: gr.Request | None = None,
+                 min_interval_s: float = 0.25, *, gpu: GpuCalls | None = None) -> Iterator[AdaptOutputs]:
     """Train a style, streaming previews, losses, the layer chart and the status; at the end the style is in the
-    session and both style dropdowns offer it. Stop keeps what was trained."""
+    session and both style dropdowns offer it. Stop keeps what was trained, and so does a GPU worker stopped at its
+    time limit (the style file is saved as training goes). The training itself is a GPU task; the session stays here,
+    so a style uploaded meanwhile is kept."""
+    gpu = gpu or GpuCalls.direct(store)
     if not store.is_source(source):
         raise ValueError(f"Choose a source generator (one of: {', '.join(n for _, n in store.source_choices())}).")
     if not store.tiny and not clip_names:
         raise ValueError("Choose at least one CLIP model in Advanced settings.")
+    n_rows = store.generator_rows(source)
     config = adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
-                          batch_size, source_text, target_text, store.generator_rows(source))  # before any loading
+                          batch_size, source_text, target_text, n_rows, recipe, mixing,
+                          clip_names)  # before any loading
+    clips = list(config.clip_models)
+    if gpu_mode() is not None:  # the worker is stopped at its granted duration: end cleanly a little before
+        config = dataclasses.replace(config, time_limit_s=train_time_limit(config, clips))
     yield AdaptOutputs(status="Loading the models...")
-    gen = store.generator(source)
-    config.validate(gen.n_latent)  # a local override may have another size than the registry says
-    config, id_loss = _identity_loss(store, source, config)
-    clips = store.clips(list(clip_names or DEFAULT_CLIPS))
-    k = config.resolved_layers_k(gen.n_latent)
     rows: list[dict] = []
-    last = None
-    bars = _layer_frame(None, k)
+    bars = _layer_frame(None, None)
+    last: TrainUpdate | None = None
+    halted = None
+    meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text}
     with runs.slot(session_id(request), config.iterations) as run:
-        it = adapt(gen, clips, config, id_loss, stop=run.stop_event)
-        shown = 0.0
+        style_file = session.scratch(f".training-{uuid.uuid4().hex[:12]}.safetensors")
         try:
-            for rec in it:
-                last = rec
-                runs.beat(run, rec.step)
-                rows += [{"step": rec.step, "loss": v, "term": t} for t, v in rec.losses.items()]
-                if rec.scores:
-                    bars = _layer_frame(rec.scores, k)
+            shown = 0.0
+            for upd in gpu.train(source, config, clips, str(style_file), meta, run.stop_event):
+                last = upd
+                runs.beat(run, upd.step)
+                for text in upd.warnings:
+                    gr.Warning(text)
+                rows += [{"step": upd.step, "loss": v, "term": t} for t, v in upd.losses.items()]
+                if upd.scores:
+                    bars = _layer_frame(upd.scores, upd.rows)
                 now = time.monotonic()
-                if rec.preview is None and not rec.done and now - shown < min_interval_s:
+                if upd.preview is None and not upd.done and now - shown < min_interval_s:
                     continue
                 shown = now
-                stopping = " · stopping after this step" if run.stop_event.is_set() and not rec.done else ""
-                status = (f"Step **{rec.step}/{rec.total}** · {_fmt_s(rec.elapsed_s)} elapsed · about "
-                          f"{_fmt_s(rec.eta_s)} left · loss {rec.losses.get('total', float('nan')):.4f}{stopping}")
-                yield AdaptOutputs(preview=_display(rec.preview) if rec.preview is not None else KEEP,
+                stopping = " · stopping after this step" if upd.stopping else ""
+                status = (f"Step **{upd.step}/{upd.total}** · {_fmt_s(upd.elapsed_s)} elapsed · about "
+                          f"{_fmt_s(upd.eta_s)} left · loss {upd.losses.get('total', float('nan')):.4f}{stopping}")
+                yield AdaptOutputs(preview=_display(upd.preview) if upd.preview is not None else KEEP,
                                    losses=pd.DataFrame(rows), layers=bars, status=status)
-        finally:
-            it.close()
-    if last is None or last.generator is None or last.step == 0:
-        yield AdaptOutputs(status="Stopped before the first step finished; nothing to save.")
-        return
-    meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text,
-            "config": config.to_dict(), "layers": last.layers, "steps": last.step}
-    style = style_from_generators(gen, last.generator, meta)
-    last.generator = None  # the trained copy: freed now that its differences are in the style
+        except Exception as exc:  # the worker failed or was stopped: keep what it saved, if anything
+            if style_file_step(style_file) == 0:
+                style_file.unlink(missing_ok=True)
+                raise
+            halted = str(getattr(exc, "message", None) or exc)
+        steps = style_file_step(style_file)
+        if steps == 0:
+            style_file.unlink(missing_ok=True)
+            yield AdaptOutputs(status="Stopped before the first step finished; nothing to save.")
+            return
+        style = load_style(style_file)
+        style_file.unlink(missing_ok=True)
     name = session.unique_name(config.target_text)
     path, dropped = session.add(name, style)
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
-    if last.error:
-        gr.Warning(f"{last.error} The style was kept from step {last.step}.")
-    how = "finished" if last.step == config.iterations else f"stopped at step {last.step}/{config.iterations}"
-    status = (f"Training {how} in {_fmt_s(last.elapsed_s)}. Saved the style **{name}**: pick it in the Generate "
-              "and Invert tabs, or download it below.")
+    if halted:
+        gr.Warning(f"{halted} The style was kept from step {steps}.")
+    elif last is not None and last.error:
+        gr.Warning(f"{last.error} The style was kept from step {steps}.")
+    how = "finished" if steps == config.iterations else f"stopped at step {steps}/{config.iterations}"
+    took = f" in {_fmt_s(last.elapsed_s)}" if last is not None else ""
+    status = (f"Training {how}{took}. Saved the style **{name}**: pick it in the Generate and Invert tabs, or "
+              "download it below.")
     yield AdaptOutputs(losses=pd.DataFrame(rows), layers=bars, status=status, style_file=str(path), session=session,
+                       metrics=metrics_markdown(last.metrics if last is not None and not halted else None),
                        generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
                        invert_styles=gr.Dropdown(choices=invert_choices(store, session)))
 
 
-def _identity_loss(store: ModelStore, source: str, config: AdaptConfig) -> tuple[AdaptConfig, Any]:
-    """(config, identity loss or None): the identity weight is turned off, with a warning, where it cannot apply."""
-    if config.lambda_id <= 0:
-        return config, None
-    if not store.faces(source):
-        gr.Warning(f"The identity loss needs a face generator; '{source}' is not one, so it is off.")
-        return dataclasses.replace(config, lambda_id=0.0), None
-    try:
-        return config, store.id_loss()
-    except WeightsUnavailableError as exc:
-        gr.Warning(f"Identity loss off: {exc}")
-        return dataclasses.replace(config, lambda_id=0.0), None
+# ---------------------------------------------------------------------------------------------- GPU time
+GPU_SETUP_S = 30.0  # worker start, moving the models to the GPU, text directions, the first preview
+S_PER_STEP = 0.6  # one step at 1024 px, batch 2, two CLIP models, no probe, on a ZeroGPU slice: an estimate until
+#                   bench/gpu_check.sh measures it (probing about doubles it; one CLIP model saves about a third)
+ZERO_GPU_DEFAULT_STEPS = 100  # ~90 s of GPU time: inside a free account's daily ZeroGPU quota (about 3.5 min)
+MAX_GPU_S = 1800.0
+
+
+def train_seconds(iterations: int, probe: bool, n_clips: int) -> float:
+    """Estimated GPU seconds of a training run (setup included)."""
+    per_step = S_PER_STEP * (2.0 if probe else 1.0) * (0.67 + 0.33 * max(1, n_clips) / 2)
+    return min(GPU_SETUP_S + per_step * iterations, MAX_GPU_S)
 
 
 def adapt_duration(args: dict) -> float:
-    """ZeroGPU seconds for a training run: model loading plus ~0.5 s per step at 1024 px with two CLIP models."""
+    """GPU seconds to ask for a training run (arguments of :func:`nada.gpu_tasks.train_style`)."""
+    config = args.get("config")
+    if not isinstance(config, AdaptConfig):
+        return 60 + S_PER_STEP * 300
+    return train_seconds(config.iterations, config.probing(), len(args.get("clip_names") or DEFAULT_CLIPS))
+
+
+def train_time_limit(config: AdaptConfig, clip_names: list[str]) -> float:
+    """When training must end to leave the worker time to save and return: a margin under the granted duration."""
+    granted = adapt_duration({"config": config, "clip_names": clip_names})
+    return max(5.0, granted - max(10.0, 0.1 * granted))
+
+
+def run_cost(iterations: Any, probe: bool, clip_names: list[str] | None, layers_k: Any = 0,
+             recipe: str = "paper") -> str:
+    """A line under the Train button: what a run will cost in GPU time (on ZeroGPU, against the daily quota)."""
+    if gpu_mode() != "zero":
+        return ""  # elsewhere there is no quota to speak of
     try:
-        iters = int(args.get("iterations") or 300)
-    except (TypeError, ValueError):
-        iters = 300
-    return min(60 + 0.6 * iters, 1800)
+        k = int(layers_k or 0)
+        rows = k if k > 0 else RECIPES[recipe].settings.get("layers_k")
+        probing = bool(probe) and rows is not None and rows != 0 and not (isinstance(rows, int) and rows >= 18)
+        seconds = train_seconds(int(iterations), probing, len(clip_names or DEFAULT_CLIPS))
+    except (TypeError, ValueError, KeyError):
+        return ""
+    return (f"This run asks ZeroGPU for about **{_fmt_s(seconds)}** of GPU time. Free accounts get about 3.5 min a "
+            "day (2 min without an account); fewer steps or one CLIP model cost less.")
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuCalls:
+    """The GPU halves of the handlers (:mod:`nada.gpu_tasks`), bound to the store. :meth:`wrapped` runs them as
+    ZeroGPU tasks (or in a forked worker with ``NADA_FORK_GPU=1``); :meth:`direct` in this process."""
+
+    render: Callable
+    invert: Callable
+    import_pt: Callable
+    train: Callable
+
+    @classmethod
+    def direct(cls, store: ModelStore) -> GpuCalls:
+        """In this process (tests, CPU machines, dedicated GPUs)."""
+        return cls(*(user_errors(bind(fn, store)) for fn, _ in _GPU_TASKS))
+
+    @classmethod
+    def wrapped(cls, store: ModelStore) -> GpuCalls:
+        """As GPU tasks; build once per app (``spaces`` registers each wrapped function when it is wrapped)."""
+        return cls(*(on_gpu(user_errors(bind(fn, store)), duration) for fn, duration in _GPU_TASKS))
+
+
+_GPU_TASKS = ((render_images, generate_duration), (invert_in_styles, invert_duration),
+              (import_pt_style, 60), (train_style, adapt_duration))
 
 
 def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
@@ -471,8 +563,10 @@ def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
     return gr.skip()
 
 
-__all__ = [  # bind, on_gpu, session_id, user_errors and wire come from nada.app_glue, re-exported for app.py
-    "UploadOutputs", "GenerateOutputs", "InvertOutputs", "AdaptOutputs", "wire",
+__all__ = [  # bind, session_id, user_errors and wire (nada.app_glue), on_gpu (nada.zerogpu): re-exported for app.py
+    "UploadOutputs", "GenerateOutputs", "InvertOutputs", "AdaptOutputs", "RecipeOutputs", "wire", "GpuCalls",
+    "run_cost", "recipe_settings", "metrics_markdown",
+    "train_seconds", "train_time_limit", "ZERO_GPU_DEFAULT_STEPS",
     "NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "STYLE_SUFFIXES",
     "user_errors", "bind", "on_gpu", "session_id", "header_markdown", "tab_notice", "style_choices", "default_style",
     "invert_choices", "resolve_style", "upload_style", "random_seed", "generate", "generate_duration", "invert_photo",

@@ -8,6 +8,7 @@ session that pressed it.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import threading
@@ -105,12 +106,33 @@ class TrainingBusyError(RuntimeError):
     """Another training run holds the accelerator."""
 
 
+class StopFlag:
+    """A stop signal every process sees: a file in a private folder. ``set``/``is_set``/``clear`` like a
+    ``threading.Event``; it pickles as its path, so it crosses into a GPU worker process (ZeroGPU, ``NADA_FORK_GPU``)
+    where the training loop reads it while the main process sets it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def set(self) -> None:
+        self.path.touch()
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"StopFlag({'set' if self.is_set() else 'clear'})"
+
+
 @dataclass
 class TrainingRun:
     """The run holding the training slot."""
 
     session: str  # the browser session that started it
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    stop_event: StopFlag  # set() to stop the run after its current step, from any process
     started: float = field(default_factory=time.monotonic)
     beat: float = field(default_factory=time.monotonic)  # last sign of life (a finished step)
     step: int = 0
@@ -125,6 +147,8 @@ class TrainingRuns:
         self.stale_after_s = float(stale_after_s)
         self._lock = threading.Lock()
         self._active: TrainingRun | None = None
+        self._flags = Path(tempfile.mkdtemp(prefix="nada-stop-"))  # private (0700): one stop flag per run
+        self._count = itertools.count(1)
 
     @contextmanager
     def slot(self, session: str, total: int = 0) -> Iterator[TrainingRun]:
@@ -141,7 +165,7 @@ class TrainingRuns:
                        "Please wait for it to finish and press Train again."))
             if cur is not None:
                 cur.stop_event.set()  # stale: make it stop if it ever resumes
-            run = TrainingRun(session, total=total)
+            run = TrainingRun(session, StopFlag(self._flags / f"run{next(self._count)}.stop"), total=total)
             self._active = run
         try:
             yield run
@@ -149,6 +173,7 @@ class TrainingRuns:
             with self._lock:
                 if self._active is run:
                     self._active = None
+            run.stop_event.clear()
 
     def beat(self, run: TrainingRun, step: int) -> None:
         """Record progress of ``run`` (keeps it from being treated as abandoned)."""
@@ -170,5 +195,5 @@ class TrainingRuns:
             return self._active is not None
 
 
-__all__ = ["SessionStyles", "TrainingRuns", "TrainingRun", "TrainingBusyError", "style_nbytes",
+__all__ = ["SessionStyles", "TrainingRuns", "TrainingRun", "StopFlag", "TrainingBusyError", "style_nbytes",
            "MAX_SESSION_STYLES", "MAX_SESSION_STYLE_MB"]

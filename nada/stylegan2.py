@@ -85,7 +85,8 @@ class Upsample(nn.Module):
         self.factor = factor
         p = self.kernel.shape[0] - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
-        self.symmetric = is_symmetric(self.kernel)  # checked once here and on load, never per call (a host sync)
+        self.symmetric = True  # fir_kernel is symmetric by construction; checked again on load, never per call
+        #                        (a host sync on a GPU; it also keeps the module buildable on the meta device)
         self.register_load_state_dict_post_hook(Upsample._recheck)
 
     @staticmethod

@@ -139,11 +139,13 @@ def _arch_mismatch(style_keys: dict[str, torch.Tensor], target: dict[str, torch.
 
 
 # -------------------------------------------------------------------------------------------------- building
-def style_from_generators(source: Generator, adapted: Generator, meta: dict) -> Style:
+def style_from_generators(source: Generator, adapted: Generator, meta: dict,
+                          source_fingerprint: str | None = None) -> Style:
     """The tensors of ``adapted`` that differ (``torch.equal``) from ``source``, with metadata completed.
 
     ``meta`` gives ``source`` (name), ``source_text``, ``target_text``, ``config`` (dict or dataclass) and ``layers``;
-    the source fingerprint, generator config, creation date and nada version are filled in here."""
+    the source fingerprint (``source_fingerprint`` when already known), generator config, creation date and nada
+    version are filled in here."""
     if _architecture(source.config()) != _architecture(adapted.config()):
         raise StyleMismatchError(
             f"The adapted generator's architecture {adapted.config()} differs from the source's {source.config()}.")
@@ -156,14 +158,15 @@ def style_from_generators(source: Generator, adapted: Generator, meta: dict) -> 
         a = adp_sd[key].detach().to(s.device, s.dtype)
         if not torch.equal(s, a):
             tensors[key] = a.to("cpu", torch.float32).clone()
-    return _make_style(source, tensors, meta)
+    return _make_style(source, tensors, meta, source_fingerprint)
 
 
-def _make_style(source: Generator, tensors: dict[str, torch.Tensor], meta: dict | None) -> Style:
+def _make_style(source: Generator, tensors: dict[str, torch.Tensor], meta: dict | None,
+                source_fingerprint: str | None = None) -> Style:
     """A Style with its metadata completed: caller's fields, then fingerprint, architecture, date, version."""
     full = {"source": None, "source_text": None, "target_text": None, "config": {}, "layers": [], **_plain(meta or {})}
-    full.update(source_fingerprint=generator_fingerprint(source), generator_config=source.config(),
-                nada_version=__version__,
+    full.update(source_fingerprint=source_fingerprint or generator_fingerprint(source),
+                generator_config=source.config(), nada_version=__version__,
                 created=full.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return Style(tensors, full)
 
@@ -242,12 +245,14 @@ def load_style(path: str | os.PathLike) -> Style:
 
 
 # ------------------------------------------------------------------------------------------------- applying
-def verify_source(style: Style, source: Generator, source_name: str | None = None) -> None:
-    """Raise StyleMismatchError unless ``source`` has the architecture and weights the style was trained from."""
+def verify_source(style: Style, source: Generator, source_name: str | None = None,
+                  source_fingerprint: str | None = None) -> None:
+    """Raise StyleMismatchError unless ``source`` has the architecture and weights the style was trained from
+    (``source_fingerprint``: the source's fingerprint when already known, so its tensors need not be read)."""
     cfg, fp = style.meta.get("generator_config"), style.meta.get("source_fingerprint")
     mine_cfg = source.config()
     arch_ok = _architecture(cfg) is not None and _architecture(cfg) == _architecture(mine_cfg)
-    mine_fp = generator_fingerprint(source)
+    mine_fp = source_fingerprint or generator_fingerprint(source)
     if arch_ok and fp == mine_fp:
         return
     mine = _describe(source_name, mine_fp, mine_cfg)
@@ -295,7 +300,8 @@ def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) ->
     return path
 
 
-def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator, meta: dict | None = None) -> Style:
+def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator, meta: dict | None = None,
+                    source_fingerprint: str | None = None) -> Style:
     """A Style from a full generator checkpoint (``{"g_ema": ...}``, e.g. a published StyleGAN-NADA model, by
     registry name or path): its tensors that differ from ``source``, which must have the same architecture."""
     path = resolve(path_or_registry_name)  # registry name -> hub cache; else an existing file
@@ -323,7 +329,7 @@ def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator,
     if asset is not None:
         base.update(published=f"{asset.repo_id}/{asset.filename}", description=asset.description, note=asset.note)
     full = {**base, **(meta or {})}
-    return _make_style(source, tensors, full)
+    return _make_style(source, tensors, full, source_fingerprint)
 
 
 # -------------------------------------------------------------------------------------------- user names

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -28,13 +29,21 @@ from PIL import Image
 
 from .clip_loss import ClipGuide, check_prompts
 from .memory import check_fits
-from .probe import ProbeResult, probe_layers
+from .probe import ProbeResult, probe_layers, row_modules
 from .render import image_grid
 from .sampling import seed_latents
-from .stylegan2 import Generator
+from .stylegan2 import Generator, mix_latents
 
 ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
 ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
+# Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
+# (``zero_grad(set_to_none=True)``), so Adam skips them and a layer's state starts the first time it trains. The
+# official code ran on a PyTorch whose ``zero_grad`` kept zero tensors, and its probe left gradients on every layer,
+# so Adam's step counter ran on for unselected layers and a layer first selected at step t got a first update of
+# sqrt(1 - beta2^t) / sqrt(1 - beta2) times the learning rate: 1.4x at step 2, 3.1x at step 10, 10.7x at step 300.
+# Measured on a tiny run (2 of 8 rows probed, 12 steps): every layer's first update here is 1.00x the learning rate,
+# whenever it is first chosen. We keep that: it is what Adam means, and the official size-of-first-step depends on an
+# old default rather than on the method. With the default recipe (every row trains every step) the two are the same.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +56,9 @@ class AdaptConfig:
     iterations: int = 300  # training steps
     batch_size: int = 2  # latents per step
     lr: float = 0.002  # Adam learning rate before the paper's x0.8 scaling
-    layers_k: int | None = None  # W+ rows trained per step; None = 2/3 of n_latent; 0 = no probing, train all convs
+    layers_k: int | float | None = None  # W+ rows trained per step: None = every row (the probe is then skipped: it
+    #                                      cannot change the choice); a fraction in (0, 1) of the rows (2/3: 12 at
+    #                                      1024); 0 = no probing: the constant input and every convolution train
     probe_iters: int = 1  # SGD steps of the layer probe; 0 = no probing
     probe_batch: int = 8  # latents in the probe
     probe_every: int = 1  # probe every k steps and keep the layers in between (1 = every step, as in the paper)
@@ -56,6 +67,10 @@ class AdaptConfig:
     lambda_global: float = 0.0  # global CLIP loss weight
     lambda_id: float = 0.0  # identity (ArcFace) loss weight; faces only
     lambda_l2: float = 0.0  # L2 loss weight between trainable and frozen outputs
+    mixing: float = 0.0  # style mixing probability per step: two latents crossed at one random row, the same mix
+    #                      for both copies (the official shape recipe uses 0.9)
+    clip_models: tuple[str, ...] = ("clip-vit-b32", "clip-vit-b16")  # CLIP models to load, by registry name (the
+    #                      app and the CLI load them; adapt() takes the loaded models)
     truncation: float = 0.7  # for previews and sampling; training latents are untruncated
     preview_every: int = 50  # steps between preview grids (0 = only the final one)
     preview_seeds: tuple[int, ...] = (0, 1, 2, 3)  # fixed seeds shown in previews
@@ -68,9 +83,20 @@ class AdaptConfig:
     time_limit_s: float | None = None  # stop cleanly, keeping the work, before a step would end past this many
     #                                    seconds from the start (ZeroGPU grants a run a fixed duration); None = no limit
 
+    @classmethod
+    def from_recipe(cls, name: str, **overrides) -> AdaptConfig:
+        """The settings of a named recipe (:data:`RECIPES`), with ``overrides`` on top."""
+        if name not in RECIPES:
+            raise ValueError(f"Unknown recipe '{name}'; choose one of: {', '.join(RECIPES)}.")
+        return dataclasses.replace(cls(), **{**RECIPES[name].settings, **overrides})
+
     def resolved_layers_k(self, n_latent: int) -> int:
         """The number of rows to train for a generator with ``n_latent`` rows."""
-        return int(2 * n_latent / 3) if self.layers_k is None else int(self.layers_k)
+        if self.layers_k is None:
+            return n_latent
+        if isinstance(self.layers_k, float) and 0 < self.layers_k < 1:
+            return int(self.layers_k * n_latent + 1e-9)  # 2/3 of 18 is 12, not 11.999...
+        return int(self.layers_k)
 
     def probing(self) -> bool:
         """True when layers are chosen by probing (else every synthesis convolution trains)."""
@@ -95,10 +121,14 @@ class AdaptConfig:
              "at least one CLIP loss (lambda_direction or lambda_global) must be on"),
         ]
         if self.layers_k is not None:
-            checks.append((self.layers_k >= 0, f"layers_k must be >= 0, got {self.layers_k}"))
-            if n_latent is not None:
+            fraction = isinstance(self.layers_k, float) and 0 < self.layers_k < 1
+            checks.append((self.layers_k >= 0 and (fraction or float(self.layers_k).is_integer()),
+                           f"layers_k must be a number of rows >= 0 or a fraction in (0, 1), got {self.layers_k}"))
+            if n_latent is not None and not fraction:
                 checks.append((self.layers_k <= n_latent,
                                f"layers_k must be at most {n_latent} (the generator's W+ rows), got {self.layers_k}"))
+        checks.append((0.0 <= self.mixing <= 1.0, f"mixing must be a probability in [0, 1], got {self.mixing}"))
+        checks.append((len(self.clip_models) >= 1, "clip_models must name at least one CLIP model"))
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg[0].upper() + msg[1:] + ".")
@@ -107,6 +137,29 @@ class AdaptConfig:
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable settings (for style metadata)."""
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A named set of :class:`AdaptConfig` settings, with the line a person reads when choosing it."""
+
+    description: str
+    settings: dict
+
+
+# The official StyleGAN-NADA settings, in one place. "paper": the command in the official README (Photo -> Sketch and
+# most published models): --auto_layer_k 18 at 1024, i.e. every row, so every synthesis convolution trains each step;
+# one probe iteration on 8 latents (skipped here: with every row chosen it cannot change anything); ViT-B/32 + ViT-B/16
+# at weight 1; batch 2; lr 0.002; no mixing; 300 steps. "notebook": the official Colab notebook's default (no probing:
+# the constant input and every convolution train; ViT-B/32 only; 151 steps). "shape": the notebook's "improve shape"
+# setting (probe 2/3 of the rows, 12 at 1024, with style mixing 0.9).
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe("Style and texture: every layer trains (the paper's command)", {}),
+    "shape": Recipe("Shape change: the layers that move most, with style mixing",
+                    {"layers_k": 2 / 3, "mixing": 0.9, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
+    "notebook": Recipe("Quick: every convolution and the constant input, one CLIP model (the official notebook)",
+                       {"layers_k": 0, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
+}
 
 
 @dataclasses.dataclass
@@ -119,6 +172,7 @@ class Progress:
     layers: list[str]  # modules trained this step
     preview: Image.Image | None = None  # source row over adapted row, when due
     scores: list[float] | None = None  # per-W+-row probe scores, when probed this step
+    rows: list[int] | None = None  # the W+ rows the probe chose, when probed this step (exactly what trains)
     generator: Generator | None = None  # the trainable copy (final weights once training has ended)
     elapsed_s: float = 0.0  # wall time since the start
     done: bool = False  # True on the last record
@@ -227,19 +281,27 @@ class _Trainer:
         self.trained = copy.deepcopy(generator).set_conv_impl(fast).train()
         self.trained.grad_checkpointing = config.grad_checkpointing
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.mix_rng = random.Random(config.seed)  # the mixing coin and crossover row
         self.opt = torch.optim.Adam(self.trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
         self.preview = PreviewRenderer(self.frozen, config.preview_seeds, config.truncation)
-        self.layers = ["input"] + conv_modules(self.trained)  # without probing the paper's code trains these
-        set_trainable(self.trained, self.layers)
         self.k = config.resolved_layers_k(generator.n_latent)
+        candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, config.train_to_rgb)]
+        # Probe only where it can matter: choosing k of k candidate rows always gives all of them (same result as the
+        # probe, at the cost of a step without one); without probing the paper's code trains the input and all convs.
+        self.probe = config.probing() and self.k < len(candidates)
+        if config.probing() and not self.probe:
+            self.layers = [m for i in candidates for m in row_modules(generator, i, config.train_to_rgb)]
+        else:
+            self.layers = ["input"] + conv_modules(self.trained)
+        set_trainable(self.trained, self.layers)
 
-    def step(self, step: int) -> tuple[dict[str, float], list[float] | None, dict[str, float] | None]:
-        """Train step ``step``: (loss values, probe scores or None, phase timings or None)."""
+    def step(self, step: int) -> tuple[dict[str, float], ProbeResult | None, dict[str, float] | None]:
+        """Train step ``step``: (loss values, the probe's result or None, phase timings or None)."""
         config, device, amp, frozen, trained, rng = \
             self.config, self.device, self.amp, self.frozen, self.trained, self.rng
         timer = PhaseTimer(config.profile, device)
         probe: ProbeResult | None = None
-        if config.probing() and (step - 1) % config.probe_every == 0:
+        if self.probe and (step - 1) % config.probe_every == 0:
             zp = torch.randn(config.probe_batch, trained.style_dim, device=device, generator=rng)
             with torch.no_grad():
                 wp = frozen.mapping(zp)  # [Bp, 512]
@@ -253,6 +315,8 @@ class _Trainer:
         noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
         with torch.no_grad():
             w = frozen.mapping(z)  # [B, 512], untruncated
+            if config.mixing > 0:  # no draw at all when off: runs without mixing keep their random stream
+                w = self.mix(w)  # [B, 512] or [B, n_latent, 512]
             with autocast(device, amp):
                 img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
             feats_frozen = self.guide.image_features(img_frozen)
@@ -271,7 +335,17 @@ class _Trainer:
             raise NonFiniteLossError(step, values[-1])
         self.opt.step()
         timer.mark("optimizer")
-        return dict(zip(terms, values)), (probe.scores if probe else None), timer.take()
+        return dict(zip(terms, values)), probe, timer.take()
+
+    def mix(self, w: torch.Tensor) -> torch.Tensor:
+        """With probability ``config.mixing``, ``w`` crossed with a second latent at one random row (the same W+ then
+        feeds both copies); else ``w`` unchanged. Draws from the run's random stream."""
+        n_latent = self.trained.n_latent
+        if self.mix_rng.random() >= self.config.mixing:  # host-side draws: no device sync
+            return w
+        cross = self.mix_rng.randint(1, n_latent - 1)
+        z2 = torch.randn(w.shape[0], self.trained.style_dim, device=self.rng.device, generator=self.rng)
+        return mix_latents(w, self.frozen.mapping(z2), cross, n_latent)  # [B, n_latent, 512]
 
     def release(self) -> None:
         """Free what a failed step left behind (gradients; the CUDA cache) before anything else is allocated."""
@@ -299,9 +373,11 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
     run = _Trainer(generator, clip_models, config, id_loss)
     t_setup = time.perf_counter()
 
-    def record(step: int, losses: dict[str, float], image: Image.Image | None, **extra) -> Progress:
+    def record(step: int, losses: dict[str, float], image: Image.Image | None, probe: ProbeResult | None = None,
+               **extra) -> Progress:
         """The one place a :class:`Progress` is built."""
         return Progress(step=step, total=config.iterations, losses=losses, layers=list(run.layers), preview=image,
+                        scores=probe.scores if probe else None, rows=list(probe.rows) if probe else None,
                         generator=run.trained, elapsed_s=time.perf_counter() - t0, **extra)
 
     def stopped(done_steps: int) -> bool:
@@ -315,29 +391,29 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
         return now - t0 + pace > config.time_limit_s
 
     done_steps, losses, error = 0, {}, None
-    scores: list[float] | None = None  # of the step not yet reported
+    probe: ProbeResult | None = None  # of the step not yet reported
     timings: dict[str, float] | None = None
     try:
         for step in range(1, config.iterations + 1):
             if stopped(done_steps):  # stopped between steps
                 break
             try:
-                losses, scores, timings = run.step(step)
+                losses, probe, timings = run.step(step)
             except torch.OutOfMemoryError as exc:
                 raise TrainingOutOfMemoryError(step) from exc
             done_steps = step
             if step == config.iterations or stopped(done_steps):
                 break  # the final record follows, once the trained copy is handed back
             due = config.preview_every and step % config.preview_every == 0
-            yield record(step, losses, run.preview(run.trained) if due else None, scores=scores, timings=timings)
-            scores = timings = None
+            yield record(step, losses, run.preview(run.trained) if due else None, probe=probe, timings=timings)
+            probe = timings = None
     except TrainingHalted as exc:  # the weights are still those of the last completed step
         error, losses = str(exc), {}
     finally:  # the one cleanup: a normal end, a halt, or the caller closing the iterator
         run.finish()
     if error is not None:  # here the failed step's tensors and traceback are gone: what is freed now stays free
         run.release()
-    yield record(done_steps, losses, _final_preview(run.preview, run.trained), scores=scores, timings=timings,
+    yield record(done_steps, losses, _final_preview(run.preview, run.trained), probe=probe, timings=timings,
                  done=True, error=error)
 
 

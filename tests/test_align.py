@@ -257,10 +257,15 @@ def test_no_face(aligner: FaceAligner) -> None:
 
 @needs_dlib
 @needs_fixtures
-def test_tiny_face_refused(aligner: FaceAligner, astronaut: Image.Image) -> None:
+def test_small_faces_align_with_a_soft_flag_and_tiny_ones_are_refused(aligner: FaceAligner,
+                                                                       astronaut: Image.Image) -> None:
     small = astronaut.resize((256, 256), Image.Resampling.LANCZOS)  # face found, ~21 px between the eyes
+    out = aligner.align(small)  # the official alignment handles it: so do we, with a flag for a warning
+    assert out.size == (256, 256) and 18 < out.info["nada_soft_face"] < 24
+    assert "nada_soft_face" not in aligner.align(astronaut).info  # ~43 px: sharp enough, no flag
+    picky = FaceAligner(aligner.detector, aligner.predictor, min_face_px=30)
     with pytest.raises(FaceTooSmallError, match="too small") as info:
-        aligner.align(small)
+        picky.align(small)
     assert isinstance(info.value, NoFaceError) and "px" in str(info.value)
     strict = FaceAligner(aligner.detector, aligner.predictor, min_face_px=60)  # the full photo has ~43 px
     with pytest.raises(FaceTooSmallError):

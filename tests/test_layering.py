@@ -11,13 +11,18 @@
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from .helpers import PROJECT_ROOT
 
 PACKAGE = "nada"
-APP_LAYER = {"app", "nada.service", "nada.app_glue"}  # the Gradio UI: the only modules that may import gradio
+# The Gradio UI: the only modules that may import gradio.
+APP_LAYER = {"app", "nada.service", "nada.app_glue", "nada.zerogpu"}
 UI_PACKAGES = {"gradio", "gradio_client"}
 # Modules still allowed to import project modules inside functions, each with the reason; a stale entry fails.
 # Empty: nada/service.py, the last one (its `from . import invert` inside a handler), now imports at the top too.
@@ -196,3 +201,16 @@ def test_the_checks_see_what_they_check():
     edges = {"a": {"b": None}, "b": {"c": None}, "c": {"a": None}, "d": {"a": None}}
     assert _cycles(edges) == [["a", "b", "c", "a"]]
     assert _cycles({"a": {"b": None}, "b": {}}) == []
+
+
+def test_the_code_compiles_on_python_3_10():
+    """ZeroGPU Spaces document Python 3.10; CI runs 3.11: nothing may need a newer Python than 3.10."""
+    candidates = [shutil.which("python3.10"), *map(str, Path.home().glob(".pyenv/versions/3.10*/bin/python3.10"))]
+    works = [c for c in candidates if c and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0]
+    if not works:
+        pytest.skip("no working python3.10 on this machine")
+    python310 = works[0]
+    files = [str(p) for p in (PROJECT_ROOT / "nada").glob("*.py")] + [str(PROJECT_ROOT / "app.py")]
+    out = subprocess.run([python310, "-c", "import sys, py_compile; [py_compile.compile(f, doraise=True) for f in "
+                          "sys.argv[1:]]", *files], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -139,7 +139,7 @@ def test_generate_bad_input_is_a_readable_error(store, session, args, message):
 # ------------------------------------------------------------------------------------------------------ adapt
 def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, session):
     runs = TrainingRuns()
-    outs = run_adapt(store, runs, session, iterations=3)
+    outs = run_adapt(store, runs, session, iterations=3, recipe="shape")  # probes 2/3 of the rows, mixes
     previews = [o.preview for o in outs if isinstance(o.preview, Image.Image)]
     assert len(previews) >= 2 and previews[0].size == (4 * 128, 2 * 128)  # source row over adapted row, enlarged
     assert not np.array_equal(pixels(previews[0]), pixels(previews[-1]))  # training moves the adapted row
@@ -148,6 +148,7 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     sess, gen_dd, inv_dd = last.session, last.generate_style, last.invert_styles
     assert sorted(set(losses["term"])) == ["direction", "total"] and losses["step"].max() == 3
     assert list(bars["row"]) == [f"w{i}" for i in range(8)] and (bars["trains"] == "trained").sum() == 5  # 2/3 of 8
+    assert "| CLIP similarity to the target text |" in last.metrics  # the paper's figures once training ends
     assert "finished" in status and "sketch" in status
     assert sess is session and session.names() == ["sketch"]
     style = load_style(style_file)

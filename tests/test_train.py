@@ -181,7 +181,7 @@ def test_probe_every_k_steps_keeps_layers_in_between(tiny_generator, tiny_clip):
 
 
 def test_profile_reports_phase_timings(tiny_generator, tiny_clip):
-    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, profile=True)))[-1]
+    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, layers_k=2, profile=True)))[-1]
     assert set(rec.timings) == {"probe", "frozen", "forward", "clip", "backward", "optimizer"}
     assert all(v >= 0 for v in rec.timings.values())
 
@@ -295,3 +295,59 @@ def test_closing_the_iterator_hands_the_trained_copy_back_frozen(tiny_generator,
     g = rec.generator
     assert not g.training and not any(p.requires_grad for p in g.parameters())
     assert g.conv_impl == tiny_generator.conv_impl
+
+
+def test_the_default_is_the_papers_command_and_costs_no_probe(tiny_generator, tiny_clip, monkeypatch):
+    """AdaptConfig() is the official README command: every row trains, so the probe (which could only choose all
+    of them) is skipped, with the same layers it would choose."""
+    assert AdaptConfig() == AdaptConfig.from_recipe("paper") and AdaptConfig().clip_models == (
+        "clip-vit-b32", "clip-vit-b16")
+    calls = []
+    monkeypatch.setattr(train, "probe_layers", lambda *a, **k: calls.append(1))
+    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2)))[-1]
+    assert calls == [] and rec.scores is None and rec.rows is None
+    assert rec.layers == conv_modules(tiny_generator)  # every convolution: all rows' layers, without the input
+
+
+def test_the_shape_recipe_probes_two_thirds_of_the_rows_and_mixes(tiny_generator, tiny_clip):
+    cfg = AdaptConfig.from_recipe("shape", source_text="photo", target_text="sketch", iterations=1, probe_batch=2,
+                                  preview_seeds=(0,))
+    assert cfg.mixing == 0.9 and cfg.resolved_layers_k(18) == 12 and cfg.clip_models == ("clip-vit-b32",)
+    rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], cfg))[-1]
+    k = cfg.resolved_layers_k(tiny_generator.n_latent)
+    assert len(rec.rows) == k == 5 and len(rec.layers) == k  # 2/3 of the tiny generator's 8 rows
+    assert rec.scores is not None and set(rec.rows) <= set(range(tiny_generator.n_latent - 1))  # last row: ToRGB only
+    with pytest.raises(ValueError, match="Unknown recipe"):
+        AdaptConfig.from_recipe("fast")
+
+
+def test_style_mixing_feeds_both_copies_the_same_mixed_latents(tiny_generator, tiny_clip, monkeypatch):
+    from nada.stylegan2 import Generator
+
+    seen = []
+    synthesis = Generator.synthesis
+
+    def recording(self, w, *args, **kwargs):
+        seen.append((self.training, w.detach().clone()))
+        return synthesis(self, w, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "synthesis", recording)
+    list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=1, layers_k=0, mixing=1.0, preview_every=0)))
+    frozen = [w for training, w in seen if not training and w.ndim == 3]
+    trained = [w for training, w in seen if training]
+    assert len(trained) == 1 and trained[0].shape == (2, tiny_generator.n_latent, tiny_generator.style_dim)
+    assert any(torch.equal(trained[0], w) for w in frozen)  # the frozen copy saw exactly the same mixed W+
+    w = trained[0]
+    assert not torch.equal(w[:, 0], w[:, -1])  # two latents, crossed
+
+
+def test_mixing_off_leaves_runs_unchanged(tiny_generator, tiny_clip, monkeypatch):
+    """mixing=0 draws nothing extra from the run's random stream: results equal those of a run that cannot mix."""
+    plain = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0, preview_every=0)))[-1]
+    monkeypatch.setattr(train._Trainer, "mix", lambda self, w: pytest.fail("mixing ran with mixing=0"))
+    again = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0, preview_every=0)))[-1]
+    assert plain.losses == again.losses
+    a, b = plain.generator.state_dict(), again.generator.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="Mixing must be a probability"):
+        list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(mixing=1.5)))

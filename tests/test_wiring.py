@@ -34,15 +34,16 @@ def test_adapt_inputs_follow_the_handler_parameters(demo):
     handler = service.bind(service.adapt_stream, object(), TrainingRuns())
     assert handler_inputs(handler) == [
         "session", "source", "source_text", "target_text", "iterations", "layers_k", "probe", "clip_names",
-        "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size"]
+        "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size", "recipe", "mixing"]
     adapt = _event(demo, "adapt")
     assert _labels(adapt.inputs)[1:] == [
         "Source generator", "Source text", "Target text", "Training steps", "W+ rows trained per step",
-        "Probe layers each step", "CLIP models", "Directional loss weight", "Global loss weight",
-        "Identity loss weight (faces)", "L2 loss weight", "Seed", "Learning rate", "Batch size"]
+        "Choose the rows by probing", "CLIP models", "Directional loss weight", "Global loss weight",
+        "Identity loss weight (faces)", "L2 loss weight", "Seed", "Learning rate", "Batch size", "Recipe",
+        "Style mixing"]
     assert isinstance(adapt.inputs[0], gr.State)
     assert _labels(adapt.outputs) == ["Preview (fixed seeds)", "Losses", "Probed W+ rows", None,
-                                      "Trained style (.safetensors)", None, "Style", "Styles"]
+                                      "Trained style (.safetensors)", None, "Style", "Styles", None]
 
 
 def test_every_tab_is_wired_by_name(demo):
@@ -60,9 +61,9 @@ def test_every_tab_is_wired_by_name(demo):
 
 def test_unset_outputs_are_left_as_they_are():
     values = service.AdaptOutputs(status="Loading").values()
-    assert len(values) == len(service.AdaptOutputs.names()) == 8
+    assert len(values) == len(service.AdaptOutputs.names()) == 9
     assert values[service.AdaptOutputs.names().index("status")] == "Loading"
-    assert sum(v == gr.skip() for v in values) == 7
+    assert sum(v == gr.skip() for v in values) == 8
 
 
 @dataclasses.dataclass

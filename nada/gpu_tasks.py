@@ -1,0 +1,169 @@
+"""The app's GPU work, as functions of the model store and small, picklable arguments.
+
+On ZeroGPU (and with ``NADA_FORK_GPU=1``) each of these runs in a worker process: its arguments and results are
+pickled across, so none takes a browser session (which may hold gigabytes of styles). A style travels as a
+:class:`StyleRef` (a file path or a published name), and training saves its style to a file as it goes, so the main
+process keeps the work even when the worker is stopped at its time limit. Nothing here imports the UI toolkit;
+``nada.service`` turns these results into what the page shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .invert import invert, stylize
+from .metrics import evaluate
+from .model_store import ModelStore
+from .render import to_pil
+from .sampling import render_seeds
+from .styles import Style, apply_style, import_style_pt, load_style, save_style, style_from_generators
+from .train import AdaptConfig, adapt
+from .weights import WeightsUnavailableError
+
+METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU)
+
+
+@dataclass(frozen=True)
+class StyleRef:
+    """Where a worker finds a style: a session style's file, or a published style's name."""
+
+    name: str  # what the user sees
+    source: str  # the generator it applies to
+    file: str | None = None  # a .safetensors file (this session's styles)
+    published: str | None = None  # a ready-made style's registry name
+
+
+def load_ref(store: ModelStore, ref: StyleRef) -> Style:
+    """The style a reference points to (checked against its generator when it entered the session)."""
+    if ref.published is not None:
+        return store.published_style(ref.published)
+    if ref.file is None:
+        raise ValueError(f"The style '{ref.name}' has no file.")
+    return load_style(ref.file)
+
+
+def render_images(store: ModelStore, source: str, ref: StyleRef | None, seeds: list[int], truncation: float,
+                  strength: float) -> tuple[list[Image.Image], list[Image.Image] | None]:
+    """(source images, styled images or None without a style) for ``seeds``."""
+    gen = store.generator(source)
+    w_avg = store.truncation_center(source)
+    with torch.no_grad():
+        src = to_pil(render_seeds(gen, seeds, truncation, w_avg=w_avg))
+        if ref is None:
+            return src, None
+        styled = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
+        return src, to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
+
+
+def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float
+                     ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str]]]:
+    """(aligned face, e4e reconstruction, [(styled image, style name)]) of an aligned face crop."""
+    source = store.invert_source()
+    gen = store.generator(source)
+    encoder, latent_avg = store.e4e()
+    with torch.no_grad():
+        result = invert(face, encoder, latent_avg, gen, align=False)
+        styled = []
+        for ref in refs:  # one styled copy in memory at a time
+            copy = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
+            styled.append((stylize(result, copy, 1.0), ref.name))
+            del copy
+    return result.aligned, result.reconstruction, styled
+
+
+def import_pt_style(store: ModelStore, path: str, source: str, meta: dict) -> Style:
+    """A style from an uploaded full generator ``.pt``: its tensors that differ from ``source`` (reads weights)."""
+    return import_style_pt(path, store.generator(source), meta, store.fingerprint(source))
+
+
+@dataclass
+class TrainUpdate:
+    """A training run's report to the page (picklable: it crosses from the GPU worker)."""
+
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    scores: list[float] | None = None  # probe scores, on steps that probed
+    rows: list[int] | None = None  # the rows the probe chose, on steps that probed
+    preview: Image.Image | None = None
+    elapsed_s: float = 0.0
+    eta_s: float = 0.0
+    stopping: bool = False  # a stop was asked for and the current step is finishing
+    done: bool = False
+    error: str | None = None  # why training stopped early
+    layers: list[str] = field(default_factory=list)
+    saved_step: int = 0  # the step the style file holds (0: nothing saved yet)
+    warnings: list[str] = field(default_factory=list)  # for the page to show (a worker cannot raise UI toasts)
+    metrics: dict | None = None  # the paper's figures (nada.metrics.evaluate), on the last update of a run
+
+
+def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names: list[str], style_file: str,
+                meta: dict, stop: Any = None) -> Iterator[TrainUpdate]:
+    """Adapt ``source`` with ``config``, streaming :class:`TrainUpdate` s; the style is written to ``style_file`` with
+    every preview and at the end (so a worker stopped at its time limit loses at most one preview interval).
+    ``stop``: an object with ``is_set()`` (a :class:`~nada.sessions.StopFlag` crosses processes)."""
+    warnings: list[str] = []
+    gen = store.generator(source)
+    config.validate(gen.n_latent)  # a local override may have another size than the registry says
+    config, id_loss = _identity_loss(store, source, config, warnings)
+    clips = store.clips(list(clip_names))
+    fingerprint = store.fingerprint(source)
+    saved = 0
+
+    def save(rec) -> int:
+        info = {**meta, "config": config.to_dict(), "layers": rec.layers, "steps": rec.step}
+        save_style(style_from_generators(gen, rec.generator, info, fingerprint), style_file)
+        return rec.step
+
+    it = adapt(gen, clips, config, id_loss, stop=stop)
+    try:
+        for rec in it:
+            if rec.step > saved and (rec.preview is not None or rec.done):  # at previews: cheap next to a step
+                saved = save(rec)
+            metrics = None
+            if rec.done and rec.step > 0:  # after the save: a worker stopped meanwhile loses no training
+                metrics = evaluate(gen, rec.generator, clips, config.source_text, config.target_text,
+                                   n=METRICS_SAMPLES, id_loss=id_loss, truncation=config.truncation)
+            yield TrainUpdate(step=rec.step, total=rec.total, losses=rec.losses, scores=rec.scores, rows=rec.rows,
+                              metrics=metrics,
+                              preview=rec.preview, elapsed_s=rec.elapsed_s, eta_s=rec.eta_s,
+                              stopping=stop is not None and stop.is_set() and not rec.done, done=rec.done,
+                              error=rec.error,
+                              layers=rec.layers, saved_step=saved, warnings=warnings)
+            warnings = []
+    finally:
+        it.close()
+
+
+def _identity_loss(store: ModelStore, source: str, config: AdaptConfig, warnings: list[str]
+                   ) -> tuple[AdaptConfig, Any]:
+    """(config, identity loss or None): the identity weight is turned off, with a warning, where it cannot apply."""
+    if config.lambda_id <= 0:
+        return config, None
+    if not store.faces(source):
+        warnings.append(f"The identity loss needs a face generator; '{source}' is not one, so it is off.")
+        return dataclasses.replace(config, lambda_id=0.0), None
+    try:
+        return config, store.id_loss()
+    except WeightsUnavailableError as exc:
+        warnings.append(f"Identity loss off: {exc}")
+        return dataclasses.replace(config, lambda_id=0.0), None
+
+
+def style_file_step(path: str | Path) -> int:
+    """The number of steps a saved training style holds (0 when there is none)."""
+    try:
+        return int(load_style(path).meta.get("steps") or 0)
+    except Exception:  # not written yet, or cut off by the worker's end: nothing to keep
+        return 0
+
+
+__all__ = ["StyleRef", "load_ref", "render_images", "invert_in_styles", "import_pt_style", "TrainUpdate",
+           "train_style", "style_file_step"]
