@@ -218,7 +218,14 @@ class ClipGuide:
 
     def __init__(self, models: Sequence[tuple[torch.nn.Module, float]], source_text: str, target_text: str, *,
                  antialias: bool = True, templates: Sequence[str] = IMAGENET_TEMPLATES,
-                 autocast_bf16: bool = False) -> None:
+                 autocast_bf16: bool = False, target_images: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                 source_images: torch.Tensor | None = None) -> None:
+        """``target_images`` (with ``source_images``, samples of the frozen generator ``[N, 3, H, W]`` in [-1, 1]):
+        image-guided mode. Each picture (``[1, 3, H, W]`` in [-1, 1], any size) is encoded, and the direction is
+        ``n(mean_i n(E(target_i)) - mean_j n(E(source_j)))`` per model, as in the paper's image-guided variant; the
+        global loss then aims at the pictures' mean feature. With a target text as well, the text and image
+        directions are averaged (each unit length, so neither dominates) and renormalised. Without one, pass an empty
+        ``target_text``."""
         pairs = list(models)
         if not pairs:
             raise ValueError("No CLIP model given: pass at least one (model, weight) pair.")
@@ -229,16 +236,48 @@ class ClipGuide:
         if not self.models:
             raise ValueError("All CLIP model weights are 0: at least one model must have a positive weight.")
         self.n_skipped = len(pairs) - len(self.models)
-        self.source_text = clean_prompt(source_text, "source prompt")
-        self.target_text = clean_prompt(target_text, "target prompt")
         self.antialias = antialias
         self.autocast_bf16 = autocast_bf16
-        self.directions = [TextDirection.compute(m, self.source_text, self.target_text, templates)
-                           for m, _ in self.models]
-        # Plain-text embeddings for the global loss, per text; the bare target is ready from the start.
-        self._text_feats: dict[str, list[torch.Tensor]] = {
-            self.target_text: [text_embedding(m, self.target_text) for m, _ in self.models]}
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # CLIP mean/std per device
+        self.source_text = clean_prompt(source_text, "source prompt")
+        has_images = target_images is not None and len(target_images) > 0
+        if has_images and source_images is None:
+            raise ValueError("Image-guided adaptation needs samples of the source generator (source_images).")
+        self.target_text = clean_prompt(target_text, "target prompt") if not has_images or \
+            (isinstance(target_text, str) and target_text.strip()) else ""
+        text_dirs = [TextDirection.compute(m, self.source_text, self.target_text, templates)
+                     for m, _ in self.models] if self.target_text else None
+        # Plain-text embeddings for the global loss, per text; the bare target is ready from the start.
+        self._text_feats: dict[str, list[torch.Tensor]] = {}
+        if self.target_text:
+            self._text_feats[self.target_text] = [text_embedding(m, self.target_text) for m, _ in self.models]
+        self.target_image_feats: list[torch.Tensor] | None = None  # [1, D] per model: the pictures' mean feature
+        if has_images:
+            self.target_image_feats, image_dirs = self._image_directions(target_images, source_images)
+            if text_dirs is None:
+                self.directions = image_dirs
+            else:  # text and pictures together: the mean of the two unit directions, renormalised
+                self.directions = [TextDirection(t.source, t.target, F.normalize(t.direction + i.direction, dim=-1))
+                                   for t, i in zip(text_dirs, image_dirs, strict=True)]
+        else:
+            self.directions = text_dirs
+
+    @torch.no_grad()
+    def _image_directions(self, targets: torch.Tensor | Sequence[torch.Tensor], sources: torch.Tensor
+                          ) -> tuple[list[torch.Tensor], list[TextDirection]]:
+        """(the pictures' mean normalised feature [1, D], the image direction) per kept model."""
+        pictures = [targets[i:i + 1] for i in range(len(targets))] if isinstance(targets, torch.Tensor) \
+            else list(targets)
+        per_picture = [self.image_features(p.float()) for p in pictures]  # per picture: [1, D] per model
+        source_feats = self.image_features(sources.float())  # [N, D] per model
+        means, dirs = [], []
+        for m in range(len(self.models)):
+            target = torch.cat([f[m] for f in per_picture]).mean(dim=0, keepdim=True)  # [1, D]
+            source = source_feats[m].mean(dim=0, keepdim=True)  # [1, D]
+            means.append(F.normalize(target, dim=-1))
+            dirs.append(TextDirection(self.source_text, self.target_text or f"{len(pictures)} pictures",
+                                      F.normalize(target - source, dim=-1)))
+        return means, dirs
 
     def image_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Normalised float32 features ``[N, D_m]`` per kept model of generator output ``[N, 3, H, W]`` in [-1, 1]."""
@@ -265,8 +304,12 @@ class ClipGuide:
                    for (_, w), d, ft, ff in zip(self.models, self.directions, feats_train, feats_frozen, strict=True))
 
     def global_(self, feats: Sequence[torch.Tensor], text: str | None = None) -> torch.Tensor:
-        """``sum_m w_m * global_loss`` against ``text`` (default: the bare target prompt) over the kept models."""
+        """``sum_m w_m * global_loss`` against ``text`` (default: the bare target prompt, or in image-guided mode the
+        target pictures' mean feature) over the kept models."""
         self._check_len(feats)
+        if text is None and self.target_image_feats is not None:
+            return sum(w * global_loss(f, t) for (_, w), f, t in zip(self.models, feats, self.target_image_feats,
+                                                                       strict=True))
         text = self.target_text if text is None else clean_prompt(text, "text")
         if text not in self._text_feats:
             self._text_feats[text] = [text_embedding(m, text) for m, _ in self.models]

@@ -116,9 +116,12 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
     clips = store.clips(list(clip_names))
     fingerprint = store.fingerprint(source)
     saved = 0
+    settings = config.to_dict()  # target pictures become their hashes here, once
+    mode = "text+image" if config.target_images and config.target_text.strip() else \
+        "image" if config.target_images else "text"
 
     def save(rec) -> int:
-        info = {**meta, "config": config.to_dict(), "layers": rec.layers, "steps": rec.step}
+        info = {**meta, "mode": mode, "config": settings, "layers": rec.layers, "steps": rec.step}
         save_style(style_from_generators(gen, rec.generator, info, fingerprint), style_file)
         return rec.step
 
@@ -128,7 +131,8 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
             if rec.step > saved and (rec.preview is not None or rec.done):  # at previews: cheap next to a step
                 saved = save(rec)
             metrics = None
-            if rec.done and rec.step > 0:  # after the save: a worker stopped meanwhile loses no training
+            if rec.done and rec.step > 0 and config.target_text.strip():  # after the save (a worker stopped
+                #  meanwhile loses no training); the paper's figures are defined against a target text
                 metrics = evaluate(gen, rec.generator, clips, config.source_text, config.target_text,
                                    n=METRICS_SAMPLES, id_loss=id_loss, truncation=config.truncation)
             yield TrainUpdate(step=rec.step, total=rec.total, losses=rec.losses, scores=rec.scores, rows=rec.rows,

@@ -121,7 +121,7 @@ _ASSETS += [
     Asset(f"nada-{key}", "style", (Mirror(PUBLISHED_REPO, f"{key}.pt", PUBLISHED_NBYTES,
                                           "StyleGAN-NADA's README links this repo; Spaces download "
                                           f"{PUBLISHED_REPO}/<name>.pt by name"),),
-          1024, 2, source="ffhq", note=_NADA, description=f"{label} (StyleGAN-NADA)", mode="text")
+          1024, 2, source="ffhq", note=_NADA, description=f"{label} (StyleGAN-NADA, from text)", mode="text")
     for key, label in PUBLISHED_STYLES.items()
 ]
 REGISTRY: dict[str, Asset] = {a.name: a for a in _ASSETS}

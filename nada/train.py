@@ -27,13 +27,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .clip_loss import ClipGuide, check_prompts
+from .clip_loss import ClipGuide, check_prompts, clean_prompt
 from .memory import check_fits
 from .probe import ProbeResult, probe_layers, row_modules
 from .render import image_grid
 from .sampling import seed_latents
 from .stylegan2 import Generator, mix_latents
+from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
+IMAGE_GUIDE_SAMPLES = 16  # frozen-generator samples whose mean CLIP feature the image direction starts from
 ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
 ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
 # Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
@@ -82,6 +84,8 @@ class AdaptConfig:
     profile: bool = False  # time each phase of a step (synchronises the GPU; for benchmarks)
     time_limit_s: float | None = None  # stop cleanly, keeping the work, before a step would end past this many
     #                                    seconds from the start (ZeroGPU grants a run a fixed duration); None = no limit
+    target_images: tuple = ()  # image-guided mode: 1-16 target pictures (paths or PIL images); the target text then
+    #                            is optional, and with both the text and image directions are averaged
 
     @classmethod
     def from_recipe(cls, name: str, **overrides) -> AdaptConfig:
@@ -129,14 +133,22 @@ class AdaptConfig:
                                f"layers_k must be at most {n_latent} (the generator's W+ rows), got {self.layers_k}"))
         checks.append((0.0 <= self.mixing <= 1.0, f"mixing must be a probability in [0, 1], got {self.mixing}"))
         checks.append((len(self.clip_models) >= 1, "clip_models must name at least one CLIP model"))
+        n_pictures = len(self.target_images)
+        checks.append((n_pictures == 0 or MIN_PICTURES <= n_pictures <= MAX_PICTURES,
+                       f"give {MIN_PICTURES} to {MAX_PICTURES} target pictures, got {n_pictures}"))
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg[0].upper() + msg[1:] + ".")
-        check_prompts(self.source_text, self.target_text)
+        if n_pictures and not str(self.target_text or "").strip():
+            clean_prompt(self.source_text, "source prompt")  # pictures alone name the target
+        else:
+            check_prompts(self.source_text, self.target_text)
 
     def to_dict(self) -> dict:
-        """Plain, JSON-serialisable settings (for style metadata)."""
-        return dataclasses.asdict(self)
+        """Plain, JSON-serialisable settings (for style metadata); target pictures are recorded by their hashes."""
+        d = dataclasses.asdict(dataclasses.replace(self, target_images=()))
+        d["target_images"] = picture_hashes(load_target_images(self.target_images)) if self.target_images else []
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +282,7 @@ class _Trainer:
         self.micro = config.probe_micro_batch or default_micro_batch(generator)
         check_fits(generator, [m for m, _ in clip_models], config.batch_size,
                    config.probe_batch if config.probing() else 0, self.micro, self.amp, config.grad_checkpointing)
-        self.guide = ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=self.amp)
+        self.guide = self._guide(generator, clip_models)
         # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
         # generator has no train/eval-dependent layers), so the caller's generator is never modified. Both copies run
         # the wide convolutions by Winograd on the CPU (same function, ~2x faster there; see Generator.set_conv_impl);
@@ -294,6 +306,21 @@ class _Trainer:
         else:
             self.layers = ["input"] + conv_modules(self.trained)
         set_trainable(self.trained, self.layers)
+
+    def _guide(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]) -> ClipGuide:
+        """The CLIP guide: text directions, or in image-guided mode the direction from a fixed batch of source
+        samples to the target pictures (averaged with the text direction when there is a target text too)."""
+        config = self.config
+        if not config.target_images:
+            return ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=self.amp)
+        pictures = [to_tensor(p).to(self.device) for p in load_target_images(config.target_images)]  # [1, 3, H, W]
+        rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)  # fixed, apart from training's
+        z = torch.randn(IMAGE_GUIDE_SAMPLES, generator.style_dim, device=self.device, generator=rng)
+        with torch.no_grad():
+            samples = torch.cat([generator.synthesis(generator.mapping(z[i:i + 4]), noise_mode="const")
+                                 for i in range(0, len(z), 4)])  # [N, 3, H, W], untruncated like training
+        return ClipGuide(clip_models, config.source_text, config.target_text, autocast_bf16=self.amp,
+                         target_images=pictures, source_images=samples)
 
     def step(self, step: int) -> tuple[dict[str, float], ProbeResult | None, dict[str, float] | None]:
         """Train step ``step``: (loss values, the probe's result or None, phase timings or None)."""

@@ -6,8 +6,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
 
 from nada import tiny
+from nada.clip_models import import_clip
 from nada.stylegan2 import Generator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -31,3 +36,34 @@ def put_in_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes, r
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(payload)
     return target
+
+
+# A CLIP stand-in with a known embedding space: an image is its mean colour, a text the sum of its colour words.
+COLOURS = {"red": (1.0, 0.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0, 0.0), "blue": (0.0, 0.0, 1.0, 0.0),
+           "photo": (0.0, 0.0, 0.0, 1.0)}
+
+
+class ColourClip(nn.Module):
+    """A CLIP stand-in with the ``clip`` interface and a known embedding space (see the module docstring)."""
+
+    def __init__(self, k: float = 10.0, resolution: int = 32, channels: tuple[int, int, int] = (0, 1, 2)):
+        super().__init__()
+        self.k, self.channels = k, list(channels)
+        self.visual = SimpleNamespace(input_resolution=resolution)
+        tokens = import_clip().tokenize(list(COLOURS))  # [W, 77]: start token, the word, end token
+        self.word_ids = {w: int(tokens[i, 1]) for i, w in enumerate(COLOURS)}
+        self.calls = 0
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, R, R] -> [N, 4]``: the (permuted) mean colour and a constant."""
+        assert pixels.shape[-1] == self.visual.input_resolution
+        self.calls += 1
+        mean = pixels.mean(dim=(2, 3))[:, self.channels]  # [N, 3]
+        return torch.cat([mean, torch.full_like(mean[:, :1], self.k)], dim=1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[T, 77] -> [T, 4]``: the sum of the known words' colours."""
+        out = torch.zeros(tokens.shape[0], 4)
+        for word, wid in self.word_ids.items():
+            out += (tokens == wid).sum(dim=1, keepdim=True).float() * torch.tensor(COLOURS[word])
+        return out

@@ -211,6 +211,6 @@ def test_the_code_compiles_on_python_3_10():
         pytest.skip("no working python3.10 on this machine")
     python310 = works[0]
     files = [str(p) for p in (PROJECT_ROOT / "nada").glob("*.py")] + [str(PROJECT_ROOT / "app.py")]
-    out = subprocess.run([python310, "-c", "import sys, py_compile; [py_compile.compile(f, doraise=True) for f in "
-                          "sys.argv[1:]]", *files], capture_output=True, text=True, timeout=120)
+    code = "import sys\nfor f in sys.argv[1:]:\n    compile(open(f).read(), f, 'exec')"  # writes no .pyc files
+    out = subprocess.run([python310, "-c", code, *files], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
