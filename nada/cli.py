@@ -1,5 +1,5 @@
-"""Command line: ``python -m nada generate|adapt|invert|evaluate|download|doctor`` (also the ``nada`` command). Parsing
-and printing only; the work lives in the library."""
+"""Command line: ``python -m nada generate|adapt|invert|video|evaluate|download|doctor`` (also the ``nada``
+command). Parsing and printing only; the work lives in the library."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from . import cli_adapt, cli_evaluate, cli_invert, cli_weights
+from . import cli_adapt, cli_evaluate, cli_invert, cli_video, cli_weights
 from .cli_args import CliError, parse_seeds, positive_int, unit_float
 from .devices import pick_device
 from .render import to_pil
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_invert.register(sub)
     cli_weights.register(sub)
     cli_evaluate.register(sub)
+    cli_video.register(sub)
     return parser
 
 
