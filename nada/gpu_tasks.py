@@ -27,7 +27,8 @@ from .styles import Style, apply_style, import_style_pt, load_style, save_style,
 from .train import AdaptConfig, adapt
 from .weights import WeightsUnavailableError
 
-METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU)
+METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU) ...
+METRICS_SAMPLES_CPU = 4  # ... and on a CPU, where 16 at 1024 px took ~100 s (python -m bench.rehearsal)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,9 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
             metrics = None
             if rec.done and rec.step > 0 and config.target_text.strip():  # after the save (a worker stopped
                 #  meanwhile loses no training); the paper's figures are defined against a target text
+                n = METRICS_SAMPLES if gen.input.input.is_cuda else METRICS_SAMPLES_CPU
                 metrics = evaluate(gen, rec.generator, clips, config.source_text, config.target_text,
-                                   n=METRICS_SAMPLES, id_loss=id_loss, truncation=config.truncation)
+                                   n=n, id_loss=id_loss, truncation=config.truncation)
             yield TrainUpdate(step=rec.step, total=rec.total, losses=rec.losses, scores=rec.scores, rows=rec.rows,
                               metrics=metrics,
                               preview=rec.preview, elapsed_s=rec.elapsed_s, eta_s=rec.eta_s,
