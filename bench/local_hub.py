@@ -36,10 +36,13 @@ Pointing huggingface_hub 2.4.0 at the server:
 
 Failures as ``hf_hub_download`` 2.4.0 reports them: missing file ``RemoteEntryNotFoundError``; missing repo
 ``RepositoryNotFoundError``; a body cut short makes httpx raise ``RemoteProtocolError``, which the client retries
-five times (resuming with ``Range``, one second apart) before re-raising ``httpx2.RemoteProtocolError`` (about
-6 s); its per-download temporary file ``blobs/<etag>.<random>.incomplete`` is deleted on failure, so the cache
-keeps only ``refs/main`` and empty folders. An unreachable server gives ``LocalEntryNotFoundError`` (after the
-client's own retries; nada's ``hub_reachable`` check answers within milliseconds and skips them).
+five times, one second apart, resuming with ``Range`` from the last whole 10 MiB read chunk it wrote, before
+re-raising ``httpx2.RemoteProtocolError`` (about 5 s). Its per-download temporary file
+``blobs/<etag>.<random>.incomplete`` is deleted on failure: the cache keeps ``refs/main``, ``CACHEDIR.TAG``, a lock
+file and empty folders, never a partial blob or snapshot link. An unreachable server gives
+``LocalEntryNotFoundError`` (caused by ``httpx2.ConnectError``) after the client's own retries, ~23 s; nada's
+``hub_reachable`` check answers within milliseconds and skips them. The commit never changes: a cache that holds
+a file at :data:`COMMIT` does not download it again after the file here was replaced (use a fresh cache).
 """
 
 from __future__ import annotations
@@ -107,19 +110,21 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # every response says Connection: close, so each thread ends after one request
     server: _Server
 
-    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_HEAD(self) -> None:
         """Metadata of a file."""
         self.server.hub._handle(self, head=True)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         """A file (or a range of it)."""
         self.server.hub._handle(self, head=False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: ``LocalHub.requests`` is the log."""
 
 
 class _Server(ThreadingHTTPServer):
+    """The threaded server, with a reference to its hub."""
+
     daemon_threads = True  # a stuck client never keeps the interpreter alive
     hub: LocalHub
 
@@ -290,17 +295,20 @@ class LocalHub:
         """Answer HEAD/GET of one file, with the hub's headers and error codes."""
         try:
             repo_dir = self.repo_dir(repo_id)
-            file_path = self.path(repo_id, filename)
         except ValueError:
             self._send_error(req, 404, "RepoNotFound", "Repository not found", head)
             return
+        try:
+            file_path: Path | None = self.path(repo_id, filename)
+        except ValueError:  # "..", empty or odd path components: nothing outside the repo folder is served
+            file_path = None
         if not repo_dir.is_dir():
             self._send_error(req, 404, "RepoNotFound", "Repository not found", head)
             return
         if revision not in ("main", COMMIT):
             self._send_error(req, 404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
             return
-        if not file_path.is_file():
+        if file_path is None or not file_path.is_file():
             self._send_error(req, 404, "EntryNotFound", "Entry not found", head, commit=True)
             return
         size = file_path.stat().st_size

@@ -15,3 +15,15 @@ def all_cases() -> dict:
             if exc.name != f"bench.{mod}":
                 raise
     return out
+
+
+def default_cases() -> list[str]:
+    """The cases ``python -m bench`` runs when none are named: all but the modules' ``OPTIONAL`` ones."""
+    optional: set[str] = set()
+    for mod in ("generator", "adapt", "invert"):
+        try:
+            optional.update(getattr(importlib.import_module(f"bench.{mod}"), "OPTIONAL", ()))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bench.{mod}":
+                raise
+    return [name for name in all_cases() if name not in optional]
