@@ -17,6 +17,7 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 import gradio as gr  # noqa: E402
 
 from nada import service  # noqa: E402
+from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
 from nada.runtime import configure_torch, tune_allocator  # noqa: E402
 from nada.sessions import SessionStyles, TrainingRuns  # noqa: E402
@@ -57,7 +58,9 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
     paper = AdaptConfig.from_recipe("paper")
     ui.recipe = gr.Radio([(r.description, name) for name, r in RECIPES.items()], value="paper", label="Recipe")
     steps = 8 if store.tiny else service.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
-    ui.iterations = gr.Slider(1, 100 if store.tiny else 1000, value=steps, step=1, label="Training steps")
+    # A number, not a slider: a slider's box silently clamps a typed 5000 to its maximum; service.check_adapt
+    # refuses it with a message on the field instead.
+    ui.iterations = gr.Number(steps, step=1, label="Training steps", info=f"1 to {service.max_steps(store)}")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             ui.layers_k = gr.Slider(0, n_rows, value=0, step=1, label="W+ rows trained per step",
@@ -74,14 +77,17 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
             ui.lambda_id = gr.Slider(0, 2, value=0.0, step=0.05, label="Identity loss weight (faces)")
             ui.lambda_l2 = gr.Slider(0, 2, value=0.0, step=0.05, label="L2 loss weight")
         with gr.Row():
-            ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0)
-            ui.lr = gr.Number(0.002, label="Learning rate", minimum=0)
-            ui.batch_size = gr.Slider(1, 8, value=2, step=1, label="Batch size")
+            # No precision/minimum/maximum on typed numbers: Gradio would round 1.5 to 2 or refuse -1 with a bare
+            # error before nada's checks (service.check_adapt), which name the field and its range instead.
+            ui.seed = gr.Number(0, step=1, label="Seed")
+            ui.lr = gr.Number(0.002, label="Learning rate", info=f"above 0, at most {MAX_LR:g}")
+            ui.batch_size = gr.Slider(1, service.MAX_BATCH, value=2, step=1, label="Batch size")
     with gr.Row():
         ui.train = gr.Button("Train", variant="primary")
         ui.stop = gr.Button("Stop", variant="stop")
     ui.cost = gr.Markdown(service.run_cost(steps, False, list(paper.clip_models)))
-    ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.")
+    ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.",
+                            elem_id="adapt-status")
     ui.preview = gr.Image(label="Preview (fixed seeds)", type="pil", interactive=False, format="png")
     ui.metrics = gr.Markdown()  # the paper's figures, when a run ends
     with gr.Row():
@@ -98,11 +104,12 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     show_notice(store, "generate")
     with gr.Row(equal_height=True):
         ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
-                               info="trained in this session, uploaded, or published", scale=4)
+                               info="trained in this session, uploaded, or published", scale=4,
+                               allow_custom_value=True)  # a stale choice reaches service.check_generate's message
         ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
                                     file_types=list(service.STYLE_SUFFIXES), scale=1)
     with gr.Row():
-        ui.seed = gr.Number(0, precision=0, label="Seed", minimum=0, scale=2)
+        ui.seed = gr.Number(0, step=1, label="Seed", scale=2)  # checked by service.check_generate, never rounded
         ui.dice = gr.Button("Random seed", scale=1)
         ui.truncation = gr.Slider(0, 1, value=0.7, step=0.01, label="Truncation", scale=2)
         ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=4, step=1, label="Images", scale=2)
@@ -113,7 +120,7 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
                                        format="png")
         ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height=640, format="png")
     ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False)
-    ui.info = gr.Markdown()
+    ui.info = gr.Markdown("Press Generate: the same seeds from the source generator and in the style, side by side.")
     return ui
 
 
@@ -124,16 +131,20 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
     choices = service.invert_choices(store, None)
     with gr.Row():
         with gr.Column():
-            ui.image = gr.Image(sources=["upload", "webcam", "clipboard"], type="filepath", label="Photo with a face")
+            # The file reaches the handler undecoded: nada's image loader explains a bad file, Gradio's would not.
+            ui.image = service.photo_input(sources=["upload", "webcam", "clipboard"], label="Photo with a face",
+                                           elem_id="invert-photo")
             gr.Examples([[str(EXAMPLES / p)] for p in EXAMPLE_PHOTOS if (EXAMPLES / p).is_file()], [ui.image],
                         label="Example photos (public domain)")
         with gr.Column():
             ui.styles = gr.Dropdown(choices, value=[choices[0][1]] if store.tiny and choices else [],
-                                    multiselect=True, label="Styles")
+                                    multiselect=True, label="Styles", allow_custom_value=True)
             ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength")
             ui.run = gr.Button("Invert", variant="primary")
+            ui.status = gr.Markdown("The face is found and aligned, inverted with e4e, then shown in each style.",
+                                    elem_id="invert-status")
     with gr.Row():
-        ui.aligned = gr.Image(label="Aligned face", interactive=False, format="png")
+        ui.aligned = gr.Image(label="Aligned face", interactive=False, format="png", elem_id="invert-aligned")
         ui.reconstruction = gr.Image(label="Reconstruction (e4e)", interactive=False, format="png")
     ui.gallery = gr.Gallery(label="In each style", columns=4, object_fit="contain", height=320, format="png")
     return ui
@@ -157,11 +168,15 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
                 inv = invert_tab(store)
 
         # Handlers are wired by name: their parameters and the fields of their Outputs records name components.
+        # Errors never paint other components: `check` validates the inputs before an event runs (the message shows
+        # on the input, nothing else changes), and progress and a later failure show on the tab's own status line
+        # (`progress_on`), never on its earlier results or on another tab's style pickers.
         shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles}
         ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
         gpu = service.GpuCalls.wrapped(store)  # the GPU halves, wrapped once for ZeroGPU / NADA_FORK_GPU
         service.wire(ad.train.click, service.bind(service.adapt_stream, store, runs, gpu=gpu), ad_names,
-                     service.AdaptOutputs, api_name="adapt", concurrency_limit=1, concurrency_id="train")
+                     service.AdaptOutputs, check=service.bind(service.check_adapt, store), progress_on=["status"],
+                     api_name="adapt", concurrency_limit=1, concurrency_id="train")
         for control in (ad.iterations, ad.probe, ad.clip_names, ad.layers_k, ad.recipe):
             service.wire(control.change, service.run_cost, ad_names, "cost", api_name=False, queue=False)
         service.wire(ad.recipe.change, service.recipe_settings, ad_names, service.RecipeOutputs, api_name=False,
@@ -171,11 +186,13 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         service.wire(ge.dice.click, service.random_seed, ge_names, "seed", api_name="random_seed",
                      concurrency_limit=None)
         service.wire(ge.file.upload, service.bind(service.upload_style, store, gpu=gpu), ge_names,
-                     service.UploadOutputs, api_name="upload_style")
+                     service.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
         service.wire(ge.run.click, service.bind(service.generate, store, gpu=gpu), ge_names, service.GenerateOutputs,
-                     api_name="generate", concurrency_limit=2)
+                     check=service.bind(service.check_generate, store), progress_on=["info"], api_name="generate",
+                     concurrency_limit=2)
         service.wire(inv.run.click, service.bind(service.invert_photo, store, gpu=gpu), inv_names,
-                     service.InvertOutputs, api_name="invert", concurrency_limit=1)
+                     service.InvertOutputs, check=service.bind(service.check_invert, store), progress_on=["status"],
+                     api_name="invert", concurrency_limit=1)
     demo.queue(max_size=64)
     return demo
 

@@ -36,9 +36,9 @@ def adapt_case(size: int, probe: bool, **overrides) -> Callable[[torch.device], 
         clips = [(random_clip(p, device), 1.0) for p in VIT.values()]
         # probe: 2/3 of the rows (the "shape" recipe); with every row chosen (layers_k=None, the "paper" recipe)
         # nada skips the probe, which could not change the choice. No probe: every convolution trains.
-        cfg = AdaptConfig(source_text="Photo", target_text="Sketch", iterations=10_000, batch_size=2,
-                          probe_batch=8, probe_iters=1 if probe else 0, layers_k=2 / 3 if probe else 0,
-                          preview_every=0, profile=True, **overrides)
+        settings = dict(source_text="Photo", target_text="Sketch", iterations=10_000, batch_size=2, probe_batch=8,
+                        probe_iters=1 if probe else 0, layers_k=2 / 3 if probe else 0, preview_every=0, profile=True)
+        cfg = AdaptConfig(**{**settings, **overrides})
         it = adapt(g, clips, cfg)
         phases: list[dict[str, float]] = []
 
@@ -58,6 +58,8 @@ CASES = {
     "adapt256_probe": adapt_case(256, probe=True),
     "adapt256_noprobe": adapt_case(256, probe=False),
     "adapt1024_probe": adapt_case(1024, probe=True),
+    # the default recipe (the official README command: every row, so no probe is needed) at 256 px
+    "adapt256_paper": adapt_case(256, probe=True, layers_k=None),
     # options that change the computation (not part of the comparison with the reference)
     "adapt256_probe_bf16": adapt_case(256, probe=True, bf16=True),
     "adapt256_noprobe_bf16": adapt_case(256, probe=False, bf16=True),

@@ -7,6 +7,8 @@ parameters and its :class:`Outputs` record to components by name (:func:`wire`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import functools
 import html
@@ -30,7 +32,16 @@ OOM_HINT = ("The GPU ran out of memory. Try again with fewer images, a smaller b
             "(ViT-B/32); if others are using the app, wait a minute and retry.")
 
 
-def _user_error(exc: BaseException) -> gr.Error:
+class InputError(ValueError):
+    """A value a person typed or picked cannot be used; ``field`` names the input (a handler parameter), so the page
+    can show the message on that input (see :func:`validator`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def to_user_error(exc: BaseException) -> gr.Error:
     """The ``gr.Error`` a person sees for ``exc``."""
     if isinstance(exc, torch.OutOfMemoryError):
         if torch.cuda.is_available():
@@ -43,7 +54,7 @@ def _user_error(exc: BaseException) -> gr.Error:
               (ImageInputError, "Unusable image"), (StyleMismatchError, "Style does not fit"),
               (StyleFileError, "Not a style file"), (CheckpointError, "Unusable file"),
               (AlignmentUnavailableError, "Face alignment unavailable"), (TrainingBusyError, "Busy"),
-              (ValueError, "Invalid input")]
+              (InputError, "Invalid input"), (ValueError, "Invalid input")]
     for cls, title in titles:
         if isinstance(exc, cls):
             return gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False)
@@ -62,7 +73,7 @@ def user_errors(fn: Callable) -> Callable:
             except gr.Error:
                 raise
             except Exception as exc:
-                raise _user_error(exc) from exc
+                raise to_user_error(exc) from exc
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -72,7 +83,7 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except Exception as exc:
-            raise _user_error(exc) from exc
+            raise to_user_error(exc) from exc
     return wrapper
 
 
@@ -161,16 +172,72 @@ def _emit(fn: Callable, outputs: type[Outputs] | str | None) -> Callable:
     return wrapper
 
 
+def validator(check: Callable) -> Callable:
+    """A Gradio ``validator`` from ``check``, a function taking a handler's inputs that raises :class:`InputError`:
+    one ``gr.validate`` per input, the message on the input the error names. Gradio runs it before the event is
+    queued; when an input is invalid the handler never runs, the page shows the message on that input and no output
+    changes (an API client gets ``gradio_client.exceptions.ValidationError`` with the message). Any other exception
+    passes validation: the handler meets it again and reports it as a ``gr.Error``."""
+    names = handler_inputs(check)
+
+    @functools.wraps(check)
+    def validate(*values: Any) -> list[dict]:
+        try:
+            check(*values)
+        except InputError as exc:
+            field = exc.field if exc.field in names else names[-1]  # the page shows it as text: no escaping
+            return [gr.validate(name != field, str(exc) if name == field else "") for name in names]
+        except Exception:  # noqa: BLE001 - not a validation verdict; the handler turns it into a readable error
+            pass
+        return [gr.validate(True, "") for _ in names]
+
+    return validate
+
+
 def wire(trigger: Callable, fn: Callable, components: Mapping[str, Any], outputs: type[Outputs] | str | None,
-         **event_kwargs: Any) -> Any:
+         check: Callable | None = None, progress_on: list[str] | None = None, **event_kwargs: Any) -> Any:
     """Connect ``fn`` to an event listener (``button.click``) by name: its inputs are the components named like its
     parameters (:func:`handler_inputs`), its outputs those named like the fields of ``outputs`` (an
-    :class:`Outputs` class; a single name for a handler returning one plain value). ``KeyError`` on a name that
-    ``components`` lacks, before anything is wired."""
+    :class:`Outputs` class; a single name for a handler returning one plain value). ``check`` (same parameters as
+    ``fn``) validates the inputs before the event runs (:func:`validator`); ``progress_on`` names the components that
+    show progress and a failure (default: every output). ``KeyError`` on a name that ``components`` lacks, and
+    ``ValueError`` when ``check`` takes other inputs than ``fn``, before anything is wired."""
+    if check is not None:
+        if handler_inputs(check) != handler_inputs(fn):
+            raise ValueError(f"{getattr(check, '__name__', check)} takes {handler_inputs(check)}, but "
+                             f"{getattr(fn, '__name__', fn)} takes {handler_inputs(fn)}")
+        event_kwargs["validator"] = validator(check)
     inputs = _components(handler_inputs(fn), components, "inputs", fn)
     names = [outputs] if isinstance(outputs, str) else outputs.names() if outputs else []
     targets = _components(names, components, "outputs", fn)
+    if progress_on is not None:
+        event_kwargs["show_progress_on"] = _components(progress_on, components, "progress", fn)
     return trigger(_emit(fn, outputs), inputs, targets if outputs else None, **event_kwargs)
+
+
+def photo_input(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` input (upload, webcam, clipboard) whose value reaches the handler undecoded: the uploaded
+    file's path (bytes for a ``data:`` URL). Gradio's own decoding fails with a bare "Error" on a file that is not an
+    image or on a huge picture; the handler decodes with :func:`nada.images.load_image`, whose messages say what is
+    wrong. The page shows the ordinary image input. (The instance's ``preprocess`` is replaced rather than
+    subclassed: Gradio writes a ``.pyi`` stub beside the module of every Component subclass it sees.)"""
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = undecoded_photo
+    return image
+
+
+def undecoded_photo(payload: Any) -> str | bytes | None:
+    """An image input's value as it was uploaded (Gradio checked that the file is an upload of this app)."""
+    if payload is None:
+        return None
+    url = getattr(payload, "url", None)
+    if isinstance(url, str) and url.startswith("data:"):
+        _, _, encoded = url.partition(",")
+        try:
+            return base64.b64decode(encoded, validate=False)
+        except (binascii.Error, ValueError):
+            return b""
+    return str(payload.path) if payload.path else None
 
 
 def session_id(request: gr.Request | None) -> str:
@@ -178,4 +245,5 @@ def session_id(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", None) or "local")
 
 
-__all__ = ["OOM_HINT", "KEEP", "Outputs", "handler_inputs", "wire", "user_errors", "bind", "session_id"]
+__all__ = ["OOM_HINT", "KEEP", "Outputs", "InputError", "handler_inputs", "validator", "wire", "user_errors",
+           "to_user_error", "bind", "session_id", "photo_input"]

@@ -1,18 +1,23 @@
-"""``python -m nada adapt``: train a style from two prompts, show a progress bar, save the style (also on Ctrl-C)."""
+"""``python -m nada adapt``: train a style from two prompts, show a progress bar, save the style (also on Ctrl-C and
+SIGTERM, and to a fallback file when the output cannot be written)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
-from .cli_args import parse_seeds
+from .cli_args import check_writable, iterations, learning_rate, parse_seeds, seed
 from .clip_models import DEFAULT_CLIPS, load_clip
 from .devices import pick_device
 from .id_loss import load_id_loss
 from .sources import load_source
-from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path
+from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path, styles_dir
 from .tiny import TINY_NAME, tiny_clip
 from .train import RECIPES, AdaptConfig, adapt
 from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
@@ -32,7 +37,8 @@ def _rows(text: str) -> int | float:
     return int(value) if value.is_integer() and value >= 1 or value == 0 else value
 
 
-_TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float}  # fields whose default is None
+_TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float,  # fields whose default is None
+          "lr": learning_rate, "iterations": iterations, "seed": seed}  # range-checked
 _NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models"}  # given by their own arguments
 
 
@@ -107,8 +113,57 @@ def load_models(args: argparse.Namespace, config: AdaptConfig, device):
     return generator, str(args.source), clips, id_loss, config
 
 
+class _StopOnSigterm:
+    """While active, SIGTERM (a container stop, a job scheduler) asks training to stop after the current step, as
+    the app's Stop does, so the steps trained so far are saved; a second SIGTERM interrupts at once, like Ctrl-C."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.received = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = True
+        self.stop.set()
+        print("\nSIGTERM: stopping after the current step; the steps trained so far will be saved", file=sys.stderr)
+
+    def __enter__(self) -> _StopOnSigterm:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def fallback_paths(out: Path) -> list[Path]:
+    """Where a style goes when ``out`` cannot be written: the saved-styles folder, then the temp folder."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folders = [styles_dir(), Path(tempfile.gettempdir()) / "nada-styles"]
+    return [f / f"{out.stem}-{stamp}{out.suffix}" for f in folders if f.resolve() != out.parent.resolve()]
+
+
+def save_with_fallback(style, out: Path) -> tuple[Path, str | None]:
+    """(where the style was saved, None) or, when ``out`` cannot be written, (a fallback file, why ``out`` failed):
+    the trained work is never lost to a full disk or a folder that became read-only during training."""
+    try:
+        return save_style(style, out), None
+    except OSError as exc:
+        reason = f"{exc.strerror or exc}"
+        for path in fallback_paths(out):
+            try:
+                return save_style(style, path), reason
+            except OSError:
+                continue
+        raise
+
+
 def run_adapt(args: argparse.Namespace) -> int:
-    """Train, render progress, save the style; Ctrl-C saves what was trained so far."""
+    """Train, render progress, save the style; Ctrl-C and SIGTERM save what was trained so far. Every output is
+    checked to be writable before anything loads."""
     from tqdm import tqdm  # third-party, only the progress bar needs it
 
     config = config_from_args(args)
@@ -116,43 +171,57 @@ def run_adapt(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else style_path(safe_style_name(config.target_text))
     if out.suffix != ".safetensors":
         raise ValueError(f"The style file must end in .safetensors, got '{out}'.")
-    device = pick_device(args.device)
-    generator, source_name, clips, id_loss, config = load_models(args, config, device)
+    check_writable(out, "style file")
+    if args.export_pt:
+        check_writable(Path(args.export_pt), "--export-pt file")
     preview_dir = Path(args.preview_dir) if args.preview_dir else None
     if preview_dir:
-        preview_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(preview_dir / "step0000.png", "preview folder")
+    device = pick_device(args.device)
+    generator, source_name, clips, id_loss, config = load_models(args, config, device)
     last = None
     interrupted = False
     bar = None
-    it = adapt(generator, clips, config, id_loss)
-    try:
-        for rec in it:
-            last = rec
-            bar = bar or tqdm(total=config.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)
-            bar.update(rec.step - bar.n)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in rec.losses.items()})
-            if rec.preview is not None and preview_dir:
-                rec.preview.save(preview_dir / f"step{rec.step:04d}.png")
-    except KeyboardInterrupt:
-        interrupted = True
-        it.close()
-    finally:
-        if bar is not None:
-            bar.close()
+    stop = threading.Event()
+    with _StopOnSigterm(stop) as sigterm:
+        it = adapt(generator, clips, config, id_loss, stop=stop)
+        try:
+            for rec in it:
+                last = rec
+                bar = bar or tqdm(total=config.iterations, unit="step", file=sys.stderr, dynamic_ncols=True)
+                bar.update(rec.step - bar.n)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in rec.losses.items()})
+                if rec.preview is not None and preview_dir:
+                    rec.preview.save(preview_dir / f"step{rec.step:04d}.png")
+        except KeyboardInterrupt:
+            interrupted = True
+            it.close()
+        finally:
+            if bar is not None:
+                bar.close()
+    code = 143 if sigterm.received else 130  # 128 + the signal's number, as shells report it
     if last is None or last.generator is None or last.step == 0:
         print("error: stopped before the first step finished; nothing to save", file=sys.stderr)
-        return 130 if interrupted else 1
+        return code if interrupted or sigterm.received else 1
     meta = {"source": source_name, "source_text": config.source_text, "target_text": config.target_text,
             "config": config.to_dict(), "layers": last.layers, "steps": last.step}
     style = style_from_generators(generator, last.generator, meta)
-    save_style(style, out)
-    print(out)
+    saved, failure = save_with_fallback(style, out)
+    print(saved)
+    if failure:
+        print(f"error: could not write '{out}' ({failure}); the style was saved to '{saved}' instead", file=sys.stderr)
     if args.export_pt:
-        print(export_style_pt(generator, style, args.export_pt))
+        try:
+            print(export_style_pt(generator, style, args.export_pt))
+        except OSError as exc:
+            print(f"error: could not write '{args.export_pt}' ({exc.strerror or exc}); the style itself is in "
+                  f"'{saved}' (python -m nada adapt --export-pt needs a writable place)", file=sys.stderr)
+            failure = failure or str(exc)
     if last.error:
         print(f"error: {last.error} The style was saved from step {last.step}.", file=sys.stderr)
         return 1
-    if interrupted:
-        print(f"interrupted: saved the {last.step} steps trained so far", file=sys.stderr)
-        return 130
-    return 0
+    if interrupted or sigterm.received:
+        why = "SIGTERM" if sigterm.received else "interrupted"
+        print(f"{why}: saved the {last.step} steps trained so far", file=sys.stderr)
+        return code
+    return 1 if failure else 0

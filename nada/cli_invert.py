@@ -2,8 +2,10 @@
 
 Outputs in the ``-o`` folder: ``aligned.png`` (the 256px encoder input), ``reconstruction.png``, one
 ``<style>.png`` per style, and ``codes.pt`` (the W+ codes, a [1, n_latent, 512] float32 tensor, latent_avg added;
-``torch.load(..., weights_only=True)`` reads it). The face is found first, so a photo without a face fails
-in about a second, before any weights are loaded.
+``torch.load(..., weights_only=True)`` reads it). Everything is checked before the work starts: the photo is
+decoded first (a file that is not an image fails in about a second, before any weights load), then every style is
+loaded and checked against the source generator, then the face is found (before e4e loads); nothing is written until
+the inversion is done, so a bad style or photo leaves no partial outputs.
 
 ``--tiny`` (hidden, for tests and offline demos) uses :func:`nada.invert.tiny_inversion_models`: a 256px
 tiny-channel generator (14 codes of 512) and a randomly initialised e4e of the same 14 codes, because the 32px
@@ -19,12 +21,13 @@ from pathlib import Path
 import torch
 
 from .align import SOFT_FACE_WARNING, AlignmentUnavailableError, FaceAligner
-from .cli_args import CliError, unit_float
+from .cli_args import CliError, check_writable, unit_float
 from .devices import pick_device
 from .e4e import load_e4e
+from .images import load_image
 from .invert import invert, prepare_face, render_codes, tiny_inversion_models
 from .sources import load_source
-from .styles import apply_style_file, safe_style_name
+from .styles import apply_style, load_any_style, safe_style_name
 from .tiny import TINY_INVERT as TINY_SOURCE  # the source name recorded for / checked against styles in --tiny mode
 from .weights import REGISTRY
 
@@ -75,37 +78,43 @@ def output_names(styles: list[str]) -> list[str]:
     return names
 
 
-def _aligned_face(args: argparse.Namespace):
-    """The 256px encoder input (aligned, or the given crop with --no-align); fails fast on a bad photo."""
+def _aligned_face(args: argparse.Namespace, photo):
+    """The 256px encoder input (aligned, or the given crop with --no-align) of the decoded ``photo``."""
     try:
         aligner = FaceAligner.load() if args.align else None
     except AlignmentUnavailableError as exc:
         raise CliError(f"{exc} (or pass --no-align with an aligned face crop)") from exc
-    face = prepare_face(args.image, aligner, args.align)
+    face = prepare_face(photo, aligner, args.align)
     if "nada_soft_face" in face.info:
         print(f"warning: {SOFT_FACE_WARNING.format(px=face.info['nada_soft_face'])}", file=sys.stderr)
     return face
 
 
 def run_invert(args: argparse.Namespace) -> int:
-    """Align, load models, invert, then render and write each style; prints each written path."""
+    """Check everything first (the output folder, the photo, the generator and every style), then align, invert and
+    write: a bad style or photo fails before any alignment, inversion or output. Prints each written path."""
     styles = style_list(args.styles)
     names = output_names(styles)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"The output '{out}' exists and is not a folder.")
+    check_writable(out / "aligned.png", "output folder", create=False)
     asset = REGISTRY.get(str(args.source))
     if not args.tiny and asset is not None and not asset.faces:
         raise ValueError(f"Inversion needs a face generator; '{args.source}' is not one (use --source ffhq).")
+    photo = load_image(args.image)  # not an image: one-line error before anything heavy loads
     device = pick_device(args.device)
-    face = _aligned_face(args)  # no face / not an image: one-line error before anything heavy loads
     if args.tiny:
         encoder, latent_avg, generator = tiny_inversion_models(device=device)
         source_name = TINY_SOURCE
     else:
         generator = load_source(args.source, device)
-        encoder, latent_avg = load_e4e(args.e4e, device)
+        encoder, latent_avg = None, None
         source_name = str(args.source)
+    loaded = [load_any_style(style, generator, source_name) for style in styles]  # each checked against the source
+    face = _aligned_face(args, photo)  # no face: fails here, before e4e loads
+    if encoder is None:
+        encoder, latent_avg = load_e4e(args.e4e, device)
     inversion = invert(face, encoder, latent_avg, generator, align=False)
     del encoder  # ~1 GB: not needed for rendering the styles
     out.mkdir(parents=True, exist_ok=True)
@@ -115,8 +124,8 @@ def run_invert(args: argparse.Namespace) -> int:
     codes_path = out / "codes.pt"
     torch.save(inversion.codes.detach().to("cpu", torch.float32).contiguous(), codes_path)
     print(codes_path)
-    for style, name in zip(styles, names, strict=True):  # one styled copy in memory at a time
-        styled = apply_style_file(generator, style, strength=args.strength, source_name=source_name)
+    for style, name in zip(loaded, names, strict=True):  # one styled copy in memory at a time
+        styled = apply_style(generator, style, args.strength, check_source=False, source_name=source_name)
         path = out / f"{name}.png"
         render_codes(styled, inversion.codes).save(path)
         print(path)

@@ -14,7 +14,11 @@ computes something slightly different, because the key names cannot tell the two
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import io
 import os
+import pickle
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -24,6 +28,7 @@ from types import MappingProxyType
 import torch
 
 from . import weights
+from .weights import is_torchscript_archive
 
 DEFAULT_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # the paper's pair: what adaptation uses unless told otherwise
 
@@ -57,7 +62,7 @@ def load_clip(source: str | os.PathLike | Mapping[str, torch.Tensor],
 
     ``source``: ``"clip-vit-b32"`` / ``"clip-vit-b16"`` (or ``"ViT-B/32"`` / ``"ViT-B/16"``), fetched through
     :func:`nada.weights.fetch`; a local file (``open_clip_pytorch_model.bin``, a state-dict ``.pt``/``.pth``,
-    ``.safetensors``, or an OpenAI TorchScript ``.pt``, see :func:`read_clip_file`); or a state dict.
+    ``.safetensors``, or an OpenAI TorchScript ``.pt`` read as data, see :func:`read_clip_file`); or a state dict.
     Raises ``nada.weights.CheckpointError`` (a ``ValueError``) when the weights are not a CLIP.
     """
     if isinstance(source, Mapping):
@@ -80,36 +85,140 @@ def resolve_clip_source(source: str | os.PathLike) -> Path:
     return path
 
 
-def is_torchscript_archive(path: str | os.PathLike) -> bool:
-    """True for a TorchScript zip (OpenAI's original ``ViT-B-32.pt`` files are these)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names)
-
-
 def read_clip_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a CLIP checkpoint file, read on the CPU.
+    """The tensors of a CLIP checkpoint file, read on the CPU; nothing stored in the file runs.
 
     State-dict files go through :func:`nada.weights.load_state_dict_file` (safetensors, or ``torch.load`` with
-    ``weights_only=True``: no pickled code runs). ``torch.load`` refuses TorchScript archives in that mode, so
-    those are opened with ``torch.jit.load`` and only their ``state_dict()`` is kept. TorchScript is not Python
-    pickle, but it is still code stored in the file: load archives only from sources you trust, or convert them
-    once to a state dict (``torch.save(torch.jit.load(p, map_location="cpu").state_dict(), q)``).
+    ``weights_only=True``). TorchScript archives (OpenAI's original ``.pt`` files) hold code as well as weights:
+    they are never loaded with ``torch.jit.load``; :func:`read_torchscript_tensors` reads their tensors as data.
     """
     path = Path(path)
     if is_torchscript_archive(path):
-        try:
-            with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export
-                warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # a corrupt archive surfaces as various torch errors
-            raise weights.CheckpointError(
-                f"{path} looks like a TorchScript archive but could not be loaded "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}).") from exc
-        return dict(module.state_dict())
+        return read_torchscript_tensors(path)
     return weights.load_state_dict_file(path)
+
+
+# ------------------------------------------------------------------------------------ TorchScript as data
+# A TorchScript archive's ``data.pkl`` is a pickle of the module tree: each module an object of a ``__torch__.*``
+# class whose state is a dict of attributes (tensors, submodules, flags), each tensor rebuilt from a storage file
+# ``data/<key>`` beside it. The reader below allows only the few names such a pickle uses, builds every
+# ``__torch__`` object as an inert attribute holder (its scripted ``__setstate__``, if any, is code and never runs)
+# and refuses any other name, so a file that asks for Python code is an error, not an execution.
+_STORAGE_DTYPES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+                   "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+                   "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+                   "BoolStorage": torch.bool}
+_PASS_THROUGH = {"build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "restore_type_tag"}
+
+
+class _ScriptObject:
+    """Stands for a ``__torch__`` object: keeps the state it is given and does nothing else."""
+
+    def __init__(self, *args: object) -> None:
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageType:
+    """Stands for a ``torch.*Storage`` class: only its element type is used."""
+
+    dtype: torch.dtype
+
+
+def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: object) -> torch.Tensor:
+    """A tensor view of a storage (what ``torch._utils._rebuild_tensor_v2`` describes), checked to stay inside it."""
+    extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
+    if offset < 0 or extent > storage.numel() or any(s < 0 for s in stride):
+        raise weights.CheckpointError("a tensor in the TorchScript archive points outside its storage.")
+    return storage.as_strided(tuple(size), tuple(stride), offset).clone()
+
+
+def _pass_through(value: object, *_: object) -> object:
+    """What TorchScript's list builders and type tags amount to when read as data: the value itself."""
+    return value
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    """Unpickles a TorchScript ``data.pkl`` allowing data-building names only (see the comment above)."""
+
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, little_endian: bool) -> None:
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix, self.little_endian = archive, prefix, little_endian
+        self.storages: dict[str, torch.Tensor] = {}
+
+    def find_class(self, module: str, name: str) -> object:
+        if module == "__torch__" or module.startswith("__torch__."):
+            return _ScriptObject
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "torch.jit._pickle" and name in _PASS_THROUGH:
+            return _pass_through
+        raise pickle.UnpicklingError(f"GLOBAL {module}.{name}")
+
+    def persistent_load(self, pid: object) -> torch.Tensor:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType)):
+            raise pickle.UnpicklingError(f"unknown persistent id {str(pid)[:80]}")
+        dtype, key = pid[1].dtype, str(pid[2])
+        if key not in self.storages:
+            raw = bytearray(self.archive.read(f"{self.prefix}/data/{key}"))
+            flat = torch.frombuffer(raw, dtype=torch.uint8).view(dtype) if raw else torch.empty(0, dtype=dtype)
+            self.storages[key] = flat if self.little_endian else _byteswapped(flat)
+        return self.storages[key]
+
+
+def _byteswapped(flat: torch.Tensor) -> torch.Tensor:
+    """A big-endian storage in this machine's (little-endian) byte order."""
+    width = flat.element_size()
+    raw = flat.view(torch.uint8).reshape(-1, width).flip(1).contiguous()
+    return raw.view(flat.dtype).reshape(-1)
+
+
+def _flatten(obj: object, prefix: str, out: dict[str, torch.Tensor], depth: int = 0) -> None:
+    """``out[dotted.name] = tensor`` for every tensor attribute of a module tree (what ``state_dict()`` lists)."""
+    if depth > 64:
+        raise weights.CheckpointError("the TorchScript module tree is nested too deeply.")
+    state = obj.state if isinstance(obj, _ScriptObject) else obj
+    if not isinstance(state, dict):
+        return
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor):
+            out[prefix + str(name)] = value
+        elif isinstance(value, (_ScriptObject, dict)):
+            _flatten(value, f"{prefix}{name}.", out, depth + 1)
+
+
+def read_torchscript_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of a TorchScript archive by dotted name, read as data (``torch.jit.load`` and the
+    archive's code are never used); ``CheckpointError`` when the archive asks for anything but tensors."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+            if not pickles:
+                raise weights.CheckpointError(f"{path} is a TorchScript archive without data.pkl.")
+            prefix = pickles[0].split("/", 1)[0]
+            order = f"{prefix}/byteorder"
+            little = archive.read(order).strip() != b"big" if order in archive.namelist() else True
+            root = _TorchScriptUnpickler(archive.read(pickles[0]), archive, prefix, little).load()
+    except pickle.UnpicklingError as exc:
+        raise weights.CheckpointError(
+            f"{path} is a TorchScript archive that asks for more than tensors ({str(exc)[:120]}); nada never runs "
+            f"code stored in a file. {weights.ACCEPTED_FORMATS}") from None
+    except (zipfile.BadZipFile, KeyError, EOFError, ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise weights.CheckpointError(
+            f"{path} looks like a TorchScript archive but its tensors could not be read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}).") from exc
+    tensors: dict[str, torch.Tensor] = {}
+    _flatten(root, "", tensors)
+    return tensors
 
 
 def normalise_clip_state_dict(sd: Mapping[str, object], where: str = "state dict") -> dict[str, torch.Tensor]:

@@ -46,13 +46,26 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, background:
     return to_rgb(_upright(image), background=background)
 
 
-def _open(source: ImageSource, max_pixels: int, background: tuple[int, int, int]) -> Image.Image:
-    """Open a path, bytes or file object, check its header size, decode it, and return it upright in RGB."""
+def probe_image(source: str | os.PathLike | bytes | bytearray | BinaryIO, *, max_pixels: int = MAX_PIXELS
+                ) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding its pixels (milliseconds); ``ImageInputError``
+    when it is not an image Pillow can read or is over ``max_pixels``. Corrupt pixel data shows only when decoded."""
+    name, fp = _named_file(source)
+    image = _identify(fp, name)
+    try:
+        _check_size(image.size, max_pixels, name)
+        return image.size
+    finally:
+        image.close()
+
+
+def _named_file(source: ImageSource) -> tuple[str, object]:
+    """(how messages name it, what ``Image.open`` takes) for a path, bytes or file object; checks a path exists."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageInputError("The upload is empty (0 bytes); please choose an image file.")
-        name, fp = "The upload", io.BytesIO(bytes(source))
-    elif isinstance(source, (str, os.PathLike)):
+        return "The upload", io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         name = f"'{path.name}'"
         if not path.exists():
@@ -61,14 +74,17 @@ def _open(source: ImageSource, max_pixels: int, background: tuple[int, int, int]
             raise ImageInputError(f"{path} is not a file; please choose an image file.")
         if path.stat().st_size == 0:
             raise ImageInputError(f"{name} is empty (0 bytes); please choose an image file.")
-        fp = path
-    elif hasattr(source, "read"):
-        name, fp = "The upload", source
-    else:
-        raise ImageInputError(f"Cannot read an image from a {type(source).__name__}; "
-                              "give a file path, bytes, a PIL image or a numpy array.")
+        return name, path
+    if hasattr(source, "read"):
+        return "The upload", source
+    raise ImageInputError(f"Cannot read an image from a {type(source).__name__}; "
+                          "give a file path, bytes, a PIL image or a numpy array.")
+
+
+def _identify(fp: object, name: str) -> Image.Image:
+    """``Image.open`` (reads the header only), its failures as ``ImageInputError``."""
     try:
-        image = Image.open(fp)
+        return Image.open(fp)
     except Image.DecompressionBombError as exc:
         raise ImageInputError(f"{name} declares a gigantic size and was refused as a possible decompression bomb "
                               f"({exc}).") from exc
@@ -77,6 +93,12 @@ def _open(source: ImageSource, max_pixels: int, background: tuple[int, int, int]
                               "TIFF and GIF work).") from exc
     except _DECODE_ERRORS as exc:
         raise ImageInputError(f"{name} could not be opened as an image: {_short(exc)}.") from exc
+
+
+def _open(source: ImageSource, max_pixels: int, background: tuple[int, int, int]) -> Image.Image:
+    """Open a path, bytes or file object, check its header size, decode it, and return it upright in RGB."""
+    name, fp = _named_file(source)
+    image = _identify(fp, name)
     try:
         _check_size(image.size, max_pixels, name)
         _decode(image, name)

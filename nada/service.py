@@ -4,7 +4,8 @@
 turns bad input and known failures into a ``gr.Error`` whose message a person understands (:func:`user_errors`),
 so one user's mistake never stops the app. Each handler's parameters are named like the components that feed them
 and it returns (or streams) a named :class:`~nada.app_glue.Outputs` record whose fields are named like the components
-it updates; ``app.py`` wires both by name (:func:`~nada.app_glue.wire`).
+it updates; ``app.py`` wires both by name (:func:`~nada.app_glue.wire`). Each handler starts with the checks of
+:mod:`nada.app_inputs`, which the page also runs before the event (a refused value changes no output).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -25,7 +25,35 @@ import pandas as pd
 from PIL import Image
 
 from .align import SOFT_FACE_WARNING
-from .app_glue import KEEP, Outputs, bind, session_id, user_errors, wire
+from .app_glue import (
+    KEEP,
+    InputError,
+    Outputs,
+    bind,
+    photo_input,
+    session_id,
+    user_errors,
+    validator,
+    wire,
+)
+from .app_inputs import (
+    MAX_BATCH,
+    MAX_IMAGE_MB,
+    MAX_IMAGES,
+    MAX_STYLE_FILE_MB,
+    NO_STYLE,
+    SESSION_PREFIX,
+    adapt_config,
+    check_adapt,
+    check_generate,
+    check_invert,
+    check_upload,
+    max_steps,
+    own_names,
+    page_advice,
+    resolve_style,
+    style_source,
+)
 from .e4e import INPUT_SIZE as E4E_INPUT
 from .gpu_tasks import (
     StyleRef,
@@ -36,13 +64,11 @@ from .gpu_tasks import (
     style_file_step,
     train_style,
 )
-from .images import ImageInputError, load_image
+from .images import load_image
 from .model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
 from .sessions import SessionStyles, TrainingRuns
 from .styles import (
-    Style,
     StyleFileError,
-    StyleMismatchError,
     load_style,
     verify_source,
 )
@@ -50,11 +76,6 @@ from .train import RECIPES, AdaptConfig
 from .weights import REGISTRY
 from .zerogpu import gpu_mode, on_gpu
 
-NO_STYLE = "none"  # style dropdown value: the source generator alone
-SESSION_PREFIX = "session:"  # style dropdown values of this session's styles
-MAX_IMAGES = 8  # images per Generate click
-MAX_IMAGE_MB = 20  # photo uploads
-MAX_STYLE_FILE_MB = 400  # style uploads (a full 1024 px generator .pt is ~130 MB)
 STYLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 DISPLAY_MIN = 256  # small (tiny-mode) images are enlarged to this for display
 
@@ -123,17 +144,6 @@ def _display(img: Image.Image) -> Image.Image:
     return img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
 
 
-def _check_upload(path: str | os.PathLike, max_mb: float, what: str) -> Path:
-    """An uploaded file that exists and is under ``max_mb``; ``ValueError`` otherwise."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"The uploaded {what} could not be found on the server; please upload it again.")
-    size = p.stat().st_size
-    if size > max_mb * 2**20:
-        raise ValueError(f"The {what} is {size / 2**20:.0f} MB; the limit is {max_mb:.0f} MB.")
-    return p
-
-
 # ---------------------------------------------------------------------------------------------- page texts
 def header_markdown(store: ModelStore) -> str:
     """The page title, with the tiny-mode label when it applies."""
@@ -169,7 +179,7 @@ def style_choices(store: ModelStore, session: SessionStyles | None, with_none: b
     styles of generator ``source`` when given (the Invert tab lists those that fit its generator)."""
     out = [("None: the source generator alone", NO_STYLE)] if with_none else []
     for name, style in (session.styles.items() if session else []):
-        if source is not None and _style_source(store, style) != source:
+        if source is not None and style_source(store, style) != source:
             continue
         what = style.meta.get("target_text") or style.meta.get("imported_from") or ""
         out.append((f"{name} (this session{': ' + str(what) if what else ''})", SESSION_PREFIX + name))
@@ -182,32 +192,17 @@ def default_style(store: ModelStore) -> str:
     return choices[0][1] if store.tiny and choices else NO_STYLE
 
 
-def _style_source(store: ModelStore, style: Style) -> str:
-    """The generator a style is applied to: the one it records, else the default source."""
-    return style.source if store.is_source(style.source) else store.default_source()
-
-
 def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
     """Styles that fit the inversion generator (for the Invert tab's multi-select)."""
     return style_choices(store, session, with_none=False, source=store.invert_source())
 
 
-def resolve_style(store: ModelStore, session: SessionStyles | None, choice: str | None) -> StyleRef | None:
-    """Where the style chosen in a dropdown is (None: the source generator alone); no weights are read."""
-    if not choice or choice == NO_STYLE:
-        return None
-    if choice.startswith(SESSION_PREFIX):
-        name = choice[len(SESSION_PREFIX):]
-        if session is None or name not in session:
-            raise ValueError(f"The style '{name}' is no longer in this session (it may have been dropped to make "
-                             "room, or the page was reloaded). Train or upload it again.")
-        return StyleRef(name, _style_source(store, session.styles[name]), file=str(session.files[name]))
-    if choice not in store.published():
-        raise ValueError(f"Unknown style '{choice}'.")
-    asset = REGISTRY.get(choice)
-    if asset is not None:
-        gr.Info(f"Loading the published style '{asset.description or choice}' (downloaded once, ~130 MB)...")
-    return StyleRef(choice, store.published()[choice][1], published=choice)
+def _loading_notice(refs: list[StyleRef | None]) -> None:
+    """A toast for each published style, which may need a download first."""
+    for ref in refs:
+        asset = REGISTRY.get(ref.published) if ref is not None and ref.published else None
+        if asset is not None:
+            gr.Info(f"Loading the published style '{asset.description or ref.name}' (downloaded once, ~130 MB)...")
 
 
 @user_errors
@@ -217,18 +212,20 @@ def upload_style(store: ModelStore, session: SessionStyles, file: str | None, *,
     gpu = gpu or GpuCalls.direct(store)
     if not file:
         raise ValueError("Choose a style file to upload (.safetensors from nada, or a StyleGAN-NADA .pt).")
-    path = _check_upload(file, MAX_STYLE_FILE_MB, "style file")
-    suffix = path.suffix.lower()
-    if suffix not in STYLE_SUFFIXES:
-        raise StyleFileError(f"'{path.name}' is not a style file: upload a .safetensors style saved by nada, or a "
-                             "full StyleGAN2 generator .pt (e.g. a StyleGAN-NADA model).")
-    if suffix == ".safetensors":
-        style = load_style(path)
-        source = _style_source(store, style)
-        verify_source(style, store.generator(source), source, store.fingerprint(source))  # reads no weights
-    else:  # the weights must be compared: a GPU task
-        source = store.default_source()
-        style = gpu.import_pt(str(path), source, {"source": source, "imported_from": path.name})
+    with own_names(file):  # messages name the file as the person knows it, not by its server path
+        path = check_upload(file, MAX_STYLE_FILE_MB, "style file")
+        suffix = path.suffix.lower()
+        if suffix not in STYLE_SUFFIXES:
+            raise StyleFileError(f"'{path.name}' is not a style file: upload a .safetensors style saved by nada, or "
+                                 "a full StyleGAN2 generator .pt (e.g. a StyleGAN-NADA model).")
+        if suffix == ".safetensors":
+            style = load_style(path)
+            source = style_source(store, style)
+            verify_source(style, store.generator(source), source, store.fingerprint(source),  # reads no weights
+                          advice=page_advice(store))
+        else:  # the weights must be compared: a GPU task
+            source = store.default_source()
+            style = gpu.import_pt(str(path), source, {"source": source, "imported_from": path.name})
     try:
         name = session.unique_name(path.stem)
     except ValueError:  # a file name without a single usable character
@@ -247,39 +244,13 @@ def random_seed() -> int:
     return random.randint(0, 2**31 - 1)
 
 
-def _seed(value: Any) -> int:
-    try:
-        seed = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"The seed must be a whole number, got {value!r}.") from None
-    if not 0 <= seed < 2**32 or float(value) != seed:
-        raise ValueError(f"The seed must be a whole number from 0 to {2**32 - 1}, got {value!r}.")
-    return seed
-
-
-def _unit(value: Any, what: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number from 0 to 1, got {value!r}.") from None
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"{what} must be from 0 to 1, got {v}.")
-    return v
-
-
 @user_errors
 def generate(store: ModelStore, session: SessionStyles, style: str | None, seed: Any, truncation: Any,
              n_images: Any, strength: Any, *, gpu: GpuCalls | None = None) -> GenerateOutputs:
     """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style (a dropdown value)."""
     gpu = gpu or GpuCalls.direct(store)
-    seed, truncation, strength = _seed(seed), _unit(truncation, "Truncation"), _unit(strength, "Style strength")
-    try:
-        n = int(n_images)
-    except (TypeError, ValueError):
-        n = 0
-    if not 1 <= n <= MAX_IMAGES:
-        raise ValueError(f"Number of images must be from 1 to {MAX_IMAGES}, got {n}.")
-    ref = resolve_style(store, session, style)
+    ref, seed, truncation, n, strength = check_generate(store, session, style, seed, truncation, n_images, strength)
+    _loading_notice([ref])
     source = ref.source if ref else store.default_source()
     label = ref.name if ref else "source"
     seeds = [(seed + i) % 2**32 for i in range(n)]
@@ -315,18 +286,10 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: 
                  strength: Any, *, gpu: GpuCalls | None = None) -> InvertOutputs:
     """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values)."""
     gpu = gpu or GpuCalls.direct(store)
-    strength = _unit(strength, "Style strength")
-    if image is None or (isinstance(image, str) and not image):
-        raise ImageInputError("Upload a photo with a face first (or use the webcam, the clipboard or an example).")
-    if isinstance(image, (str, os.PathLike)):
-        image = _check_upload(image, MAX_IMAGE_MB, "photo")
-    photo = load_image(image)
-    source = store.invert_source()
-    refs = [resolve_style(store, session, c) for c in (styles or []) if c and c != NO_STYLE]
-    for ref in refs:
-        if ref.source != source:
-            raise StyleMismatchError(f"The style '{ref.name}' belongs to the '{ref.source}' generator; inversion "
-                                     f"works with the '{source}' face generator only.")
+    refs, strength = check_invert(store, session, image, styles, strength)
+    _loading_notice(refs)
+    with own_names(image if isinstance(image, (str, os.PathLike)) else None):
+        photo = load_image(image)  # decoded here, by nada's loader: its messages say what is wrong with the file
     face = store.aligner().align(photo, output_size=E4E_INPUT)  # on the CPU; no face: fails here, before the GPU
     if "nada_soft_face" in face.info:
         gr.Warning(SOFT_FACE_WARNING.format(px=face.info["nada_soft_face"]))
@@ -341,34 +304,6 @@ def invert_duration(args: dict) -> float:
 
 
 # -------------------------------------------------------------------------------------------------- adapt
-def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: Any, lambda_global: Any,
-                 lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
-                 target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
-                 clip_names: list[str] | None = None) -> AdaptConfig:
-    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe`` (validated; ``ValueError`` with a
-    readable message). ``layers_k`` 0 keeps the recipe's rows; ``probe`` off trains every convolution."""
-    if recipe not in RECIPES:
-        raise ValueError(f"Choose a recipe ({', '.join(RECIPES)}).")
-    try:
-        iters, k, batch = int(iterations), int(layers_k or 0), int(batch_size)
-        lams = [float(v) for v in (lambda_direction, lambda_global, lambda_id, lambda_l2)]
-        lr = float(lr)
-        mix = RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None else float(mixing)
-    except (TypeError, ValueError):
-        raise ValueError("Iterations, layers, batch size, learning rate, mixing and loss weights must be "
-                         "numbers.") from None
-    rows = {"layers_k": 0} if not probe else {"layers_k": min(k, n_latent) if k > 0 else
-                                              RECIPES[recipe].settings.get("layers_k")}
-    clips = {"clip_models": tuple(clip_names)} if clip_names else {}
-    config = AdaptConfig.from_recipe(
-        recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
-        iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
-        lambda_id=lams[2], lambda_l2=lams[3], seed=_seed(seed), mixing=mix, preview_every=max(1, iters // 10),
-        **rows, **clips)
-    config.validate(n_latent)
-    return config
-
-
 def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataFrame:
     """Bar-chart data: one bar per W+ row, its probe score, and whether the probe chose it this step."""
     if not scores:
@@ -418,14 +353,9 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     time limit (the style file is saved as training goes). The training itself is a GPU task; the session stays here,
     so a style uploaded meanwhile is kept."""
     gpu = gpu or GpuCalls.direct(store)
-    if not store.is_source(source):
-        raise ValueError(f"Choose a source generator (one of: {', '.join(n for _, n in store.source_choices())}).")
-    if not store.tiny and not clip_names:
-        raise ValueError("Choose at least one CLIP model in Advanced settings.")
-    n_rows = store.generator_rows(source)
-    config = adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
-                          batch_size, source_text, target_text, n_rows, recipe, mixing,
-                          clip_names)  # before any loading
+    config = check_adapt(store, session, source, source_text, target_text, iterations, layers_k, probe, clip_names,
+                         lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr, batch_size, recipe,
+                         mixing)  # before any output changes or any loading
     clips = list(config.clip_models)
     if gpu_mode() is not None:  # the worker is stopped at its granted duration: end cleanly a little before
         config = dataclasses.replace(config, time_limit_s=train_time_limit(config, clips))
@@ -570,5 +500,7 @@ __all__ = [  # bind, session_id, user_errors and wire (nada.app_glue), on_gpu (n
     "NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "STYLE_SUFFIXES",
     "user_errors", "bind", "on_gpu", "session_id", "header_markdown", "tab_notice", "style_choices", "default_style",
     "invert_choices", "resolve_style", "upload_style", "random_seed", "generate", "generate_duration", "invert_photo",
-    "invert_duration", "adapt_config", "adapt_stream", "adapt_duration", "stop_training",
+    "invert_duration", "adapt_config", "adapt_stream", "adapt_duration", "stop_training", "check_generate",
+    "check_invert", "check_adapt", "max_steps", "own_names", "page_advice", "InputError", "MAX_BATCH",
+    "photo_input", "validator",
 ]

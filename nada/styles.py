@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,13 +173,32 @@ def _make_style(source: Generator, tensors: dict[str, torch.Tensor], meta: dict 
 
 
 # ----------------------------------------------------------------------------------------------- save / load
+def current_umask() -> int:
+    """The process's file-creation mask: from ``/proc`` on Linux, else by setting it and putting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it into place (never a half file)."""
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it into place (never a half file). The file
+    gets the permissions any new file gets (``0o666`` less the umask), not the temp file's private ``0o600``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -246,9 +266,10 @@ def load_style(path: str | os.PathLike) -> Style:
 
 # ------------------------------------------------------------------------------------------------- applying
 def verify_source(style: Style, source: Generator, source_name: str | None = None,
-                  source_fingerprint: str | None = None) -> None:
+                  source_fingerprint: str | None = None, *, advice: str | None = None) -> None:
     """Raise StyleMismatchError unless ``source`` has the architecture and weights the style was trained from
-    (``source_fingerprint``: the source's fingerprint when already known, so its tensors need not be read)."""
+    (``source_fingerprint``: the source's fingerprint when already known, so its tensors need not be read).
+    ``advice`` ends the message (what to do); the default names the command line's ``--source`` flag."""
     cfg, fp = style.meta.get("generator_config"), style.meta.get("source_fingerprint")
     mine_cfg = source.config()
     arch_ok = _architecture(cfg) is not None and _architecture(cfg) == _architecture(mine_cfg)
@@ -259,7 +280,8 @@ def verify_source(style: Style, source: Generator, source_name: str | None = Non
     why = "another architecture" if not arch_ok else "other weights"
     raise StyleMismatchError(
         f"This style was trained on the source generator {_describe(style.source, fp, cfg)}, but the generator "
-        f"given is {mine} ({why}). Pick the style's source generator (--source {style.source or '...'}).")
+        f"given is {mine} ({why}). "
+        + (advice or f"Pick the style's source generator (--source {style.source or '...'})."))
 
 
 def apply_style(source: Generator, style: Style, strength: float = 1.0, check_source: bool = True,
@@ -303,7 +325,8 @@ def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) ->
 def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator, meta: dict | None = None,
                     source_fingerprint: str | None = None) -> Style:
     """A Style from a full generator checkpoint (``{"g_ema": ...}``, e.g. a published StyleGAN-NADA model, by
-    registry name or path): its tensors that differ from ``source``, which must have the same architecture."""
+    registry name or path): its tensors that differ from ``source``, which must have the same architecture and the
+    same mapping network (see :func:`_check_frozen_parts`)."""
     path = resolve(path_or_registry_name)  # registry name -> hub cache; else an existing file
     sd = generator_state_dict(load_state_dict_file(path), str(path))
     label = str(path_or_registry_name)
@@ -324,12 +347,33 @@ def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator,
         v = sd[key].detach().to("cpu", torch.float32)
         if not torch.equal(s_cpu, v):
             tensors[key] = v.clone()
+    _check_frozen_parts(tensors, src_sd, label)
     asset = REGISTRY.get(str(path_or_registry_name)) if isinstance(path_or_registry_name, str) else None
     base = {"source": asset.source if asset else None, "imported_from": str(path)}
     if asset is not None:
         base.update(published=f"{asset.repo_id}/{asset.filename}", description=asset.description, note=asset.note)
     full = {**base, **(meta or {})}
     return _make_style(source, tensors, full, source_fingerprint)
+
+
+FROZEN_PREFIXES = ("style.",)  # the mapping network: StyleGAN-NADA never trains it, so a style keeps it bit for bit
+
+
+def _check_frozen_parts(changed: dict[str, torch.Tensor], source_sd: dict[str, torch.Tensor], label: str) -> None:
+    """Refuse a full generator whose mapping network differs from the source's: it was not adapted from it.
+
+    Adaptation (the paper's, and :mod:`nada.train`) freezes the mapping network and, by default, the ToRGB layers.
+    Only the mapping network is checked: ToRGB layers may legitimately change (``AdaptConfig.train_to_rgb``, and
+    other fine-tuning tools train them), while no adapted copy ever changes a mapping weight, and a separately
+    trained generator of the same architecture never shares one bit for bit."""
+    frozen = [k for k in source_sd if k.startswith(FROZEN_PREFIXES)]
+    differ = [k for k in frozen if k in changed]
+    if differ:
+        raise StyleMismatchError(
+            f"'{label}' is not a style of this source generator: its mapping network ({len(differ)} of {len(frozen)} "
+            "style.* tensors) differs from the source's, and StyleGAN-NADA adaptation never changes the mapping "
+            "network. It is most likely a separately trained StyleGAN2 generator of the same size (another dataset, "
+            "or another checkpoint), not a style adapted from this source.")
 
 
 # -------------------------------------------------------------------------------------------- user names

@@ -15,6 +15,8 @@ import os
 import pickle
 import re
 import socket
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -210,29 +212,67 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
+ACCEPTED_FORMATS = ("Accepted: .safetensors files, or PyTorch files that hold only tensors and plain containers "
+                    "(dicts, lists, numbers, strings), such as torch.save(model.state_dict(), path) writes.")
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """True for a TorchScript zip (code and weights; OpenAI's original CLIP ``.pt`` files are these)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except OSError:
+        return False
+    return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names)
+
+
+def _refused_global(exc: BaseException) -> str:
+    """The Python name a refused pickle asked for (``posix.system``), read off torch's message; '' if none."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return m[1] if m else ""
+
+
 def load_state_dict_file(path: str | os.PathLike) -> dict:
-    """Load a ``.safetensors`` file or a torch checkpoint safely (``weights_only=True``), on the CPU."""
+    """Load a ``.safetensors`` file or a torch checkpoint safely (``weights_only=True``), on the CPU.
+
+    Only data is read: pickles that name Python code and TorchScript archives are refused (``CheckpointError``,
+    whose message never suggests ``weights_only=False``), and torch's loader warnings are not passed on."""
     path = Path(path)
+    if path.suffix != ".safetensors" and is_torchscript_archive(path):
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (code and weights), not a plain checkpoint; nada never runs code "
+            f"stored in a file. Convert it to a state dict where you trust it. {ACCEPTED_FORMATS}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file  # third-party, only .safetensors files need it
 
             return load_file(str(path), device="cpu")
         # argparse.Namespace is a plain attribute bag: rosinality and e4e training checkpoints keep their options in one
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's loader warnings speak of its internals, not the user's file
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global: pickled code or custom classes
+        name = _refused_global(exc)
         raise CheckpointError(
-            f"{path} is not a plain PyTorch checkpoint ({str(exc).splitlines()[0][:200]}). "
-            "Only tensors and plain containers are loaded from untrusted files.") from exc
+            f"{path} is not a plain PyTorch checkpoint: it refers to Python code or classes"
+            f"{f' ({name})' if name else ''}, and nada only reads data from files. {ACCEPTED_FORMATS}") from None
     except Exception as exc:  # zip/EOF/OS errors from truncated or non-torch files
         raise CheckpointError(
-            f"{path} could not be read as a checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"{path} could not be read as a checkpoint ({type(exc).__name__}: {_first_line(exc)}). "
             "The file may be truncated (an interrupted download: delete it and fetch again) or not a "
             "PyTorch/safetensors file.") from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a dict of tensors.")
     return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error, without any advice to load the file unsafely."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    first = lines[0][:200] if lines else ""
+    return "" if "weights_only" in first else first
 
 
 # --------------------------------------------------------------------------------------------- generators

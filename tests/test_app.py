@@ -15,7 +15,7 @@ from PIL import Image
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own pandas calls
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def test_adapt_streams_previews_and_its_style_feeds_generate(client):
     assert len(styled) == 2 and styled[1]["caption"] == "seed 1 · sketch"
     assert any(f.endswith("sketch.safetensors") for f in files)
     stranger = Client(client.src, verbose=False)  # another browser session does not see this style
-    with pytest.raises(AppError, match="not in the list of choices"):
+    with pytest.raises(ValidationError, match="style: The style 'sketch' is no longer in this session"):
         stranger.predict("session:sketch", 0, 0.7, 1, 1.0, api_name="/generate")
     stranger.close()
 
@@ -136,11 +136,13 @@ def test_invert_astronaut(client):
 
 
 def test_bad_inputs_come_back_as_messages(client, tmp_path):
+    """Bad values are refused by the inputs' check before the event runs (gradio_client: ValidationError naming the
+    input); failures only the run can find (no face, a corrupt file) come back as the handler's AppError."""
     bad_prompt = [*ADAPT_ARGS]
     bad_prompt[2] = "  "
-    with pytest.raises(AppError, match="target prompt is empty"):
+    with pytest.raises(ValidationError, match="target_text: The target prompt is empty"):
         client.predict(*bad_prompt, api_name="/adapt")
-    with pytest.raises(AppError, match="Upload a photo with a face"):
+    with pytest.raises(ValidationError, match="image: Upload a photo with a face"):
         client.predict(None, [], 1.0, api_name="/invert")
     blank = tmp_path / "wall.png"
     Image.new("RGB", (320, 240), (200, 190, 180)).save(blank)
@@ -152,11 +154,42 @@ def test_bad_inputs_come_back_as_messages(client, tmp_path):
         client.predict(handle_file(str(notes)), api_name="/upload_style")
     fake = tmp_path / "fake.safetensors"
     fake.write_bytes(b"garbage")
-    with pytest.raises(AppError, match="could not be read as a safetensors file"):
+    with pytest.raises(AppError, match="could not be read as a safetensors file") as err:
         client.predict(handle_file(str(fake)), api_name="/upload_style")
-    with pytest.raises(AppError, match="less than minimum value 0"):
+    assert str(err.value).startswith("'fake.safetensors' could not be read")  # its own name, no server path
+    with pytest.raises(ValidationError, match="seed: The seed must be a whole number from 0 to 4294967295, got -1"):
         client.predict("tiny-demo", -1, 0.7, 1, 1.0, api_name="/generate")
     assert client.predict("tiny-demo", 1, 0.7, 1, 1.0, api_name="/generate")[0]  # and the app still serves
+
+
+def test_wrong_numbers_are_refused_not_rounded_or_clamped(client):
+    with pytest.raises(ValidationError, match="seed: The seed must be a whole number .*got 1.5"):
+        client.predict("tiny-demo", 1.5, 0.7, 8, 1.0, api_name="/generate")  # was: seeds 2-9, silently
+    for index, value, message in [(12, 1000, "lr: The learning rate must be above 0 and at most 0.1"),
+                                  (12, 0, "lr: The learning rate must be above 0"),
+                                  (11, 0.5, "seed: The seed must be a whole number")]:
+        args = [*ADAPT_ARGS]
+        args[index] = value
+        with pytest.raises(ValidationError, match=message):
+            client.predict(*args, api_name="/adapt")
+
+
+def test_invert_decodes_uploads_itself_and_names_them_by_their_own_names(client, tmp_path):
+    """Gradio's own decoding answered these with a bare "Error"; nada's loader says what is wrong."""
+    renamed = tmp_path / "selfie.jpg"
+    renamed.write_text("a text file renamed to .jpg\n" * 20)
+    with pytest.raises(ValidationError, match="image: 'selfie.jpg' is not an image Pillow can read") as err:
+        client.predict(handle_file(str(renamed)), [], 1.0, api_name="/invert")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (15000, 15000)).save(huge)  # 225 megapixels, a few kB on disk
+    with pytest.raises(ValidationError, match="image: 'huge.png' declares a gigantic size") as err2:
+        client.predict(handle_file(str(huge)), [], 1.0, api_name="/invert")
+    half = tmp_path / "cut.jpg"  # an interrupted upload: the header reads, the pixels do not
+    half.write_bytes(ASTRONAUT.read_bytes()[:4000])
+    with pytest.raises(AppError, match="'cut.jpg' is corrupt or truncated") as err3:
+        client.predict(handle_file(str(half)), [], 1.0, api_name="/invert")
+    for e in (err, err2, err3):
+        assert "/tmp" not in str(e.value) and "gradio" not in str(e.value)
 
 
 def test_stop_keeps_the_style_and_a_shared_file_works_elsewhere(served, client):

@@ -76,3 +76,50 @@ def test_generate_in_the_browser(browser, url, tmp_path):
             shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
     finally:
         page.close()
+
+
+def _error_marks(page) -> list[str]:
+    """The ids of the blocks showing Gradio's "Error" mark (its status tracker on a component whose event failed)."""
+    return page.evaluate("""() => [...document.querySelectorAll('.error')]
+        .filter(e => e.textContent.trim() === 'Error' && e.offsetParent !== null && !e.closest('.toast-body'))
+        .filter(e => !e.classList.contains('toast-title'))
+        .map(e => (e.closest('[id]') || {}).id || '?')""")
+
+
+def test_errors_leave_other_outputs_and_tabs_untouched(browser, url, tmp_path):
+    """A refused input shows its message on the input and changes nothing else; a failed run marks only its tab's
+    status line (before: "Error" over every output the handler lists, the other tabs' style pickers included)."""
+    from PIL import Image
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+        page.get_by_text("TINY MODE").first.wait_for(timeout=60_000)
+        page.get_by_label("Target text").fill("Photo")  # the same as the source text: refused before the run
+        page.get_by_role("button", name="Train", exact=True).click()
+        page.get_by_text("The source and target prompts are the same").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert _error_marks(page) == []
+        assert page.get_by_text("Press Train to start.").is_visible()  # the status line is as it was
+
+        page.get_by_role("tab", name="Invert").click()
+        photo = page.locator("#invert-photo input[type=file]")
+        photo.set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)  # the upload shows in the page
+        page.get_by_role("button", name="Invert", exact=True).click()
+        aligned = page.locator("#invert-aligned img")
+        aligned.wait_for(state="visible", timeout=60_000)  # an earlier result
+        blank = tmp_path / "wall.png"
+        Image.new("RGB", (320, 240), (200, 190, 180)).save(blank)
+        photo.set_input_files(str(blank))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Invert", exact=True).click()
+        page.get_by_text("No face was found").first.wait_for(timeout=60_000)  # the toast
+        page.wait_for_timeout(1500)
+        assert _error_marks(page) == ["invert-status"]  # not the aligned face, reconstruction, gallery or pickers
+        assert aligned.is_visible()  # the earlier result is still shown
+        page.get_by_role("tab", name="Generate").click()
+        page.wait_for_timeout(500)
+        assert _error_marks(page) == []
+    finally:
+        page.close()

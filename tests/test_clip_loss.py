@@ -7,7 +7,10 @@ a tiny random CLIP); the loader tests prove the open_clip / OpenAI key mapping w
 from __future__ import annotations
 
 import io
+import os
+import pickle
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ import torch
 clip = pytest.importorskip("clip")
 
 from nada import clip_loss as cl  # noqa: E402
-from nada.clip_models import build_clip, is_torchscript_archive, load_clip  # noqa: E402
+from nada.clip_models import build_clip, is_torchscript_archive, load_clip, read_clip_file  # noqa: E402
 from nada.templates import IMAGENET_TEMPLATES  # noqa: E402
 from nada.weights import CheckpointError, WeightsUnavailableError  # noqa: E402
 
@@ -368,6 +371,46 @@ def test_load_clip_from_state_dict_and_files(tmp_path):
     traced.save(str(jit_path))
     assert is_torchscript_archive(jit_path)
     _assert_same_clip(load_clip(jit_path), ref, 32, atol=0)
+
+
+def _no_jit_load(*args, **kwargs):
+    raise AssertionError("torch.jit.load runs code stored in the file; it must never be called")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+def test_torchscript_clip_is_read_as_data_and_code_in_it_never_runs(tmp_path, monkeypatch):
+    ref = _random_clip(4)
+    traced = torch.jit.trace_module(ref, {"encode_image": torch.randn(1, 3, 32, 32),
+                                          "encode_text": clip.tokenize(["a photo"])}, check_trace=False)
+    jit_path = tmp_path / "ViT-B-32.pt"
+    traced.save(str(jit_path))
+    monkeypatch.setattr(torch.jit, "load", _no_jit_load)
+    sd = read_clip_file(jit_path)
+    expected = ref.state_dict()
+    assert sorted(sd) == sorted(expected)
+    assert all(torch.equal(sd[k], v) for k, v in expected.items())
+    _assert_same_clip(load_clip(jit_path), ref, 32, atol=0)
+    # The same archive with a data.pkl that asks for a Python function: refused, and the function never runs.
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil_path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(jit_path) as src, zipfile.ZipFile(evil_path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, pickle.dumps(Evil(), protocol=2) if item.filename.endswith("/data.pkl") else data)
+    with pytest.raises(CheckpointError, match="asks for more than tensors.*never runs code") as err:
+        load_clip(evil_path)
+    assert "weights_only=False" not in str(err.value) and not marker.exists()
+    # A TorchScript file given where a plain checkpoint is expected (a generator, an e4e file): refused, no hint.
+    from nada.weights import load_state_dict_file
+
+    with pytest.raises(CheckpointError, match="TorchScript archive.*never runs code.*Accepted: .safetensors") as err:
+        load_state_dict_file(jit_path)
+    assert "weights_only" not in str(err.value)
 
 
 def test_load_clip_registry_name_from_hub_cache(hub_cache):

@@ -124,7 +124,8 @@ def test_generate_strength_zero_is_the_source_and_no_style_is_source_only(store,
 
 @pytest.mark.parametrize("args, message", [
     (("tiny-demo", -1, 0.7, 1, 1.0), "seed must be a whole number"),
-    (("tiny-demo", 1.5, 0.7, 1, 1.0), "seed must be a whole number"),
+    (("tiny-demo", 1.5, 0.7, 1, 1.0), "seed must be a whole number from 0 to 4294967295, got 1.5"),
+    (("tiny-demo", 2**32, 0.7, 1, 1.0), "seed must be a whole number from 0 to 4294967295"),
     (("tiny-demo", 0, 1.5, 1, 1.0), "Truncation must be from 0 to 1"),
     (("tiny-demo", 0, 0.7, 0, 1.0), "Number of images must be from 1 to 8"),
     (("tiny-demo", 0, 0.7, 1, -0.1), "Style strength must be from 0 to 1"),
@@ -176,18 +177,34 @@ def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
     assert not runs.stop("local")  # nothing left to stop
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"target_text": ""}, "target prompt is empty"),
-    ({"target_text": "photo"}, "are the same"),
-    ({"iterations": 0}, "Iterations must be at least 1"),
-    ({"lambda_direction": 0.0}, "At least one CLIP loss"),
-    ({"source": "ffhq"}, "Choose a source generator"),
-    ({"lr": "fast"}, "must be numbers"),
-])
-def test_adapt_bad_input_is_a_readable_error(store, session, over, message):
+ADAPT_REFUSALS = [  # (values, the input the message belongs to, the message)
+    ({"target_text": ""}, "target_text", "target prompt is empty"),
+    ({"target_text": "photo"}, "target_text", "are the same"),
+    ({"source_text": " "}, "source_text", "source prompt is empty"),
+    ({"iterations": 0}, "iterations", r"Training steps must be a whole number from 1 to 100000, got 0\."),
+    ({"iterations": 100_001}, "iterations", "from 1 to 100000, got 100001"),  # refused, not clamped
+    ({"iterations": 2.5}, "iterations", "whole number from 1 to 100000, got 2.5"),
+    ({"lambda_direction": 0.0}, "lambda_direction", "At least one CLIP loss"),
+    ({"lambda_l2": -1}, "lambda_l2", "loss weight must be from 0 to 2"),
+    ({"source": "ffhq"}, "source", "Choose a source generator"),
+    ({"lr": "fast"}, "lr", "learning rate must be a number above 0 and at most 0.1"),
+    ({"lr": 1000}, "lr", "learning rate must be above 0 and at most 0.1 .*got 1000"),
+    ({"lr": 0}, "lr", "learning rate must be above 0"),
+    ({"seed": 1.5}, "seed", "seed must be a whole number from 0 to 4294967295, got 1.5"),
+    ({"seed": -1}, "seed", "seed must be a whole number"),
+    ({"layers_k": 9}, "layers_k", r"W\+ rows trained per step must be a whole number from 0 to 8, got 9"),  # no clamp
+    ({"batch_size": 0}, "batch_size", "Batch size must be a whole number from 1 to 8"),
+]
+
+
+@pytest.mark.parametrize("over, field, message", ADAPT_REFUSALS)
+def test_adapt_bad_input_is_a_readable_error(store, session, over, field, message):
     with pytest.raises(gr.Error, match=message):
         run_adapt(store, TrainingRuns(), session, **over)
     assert len(session) == 0
+    with pytest.raises(service.InputError, match=message) as err:  # what the page's validator shows on the input
+        service.check_adapt(store, session, **adapt_args(**over))
+    assert err.value.field == field
 
 
 def test_adapt_refuses_while_another_run_trains(store, session):
@@ -332,3 +349,88 @@ def test_offline_real_mode_names_missing_weights(hub_cache, session):
     with pytest.raises(gr.Error, match="Weights 'ffhq'.*not cached"):
         service.generate(real, session, service.NO_STYLE, 0, 0.7, 1, 1.0)
     assert real.loaded() == []  # the failure is not cached: a later call retries
+
+
+# ------------------------------------------------------------------------------- issue 15: the error paths
+def test_upload_errors_name_the_file_and_what_to_pick_in_the_page(store, session, tmp_path):
+    """Messages name an upload by its own name (never the server's temp path) and say what to do in the page."""
+    upload_dir = tmp_path / "gradio" / "0123abcd"  # where Gradio keeps an upload
+    upload_dir.mkdir(parents=True)
+    other, adapted = tiny_generator(seed=5), tiny_generator(seed=6)
+    foreign = save_style(style_from_generators(other, adapted, {"source": "tiny"}), upload_dir / "other.safetensors")
+    fake = upload_dir / "fake.safetensors"
+    fake.write_bytes(b"not really")
+    unrelated = upload_dir / "unrelated.pt"
+    torch.save({"g_ema": tiny_generator(seed=7).state_dict()}, unrelated)
+    for path, message in [(foreign, "This style was trained on the source generator 'tiny'"),
+                          (fake, "'fake.safetensors' could not be read as a safetensors file"),
+                          (unrelated, "'unrelated.pt' is not a style of this source generator: its mapping network")]:
+        with pytest.raises(gr.Error, match=message) as err:
+            service.upload_style(store, session, str(path))
+        text = str(err.value.message)
+        assert str(tmp_path) not in text and "0123abcd" not in text, text
+        assert "--source" not in text  # no command-line flags in the page
+    with pytest.raises(gr.Error, match="pick the source generator in the Adapt tab") as err:
+        service.upload_style(store, session, str(foreign))
+    assert "this page offers 'Tiny random generator" in err.value.message
+    assert len(session) == 0
+
+
+def test_input_checks_name_the_input_and_read_no_weights(store, session, tmp_path):
+    fresh = ModelStore(tiny=True)
+    renamed = tmp_path / "selfie.jpg"
+    renamed.write_text("text, not a photo")
+    for check, args, field, message in [
+            (service.check_generate, ("tiny-demo", 1.5, 0.7, 8, 1.0), "seed", "got 1.5"),
+            (service.check_generate, ("session:gone", 0, 0.7, 1, 1.0), "style", "no longer in this session"),
+            (service.check_generate, ("tiny-demo", 0, 0.7, 2.5, 1.0), "n_images", "whole number from 1 to 8"),
+            (service.check_invert, (None, [], 1.0), "image", "Upload a photo"),
+            (service.check_invert, (str(renamed), [], 1.0), "image", "'selfie.jpg' is not an image"),
+            (service.check_invert, (str(renamed.with_name("gone.jpg")), [], 1.0), "image", "could not be found"),
+            (service.check_invert, (str(ASTRONAUT), ["tiny-demo"], 1.0), "styles", "belongs to the 'tiny' generator"),
+            (service.check_invert, (str(ASTRONAUT), [], 2.0), "strength", "Style strength must be from 0 to 1")]:
+        with pytest.raises(service.InputError, match=message) as err:
+            check(fresh, session, *args)
+        assert err.value.field == field and str(tmp_path) not in str(err.value)
+    assert fresh.loaded() == []  # cheap enough to run before every event
+    ref, seed, truncation, n, strength = service.check_generate(fresh, session, "tiny-demo", 3.0, 0.5, 2, 1)
+    assert (ref.name, seed, truncation, n, strength) == ("tiny-demo", 3, 0.5, 2, 1.0) and type(seed) is int
+
+
+def test_validator_puts_the_message_on_the_input_it_names(store, session):
+    validate = service.validator(service.bind(service.check_generate, store))
+    verdicts = validate(session, "tiny-demo", 1.5, 0.7, 1, 1.0)
+    assert [v["is_valid"] for v in verdicts] == [True, True, False, True, True, True]
+    assert "got 1.5" in verdicts[2]["message"] and all(v["__type__"] == "validate" for v in verdicts)
+    assert all(v["is_valid"] for v in validate(session, "tiny-demo", 2, 0.7, 1, 1.0))
+    with pytest.raises(ValueError, match="takes"):  # a check must take exactly the handler's inputs
+        service.wire(lambda *a, **k: None, service.bind(service.generate, store), {}, None,
+                     check=service.bind(service.check_invert, store))
+
+
+def test_a_webcam_or_pasted_photo_as_a_data_url_reaches_the_handler_as_bytes(store, session):
+    import base64
+    import io
+
+    from gradio.data_classes import ImageData
+
+    buf = io.BytesIO()
+    Image.open(ASTRONAUT).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    photo = service.photo_input()
+    data = photo.preprocess(ImageData(url=url))
+    assert data == buf.getvalue()
+    assert photo.get_block_name() == "image"  # the page shows the ordinary image input
+    assert not (Path(service.__file__).parent / "app_glue.pyi").exists()  # no stub written beside the module
+    assert photo.preprocess(ImageData(path=str(ASTRONAUT))) == str(ASTRONAUT)  # an upload: its path, not decoded
+    out = service.invert_photo(store, session, data, [], 1.0)
+    assert out.aligned.size == (256, 256)
+
+
+def test_real_models_refuse_a_run_longer_than_the_app_allows(hub_cache, session):
+    real = ModelStore(tiny=False, device="cpu")
+    args = adapt_args(source="ffhq", clip_names=["clip-vit-b32"])
+    assert service.check_adapt(real, session, **{**args, "iterations": 1000}).iterations == 1000
+    with pytest.raises(service.InputError, match="Training steps must be a whole number from 1 to 1000, got 5000"):
+        service.check_adapt(real, session, **{**args, "iterations": 5000})  # the page's box used to clamp it
+    assert real.loaded() == []

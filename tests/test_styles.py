@@ -415,3 +415,49 @@ def test_list_saved_styles(hub_cache, style):
     (styles_dir() / "Bad Name.safetensors").write_bytes(b"")
     assert list_saved_styles() == ["anime", "evil", "zombie"]
     assert not (hub_cache / "evil.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------------- issue 15: wrong answers
+def test_import_refuses_an_unrelated_generator_of_the_same_architecture(tmp_path, tiny_generator):
+    """A separately trained generator has its own mapping network, which adaptation never changes: refused."""
+    path = tmp_path / "unrelated.pt"
+    torch.save({"g_ema": make_tiny_generator(seed=5).state_dict()}, path)
+    with pytest.raises(StyleMismatchError, match=r"mapping network \(\d+ of \d+ style\.\* tensors\) differs") as err:
+        import_style_pt(path, tiny_generator)
+    assert "separately trained StyleGAN2 generator" in str(err.value) and "--source" not in str(err.value)
+    # One mapping weight changed by one float step is enough; ToRGB and convolution changes alone are a style.
+    nudged = _adapt(tiny_generator)
+    with torch.no_grad():
+        w = nudged.state_dict()["style.1.weight"]
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(1e9))
+    torch.save({"g_ema": nudged.state_dict()}, path)
+    with pytest.raises(StyleMismatchError, match="mapping network"):
+        import_style_pt(path, tiny_generator)
+    rgb = _adapt(tiny_generator, keys=("to_rgbs.1.conv.weight", "to_rgb1.conv.weight", "convs.0.conv.weight"))
+    torch.save({"g_ema": rgb.state_dict()}, path)
+    assert set(import_style_pt(path, tiny_generator).tensors) == {"to_rgbs.1.conv.weight", "to_rgb1.conv.weight",
+                                                                 "convs.0.conv.weight"}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_style_files_follow_the_umask(tmp_path, style, tiny_generator, umask):
+    old = os.umask(umask)
+    try:
+        saved = save_style(style, tmp_path / "s.safetensors")
+        exported = export_style_pt(tiny_generator, style, tmp_path / "s.pt")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what any other output gets
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert plain.stat().st_mode & 0o777 == expected
+    assert saved.stat().st_mode & 0o777 == expected and exported.stat().st_mode & 0o777 == expected
+
+
+def test_verify_source_advice_replaces_the_command_line_hint(style):
+    other = make_tiny_generator(seed=9)
+    with pytest.raises(StyleMismatchError, match=r"--source ffhq"):
+        styles.verify_source(style, other, "tiny")
+    with pytest.raises(StyleMismatchError) as err:
+        styles.verify_source(style, other, "tiny", advice="Pick another style in the list.")
+    assert str(err.value).endswith("Pick another style in the list.") and "--source" not in str(err.value)

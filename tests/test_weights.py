@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import time
 
 import pytest
 import torch
 
 from nada import weights
-from nada.weights import CheckpointError, WeightsUnavailableError, load_generator
+from nada.weights import CheckpointError, WeightsUnavailableError, load_generator, load_state_dict_file
 
 from .helpers import make_tiny_generator, put_in_hub_cache
 
@@ -121,3 +122,20 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"g_ema": Evil()}, path)
     with pytest.raises(CheckpointError, match="plain PyTorch checkpoint|could not be read"):
         load_generator(path)
+
+
+def test_refused_pickle_never_suggests_loading_it_unsafely(tmp_path, recwarn):
+    class Evil:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": Evil()}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_state_dict_file(path)
+    message = str(err.value)
+    assert "is not a plain PyTorch checkpoint" in message and "getcwd" in message  # what it asked for
+    assert "Accepted: .safetensors files, or PyTorch files that hold only tensors" in message
+    assert "weights_only" not in message and "trusted source" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # torch's advice is not chained either
+    assert not [w for w in recwarn.list if "torch" in str(w.filename)]  # torch's loader warnings stay inside
