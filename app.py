@@ -55,6 +55,13 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
         ui.target_text = gr.Textbox("", label="Target text", placeholder="e.g. Witcher",
                                     info="the domain to move to")
     gr.Examples(EXAMPLE_PROMPTS, [ui.source_text, ui.target_text], label="Prompt ideas")
+    with gr.Accordion("Target pictures (optional): adapt towards a style shown instead of named", open=False):
+        with gr.Row():
+            ui.target_pictures = gr.File(file_count="multiple", file_types=["image"], label="1 to 16 pictures",
+                                         elem_id="target-pictures")
+            ui.target_thumbnails = gr.Gallery(label="Target pictures", columns=4, height=160, interactive=False)
+        gr.Markdown("With pictures the target text is optional; with both, the text and picture directions are "
+                    "averaged. The style records the pictures' hashes, not the pictures.")
     paper = AdaptConfig.from_recipe("paper")
     ui.recipe = gr.Radio([(r.description, name) for name, r in RECIPES.items()], value="paper", label="Recipe")
     steps = 8 if store.tiny else service.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
@@ -179,6 +186,8 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
                      api_name="adapt", concurrency_limit=1, concurrency_id="train")
         for control in (ad.iterations, ad.probe, ad.clip_names, ad.layers_k, ad.recipe):
             service.wire(control.change, service.run_cost, ad_names, "cost", api_name=False, queue=False)
+        service.wire(ad.target_pictures.change, service.picture_thumbnails, ad_names, "target_thumbnails",
+                     api_name=False)
         service.wire(ad.recipe.change, service.recipe_settings, ad_names, service.RecipeOutputs, api_name=False,
                      queue=False)
         service.wire(ad.stop.click, service.bind(service.stop_training, runs), ad_names, "status", api_name="stop",

@@ -20,12 +20,13 @@ import gradio as gr
 
 from . import limits
 from .app_glue import InputError, to_user_error
-from .clip_loss import check_prompts
+from .clip_loss import check_prompts, clean_prompt
 from .gpu_tasks import StyleRef
-from .images import probe_image
+from .images import ImageInputError, probe_image
 from .model_store import ModelStore
 from .sessions import SessionStyles
 from .styles import Style
+from .target_images import load_target_images
 from .train import RECIPES, AdaptConfig
 
 NO_STYLE = "none"  # style dropdown value: the source generator alone
@@ -169,10 +170,11 @@ def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, s
 def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: Any, lambda_global: Any,
                  lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
                  target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
-                 clip_names: list[str] | None = None, max_iterations: int = limits.MAX_ITERATIONS) -> AdaptConfig:
+                 clip_names: list[str] | None = None, max_iterations: int = limits.MAX_ITERATIONS,
+                 target_pictures: list[Any] | None = None) -> AdaptConfig:
     """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe``, every value checked (an
     :class:`InputError` naming the input; nothing is clamped or rounded). ``layers_k`` 0 keeps the recipe's rows;
-    ``probe`` off trains every convolution."""
+    ``probe`` off trains every convolution. ``target_pictures`` (uploaded files): image-guided, the text optional."""
     if recipe not in RECIPES:
         raise InputError("recipe", f"Choose a recipe ({', '.join(RECIPES)}).")
     iters = _field("iterations", lambda: limits.iterations(iterations, max_iterations))
@@ -185,8 +187,18 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
         raise InputError("lambda_direction", "At least one CLIP loss (directional or global weight) must be on.")
     lr = _field("lr", lambda: limits.learning_rate(lr))
     mix = RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None else _unit(mixing, "Style mixing", "mixing")
+    pictures: tuple = ()
+    if target_pictures:  # decoded and checked here, before any model loads
+        files = [getattr(f, "name", f) for f in target_pictures]  # gr.File gives paths (or objects with .name)
+        try:
+            pictures = tuple(load_target_images(files))
+        except ImageInputError as exc:  # named by their own names, never the server's temp paths
+            raise InputError("target_pictures", _hide_paths(str(exc), [Path(f) for f in files])) from None
     try:
-        check_prompts(str(source_text or ""), str(target_text or ""))
+        if pictures and not str(target_text or "").strip():
+            clean_prompt(str(source_text or ""), "source prompt")  # the pictures name the target
+        else:
+            check_prompts(str(source_text or ""), str(target_text or ""))
     except ValueError as exc:
         raise InputError("source_text" if "source prompt" in str(exc) else "target_text", str(exc)) from None
     rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else RECIPES[recipe].settings.get("layers_k")}
@@ -195,7 +207,7 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
         recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
         iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
         lambda_id=lams[2], lambda_l2=lams[3], seed=_seed(seed), mixing=mix, preview_every=max(1, iters // 10),
-        **rows, **clips)
+        target_images=pictures, **rows, **clips)
     _field("target_text", lambda: config.validate(n_latent))  # anything the checks above missed
     return config
 
@@ -209,7 +221,7 @@ def max_steps(store: ModelStore) -> int:
 def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, source_text: str, target_text: str,
                 iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None, lambda_direction: Any,
                 lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any,
-                recipe: str = "paper", mixing: Any = None) -> AdaptConfig:
+                recipe: str = "paper", mixing: Any = None, target_pictures: list[Any] | None = None) -> AdaptConfig:
     """The training settings of the Adapt tab's values (:func:`adapt_config`), or an :class:`InputError` naming the
     input. Cheap: reads no weights (the page runs it before the event)."""
     if not store.is_source(source):
@@ -219,7 +231,7 @@ def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, s
         raise InputError("clip_names", "Choose at least one CLIP model in Advanced settings.")
     return adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
                         batch_size, source_text, target_text, store.generator_rows(source), recipe, mixing,
-                        clip_names, max_iterations=max_steps(store))
+                        clip_names, max_iterations=max_steps(store), target_pictures=target_pictures)
 
 
 __all__ = ["NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_BATCH", "MAX_LOSS_WEIGHT", "MAX_IMAGE_MB",

@@ -18,6 +18,7 @@ from .devices import pick_device
 from .id_loss import load_id_loss
 from .sources import load_source
 from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path, styles_dir
+from .target_images import load_target_images
 from .tiny import TINY_NAME, tiny_clip
 from .train import RECIPES, AdaptConfig, adapt
 from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
@@ -39,7 +40,8 @@ def _rows(text: str) -> int | float:
 
 _TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float,  # fields whose default is None
           "lr": learning_rate, "iterations": iterations, "seed": seed}  # range-checked
-_NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models"}  # given by their own arguments
+# given by their own arguments
+_NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models", "target_images"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "below overrides the recipe's value.")
     p.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
     p.add_argument("--from", dest="source_text", required=True, metavar="TEXT", help='source text, e.g. "Photo"')
-    p.add_argument("--to", dest="target_text", required=True, metavar="TEXT", help='target text, e.g. "Witcher"')
+    p.add_argument("--to", dest="target_text", default="", metavar="TEXT",
+                   help='target text, e.g. "Witcher" (optional with --to-images)')
+    p.add_argument("--to-images", dest="target_images", nargs="+", default=(), metavar="PICTURE",
+                   help="image-guided: 1-16 target pictures (a painting, frames of a cartoon); with --to as well, "
+                        "the text and picture directions are averaged")
     p.add_argument("--recipe", default="paper", choices=list(RECIPES),
                    help="; ".join(f"{n}: {r.description}" for n, r in RECIPES.items()) + " (default: paper)")
     defaults = AdaptConfig()
@@ -84,8 +90,12 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
              if f.name not in _NOT_FLAGS and hasattr(args, f.name)}
     clips = {"clip_models": tuple(n.strip() for n in args.clip_models.split(",") if n.strip())} \
         if args.clip_models else {}
+    if not args.target_text and not args.target_images:
+        raise ValueError("Say what to adapt to: --to TEXT, or --to-images PICTURE ... (or both).")
+    pictures = tuple(load_target_images(args.target_images)) if args.target_images else ()  # checked before loading
     return AdaptConfig.from_recipe(args.recipe, source_text=args.source_text, target_text=args.target_text,
-                                   preview_seeds=tuple(parse_seeds(args.preview_seeds)), **given, **clips)
+                                   preview_seeds=tuple(parse_seeds(args.preview_seeds)), target_images=pictures,
+                                   **given, **clips)
 
 
 def load_models(args: argparse.Namespace, config: AdaptConfig, device):
@@ -168,7 +178,7 @@ def run_adapt(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     config.validate()
-    out = Path(args.out) if args.out else style_path(safe_style_name(config.target_text))
+    out = Path(args.out) if args.out else style_path(safe_style_name(config.target_text or "image-style"))
     if out.suffix != ".safetensors":
         raise ValueError(f"The style file must end in .safetensors, got '{out}'.")
     check_writable(out, "style file")
@@ -203,8 +213,10 @@ def run_adapt(args: argparse.Namespace) -> int:
     if last is None or last.generator is None or last.step == 0:
         print("error: stopped before the first step finished; nothing to save", file=sys.stderr)
         return code if interrupted or sigterm.received else 1
+    mode = "text+image" if config.target_images and config.target_text else \
+        "image" if config.target_images else "text"
     meta = {"source": source_name, "source_text": config.source_text, "target_text": config.target_text,
-            "config": config.to_dict(), "layers": last.layers, "steps": last.step}
+            "mode": mode, "config": config.to_dict(), "layers": last.layers, "steps": last.step}
     style = style_from_generators(generator, last.generator, meta)
     saved, failure = save_with_fallback(style, out)
     print(saved)

@@ -313,6 +313,11 @@ def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataF
                          "trains": ["trained" if i in chosen else "frozen" for i in range(len(scores))]})
 
 
+def picture_thumbnails(target_pictures: list | None) -> list:
+    """The uploaded target pictures, shown small under the upload (their files; decoding is checked at Train)."""
+    return [getattr(f, "name", f) for f in (target_pictures or [])]
+
+
 def recipe_settings(recipe: str) -> RecipeOutputs:
     """The Advanced settings a recipe choice sets (rows, probing, CLIP models, mixing, steps)."""
     if recipe not in RECIPES:
@@ -346,8 +351,9 @@ def _fmt_s(seconds: float) -> str:
 def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, source: str, source_text: str,
                  target_text: str, iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None,
                  lambda_direction: Any, lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any,
-                 batch_size: Any, recipe: str = "paper", mixing: Any = None, request: gr.Request | None = None,
-                 min_interval_s: float = 0.25, *, gpu: GpuCalls | None = None) -> Iterator[AdaptOutputs]:
+                 batch_size: Any, recipe: str = "paper", mixing: Any = None, target_pictures: list | None = None,
+                 request: gr.Request | None = None, min_interval_s: float = 0.25, *, gpu: GpuCalls | None = None
+                 ) -> Iterator[AdaptOutputs]:
     """Train a style, streaming previews, losses, the layer chart and the status; at the end the style is in the
     session and both style dropdowns offer it. Stop keeps what was trained, and so does a GPU worker stopped at its
     time limit (the style file is saved as training goes). The training itself is a GPU task; the session stays here,
@@ -355,7 +361,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     gpu = gpu or GpuCalls.direct(store)
     config = check_adapt(store, session, source, source_text, target_text, iterations, layers_k, probe, clip_names,
                          lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr, batch_size, recipe,
-                         mixing)  # before any output changes or any loading
+                         mixing, target_pictures)  # before any output changes or any loading
     clips = list(config.clip_models)
     if gpu_mode() is not None:  # the worker is stopped at its granted duration: end cleanly a little before
         config = dataclasses.replace(config, time_limit_s=train_time_limit(config, clips))
@@ -398,7 +404,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
             return
         style = load_style(style_file)
         style_file.unlink(missing_ok=True)
-    name = session.unique_name(config.target_text)
+    name = session.unique_name(config.target_text or "image-style")
     path, dropped = session.add(name, style)
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
@@ -495,7 +501,7 @@ def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
 
 __all__ = [  # bind, session_id, user_errors and wire (nada.app_glue), on_gpu (nada.zerogpu): re-exported for app.py
     "UploadOutputs", "GenerateOutputs", "InvertOutputs", "AdaptOutputs", "RecipeOutputs", "wire", "GpuCalls",
-    "run_cost", "recipe_settings", "metrics_markdown",
+    "run_cost", "recipe_settings", "metrics_markdown", "picture_thumbnails",
     "train_seconds", "train_time_limit", "ZERO_GPU_DEFAULT_STEPS",
     "NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "STYLE_SUFFIXES",
     "user_errors", "bind", "on_gpu", "session_id", "header_markdown", "tab_notice", "style_choices", "default_style",

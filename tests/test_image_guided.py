@@ -102,3 +102,50 @@ def test_pictures_are_checked_before_anything_loads(tmp_path):
     AdaptConfig(source_text="photo", target_text="", target_images=(good,)).validate()  # pictures name the target
     with pytest.raises(ValueError, match="1 to 16 target pictures"):
         AdaptConfig(target_images=(good,) * 17).validate()
+
+
+def test_the_command_line_takes_pictures_as_the_target(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from .helpers import PROJECT_ROOT
+
+    files = []
+    for i, picture in enumerate(pictures((220, 40, 40), 2)):
+        files.append(str(tmp_path / f"red{i}.png"))
+        picture.save(files[-1])
+    out = tmp_path / "red.safetensors"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "nada", "adapt", "--tiny", "--from", "Photo", "--to-images", *files,
+                          "--iterations", "2", "-o", str(out)], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                         env=env, timeout=180)
+    assert run.returncode == 0, run.stderr[-1000:]
+    assert load_style(out).meta["mode"] == "image"
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("no")
+    refused = subprocess.run([sys.executable, "-m", "nada", "adapt", "--tiny", "--from", "Photo", "--to-images",
+                              files[0], str(bad), "-o", str(out)], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                             env=env, timeout=180)
+    assert refused.returncode == 1 and "Target picture 2 of 2" in refused.stderr and "notes.jpg" in refused.stderr
+
+
+def test_the_app_trains_towards_uploaded_pictures_and_says_so_in_the_style(tmp_path):
+    from nada import service
+    from nada.sessions import SessionStyles, TrainingRuns
+
+    files = []
+    for i, picture in enumerate(pictures((220, 40, 40), 3)):
+        files.append(str(tmp_path / f"red{i}.png"))
+        picture.save(files[-1])
+    store, session = ModelStore(tiny=True), SessionStyles()
+    try:
+        assert service.picture_thumbnails(files) == files  # shown under the upload
+        outs = list(service.adapt_stream(store, TrainingRuns(), session, "tiny", "Photo", "", 3, 0, False,
+                                         ["clip-vit-b32"], 1.0, 0.0, 0.0, 0.0, 0, 0.002, 2, "paper", None, files,
+                                         min_interval_s=0.0))
+        style = load_style(outs[-1].style_file)
+        assert style.meta["mode"] == "image" and len(style.meta["config"]["target_images"]) == 3
+        assert session.names() == ["image-style"]
+    finally:
+        session.cleanup()

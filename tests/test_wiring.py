@@ -34,13 +34,14 @@ def test_adapt_inputs_follow_the_handler_parameters(demo):
     handler = service.bind(service.adapt_stream, object(), TrainingRuns())
     assert handler_inputs(handler) == [
         "session", "source", "source_text", "target_text", "iterations", "layers_k", "probe", "clip_names",
-        "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size", "recipe", "mixing"]
+        "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size", "recipe", "mixing",
+        "target_pictures"]
     adapt = _event(demo, "adapt")
     assert _labels(adapt.inputs)[1:] == [
         "Source generator", "Source text", "Target text", "Training steps", "W+ rows trained per step",
         "Choose the rows by probing", "CLIP models", "Directional loss weight", "Global loss weight",
         "Identity loss weight (faces)", "L2 loss weight", "Seed", "Learning rate", "Batch size", "Recipe",
-        "Style mixing"]
+        "Style mixing", "1 to 16 pictures"]
     assert isinstance(adapt.inputs[0], gr.State)
     assert _labels(adapt.outputs) == ["Preview (fixed seeds)", "Losses", "Probed W+ rows", None,
                                       "Trained style (.safetensors)", None, "Style", "Styles", None]
