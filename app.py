@@ -121,11 +121,14 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
         ui.truncation = gr.Slider(0, 1, value=0.7, step=0.01, label="Truncation", scale=2)
         ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=4, step=1, label="Images", scale=2)
         ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength (0 = source)", scale=2)
-    ui.run = gr.Button("Generate", variant="primary")
+    with gr.Row():
+        ui.run = gr.Button("Generate", variant="primary", scale=3)
+        ui.make_video = gr.Button("Video: walk through the seeds, the style fading in", scale=2)
     with gr.Row(equal_height=True):
         ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height=640,
                                        format="png")
         ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height=640, format="png")
+    ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="generate-video")
     ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False)
     ui.info = gr.Markdown("Press Generate: the same seeds from the source generator and in the style, side by side.")
     return ui
@@ -199,6 +202,9 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         service.wire(ge.run.click, service.bind(service.generate, store, gpu=gpu), ge_names, service.GenerateOutputs,
                      check=service.bind(service.check_generate, store), progress_on=["info"], api_name="generate",
                      concurrency_limit=2)
+        service.wire(ge.make_video.click, service.bind(service.make_video, store, gpu=gpu), ge_names, "video",
+                     check=service.bind(service.check_generate, store), progress_on=["info"], api_name="video",
+                     concurrency_limit=1)
         service.wire(inv.run.click, service.bind(service.invert_photo, store, gpu=gpu), inv_names,
                      service.InvertOutputs, check=service.bind(service.check_invert, store), progress_on=["status"],
                      api_name="invert", concurrency_limit=1)

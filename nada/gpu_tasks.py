@@ -25,6 +25,7 @@ from .render import to_pil
 from .sampling import render_seeds
 from .styles import Style, apply_style, import_style_pt, load_style, save_style, style_from_generators
 from .train import AdaptConfig, adapt
+from .video import VideoPlan, render_video
 from .weights import WeightsUnavailableError
 
 METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU) ...
@@ -61,6 +62,13 @@ def render_images(store: ModelStore, source: str, ref: StyleRef | None, seeds: l
             return src, None
         styled = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
         return src, to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
+
+
+def render_walk_video(store: ModelStore, source: str, ref: StyleRef | None, plan: VideoPlan, path: str) -> str:
+    """An MP4 at ``path`` walking through ``plan``'s seeds, the style (if any) fading in (:mod:`nada.video`)."""
+    gen = store.generator(source)
+    style = load_ref(store, ref) if ref is not None else None
+    return str(render_video(gen, style, plan, path, w_avg=store.truncation_center(source)))
 
 
 def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float
@@ -171,5 +179,5 @@ def style_file_step(path: str | Path) -> int:
         return 0
 
 
-__all__ = ["StyleRef", "load_ref", "render_images", "invert_in_styles", "import_pt_style", "TrainUpdate",
-           "train_style", "style_file_step"]
+__all__ = ["StyleRef", "load_ref", "render_images", "render_walk_video", "invert_in_styles", "import_pt_style",
+           "TrainUpdate", "train_style", "style_file_step"]

@@ -61,6 +61,7 @@ from .gpu_tasks import (
     import_pt_style,
     invert_in_styles,
     render_images,
+    render_walk_video,
     style_file_step,
     train_style,
 )
@@ -73,6 +74,7 @@ from .styles import (
     verify_source,
 )
 from .train import RECIPES, AdaptConfig
+from .video import VideoPlan
 from .weights import REGISTRY
 from .zerogpu import gpu_mode, on_gpu
 
@@ -275,6 +277,33 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
     return GenerateOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery, files=files, info=info)
 
 
+VIDEO_SECONDS_PER_SEED = 1.5  # the Generate tab's video: this long from one seed to the next, at VIDEO_FPS
+VIDEO_FPS = 24
+
+
+@user_errors
+def make_video(store: ModelStore, session: SessionStyles, style: str | None, seed: Any, truncation: Any,
+               n_images: Any, strength: Any, *, gpu: GpuCalls | None = None) -> str:
+    """An MP4 walking through the same seeds as Generate while the chosen style fades in from the source to
+    ``strength`` (without a style: a walk through the source generator). Output: the video file."""
+    gpu = gpu or GpuCalls.direct(store)
+    ref, seed, truncation, n, strength = check_generate(store, session, style, seed, truncation, n_images, strength)
+    _loading_notice([ref])
+    source = ref.source if ref else store.default_source()
+    seeds = tuple((seed + i) % 2**32 for i in range(max(n, 2)))
+    plan = VideoPlan(seeds=seeds, seconds_per_seed=VIDEO_SECONDS_PER_SEED, fps=VIDEO_FPS, truncation=truncation,
+                     strength=strength, size=DISPLAY_MIN if store.tiny else None)
+    plan.validate()
+    label = ref.name if ref else "source"
+    return gpu.video(source, ref, plan, str(session.scratch(f"nada-{label}-walk-{seeds[0]}-{seeds[-1]}.mp4")))
+
+
+def video_duration(args: dict) -> float:
+    """GPU seconds for a video (arguments of :func:`nada.gpu_tasks.render_walk_video`): ~0.3 s a frame at 1024."""
+    plan = args.get("plan")
+    return 20 + 0.3 * (plan.frames if isinstance(plan, VideoPlan) else 100)
+
+
 def generate_duration(args: dict) -> float:
     """ZeroGPU seconds for rendering (arguments of :func:`nada.gpu_tasks.render_images`)."""
     return 15 + 3 * len(args.get("seeds") or [0])
@@ -475,6 +504,7 @@ class GpuCalls:
     invert: Callable
     import_pt: Callable
     train: Callable
+    video: Callable
 
     @classmethod
     def direct(cls, store: ModelStore) -> GpuCalls:
@@ -488,7 +518,7 @@ class GpuCalls:
 
 
 _GPU_TASKS = ((render_images, generate_duration), (invert_in_styles, invert_duration),
-              (import_pt_style, 60), (train_style, adapt_duration))
+              (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration))
 
 
 def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
@@ -501,7 +531,7 @@ def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
 
 __all__ = [  # bind, session_id, user_errors and wire (nada.app_glue), on_gpu (nada.zerogpu): re-exported for app.py
     "UploadOutputs", "GenerateOutputs", "InvertOutputs", "AdaptOutputs", "RecipeOutputs", "wire", "GpuCalls",
-    "run_cost", "recipe_settings", "metrics_markdown", "picture_thumbnails",
+    "run_cost", "recipe_settings", "metrics_markdown", "picture_thumbnails", "make_video",
     "train_seconds", "train_time_limit", "ZERO_GPU_DEFAULT_STEPS",
     "NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "STYLE_SUFFIXES",
     "user_errors", "bind", "on_gpu", "session_id", "header_markdown", "tab_notice", "style_choices", "default_style",

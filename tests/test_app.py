@@ -90,6 +90,14 @@ def test_page_has_the_three_tabs_and_the_tiny_label(served):
     assert "TINY MODE" in texts
 
 
+def test_video_endpoint_returns_a_playable_mp4(client):
+    out = client.predict("tiny-demo", 3, 0.7, 2, 1.0, api_name="/video")
+    path = out["video"] if isinstance(out, dict) else out
+    assert str(path).endswith(".mp4") and Path(path).stat().st_size > 1000
+    with open(path, "rb") as f:
+        assert f.read(12)[4:8] == b"ftyp"  # an MP4 container
+
+
 def test_generate_changes_with_seed_and_truncation(client):
     base, styled, files, info = client.predict("tiny-demo", 3, 0.7, 1, 1.0, api_name="/generate")
     assert [g["caption"] for g in base + styled] == ["seed 3 · source (tiny)", "seed 3 · tiny-demo"]

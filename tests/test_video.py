@@ -86,3 +86,19 @@ def test_the_command_line_writes_a_video(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "nada", "video", "--tiny", "-o", str(tmp_path / "walk.gif")],
                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error:") and "must end in .mp4" in bad.stderr
+
+
+def test_the_generate_tab_makes_a_video_of_the_chosen_style():
+    from nada import service
+    from nada.sessions import SessionStyles
+
+    store, session = ModelStore(tiny=True), SessionStyles()
+    try:
+        path = service.make_video(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
+        frames = decode(path)
+        assert len(frames) == 36 and frames[0].shape == (256, 256, 3)  # 2 seeds, 1.5 s at 24 fps, enlarged
+        assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 5  # it moves and the style fades in
+        with pytest.raises(Exception, match="[Ss]eed"):
+            service.make_video(store, session, "tiny-demo", 1.5, 0.7, 2, 1.0)  # the same checks as Generate
+    finally:
+        session.cleanup()
