@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_args import CliError, positive_int, unit_float
+from .cli_args import CliError, positive_int, seed, unit_float
 from .clip_loss import check_prompts
 from .clip_models import DEFAULT_CLIPS, load_clip
 from .devices import pick_device
@@ -29,17 +29,6 @@ def _images(text: str) -> int:
     return v
 
 
-def _seed(text: str) -> int:
-    """A seed >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"seed {v} must be >= 0")
-    return v
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` subcommand."""
     p = sub.add_parser(
@@ -57,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", dest="target_text", default=None, metavar="TEXT",
                    help="target text (default: the one the style recorded)")
     p.add_argument("--n", type=_images, default=64, help="images to render (default: 64)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the latents and noise (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the latents and noise (default: 0)")
     p.add_argument("--truncation", type=unit_float, default=0.7, help="truncation psi in [0, 1] (default: 0.7)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--clip-models", default=DEFAULT_CLIP,

@@ -13,6 +13,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tests
 
+from nada.model_store import ModelStore  # noqa: E402
+from nada.sessions import SessionStyles  # noqa: E402
 from nada.stylegan2 import Generator  # noqa: E402
 
 from .fixtures import load_synth_weights  # noqa: E402
@@ -56,3 +58,17 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_clip():
     return make_tiny_clip()
+
+
+@pytest.fixture(scope="module")
+def store():
+    """The app's model store in tiny mode (one per test module: models load once)."""
+    return ModelStore(tiny=True)
+
+
+@pytest.fixture
+def session():
+    """A browser session's styles, cleaned up after the test."""
+    s = SessionStyles()
+    yield s
+    s.cleanup()

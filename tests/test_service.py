@@ -22,18 +22,6 @@ from nada.tiny import tiny_generator
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
-@pytest.fixture(scope="module")
-def store() -> ModelStore:
-    return ModelStore(tiny=True)
-
-
-@pytest.fixture
-def session():
-    s = SessionStyles()
-    yield s
-    s.cleanup()
-
-
 def pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.int16)
 

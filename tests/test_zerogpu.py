@@ -16,8 +16,7 @@ from PIL import Image
 from nada import service
 from nada.app_glue import bind
 from nada.gpu_tasks import style_file_step, train_style
-from nada.model_store import ModelStore
-from nada.sessions import SessionStyles, StopFlag, TrainingRuns
+from nada.sessions import StopFlag, TrainingRuns
 from nada.styles import load_style, save_style
 from nada.train import AdaptConfig
 from nada.zerogpu import GpuTaskAborted, forked, gpu_mode, on_gpu
@@ -25,18 +24,6 @@ from nada.zerogpu import GpuTaskAborted, forked, gpu_mode, on_gpu
 from .helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (Linux, macOS)")
-
-
-@pytest.fixture(scope="module")
-def store() -> ModelStore:
-    return ModelStore(tiny=True)
-
-
-@pytest.fixture
-def session():
-    s = SessionStyles()
-    yield s
-    s.cleanup()
 
 
 @pytest.fixture
