@@ -179,7 +179,7 @@ def current_umask() -> int:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):  # no /proc (not Linux): read it the portable way below
         pass
     with _UMASK_LOCK:
         mask = os.umask(0o077)

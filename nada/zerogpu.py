@@ -140,7 +140,7 @@ def _worker(fn: Callable, payload: bytes, sender, stream: bool) -> None:
     except BaseException as exc:  # everything crosses back as a message: the child has no one else to tell
         try:
             sender.send(("error", _describe(exc)))
-        except Exception:
+        except Exception:  # the parent is gone: it reports the worker's end itself (GpuTaskAborted)
             pass
     finally:
         sender.close()
