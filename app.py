@@ -16,11 +16,12 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 
 import gradio as gr  # noqa: E402
 
-from nada import service  # noqa: E402
+from nada import page_load, service  # noqa: E402
 from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
 from nada.runtime import configure_torch, tune_allocator  # noqa: E402
-from nada.sessions import SessionStyles, TrainingRuns  # noqa: E402
+from nada.sessions import BrowserSessions, SessionStyles, TrainingRuns  # noqa: E402
+from nada.showcase import StyleThumbnails  # noqa: E402
 from nada.train import RECIPES, AdaptConfig  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -28,7 +29,38 @@ EXAMPLE_PHOTOS = ["astronaut.jpg"]
 EXAMPLE_PROMPTS = [["Photo", "Witcher"], ["Photo", "Pixar character"], ["Photo", "Sketch"], ["Human", "Werewolf"],
                    ["Photo", "Modigliani painting"]]
 SESSION_TTL_S = 6 * 3600  # a browser session's styles are dropped after this long without use
+MAX_WAITING = 8  # training runs that may wait in line behind the running one
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web-font download (works offline)
+PAGE_CSS = """
+#published-styles .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }
+/* Galleries as tall as their pictures (Gradio's fixed height cuts the second row or leaves an empty box); the
+   published styles scroll past a few rows. */
+#published-styles, #published-styles .gallery-container, #published-styles .grid-wrap {
+  height: auto !important; min-height: 0 !important; max-height: 540px; }
+/* A dropdown's text ends before its arrow (on a phone it ran under it). */
+.wrap-inner .secondary-wrap input { padding-right: 24px !important; text-overflow: ellipsis; }
+#source-gallery .gallery-container, #source-gallery .grid-wrap, #styled-gallery .gallery-container,
+#styled-gallery .grid-wrap, #invert-gallery .gallery-container, #invert-gallery .grid-wrap {
+  height: auto !important; max-height: none !important; }
+#adapt-train[disabled] { cursor: progress; opacity: 0.75; }
+/* Gradio sizes a chart's drawing to its block but draws the legend below the axes: give the legend room. */
+#adapt-losses .vega-embed, #adapt-layers .vega-embed { height: calc(100% - 64px) !important; }
+"""
+# Every picture gets a text alternative: Gradio leaves some without one (a gallery's preview strip, the example
+# photos); they take their caption (title), the label of the block they are in, or say that they are an example.
+PAGE_HEAD = """<script>
+(() => {
+  const describe = () => document.querySelectorAll("img:not([alt]), img[alt='']").forEach((img) => {
+    const block = img.closest("[id]");
+    const label = block && block.querySelector("[data-testid='block-label']");
+    const example = img.closest(".gallery-item") && "Example photo: click to use it";
+    const text = img.getAttribute("title") || (label && label.textContent.trim()) || example;
+    if (text) img.setAttribute("alt", text);
+  });
+  new MutationObserver(describe).observe(document.documentElement,
+    {subtree: true, childList: true, attributes: true, attributeFilter: ["src", "alt"]});
+})();
+</script>"""
 
 
 def env_flag(name: str) -> bool:
@@ -49,11 +81,13 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
     ui = SimpleNamespace()
     show_notice(store, "adapt")
     n_rows = store.generator_rows(store.default_source())
-    with gr.Row():
-        ui.source = gr.Dropdown(store.source_choices(), value=store.default_source(), label="Source generator")
-        ui.source_text = gr.Textbox("Photo", label="Source text", info="what the source generator shows")
-        ui.target_text = gr.Textbox("", label="Target text", placeholder="e.g. Witcher",
-                                    info="the domain to move to")
+    with gr.Row():  # min_width: on a phone each takes the whole width instead of squeezing its text
+        ui.source = gr.Dropdown(store.source_choices(), value=store.default_source(), label="Source generator",
+                                min_width=260, elem_id="adapt-source")
+        ui.source_text = gr.Textbox("Photo", label="Source text", info="what the source generator shows",
+                                    min_width=260)
+        ui.target_text = gr.Textbox("", label="Target text", placeholder="e.g. Witcher", min_width=260,
+                                    info="the domain to move to; Enter starts training", elem_id="target-text")
     gr.Examples(EXAMPLE_PROMPTS, [ui.source_text, ui.target_text], label="Prompt ideas")
     with gr.Accordion("Target pictures (optional): adapt towards a style shown instead of named", open=False):
         with gr.Row():
@@ -90,18 +124,25 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
             ui.lr = gr.Number(0.002, label="Learning rate", info=f"above 0, at most {MAX_LR:g}")
             ui.batch_size = gr.Slider(1, service.MAX_BATCH, value=2, step=1, label="Batch size")
     with gr.Row():
-        ui.train = gr.Button("Train", variant="primary")
-        ui.stop = gr.Button("Stop", variant="stop")
+        ui.train = gr.Button("Train", variant="primary", elem_id="adapt-train")
+        ui.stop = gr.Button("Stop", variant="stop", elem_id="adapt-stop")
     ui.cost = gr.Markdown(service.run_cost(steps, False, list(paper.clip_models)))
     ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.",
                             elem_id="adapt-status")
-    ui.preview = gr.Image(label="Preview (fixed seeds)", type="pil", interactive=False, format="png")
+    gr.Markdown("**Preview** (the same seeds throughout): source row above, adapted row below.")
+    # The label stays for screen readers and the API but is not drawn: it would cover the top left image.
+    ui.preview = gr.Image(label="Preview (fixed seeds)", show_label=False, type="pil", interactive=False,
+                          format="png", elem_id="adapt-preview",
+                          alt_text="Training preview: source images in the top row, the adapted ones below")
     ui.metrics = gr.Markdown()  # the paper's figures, when a run ends
-    with gr.Row():
-        ui.losses = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=260)
-        ui.layers = gr.BarPlot(x="row", y="score", color="trains", label="Probed W+ rows", height=260,
-                               sort=[f"w{i}" for i in range(n_rows)])
-    ui.style_file = gr.File(label="Trained style (.safetensors)", interactive=False)
+    with gr.Row():  # side by side on a desktop, one under the other on a phone
+        ui.losses = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=300, min_width=340,
+                                x_title="step", y_title="loss", color_title="term", elem_id="adapt-losses")
+        ui.layers = gr.BarPlot(x="row", y="score", color="trains", label="Probed W+ rows", height=300, min_width=340,
+                               sort=[f"w{i}" for i in range(n_rows)], x_title="W+ row", y_title="probe score",
+                               color_title="this step", color_map={"trained": "#16a34a", "frozen": "#9ca3af"},
+                               elem_id="adapt-layers")
+    ui.style_file = gr.File(label="Trained style (.safetensors)", interactive=False, height=110)
     return ui
 
 
@@ -109,28 +150,37 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     """Layout of the Generate tab: style, seed, truncation, strength; source and styled images side by side."""
     ui = SimpleNamespace()
     show_notice(store, "generate")
+    d = page_load.GENERATE_DEFAULTS
+    # Filled as the page opens (page_load.published_gallery); a click picks the style below.
+    ui.published = gr.Gallery(label="Published styles: click one to use it", columns=8, height=None,
+                              allow_preview=False, object_fit="cover", format="png", elem_id="published-styles")
+    ui.published_names = gr.State([])  # the style name of each thumbnail, in the gallery's order
     with gr.Row(equal_height=True):
         ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
                                info="trained in this session, uploaded, or published", scale=4,
-                               allow_custom_value=True)  # a stale choice reaches service.check_generate's message
+                               allow_custom_value=True,  # a stale choice reaches service.check_generate's message
+                               elem_id="generate-style")
         ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
                                     file_types=list(service.STYLE_SUFFIXES), scale=1)
     with gr.Row():
-        ui.seed = gr.Number(0, step=1, label="Seed", scale=2)  # checked by service.check_generate, never rounded
+        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2)  # checked by service.check_generate, never rounded
         ui.dice = gr.Button("Random seed", scale=1)
-        ui.truncation = gr.Slider(0, 1, value=0.7, step=0.01, label="Truncation", scale=2)
-        ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=4, step=1, label="Images", scale=2)
-        ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength (0 = source)", scale=2)
+        ui.truncation = gr.Slider(0, 1, value=d.truncation, step=0.01, label="Truncation", scale=2)
+        ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
+        ui.strength = gr.Slider(0, 1, value=d.strength, step=0.01, label="Style strength (0 = source)", scale=2)
     with gr.Row():
         ui.run = gr.Button("Generate", variant="primary", scale=3)
         ui.make_video = gr.Button("Video: walk through the seeds, the style fading in", scale=2)
-    with gr.Row(equal_height=True):
-        ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height=640,
-                                       format="png")
-        ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height=640, format="png")
+    with gr.Row(equal_height=True):  # side by side; one under the other on a phone
+        ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height="auto",
+                                       format="png", min_width=300, elem_id="source-gallery")
+        ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height="auto", format="png",
+                                       min_width=300, elem_id="styled-gallery")
     ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="generate-video")
-    ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False)
-    ui.info = gr.Markdown("Press Generate: the same seeds from the source generator and in the style, side by side.")
+    ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False,
+                       height=150)
+    ui.info = gr.Markdown("Press Generate: the same seeds from the source generator and in the style, side by side.",
+                          elem_id="generate-info")
     return ui
 
 
@@ -153,22 +203,33 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
             ui.run = gr.Button("Invert", variant="primary")
             ui.status = gr.Markdown("The face is found and aligned, inverted with e4e, then shown in each style.",
                                     elem_id="invert-status")
-    with gr.Row():
-        ui.aligned = gr.Image(label="Aligned face", interactive=False, format="png", elem_id="invert-aligned")
-        ui.reconstruction = gr.Image(label="Reconstruction (e4e)", interactive=False, format="png")
-    ui.gallery = gr.Gallery(label="In each style", columns=4, object_fit="contain", height=320, format="png")
+    with gr.Row(equal_height=True):  # the aligned face, its reconstruction and each styled result, whole and captioned
+        ui.aligned = gr.Image(label="Aligned face", interactive=False, format="png", elem_id="invert-aligned",
+                              min_width=200, alt_text="The face found in the photo, aligned")
+        ui.reconstruction = gr.Image(label="Reconstruction (e4e)", interactive=False, format="png", min_width=200,
+                                     elem_id="invert-reconstruction",
+                                     alt_text="The face as the generator redraws it (e4e inversion)")
+        ui.gallery = gr.Gallery(label="In each style", columns=2, fit_columns=False, object_fit="contain",
+                                height=None, format="png", scale=2, min_width=300, elem_id="invert-gallery")
     return ui
 
 
 # --------------------------------------------------------------------------------------------------- page
-def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: TrainingRuns | None = None
-               ) -> gr.Blocks:
-    """The page. ``tiny`` (default: ``NADA_TINY``) uses tiny random models; ``store`` and ``runs`` may be shared."""
+def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: TrainingRuns | None = None,
+               sessions: BrowserSessions | None = None) -> gr.Blocks:
+    """The page. ``tiny`` (default: ``NADA_TINY``) uses tiny random models; ``store``, ``runs`` and ``sessions`` may
+    be shared."""
     store = store or ModelStore(tiny=env_flag("NADA_TINY") if tiny is None else tiny)
-    runs = runs or TrainingRuns()
+    runs = runs or TrainingRuns(max_waiting=MAX_WAITING)
+    sessions = sessions or BrowserSessions(ttl_s=SESSION_TTL_S)
+    opening = page_load.OpeningImages()
+    thumbnails = StyleThumbnails.beside_weights(store.tiny)
     with gr.Blocks(title="nada · StyleGAN-NADA", delete_cache=(3600, 7200)) as demo:
         gr.Markdown(service.header_markdown(store))
-        session = gr.State(SessionStyles(), time_to_live=SESSION_TTL_S, delete_callback=SessionStyles.cleanup)
+        # A page's styles live in `sessions` under an opaque random key the browser keeps (localStorage), so a reload
+        # finds them again; `session` holds them for the handlers once the page has loaded (restore_session).
+        browser_key = gr.BrowserState("", storage_key="nada-session")
+        session = gr.State(SessionStyles(), time_to_live=SESSION_TTL_S, delete_callback=sessions.release)
         with gr.Tabs():
             with gr.Tab("Adapt"):
                 ad = adapt_tab(store)
@@ -181,12 +242,31 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # Errors never paint other components: `check` validates the inputs before an event runs (the message shows
         # on the input, nothing else changes), and progress and a later failure show on the tab's own status line
         # (`progress_on`), never on its earlier results or on another tab's style pickers.
-        shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles}
+        shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles,
+                  "browser_key": browser_key}
         ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
         gpu = service.GpuCalls.wrapped(store)  # the GPU halves, wrapped once for ZeroGPU / NADA_FORK_GPU
-        service.wire(ad.train.click, service.bind(service.adapt_stream, store, runs, gpu=gpu), ad_names,
-                     service.AdaptOutputs, check=service.bind(service.check_adapt, store), progress_on=["status"],
-                     api_name="adapt", concurrency_limit=1, concurrency_id="train")
+
+        # As the page opens: this browser's styles, the Generate tab's opening pictures, the published styles.
+        service.wire(demo.load, service.bind(page_load.restore_session, store, sessions), ge_names,
+                     page_load.RestoreOutputs, api_name=False, queue=False, show_progress="hidden")
+        service.wire(demo.load, service.bind(page_load.opening_images, store, opening, gpu=gpu), ge_names,
+                     page_load.OpeningOutputs, api_name=False, progress_on=["source_gallery", "styled_gallery"],
+                     concurrency_limit=None)
+        service.wire(demo.load, service.bind(page_load.published_gallery, store, thumbnails, gpu=gpu), ge_names,
+                     page_load.PublishedOutputs, api_name=False, progress_on=["published"], concurrency_limit=None)
+        service.wire(ge.published.select, page_load.select_published, ge_names, "generate_style", api_name=False,
+                     queue=False)
+
+        # Train (or Enter in the target text): the run waits in line while another one trains (in words, on the
+        # status line); the button says it is running and cannot be pressed twice, and comes back when it ends.
+        for trigger in (ad.train.click, ad.target_text.submit):
+            run = service.wire(trigger, service.bind(service.adapt_stream, store, runs, gpu=gpu), ad_names,
+                               service.AdaptOutputs, check=service.bind(service.check_adapt, store),
+                               progress_on=["status"], api_name="adapt" if trigger == ad.train.click else False,
+                               concurrency_limit=MAX_WAITING + 1, concurrency_id="train")
+            service.wire(run.then, service.bind(service.train_button_state, runs), ad_names, "train", api_name=False,
+                         queue=False, show_progress="hidden")
         for control in (ad.iterations, ad.probe, ad.clip_names, ad.layers_k, ad.recipe):
             service.wire(control.change, service.run_cost, ad_names, "cost", api_name=False, queue=False)
         service.wire(ad.target_pictures.change, service.picture_thumbnails, ad_names, "target_thumbnails",
@@ -215,7 +295,9 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
 def launch_kwargs() -> dict:
     """Settings ``launch()`` takes in gradio 6 (theme, upload cap, example folder), shared with the tests."""
     return {"theme": gr.themes.Soft(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
-            "max_file_size": f"{service.MAX_STYLE_FILE_MB}mb", "allowed_paths": [str(EXAMPLES)]}
+            "max_file_size": f"{service.MAX_STYLE_FILE_MB}mb", "css": PAGE_CSS,
+            "allowed_paths": [str(EXAMPLES), str(StyleThumbnails.beside_weights(False).directory)],  # and tiny/
+            "head": PAGE_HEAD}
 
 
 def main() -> None:

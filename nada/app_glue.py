@@ -130,10 +130,13 @@ class Outputs:
 
 def handler_inputs(fn: Callable) -> list[str]:
     """The parameters Gradio fills from components: the positional parameters of ``fn`` before its ``request``
-    (``gr.Request``, filled by Gradio itself); what comes after it and keyword-only parameters keep their defaults."""
+    (``gr.Request``) or event data (``gr.SelectData``), which Gradio fills itself; what comes after them and
+    keyword-only parameters keep their defaults. A ``gr.Progress()`` default also ends them (Gradio fills it)."""
     names = []
     for name, p in inspect.signature(fn).parameters.items():
-        if name == "request" or "Request" in str(p.annotation):
+        if name == "request" or any(k in str(p.annotation) for k in ("Request", "SelectData", "EventData")):
+            break
+        if isinstance(p.default, gr.Progress):
             break
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
             names.append(name)

@@ -10,7 +10,7 @@ process keeps the work even when the worker is stopped at its time limit. Nothin
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,11 @@ from .metrics import evaluate
 from .model_store import ModelStore
 from .render import to_pil
 from .sampling import render_seeds
+from .showcase import resize_thumbnail
 from .styles import Style, apply_style, import_style_pt, load_style, save_style, style_from_generators
 from .train import AdaptConfig, adapt
 from .video import VideoPlan, render_video
-from .weights import WeightsUnavailableError
+from .weights import CheckpointError, WeightsUnavailableError
 
 METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU) ...
 METRICS_SAMPLES_CPU = 4  # ... and on a CPU, where 16 at 1024 px took ~100 s (python -m bench.rehearsal)
@@ -64,11 +65,38 @@ def render_images(store: ModelStore, source: str, ref: StyleRef | None, seeds: l
         return src, to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
 
 
-def render_walk_video(store: ModelStore, source: str, ref: StyleRef | None, plan: VideoPlan, path: str) -> str:
-    """An MP4 at ``path`` walking through ``plan``'s seeds, the style (if any) fading in (:mod:`nada.video`)."""
+def render_style_thumbnails(store: ModelStore, source: str, names: list[str], seed: int, truncation: float,
+                            size: int) -> list[Image.Image | None]:
+    """One ``size`` px image of ``seed`` per published style ``names`` (all of ``source``), at full strength; None
+    for a style whose weights are unavailable. For :meth:`nada.showcase.StyleThumbnails.fill`."""
+    published = store.published()
+    for name in names:
+        if name not in published or published[name][1] != source:
+            raise ValueError(f"'{name}' is not a ready-made style of the generator '{source}'.")
+    gen = store.generator(source)
+    w_avg = store.truncation_center(source)  # [1, 512]
+    out: list[Image.Image | None] = []
+    with torch.no_grad():
+        for name in names:  # one styled copy in memory at a time
+            try:
+                style = store.published_style(name)
+            except (WeightsUnavailableError, CheckpointError):
+                out.append(None)
+                continue
+            styled = apply_style(gen, style, 1.0, check_source=False, source_name=source)
+            image = to_pil(render_seeds(styled, [int(seed)], truncation, w_avg=w_avg))[0]  # [1, 3, H, W] -> PIL
+            del styled, style
+            out.append(resize_thumbnail(image, int(size)))
+    return out
+
+
+def render_walk_video(store: ModelStore, source: str, ref: StyleRef | None, plan: VideoPlan, path: str,
+                      progress: Callable[[int], None] | None = None) -> str:
+    """An MP4 at ``path`` walking through ``plan``'s seeds, the style (if any) fading in (:mod:`nada.video`);
+    ``progress(frames_done)`` after each frame (in-process calls only: a callback does not cross to a GPU worker)."""
     gen = store.generator(source)
     style = load_ref(store, ref) if ref is not None else None
-    return str(render_video(gen, style, plan, path, w_avg=store.truncation_center(source)))
+    return str(render_video(gen, style, plan, path, w_avg=store.truncation_center(source), progress=progress))
 
 
 def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float
@@ -179,5 +207,5 @@ def style_file_step(path: str | Path) -> int:
         return 0
 
 
-__all__ = ["StyleRef", "load_ref", "render_images", "render_walk_video", "invert_in_styles", "import_pt_style",
-           "TrainUpdate", "train_style", "style_file_step"]
+__all__ = ["StyleRef", "load_ref", "render_images", "render_style_thumbnails", "render_walk_video", "invert_in_styles",
+           "import_pt_style", "TrainUpdate", "train_style", "style_file_step"]

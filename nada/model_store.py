@@ -79,7 +79,7 @@ class ModelStore:
     def source_choices(self) -> list[tuple[str, str]]:
         """(label, name) of the source generators a user may pick."""
         if self.tiny:
-            return [("Tiny random generator (32 px, tiny mode)", TINY_NAME)]
+            return [("Tiny random (32 px, tiny mode)", TINY_NAME)]
         return [(a.description or a.name, a.name) for a in REGISTRY.values() if a.kind == "generator"]
 
     def invert_source(self) -> str:

@@ -61,13 +61,14 @@ from .gpu_tasks import (
     import_pt_style,
     invert_in_styles,
     render_images,
+    render_style_thumbnails,
     render_walk_video,
     style_file_step,
     train_style,
 )
 from .images import load_image
 from .model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
-from .sessions import SessionStyles, TrainingRuns
+from .sessions import SessionStyles, TrainingRuns, TrainingStopped
 from .styles import (
     StyleFileError,
     load_style,
@@ -124,6 +125,7 @@ class AdaptOutputs(Outputs):
     generate_style: Any = KEEP  # Generate dropdown with the new style selected
     invert_styles: Any = KEEP  # Invert multi-select
     metrics: Any = KEEP  # Markdown: the paper's figures once training ends
+    train: Any = KEEP  # the Train button: "Training…" and not pressable while this session trains or waits
 
 
 @dataclasses.dataclass
@@ -253,12 +255,10 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
     gpu = gpu or GpuCalls.direct(store)
     ref, seed, truncation, n, strength = check_generate(store, session, style, seed, truncation, n_images, strength)
     _loading_notice([ref])
-    source = ref.source if ref else store.default_source()
-    label = ref.name if ref else "source"
     seeds = [(seed + i) % 2**32 for i in range(n)]
-    src, sty = gpu.render(source, ref, seeds, truncation, strength)
-    source_gallery = [(_display(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
-    styled_gallery = [(_display(im), f"seed {s} · {label}") for im, s in zip(sty or [], seeds)]
+    src, sty = gpu.render(ref.source if ref else store.default_source(), ref, seeds, truncation, strength)
+    source_gallery, styled_gallery, info = rendered_galleries(store, ref, seeds, truncation, strength, src, sty)
+    label = ref.name if ref else "source"
     zpath = session.scratch(f"nada-{label}-seeds{seeds[0]}-{seeds[-1]}.zip")
     with zipfile.ZipFile(zpath, "w") as zf:
         for i, s in enumerate(seeds):
@@ -268,13 +268,24 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
                     imgs[i].save(buf, format="PNG")
                     zf.writestr(f"seed{s:04d}-{tag}.png", buf.getvalue())
     files = [str(zpath)] + ([ref.file] if ref is not None and ref.file else [])
+    return GenerateOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery, files=files, info=info)
+
+
+def rendered_galleries(store: ModelStore, ref: StyleRef | None, seeds: list[int], truncation: float, strength: float,
+                       src: list, sty: list | None) -> tuple[list, list, str]:
+    """(source gallery, styled gallery, info line) for images rendered from ``seeds``: each captioned with its seed
+    and generator or style (the captions are also the pictures' alt text)."""
+    source = ref.source if ref else store.default_source()
+    label = ref.name if ref else "source"
+    source_gallery = [(_display(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
+    styled_gallery = [(_display(im), f"seed {s} · {label}") for im, s in zip(sty or [], seeds)]
     info = (f"Source generator **{source}**, style **{label}**"
             + (f" at strength {strength:g}" if ref is not None else "")
             + f", truncation {truncation:g}, seeds {seeds[0]}–{seeds[-1]}.")
     asset = REGISTRY.get(ref.published) if ref is not None and ref.published else None
     if asset is not None and asset.repo_id:
         info += f" Style file: https://huggingface.co/{asset.repo_id}/blob/main/{asset.filename}"
-    return GenerateOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery, files=files, info=info)
+    return source_gallery, styled_gallery, info
 
 
 VIDEO_SECONDS_PER_SEED = 1.5  # the Generate tab's video: this long from one seed to the next, at VIDEO_FPS
@@ -283,9 +294,11 @@ VIDEO_FPS = 24
 
 @user_errors
 def make_video(store: ModelStore, session: SessionStyles, style: str | None, seed: Any, truncation: Any,
-               n_images: Any, strength: Any, *, gpu: GpuCalls | None = None) -> str:
+               n_images: Any, strength: Any, progress: Any = gr.Progress(),  # noqa: B008 - Gradio fills it
+               *, gpu: GpuCalls | None = None) -> str:
     """An MP4 walking through the same seeds as Generate while the chosen style fades in from the source to
-    ``strength`` (without a style: a walk through the source generator). Output: the video file."""
+    ``strength`` (without a style: a walk through the source generator), with a progress bar when rendered in this
+    process (a ZeroGPU worker shows Gradio's timer instead). Output: the video file."""
     gpu = gpu or GpuCalls.direct(store)
     ref, seed, truncation, n, strength = check_generate(store, session, style, seed, truncation, n_images, strength)
     _loading_notice([ref])
@@ -295,13 +308,22 @@ def make_video(store: ModelStore, session: SessionStyles, style: str | None, see
                      strength=strength, size=DISPLAY_MIN if store.tiny else None)
     plan.validate()
     label = ref.name if ref else "source"
-    return gpu.video(source, ref, plan, str(session.scratch(f"nada-{label}-walk-{seeds[0]}-{seeds[-1]}.mp4")))
+    path = str(session.scratch(f"nada-{label}-walk-{seeds[0]}-{seeds[-1]}.mp4"))
+    if gpu_mode() is not None:  # a callback cannot cross into the GPU worker
+        return gpu.video(source, ref, plan, path)
+    return gpu.video(source, ref, plan, path,
+                     lambda done: progress(done / plan.frames, desc=f"Video: frame {done} of {plan.frames}"))
 
 
 def video_duration(args: dict) -> float:
     """GPU seconds for a video (arguments of :func:`nada.gpu_tasks.render_walk_video`): ~0.3 s a frame at 1024."""
     plan = args.get("plan")
     return 20 + 0.3 * (plan.frames if isinstance(plan, VideoPlan) else 100)
+
+
+def thumbnails_duration(args: dict) -> float:
+    """GPU seconds for the published styles' thumbnails (:func:`nada.gpu_tasks.render_style_thumbnails`)."""
+    return 15 + 4 * len(args.get("names") or [0])
 
 
 def generate_duration(args: dict) -> float:
@@ -333,6 +355,38 @@ def invert_duration(args: dict) -> float:
 
 
 # -------------------------------------------------------------------------------------------------- adapt
+LOSS_NAMES = {"direction": "directional CLIP", "global": "global CLIP", "id": "identity", "l2": "L2",
+              "total": "total"}  # the loss chart's legend
+
+
+def loss_rows(step: int, losses: dict[str, float]) -> list[dict]:
+    """Loss-chart rows of one step: each weighted term and the total, or a single "loss" line when only one term is
+    on (its total is the same number, and two identical lines would hide each other)."""
+    terms = [t for t in losses if t != "total"]
+    if len(terms) <= 1:
+        value = losses.get("total", losses[terms[0]] if terms else None)
+        return [] if value is None else [{"step": step, "loss": float(value), "term": "loss"}]
+    return [{"step": step, "loss": float(v), "term": LOSS_NAMES.get(t, t)} for t, v in losses.items()]
+
+
+def train_button(busy: bool) -> gr.Button:
+    """The Train button: "Training…" and not pressable while a run of this session goes or waits."""
+    return gr.Button("Training…" if busy else "Train", interactive=not busy)
+
+
+def train_button_state(runs: TrainingRuns, request: gr.Request | None = None) -> gr.Button:
+    """The Train button after a run's event ends (also a refused or failed one): pressable again unless this session
+    still trains or waits (a second Enter in the target text must not re-enable it while the first run goes)."""
+    return train_button(runs.involves(session_id(request)))
+
+
+def waiting_status(ahead: int) -> str:
+    """The status line of a run waiting for the training slot."""
+    runs_ahead = "1 training run is" if ahead == 1 else f"{ahead} training runs are"
+    return (f"Waiting in line: {runs_ahead} ahead of yours (you are **number {ahead + 1}**). Training starts by "
+            "itself when its turn comes; keep this page open. Stop leaves the line.")
+
+
 def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataFrame:
     """Bar-chart data: one bar per W+ row, its probe score, and whether the probe chose it this step."""
     if not scores:
@@ -394,13 +448,21 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     clips = list(config.clip_models)
     if gpu_mode() is not None:  # the worker is stopped at its granted duration: end cleanly a little before
         config = dataclasses.replace(config, time_limit_s=train_time_limit(config, clips))
-    yield AdaptOutputs(status="Loading the models...")
+    sid = session_id(request)
+    try:
+        for ahead in runs.waiting(sid):  # returns at once when nobody trains; refuses a second run of this session
+            yield AdaptOutputs(status=waiting_status(ahead), train=train_button(True))
+    except TrainingStopped:
+        yield AdaptOutputs(status="Left the line before training started; nothing was trained.",
+                           train=train_button(False))
+        return
+    yield AdaptOutputs(status="Loading the models...", train=train_button(True))
     rows: list[dict] = []
     bars = _layer_frame(None, None)
     last: TrainUpdate | None = None
     halted = None
     meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text}
-    with runs.slot(session_id(request), config.iterations) as run:
+    with runs.slot(sid, config.iterations) as run:
         style_file = session.scratch(f".training-{uuid.uuid4().hex[:12]}.safetensors")
         try:
             shown = 0.0
@@ -409,7 +471,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                 runs.beat(run, upd.step)
                 for text in upd.warnings:
                     gr.Warning(text)
-                rows += [{"step": upd.step, "loss": v, "term": t} for t, v in upd.losses.items()]
+                rows += loss_rows(upd.step, upd.losses)
                 if upd.scores:
                     bars = _layer_frame(upd.scores, upd.rows)
                 now = time.monotonic()
@@ -429,7 +491,8 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         steps = style_file_step(style_file)
         if steps == 0:
             style_file.unlink(missing_ok=True)
-            yield AdaptOutputs(status="Stopped before the first step finished; nothing to save.")
+            yield AdaptOutputs(status="Stopped before the first step finished; nothing to save.",
+                           train=train_button(False))
             return
         style = load_style(style_file)
         style_file.unlink(missing_ok=True)
@@ -443,9 +506,10 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         gr.Warning(f"{last.error} The style was kept from step {steps}.")
     how = "finished" if steps == config.iterations else f"stopped at step {steps}/{config.iterations}"
     took = f" in {_fmt_s(last.elapsed_s)}" if last is not None else ""
-    status = (f"Training {how}{took}. Saved the style **{name}**: pick it in the Generate and Invert tabs, or "
-              "download it below.")
+    tabs = "Generate and Invert tabs" if style_source(store, style) == store.invert_source() else "Generate tab"
+    status = f"Training {how}{took}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
     yield AdaptOutputs(losses=pd.DataFrame(rows), layers=bars, status=status, style_file=str(path), session=session,
+                       train=train_button(False),
                        metrics=metrics_markdown(last.metrics if last is not None and not halted else None),
                        generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
                        invert_styles=gr.Dropdown(choices=invert_choices(store, session)))
@@ -505,6 +569,7 @@ class GpuCalls:
     import_pt: Callable
     train: Callable
     video: Callable
+    thumbnails: Callable
 
     @classmethod
     def direct(cls, store: ModelStore) -> GpuCalls:
@@ -518,13 +583,18 @@ class GpuCalls:
 
 
 _GPU_TASKS = ((render_images, generate_duration), (invert_in_styles, invert_duration),
-              (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration))
+              (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration),
+              (render_style_thumbnails, thumbnails_duration))
 
 
 def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
-    """Ask this session's training run to stop after its current step (the style is kept). Output: status text."""
-    if runs.stop(session_id(request)):
-        return "Stopping after the current step; the style trained so far will be saved..."
+    """Ask this session's training run to stop after its current step (the style is kept), or take it out of the
+    line when it waits. Output: status text."""
+    sid = session_id(request)
+    waiting = runs.is_waiting(sid)
+    if runs.stop(sid):
+        return ("Leaving the line..." if waiting else
+                "Stopping after the current step; the style trained so far will be saved...")
     gr.Info("Nothing is training in this session.")
     return gr.skip()
 

@@ -1,6 +1,8 @@
-"""The page in a real browser: Debian's chromium driven by playwright (tiny mode). Runs Generate and takes a screenshot.
+"""The page in a real browser: Debian's chromium driven by playwright, tiny mode, on a desktop and a 390 px phone.
 
-``NADA_UPDATE_SCREENSHOT=1`` also writes it to ``docs/screenshot.png`` (the README's picture).
+What a first-time visitor meets: the opening pictures and the published styles, training with its status, line and
+charts, styles that survive a reload, Invert's captioned results, errors that touch nothing else, text alternatives
+on every picture. ``NADA_UPDATE_SCREENSHOT=1`` also writes the README's pictures (``docs/*.png``) from these runs.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,6 +21,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Warning:g
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+LONG = 60_000  # ms: a first render or a model load on a busy 2-core machine
 
 
 def free_port() -> int:
@@ -38,46 +44,235 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def url():
+def server(tmp_path_factory):
+    """The tiny app on a free port, with its weights cache (thumbnails) in a temp folder."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    saved = os.environ.get("NADA_CACHE")
+    os.environ["NADA_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import app
+    from nada.sessions import BrowserSessions
 
-    demo = app.build_demo(tiny=True)
+    sessions = BrowserSessions()
+    demo = app.build_demo(tiny=True, sessions=sessions)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                 **app.launch_kwargs())
-    yield demo.local_url
-    demo.close()
-    from nada.sessions import SessionStyles
-
-    for state in getattr(getattr(demo, "state_holder", None), "session_data", {}).values():  # the page's temp files
-        for value in list(getattr(state, "state_data", {}).values()):
-            if isinstance(value, SessionStyles):
-                value.cleanup()
-
-
-def test_generate_in_the_browser(browser, url, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-        page.get_by_text("TINY MODE").first.wait_for(timeout=60_000)
+        yield SimpleNamespace(url=demo.local_url, sessions=sessions)
+    finally:
+        demo.close()
+        sessions.close_all()
+        if saved is None:
+            os.environ.pop("NADA_CACHE", None)
+        else:
+            os.environ["NADA_CACHE"] = saved
+
+
+def open_page(browser_or_context, server, viewport=DESKTOP):
+    is_browser = hasattr(browser_or_context, "new_context")  # a context has its viewport already
+    page = browser_or_context.new_page(**({"viewport": viewport} if is_browser else {}))
+    page.goto(server.url, wait_until="domcontentloaded", timeout=LONG)
+    page.get_by_text("TINY MODE").first.wait_for(timeout=LONG)
+    return page
+
+
+def keep_picture(page, name: str, tmp_path: Path, element=None) -> Path:
+    """Screenshot the page (or one element) into tmp_path; with NADA_UPDATE_SCREENSHOT=1 also into docs/."""
+    shot = tmp_path / name
+    (element or page).screenshot(path=str(shot), **({} if element else {"full_page": True}))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("NADA_UPDATE_SCREENSHOT") == "1":
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, ROOT / "docs" / name)
+    return shot
+
+
+def images_without_text(page) -> list[str]:
+    """The visible pictures of the page with no text alternative (their source, shortened)."""
+    return page.evaluate("""() => [...document.querySelectorAll('img')]
+        .filter(i => i.offsetParent !== null && !(i.getAttribute('alt') || '').trim())
+        .map(i => i.src.slice(0, 80))""")
+
+
+def gallery_images(page, elem_id: str):
+    return page.locator(f"#{elem_id} img")
+
+
+def status_text(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def wait_status(page, elem_id: str, text: str, timeout: int = LONG) -> None:
+    """Wait until the element's text contains ``text``."""
+    page.wait_for_function("([id, text]) => (document.getElementById(id) || {innerText: ''}).innerText.includes(text)",
+                           arg=[elem_id, text], timeout=timeout)
+
+
+def under_the_arrow(page, elem_id: str) -> bool:
+    """True if the dropdown's text area reaches under its arrow."""
+    return page.evaluate("""(id) => { const d = document.getElementById(id);
+        const input = d.querySelector('input').getBoundingClientRect(), icon = d.querySelector('.icon-wrap');
+        const style = getComputedStyle(d.querySelector('input'));
+        const textEnd = input.right - parseFloat(style.paddingRight);
+        return icon !== null && textEnd > icon.getBoundingClientRect().left; }""", elem_id)
+
+
+# ------------------------------------------------------------------------------------------------ first screen
+def test_generate_opens_on_pictures_and_a_click_picks_a_published_style(browser, server, tmp_path):
+    page = open_page(browser, server)
+    try:
         page.get_by_role("tab", name="Generate").click()
+        gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=LONG)  # nothing pressed
+        assert gallery_images(page, "source-gallery").count() == 4
+        assert "opening pictures" in status_text(page, "generate-info")
+        thumbs = gallery_images(page, "published-styles")
+        thumbs.nth(1).wait_for(state="visible", timeout=LONG)
+        assert thumbs.count() == 2  # the two tiny demo styles, rendered once and kept beside the weights
+        assert thumbs.nth(1).get_attribute("alt") == "Tiny demo style for inversion"  # the caption
+        thumbs.nth(1).click()
+        style = page.locator("#generate-style input")
+        page.wait_for_function("() => document.querySelector('#generate-style input').value.includes('inversion')",
+                               timeout=10_000)
         page.get_by_role("button", name="Generate", exact=True).click()
-        gallery = page.locator(".gallery-container img, [data-testid='gallery'] img, .grid-wrap img")
-        gallery.nth(7).wait_for(state="visible", timeout=60_000)  # 4 seeds x (source, styled)
-        assert gallery.count() >= 8
-        page.get_by_text("Source generator").last.wait_for(timeout=30_000)
-        shot = tmp_path / "screenshot.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
-        if os.environ.get("NADA_UPDATE_SCREENSHOT") == "1":
-            (ROOT / "docs").mkdir(exist_ok=True)
-            shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
+        page.wait_for_function("() => document.querySelector('#generate-info').innerText.includes('style "
+                               "tiny-invert-demo')", timeout=LONG)  # rendered with the picked style
+        assert "inversion" in style.input_value()
+        assert images_without_text(page) == []
+        keep_picture(page, "screenshot.png", tmp_path)
+        page.get_by_role("button", name="Video: walk through the seeds, the style fading in").click()
+        video = page.locator("#generate-video video")
+        video.wait_for(state="visible", timeout=LONG)  # an MP4 the page plays
+        page.wait_for_function("() => document.querySelector('#generate-video video').duration > 4", timeout=LONG)
+        assert video.evaluate("v => v.videoWidth") == 256  # tiny frames, enlarged; 4 seeds at 1.5 s each
     finally:
         page.close()
 
 
+def test_a_second_visit_gets_the_cached_opening_pictures(browser, server):
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Generate").click()
+        gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=20_000)
+        gallery_images(page, "published-styles").nth(1).wait_for(state="visible", timeout=20_000)
+    finally:
+        page.close()
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def test_training_shows_its_state_waits_in_line_and_keeps_styles_across_reloads(browser, server, tmp_path):
+    first = browser.new_context(viewport=DESKTOP)  # two visitors: separate browsers (their own localStorage)
+    second = browser.new_context(viewport=DESKTOP)
+    try:
+        page = open_page(first, server)
+        page.get_by_text("Shape change").first.click()  # probes 2/3 of the rows: the rows chart has both kinds
+        page.wait_for_timeout(500)  # the recipe sets its steps; ours is typed after it
+        page.get_by_label("Training steps").fill("400")
+        page.get_by_label("Target text").fill("Sketch")
+        page.get_by_label("Target text").press("Enter")  # Enter starts training
+        train = page.locator("#adapt-train")
+        page.wait_for_function("() => document.querySelector('#adapt-train').disabled", timeout=LONG)
+        assert "Training" in train.inner_text()  # shows that it runs, and cannot be pressed twice
+        wait_status(page, "adapt-status", "Step ")
+        page.locator("#adapt-preview img").wait_for(state="visible", timeout=LONG)
+
+        other = open_page(second, server)
+        other.get_by_label("Target text").fill("Werewolf")
+        other.locator("#adapt-train").click()
+        wait_status(other, "adapt-status", "Waiting in line")
+        assert "number 2" in status_text(other, "adapt-status")  # in words, with its place
+        assert other.locator("#adapt-train").is_disabled()
+
+        page.wait_for_timeout(1500)  # a few steps for the chart
+        # One loss term on: a single "loss" line; the rows chart tells trained from frozen rows. Both legends are
+        # whole inside their charts (they were cut off below the axes).
+        for chart, names in (("#adapt-losses", ["loss"]), ("#adapt-layers", ["trained", "frozen"])):
+            legend = page.locator(f"{chart} .role-legend").first
+            legend.wait_for(state="visible", timeout=10_000)
+            labels = legend.locator(".role-legend-label text").all_text_contents()
+            assert sorted(labels) == sorted(names)
+            box, inner = page.locator(chart).bounding_box(), legend.bounding_box()
+            assert box["y"] <= inner["y"] and inner["y"] + inner["height"] <= box["y"] + box["height"]
+            assert box["x"] <= inner["x"] and inner["x"] + inner["width"] <= box["x"] + box["width"]
+        assert images_without_text(page) == []
+        keep_picture(page, "adapt.png", tmp_path)
+
+        page.locator("#adapt-stop").click()
+        wait_status(page, "adapt-status", "Saved the style sketch")
+        status = status_text(page, "adapt-status")
+        assert "Generate tab" in status and "Invert" not in status  # a 32 px tiny style cannot be inverted into
+        page.wait_for_function("() => !document.querySelector('#adapt-train').disabled", timeout=10_000)
+        assert train.inner_text().strip() == "Train"
+
+        wait_status(other, "adapt-status", "Saved the style werewolf")  # its turn came by itself
+
+        page.reload(wait_until="domcontentloaded")  # the styles survive a reload, in this browser only
+        page.get_by_text("TINY MODE").first.wait_for(timeout=LONG)
+        page.get_by_role("tab", name="Generate").click()
+        page.locator("#generate-style input").click()
+        page.get_by_role("option", name="sketch (this session: Sketch)").wait_for(timeout=20_000)
+        assert page.get_by_role("option", name="werewolf (this session: Werewolf)").count() == 0
+        other.reload(wait_until="domcontentloaded")
+        other.get_by_text("TINY MODE").first.wait_for(timeout=LONG)
+        other.get_by_role("tab", name="Generate").click()
+        other.locator("#generate-style input").click()
+        other.get_by_role("option", name="werewolf (this session: Werewolf)").wait_for(timeout=20_000)
+        assert other.get_by_role("option", name="sketch (this session: Sketch)").count() == 0
+    finally:
+        first.close()
+        second.close()
+
+
+# ------------------------------------------------------------------------------------------------------ invert
+def test_invert_shows_each_result_whole_and_captioned_beside_the_face(browser, server, tmp_path):
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Invert").click()
+        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Invert", exact=True).click()
+        result = gallery_images(page, "invert-gallery").first
+        result.wait_for(state="visible", timeout=LONG)
+        page.locator("#invert-aligned img").wait_for(state="visible", timeout=LONG)
+        caption = page.locator("#invert-gallery").get_by_text("tiny-invert-demo (strength 1)")
+        assert caption.first.is_visible()  # captioned with its style
+        fit = result.evaluate("""i => { const r = i.getBoundingClientRect(), c = i.closest('button') || i.parentElement;
+            const b = c.getBoundingClientRect(); const s = getComputedStyle(i);
+            return {fit: s.objectFit, inside: r.left >= b.left - 1 && r.right <= b.right + 1 && r.top >= b.top - 1
+                    && r.bottom <= b.bottom + 1, w: r.width}; }""")
+        assert fit["fit"] == "contain" and fit["inside"] and fit["w"] >= 150  # whole, not a zoomed crop
+        aligned = page.locator("#invert-aligned").bounding_box()
+        gallery = page.locator("#invert-gallery").bounding_box()
+        assert abs(aligned["y"] - gallery["y"]) < 5 and gallery["x"] > aligned["x"]  # beside the face
+        assert images_without_text(page) == []
+        keep_picture(page, "invert.png", tmp_path)
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------------------- phone
+def test_the_page_fits_a_phone(browser, server, tmp_path):
+    page = open_page(browser, server, PHONE)
+    try:
+        page.wait_for_timeout(1000)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scroll
+        assert not under_the_arrow(page, "adapt-source")  # the generator's name is not under the dropdown's arrow
+        assert not page.locator("#adapt-preview [data-testid='block-label']").is_visible()  # no label on the image
+        page.get_by_role("tab", name="Generate").click()
+        gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=LONG)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+        assert not under_the_arrow(page, "generate-style")  # a long style name ends in "..." before the arrow
+        source = page.locator("#source-gallery").bounding_box()
+        styled = page.locator("#styled-gallery").bounding_box()
+        assert styled["y"] >= source["y"] + source["height"] - 1  # one under the other, each wide enough to see
+        assert source["width"] >= 300
+        assert images_without_text(page) == []
+        keep_picture(page, "phone.png", tmp_path)
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------------------ errors
 def _error_marks(page) -> list[str]:
     """The ids of the blocks showing Gradio's "Error" mark (its status tracker on a component whose event failed)."""
     return page.evaluate("""() => [...document.querySelectorAll('.error')]
@@ -86,21 +281,20 @@ def _error_marks(page) -> list[str]:
         .map(e => (e.closest('[id]') || {}).id || '?')""")
 
 
-def test_errors_leave_other_outputs_and_tabs_untouched(browser, url, tmp_path):
+def test_errors_leave_other_outputs_and_tabs_untouched(browser, server, tmp_path):
     """A refused input shows its message on the input and changes nothing else; a failed run marks only its tab's
     status line (before: "Error" over every output the handler lists, the other tabs' style pickers included)."""
     from PIL import Image
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = open_page(browser, server)
     try:
-        page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-        page.get_by_text("TINY MODE").first.wait_for(timeout=60_000)
         page.get_by_label("Target text").fill("Photo")  # the same as the source text: refused before the run
         page.get_by_role("button", name="Train", exact=True).click()
         page.get_by_text("The source and target prompts are the same").first.wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         assert _error_marks(page) == []
         assert page.get_by_text("Press Train to start.").is_visible()  # the status line is as it was
+        assert not page.locator("#adapt-train").is_disabled()
 
         page.get_by_role("tab", name="Invert").click()
         photo = page.locator("#invert-photo input[type=file]")
@@ -108,13 +302,13 @@ def test_errors_leave_other_outputs_and_tabs_untouched(browser, url, tmp_path):
         page.wait_for_timeout(1500)  # the upload shows in the page
         page.get_by_role("button", name="Invert", exact=True).click()
         aligned = page.locator("#invert-aligned img")
-        aligned.wait_for(state="visible", timeout=60_000)  # an earlier result
+        aligned.wait_for(state="visible", timeout=LONG)  # an earlier result
         blank = tmp_path / "wall.png"
         Image.new("RGB", (320, 240), (200, 190, 180)).save(blank)
         photo.set_input_files(str(blank))
         page.wait_for_timeout(1500)
         page.get_by_role("button", name="Invert", exact=True).click()
-        page.get_by_text("No face was found").first.wait_for(timeout=60_000)  # the toast
+        page.get_by_text("No face was found").first.wait_for(timeout=LONG)  # the toast
         page.wait_for_timeout(1500)
         assert _error_marks(page) == ["invert-status"]  # not the aligned face, reconstruction, gallery or pickers
         assert aligned.is_visible()  # the earlier result is still shown

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from nada import service
+from nada.app_glue import KEEP
 from nada.model_store import TINY_INVERT, ModelStore
 from nada.sessions import SessionStyles, TrainingBusyError, TrainingRuns
 from nada.styles import export_style_pt, load_style, save_style, style_from_generators
@@ -135,10 +136,12 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     last = outs[-1]
     losses, bars, status, style_file = last.losses, last.layers, last.status, last.style_file
     sess, gen_dd, inv_dd = last.session, last.generate_style, last.invert_styles
-    assert sorted(set(losses["term"])) == ["direction", "total"] and losses["step"].max() == 3
+    assert set(losses["term"]) == {"loss"} and losses["step"].max() == 3  # one term on: one line, not two
     assert list(bars["row"]) == [f"w{i}" for i in range(8)] and (bars["trains"] == "trained").sum() == 5  # 2/3 of 8
     assert "| CLIP similarity to the target text |" in last.metrics  # the paper's figures once training ends
     assert "finished" in status and "sketch" in status
+    assert "Generate tab" in status and "Invert" not in status  # a 32 px tiny style does not fit the inversion model
+    assert last.train.interactive is True and last.train.value == "Train"
     assert sess is session and session.names() == ["sketch"]
     style = load_style(style_file)
     assert style.source == "tiny" and style.meta["target_text"] == "Sketch" and style.meta["steps"] == 3
@@ -195,12 +198,38 @@ def test_adapt_bad_input_is_a_readable_error(store, session, over, field, messag
     assert err.value.field == field
 
 
-def test_adapt_refuses_while_another_run_trains(store, session):
+def test_adapt_waits_in_line_while_another_run_trains_and_starts_by_itself(store, session):
     runs = TrainingRuns()
+    stream = service.adapt_stream(store, runs, session, **adapt_args(iterations=1), min_interval_s=0.0)
     with runs.slot("someone-else", total=300):
-        with pytest.raises(gr.Error, match="Another training run is using the GPU"):
+        first = next(stream)
+        assert "Waiting in line: 1 training run is ahead of yours (you are **number 2**)" in first.status
+        assert first.train.interactive is False and first.train.value == "Training…"  # cannot be pressed twice
+        assert first.preview is KEEP and first.losses is KEEP  # earlier results stay until the run makes new ones
+        assert runs.involves("local") and runs.is_waiting("local")
+        with pytest.raises(gr.Error, match="already waiting"):  # a second Train (or Enter) of this session
             run_adapt(store, runs, session)
-    assert len(run_adapt(store, runs, session, iterations=1)) >= 2  # free again afterwards
+    rest = list(stream)  # the slot is free: the run starts by itself
+    assert "Saved the style" in rest[-1].status and rest[-1].train.interactive is True
+    assert not runs.involves("local")
+
+
+def test_the_loss_chart_has_one_line_per_term_or_a_single_loss_line():
+    assert service.loss_rows(1, {"direction": 0.5, "total": 0.5}) == [{"step": 1, "loss": 0.5, "term": "loss"}]
+    rows = service.loss_rows(3, {"direction": 0.5, "global": 0.25, "total": 0.75})
+    assert [(r["term"], r["loss"]) for r in rows] == [("directional CLIP", 0.5), ("global CLIP", 0.25), ("total", 0.75)]
+    assert service.loss_rows(4, {}) == []  # a step that failed before its losses
+
+
+def test_stop_takes_a_waiting_run_out_of_the_line(store, session):
+    runs = TrainingRuns()
+    stream = service.adapt_stream(store, runs, session, **adapt_args(), min_interval_s=0.0)
+    with runs.slot("someone-else", total=300):
+        assert "Waiting in line" in next(stream).status
+        assert service.stop_training(runs) == "Leaving the line..."
+        rest = list(stream)
+    assert rest[-1].status == "Left the line before training started; nothing was trained."
+    assert rest[-1].train.interactive is True and len(session) == 0
 
 
 def test_training_runs_stale_run_loses_the_slot():
@@ -360,7 +389,7 @@ def test_upload_errors_name_the_file_and_what_to_pick_in_the_page(store, session
         assert "--source" not in text  # no command-line flags in the page
     with pytest.raises(gr.Error, match="pick the source generator in the Adapt tab") as err:
         service.upload_style(store, session, str(foreign))
-    assert "this page offers 'Tiny random generator" in err.value.message
+    assert "this page offers 'Tiny random (32 px" in err.value.message
     assert len(session) == 0
 
 

@@ -44,7 +44,8 @@ def test_adapt_inputs_follow_the_handler_parameters(demo):
         "Style mixing", "1 to 16 pictures"]
     assert isinstance(adapt.inputs[0], gr.State)
     assert _labels(adapt.outputs) == ["Preview (fixed seeds)", "Losses", "Probed W+ rows", None,
-                                      "Trained style (.safetensors)", None, "Style", "Styles", None]
+                                      "Trained style (.safetensors)", None, "Style", "Styles", None, None]
+    assert isinstance(adapt.outputs[-1], gr.Button) and adapt.outputs[-1].value == "Train"
 
 
 def test_every_tab_is_wired_by_name(demo):
@@ -62,9 +63,9 @@ def test_every_tab_is_wired_by_name(demo):
 
 def test_unset_outputs_are_left_as_they_are():
     values = service.AdaptOutputs(status="Loading").values()
-    assert len(values) == len(service.AdaptOutputs.names()) == 9
+    assert len(values) == len(service.AdaptOutputs.names()) == 10
     assert values[service.AdaptOutputs.names().index("status")] == "Loading"
-    assert sum(v == gr.skip() for v in values) == 8
+    assert sum(v == gr.skip() for v in values) == 9
 
 
 @dataclasses.dataclass
