@@ -76,7 +76,7 @@ from .styles import (
 )
 from .train import RECIPES, AdaptConfig
 from .video import VideoPlan
-from .weights import REGISTRY
+from .weights import REGISTRY, offline
 from .zerogpu import gpu_mode, on_gpu
 
 STYLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
@@ -190,10 +190,18 @@ def style_choices(store: ModelStore, session: SessionStyles | None, with_none: b
     return out + store.published_choices(source)
 
 
+OPENING_STYLE = "nada-witcher"  # the Generate tab's first style: the product's own example, "Photo" -> "Witcher"
+
+
 def default_style(store: ModelStore) -> str:
-    """The Generate tab's first choice: no style (tiny mode: the tiny demo style, to show both columns)."""
-    choices = store.published_choices(store.default_source())
-    return choices[0][1] if store.tiny and choices else NO_STYLE
+    """The Generate tab's first choice, so that it opens on both columns: the published Witcher style when it is on
+    this machine or can be downloaded (tiny mode: the tiny demo style); otherwise no style."""
+    names = [name for _, name in store.published_choices(store.default_source())]
+    if store.tiny:
+        return names[0] if names else NO_STYLE
+    if OPENING_STYLE in names and (not offline() or store.weights_status([OPENING_STYLE])[0].cached):
+        return OPENING_STYLE
+    return NO_STYLE
 
 
 def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:

@@ -100,3 +100,14 @@ def test_the_published_gallery_shows_each_style_once_and_a_click_picks_it(store,
                                           ("Plain", "Plain")])
 def test_thumbnail_captions_drop_the_parenthesised_note(label, short):
     assert page_load.short_label(label) == short
+
+
+def test_a_real_space_opens_on_the_witcher_style_when_it_can_get_it(hub_cache, monkeypatch):
+    from nada.model_store import ModelStore
+    from nada.weights import REGISTRY
+
+    real = ModelStore()
+    assert service.default_style(real) == service.NO_STYLE  # offline (the tests) and not cached: no style
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert service.default_style(real) == service.OPENING_STYLE == "nada-witcher"  # a Space: downloaded once
+    assert REGISTRY[service.OPENING_STYLE].source == real.default_source()
