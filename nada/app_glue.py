@@ -24,7 +24,7 @@ from .align import AlignmentUnavailableError, NoFaceError
 from .images import ImageInputError
 from .sessions import TrainingBusyError
 from .styles import StyleFileError, StyleMismatchError
-from .weights import CheckpointError, WeightsUnavailableError
+from .weights import CheckpointError, WeightsUnavailableError, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,16 @@ class InputError(ValueError):
         self.field = field
 
 
+def hide_server_paths(text: str) -> str:
+    """``text`` for the page: the weights cache's folder on the server is named, not shown (the command line's
+    messages keep the path; a visitor has no use for it)."""
+    return text.replace(str(cache_dir()), "the app's weights cache")
+
+
 def to_user_error(exc: BaseException) -> gr.Error:
-    """The ``gr.Error`` a person sees for ``exc``."""
+    """The ``gr.Error`` a person sees for ``exc`` (server paths of the weights cache hidden)."""
+    if isinstance(exc, gr.Error):
+        return exc
     if isinstance(exc, torch.OutOfMemoryError):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -57,9 +65,10 @@ def to_user_error(exc: BaseException) -> gr.Error:
               (InputError, "Invalid input"), (ValueError, "Invalid input")]
     for cls, title in titles:
         if isinstance(exc, cls):
-            return gr.Error(html.escape(str(exc), quote=False), title=title, print_exception=False)
+            return gr.Error(html.escape(hide_server_paths(str(exc)), quote=False), title=title, print_exception=False)
     log.exception("unexpected error in a handler", exc_info=exc)
-    return gr.Error(f"Something went wrong ({type(exc).__name__}: {html.escape(str(exc)[:300], quote=False)}). "
+    text = html.escape(hide_server_paths(str(exc))[:300], quote=False)
+    return gr.Error(f"Something went wrong ({type(exc).__name__}: {text}). "
                     "The app is still running; please try again.", title="Error", print_exception=False)
 
 
@@ -249,4 +258,4 @@ def session_id(request: gr.Request | None) -> str:
 
 
 __all__ = ["OOM_HINT", "KEEP", "Outputs", "InputError", "handler_inputs", "validator", "wire", "user_errors",
-           "to_user_error", "bind", "session_id", "photo_input"]
+           "to_user_error", "hide_server_paths", "bind", "session_id", "photo_input"]

@@ -133,7 +133,7 @@ def opening_images(store: ModelStore, opening: OpeningImages, *, gpu: GpuCalls |
         source, styled, info = opening.get(render)
     except Exception as exc:  # noqa: BLE001 - the first screen stays usable; the reason is shown in words
         return OpeningOutputs(info=f"The opening pictures could not be made: {to_user_error(exc).message} "
-                                   "Press Generate to try again.")
+                                   "Press Generate to try again.")  # (a GPU task's failure is a gr.Error already)
     return OpeningOutputs(source_gallery=source, styled_gallery=styled,
                           info=info + " These are the opening pictures; change anything and press Generate.")
 

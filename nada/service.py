@@ -30,6 +30,7 @@ from .app_glue import (
     InputError,
     Outputs,
     bind,
+    hide_server_paths,
     photo_input,
     session_id,
     user_errors,
@@ -173,7 +174,7 @@ def tab_notice(store: ModelStore, tab: str) -> str:
         notice = store.missing_message(list(INVERT_ASSETS), "Inversion")
     else:
         raise ValueError(f"unknown tab {tab!r}")
-    return notice + hint if notice else ""
+    return hide_server_paths(notice) + hint if notice else ""
 
 
 # ------------------------------------------------------------------------------------------------- styles

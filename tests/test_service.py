@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nada import service
+from nada import service, weights
 from nada.app_glue import KEEP
 from nada.model_store import TINY_INVERT, ModelStore
 from nada.sessions import SessionStyles, TrainingBusyError, TrainingRuns
@@ -363,8 +363,10 @@ def test_offline_real_mode_names_missing_weights(hub_cache, session):
     assert "`e4e-ffhq`" in service.tab_notice(real, "invert")
     assert "TINY MODE" not in service.header_markdown(real) and "TINY MODE" in service.header_markdown(
         ModelStore(tiny=True))
-    with pytest.raises(gr.Error, match="Weights 'ffhq'.*not cached"):
+    with pytest.raises(gr.Error, match="Weights 'ffhq'.*not cached in the app's weights cache") as err:
         service.generate(real, session, service.NO_STYLE, 0, 0.7, 1, 1.0)
+    cache = str(weights.cache_dir())
+    assert cache not in err.value.message and cache not in notice  # the page names no server folder
     assert real.loaded() == []  # the failure is not cached: a later call retries
 
 
