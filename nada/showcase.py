@@ -10,9 +10,7 @@ names only, checked against a strict pattern: user text never becomes a path.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from .styles import atomic_write
 from .weights import asset_status, cache_dir, offline
 
 if TYPE_CHECKING:
@@ -61,6 +60,7 @@ class StyleThumbnails:
         self.retry_after_s = float(retry_after_s)
         self._lock = threading.RLock()  # fill renders each missing thumbnail once; concurrent fills wait
         self._failed: dict[str, float] = {}  # name -> when its last render failed (monotonic)
+        self._verified: dict[Path, tuple[int, int]] = {}  # path -> (mtime_ns, bytes) when it last decoded fine
 
     @classmethod
     def beside_weights(cls, tiny: bool) -> StyleThumbnails:
@@ -155,15 +155,8 @@ class StyleThumbnails:
 
     @staticmethod
     def _write(path: Path, image: Image.Image) -> None:
-        """Write ``image`` as a PNG at ``path`` atomically (a temp file in the same folder, then ``os.replace``)."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                image.save(f, format="PNG")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write ``image`` as a PNG at ``path`` atomically (never a half file a page load could read)."""
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
     def _usable(self, path: Path) -> bool:
         """True if ``path`` is a readable thumbnail of the right size; a corrupt one is removed (unless a fill is
@@ -178,15 +171,22 @@ class StyleThumbnails:
         return state == "ok"
 
     def _state(self, path: Path) -> str:
-        """"ok" (a readable PNG of the right size), "missing" or "bad"."""
+        """"ok" (a readable PNG of the right size), "missing" or "bad". A file is decoded once: while it keeps the
+        time and size it had then, later page loads only look at its stat."""
         try:
+            stat = path.stat()
+            if self._verified.get(path) == (stat.st_mtime_ns, stat.st_size):
+                return "ok"
             with Image.open(path) as image:
                 image.load()
-                return "ok" if image.size == (self.size, self.size) else "bad"
+                ok = image.size == (self.size, self.size)
         except FileNotFoundError:
             return "missing"
         except (OSError, SyntaxError, ValueError):  # PIL's errors for truncated or garbled files
-            return "bad"
+            ok = False
+        if ok:
+            self._verified[path] = (stat.st_mtime_ns, stat.st_size)
+        return "ok" if ok else "bad"
 
 
 __all__ = ["THUMBNAIL_SEED", "THUMBNAIL_TRUNCATION", "THUMBNAIL_SIZE", "RenderThumbnails", "resize_thumbnail",

@@ -190,9 +190,10 @@ def current_umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it into place (never a half file). The file
     gets the permissions any new file gets (``0o666`` less the umask), not the temp file's private ``0o600``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -203,6 +204,7 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Path:
@@ -221,7 +223,7 @@ def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Pat
     meta.pop(FORMAT_KEY, None)
     header = {k: json.dumps(v) for k, v in meta.items()}
     header[FORMAT_KEY] = str(FORMAT_VERSION)
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
     return path
 
 
@@ -318,7 +320,7 @@ def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) ->
     if getattr(source, "latent_avg", None) is not None:
         ckpt["latent_avg"] = source.latent_avg.detach().to("cpu").reshape(-1).clone()  # [512]
     path = Path(path)
-    _atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
     return path
 
 
@@ -456,5 +458,5 @@ __all__ = [
     "Style", "StyleMismatchError", "StyleFileError", "generator_fingerprint",
     "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt",
     "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
-    "list_saved_styles",
+    "list_saved_styles", "atomic_write",
 ]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .render import to_pil
 from .stylegan2 import Generator, seeded_z, truncate
-from .styles import Style, apply_style
+from .styles import Style, apply_style, atomic_write
 
 MAX_FRAMES = 3000  # about 2 minutes at 24 fps: longer requests are refused, not rendered for hours
 
@@ -134,14 +134,10 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: int = 
     ``progress(frames_done)`` is called after each frame. The file appears only when complete."""
     import av  # heavy (FFmpeg): only video needs it
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    done = 0
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
+    def encode(tmp: str) -> None:
+        with av.open(tmp, mode="w", format="mp4") as container:
             stream = None
-            for frame in frames:
+            for done, frame in enumerate(frames, 1):
                 if stream is None:
                     h, w = frame.shape[:2]
                     if h % 2 or w % 2:
@@ -151,17 +147,14 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: int = 
                     stream.options = {"crf": str(crf), "preset": "medium"}
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)
-                done += 1
                 if progress is not None:
                     progress(done)
             if stream is None:
                 raise ValueError("No frames to write.")
             for packet in stream.encode():  # flush
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, encode)
 
 
 def render_video(source: Generator, style: Style | None, plan: VideoPlan, path: str | os.PathLike,
