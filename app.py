@@ -1,4 +1,4 @@
-"""nada's Gradio app: Adapt, Generate and Invert tabs. Layout and wiring only; the handlers live in ``nada.service``.
+"""nada's Gradio app: Adapt, Generate and Invert tabs. Layout and wiring only; handlers: ``nada.app``.
 
 ``python app.py`` serves on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 127.0.0.1:7860). ``NADA_TINY=1`` runs
 every model as a tiny random stand-in (offline demos, CI). Importing this module loads no model.
@@ -10,18 +10,18 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-from nada.zerogpu import gpu_mode, import_spaces_first
+from nada.app.zerogpu import gpu_mode, import_spaces_first
 
 import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches CUDA (the imports below)
 
 import gradio as gr  # noqa: E402
 
-from nada import page_load, service  # noqa: E402
+from nada.app import handlers, page_load  # noqa: E402
+from nada.app.sessions import BrowserSessions, SessionStyles, TrainingRuns  # noqa: E402
+from nada.app.thumbnails import StyleThumbnails  # noqa: E402
 from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
 from nada.runtime import configure_torch, tune_allocator  # noqa: E402
-from nada.sessions import BrowserSessions, SessionStyles, TrainingRuns  # noqa: E402
-from nada.showcase import StyleThumbnails  # noqa: E402
 from nada.train import RECIPES, AdaptConfig  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -71,7 +71,7 @@ def env_flag(name: str) -> bool:
 # ----------------------------------------------------------------------------------------------------- tabs
 def show_notice(store: ModelStore, tab: str) -> None:
     """The tab's notice (tiny models, missing weights), as Markdown at the top, when there is one."""
-    notice = service.tab_notice(store, tab)
+    notice = handlers.tab_notice(store, tab)
     if notice:
         gr.Markdown(notice)
 
@@ -98,10 +98,10 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
                     "averaged. The style records the pictures' hashes, not the pictures.")
     paper = AdaptConfig.from_recipe("paper")
     ui.recipe = gr.Radio([(r.description, name) for name, r in RECIPES.items()], value="paper", label="Recipe")
-    steps = 8 if store.tiny else service.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
-    # A number, not a slider: a slider's box silently clamps a typed 5000 to its maximum; service.check_adapt
+    steps = 8 if store.tiny else handlers.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
+    # A number, not a slider: a slider's box silently clamps a typed 5000 to its maximum; handlers.check_adapt
     # refuses it with a message on the field instead.
-    ui.iterations = gr.Number(steps, step=1, label="Training steps", info=f"1 to {service.max_steps(store)}")
+    ui.iterations = gr.Number(steps, step=1, label="Training steps", info=f"1 to {handlers.max_steps(store)}")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             ui.layers_k = gr.Slider(0, n_rows, value=0, step=1, label="W+ rows trained per step",
@@ -119,14 +119,14 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
             ui.lambda_l2 = gr.Slider(0, 2, value=0.0, step=0.05, label="L2 loss weight")
         with gr.Row():
             # No precision/minimum/maximum on typed numbers: Gradio would round 1.5 to 2 or refuse -1 with a bare
-            # error before nada's checks (service.check_adapt), which name the field and its range instead.
+            # error before nada's checks (handlers.check_adapt), which name the field and its range instead.
             ui.seed = gr.Number(0, step=1, label="Seed")
             ui.lr = gr.Number(0.002, label="Learning rate", info=f"above 0, at most {MAX_LR:g}")
-            ui.batch_size = gr.Slider(1, service.MAX_BATCH, value=2, step=1, label="Batch size")
+            ui.batch_size = gr.Slider(1, handlers.MAX_BATCH, value=2, step=1, label="Batch size")
     with gr.Row():
         ui.train = gr.Button("Train", variant="primary", elem_id="adapt-train")
         ui.stop = gr.Button("Stop", variant="stop", elem_id="adapt-stop")
-    ui.cost = gr.Markdown(service.run_cost(steps, False, list(paper.clip_models)))
+    ui.cost = gr.Markdown(handlers.run_cost(steps, False, list(paper.clip_models)))
     ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.",
                             elem_id="adapt-status")
     gr.Markdown("**Preview** (the same seeds throughout): source row above, adapted row below.")
@@ -156,17 +156,17 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
                               allow_preview=False, object_fit="cover", format="png", elem_id="published-styles")
     ui.published_names = gr.State([])  # the style name of each thumbnail, in the gallery's order
     with gr.Row(equal_height=True):
-        ui.style = gr.Dropdown(service.style_choices(store, None), value=service.default_style(store), label="Style",
+        ui.style = gr.Dropdown(handlers.style_choices(store, None), value=handlers.default_style(store), label="Style",
                                info="trained in this session, uploaded, or published", scale=4,
-                               allow_custom_value=True,  # a stale choice reaches service.check_generate's message
+                               allow_custom_value=True,  # a stale choice reaches handlers.check_generate's message
                                elem_id="generate-style")
         ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
-                                    file_types=list(service.STYLE_SUFFIXES), scale=1)
+                                    file_types=list(handlers.STYLE_SUFFIXES), scale=1)
     with gr.Row():
-        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2)  # checked by service.check_generate, never rounded
+        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2)  # checked by handlers.check_generate, never rounded
         ui.dice = gr.Button("Random seed", scale=1)
         ui.truncation = gr.Slider(0, 1, value=d.truncation, step=0.01, label="Truncation", scale=2)
-        ui.n_images = gr.Slider(1, service.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
+        ui.n_images = gr.Slider(1, handlers.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
         ui.strength = gr.Slider(0, 1, value=d.strength, step=0.01, label="Style strength (0 = source)", scale=2)
     with gr.Row():
         ui.run = gr.Button("Generate", variant="primary", scale=3)
@@ -188,11 +188,11 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
     """Layout of the Invert tab: a photo in, its aligned face, reconstruction and styled versions out."""
     ui = SimpleNamespace()
     show_notice(store, "invert")
-    choices = service.invert_choices(store, None)
+    choices = handlers.invert_choices(store, None)
     with gr.Row():
         with gr.Column():
             # The file reaches the handler undecoded: nada's image loader explains a bad file, Gradio's would not.
-            ui.image = service.photo_input(sources=["upload", "webcam", "clipboard"], label="Photo with a face",
+            ui.image = handlers.photo_input(sources=["upload", "webcam", "clipboard"], label="Photo with a face",
                                            elem_id="invert-photo")
             gr.Examples([[str(EXAMPLES / p)] for p in EXAMPLE_PHOTOS if (EXAMPLES / p).is_file()], [ui.image],
                         label="Example photos (public domain)")
@@ -225,7 +225,7 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
     opening = page_load.OpeningImages()
     thumbnails = StyleThumbnails.beside_weights(store.tiny)
     with gr.Blocks(title="nada · StyleGAN-NADA", delete_cache=(3600, 7200)) as demo:
-        gr.Markdown(service.header_markdown(store))
+        gr.Markdown(handlers.header_markdown(store))
         # A page's styles live in `sessions` under an opaque random key the browser keeps (localStorage), so a reload
         # finds them again; `session` holds them for the handlers once the page has loaded (restore_session).
         browser_key = gr.BrowserState("", storage_key="nada-session")
@@ -245,48 +245,49 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles,
                   "browser_key": browser_key}
         ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
-        gpu = service.GpuCalls.wrapped(store)  # the GPU halves, wrapped once for ZeroGPU / NADA_FORK_GPU
+        gpu = handlers.GpuCalls.wrapped(store)  # the GPU halves, wrapped once for ZeroGPU / NADA_FORK_GPU
 
         # As the page opens: this browser's styles, the Generate tab's opening pictures, the published styles.
-        service.wire(demo.load, service.bind(page_load.restore_session, store, sessions), ge_names,
+        handlers.wire(demo.load, handlers.bind(page_load.restore_session, store, sessions), ge_names,
                      page_load.RestoreOutputs, api_name=False, queue=False, show_progress="hidden")
-        service.wire(demo.load, service.bind(page_load.opening_images, store, opening, gpu=gpu), ge_names,
+        handlers.wire(demo.load, handlers.bind(page_load.opening_images, store, opening, gpu=gpu), ge_names,
                      page_load.OpeningOutputs, api_name=False, progress_on=["source_gallery", "styled_gallery"],
                      concurrency_limit=None)
-        service.wire(demo.load, service.bind(page_load.published_gallery, store, thumbnails, gpu=gpu), ge_names,
+        handlers.wire(demo.load, handlers.bind(page_load.published_gallery, store, thumbnails, gpu=gpu), ge_names,
                      page_load.PublishedOutputs, api_name=False, progress_on=["published"], concurrency_limit=None)
-        service.wire(ge.published.select, page_load.select_published, ge_names, "generate_style", api_name=False,
+        handlers.wire(ge.published.select, page_load.select_published, ge_names, "generate_style", api_name=False,
                      queue=False)
 
         # Train (or Enter in the target text): the run waits in line while another one trains (in words, on the
         # status line); the button says it is running and cannot be pressed twice, and comes back when it ends.
         for trigger in (ad.train.click, ad.target_text.submit):
-            run = service.wire(trigger, service.bind(service.adapt_stream, store, runs, gpu=gpu), ad_names,
-                               service.AdaptOutputs, check=service.bind(service.check_adapt, store),
+            run = handlers.wire(trigger, handlers.bind(handlers.adapt_stream, store, runs, gpu=gpu), ad_names,
+                               handlers.AdaptOutputs, check=handlers.bind(handlers.check_adapt, store),
                                progress_on=["status"], api_name="adapt" if trigger == ad.train.click else False,
                                concurrency_limit=MAX_WAITING + 1, concurrency_id="train")
-            service.wire(run.then, service.bind(service.train_button_state, runs), ad_names, "train", api_name=False,
+            handlers.wire(run.then, handlers.bind(handlers.train_button_state, runs), ad_names, "train", api_name=False,
                          queue=False, show_progress="hidden")
         for control in (ad.iterations, ad.probe, ad.clip_names, ad.layers_k, ad.recipe):
-            service.wire(control.change, service.run_cost, ad_names, "cost", api_name=False, queue=False)
-        service.wire(ad.target_pictures.change, service.picture_thumbnails, ad_names, "target_thumbnails",
+            handlers.wire(control.change, handlers.run_cost, ad_names, "cost", api_name=False, queue=False)
+        handlers.wire(ad.target_pictures.change, handlers.picture_thumbnails, ad_names, "target_thumbnails",
                      api_name=False)
-        service.wire(ad.recipe.change, service.recipe_settings, ad_names, service.RecipeOutputs, api_name=False,
+        handlers.wire(ad.recipe.change, handlers.recipe_settings, ad_names, handlers.RecipeOutputs, api_name=False,
                      queue=False)
-        service.wire(ad.stop.click, service.bind(service.stop_training, runs), ad_names, "status", api_name="stop",
+        handlers.wire(ad.stop.click, handlers.bind(handlers.stop_training, runs), ad_names, "status", api_name="stop",
                      concurrency_limit=None)
-        service.wire(ge.dice.click, service.random_seed, ge_names, "seed", api_name="random_seed",
+        handlers.wire(ge.dice.click, handlers.random_seed, ge_names, "seed", api_name="random_seed",
                      concurrency_limit=None)
-        service.wire(ge.file.upload, service.bind(service.upload_style, store, gpu=gpu), ge_names,
-                     service.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
-        service.wire(ge.run.click, service.bind(service.generate, store, gpu=gpu), ge_names, service.GenerateOutputs,
-                     check=service.bind(service.check_generate, store), progress_on=["info"], api_name="generate",
+        handlers.wire(ge.file.upload, handlers.bind(handlers.upload_style, store, gpu=gpu), ge_names,
+                     handlers.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
+        handlers.wire(ge.run.click, handlers.bind(handlers.generate, store, gpu=gpu), ge_names,
+                      handlers.GenerateOutputs,
+                     check=handlers.bind(handlers.check_generate, store), progress_on=["info"], api_name="generate",
                      concurrency_limit=2)
-        service.wire(ge.make_video.click, service.bind(service.make_video, store, gpu=gpu), ge_names, "video",
-                     check=service.bind(service.check_generate, store), progress_on=["info"], api_name="video",
+        handlers.wire(ge.make_video.click, handlers.bind(handlers.make_video, store, gpu=gpu), ge_names, "video",
+                     check=handlers.bind(handlers.check_generate, store), progress_on=["info"], api_name="video",
                      concurrency_limit=1)
-        service.wire(inv.run.click, service.bind(service.invert_photo, store, gpu=gpu), inv_names,
-                     service.InvertOutputs, check=service.bind(service.check_invert, store), progress_on=["status"],
+        handlers.wire(inv.run.click, handlers.bind(handlers.invert_photo, store, gpu=gpu), inv_names,
+                     handlers.InvertOutputs, check=handlers.bind(handlers.check_invert, store), progress_on=["status"],
                      api_name="invert", concurrency_limit=1)
     demo.queue(max_size=64)
     return demo
@@ -295,7 +296,7 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
 def launch_kwargs() -> dict:
     """Settings ``launch()`` takes in gradio 6 (theme, upload cap, example folder), shared with the tests."""
     return {"theme": gr.themes.Soft(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
-            "max_file_size": f"{service.MAX_STYLE_FILE_MB}mb", "css": PAGE_CSS,
+            "max_file_size": f"{handlers.MAX_STYLE_FILE_MB}mb", "css": PAGE_CSS,
             "allowed_paths": [str(EXAMPLES), str(StyleThumbnails.beside_weights(False).directory)],  # and tiny/
             "head": PAGE_HEAD}
 

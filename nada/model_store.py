@@ -20,15 +20,15 @@ import torch
 
 from .align import AlignmentUnavailableError, FaceAligner
 from .clip_models import DEFAULT_CLIPS, load_clip
-from .devices import pick_device
 from .e4e import load_e4e
 from .id_loss import load_id_loss
 from .invert import tiny_inversion_models
 from .registry import FEATURE_ASSETS
-from .sources import load_source
+from .runtime import pick_device
+from .stylegan2 import Generator
 from .styles import Style, generator_fingerprint, import_style_pt, style_from_generators
 from .tiny import TINY_GENERATOR, TINY_INVERT, TINY_NAME, tiny_clip, tiny_generator
-from .weights import REGISTRY, CheckpointError, WeightsStatus, WeightsUnavailableError, asset_status
+from .weights import REGISTRY, CheckpointError, WeightsStatus, WeightsUnavailableError, asset_status, load_generator
 
 TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with their convolutions from seed 1
     "tiny-demo": ("Tiny demo style (random, tiny mode)", TINY_NAME),
@@ -233,6 +233,14 @@ def _tiny_demo_style(source: torch.nn.Module, source_name: str) -> Style:
                 value.copy_(theirs[key])
     return style_from_generators(source, adapted, {"source": source_name, "source_text": "tiny",
                                                    "target_text": "tiny demo"})
+
+
+def load_source(name_or_path: str | os.PathLike, device: torch.device | str = "cpu") -> Generator:
+    """The source generator ``name_or_path``, eval mode, on ``device``: the tiny generator for ``"tiny"``, else a
+    registry name (downloaded once, cached) or a local checkpoint (see :func:`nada.weights.load_generator`)."""
+    if isinstance(name_or_path, str) and name_or_path == TINY_NAME:
+        return tiny_generator().to(device)
+    return load_generator(name_or_path, device)
 
 
 __all__ = ["ModelStore", "WeightsStatus", "DEFAULT_CLIPS", "TINY_DEMO_STYLES", "TINY_INVERT", "INVERT_ASSETS"]

@@ -12,6 +12,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
 
@@ -45,3 +49,15 @@ def configure_torch(tf32: bool | None = None) -> bool:
     torch.backends.cudnn.allow_tf32 = bool(tf32)
     torch.backends.cudnn.benchmark = True  # same values, fastest algorithm per shape
     return bool(tf32)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA when available, else CPU; otherwise the named device, checked to exist."""
+    import torch  # see configure_torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device '{name}' was asked for, but no CUDA GPU is available here; use --device cpu.")
+    return dev

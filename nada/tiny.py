@@ -9,7 +9,7 @@ from .clip_models import import_clip
 from .stylegan2 import Generator
 
 TINY_GENERATOR = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 16}
-TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator (see nada.sources)
+TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator (see nada.model_store)
 # The source name of tiny mode's inversion generator (256 px, 512-d codes: e4e's; nada.invert.tiny_inversion_models),
 # recorded in and checked against the styles made for it (``invert --tiny``, the app in tiny mode).
 TINY_INVERT = "tiny-invert"

@@ -30,8 +30,7 @@ from PIL import Image
 from .clip_loss import ClipGuide, check_prompts, clean_prompt
 from .memory import check_fits
 from .probe import ProbeResult, probe_layers, row_modules
-from .render import image_grid
-from .sampling import seed_latents
+from .render import image_grid, seed_latents
 from .stylegan2 import Generator, mix_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
@@ -101,6 +100,13 @@ class AdaptConfig:
         if isinstance(self.layers_k, float) and 0 < self.layers_k < 1:
             return int(self.layers_k * n_latent + 1e-9)  # 2/3 of 18 is 12, not 11.999...
         return int(self.layers_k)
+
+    @property
+    def mode(self) -> str:
+        """What the run aims at, as a style records it: "text", "image" (pictures only) or "text+image"."""
+        if self.target_images:
+            return "text+image" if str(self.target_text or "").strip() else "image"
+        return "text"
 
     def probing(self) -> bool:
         """True when layers are chosen by probing (else every synthesis convolution trains)."""

@@ -4,7 +4,7 @@ A registry name resolves through ``huggingface_hub.hf_hub_download`` into a cach
 (``~/.cache/nada`` for an installed package; override with ``NADA_CACHE``); a local path is used as it is.
 ``HF_HUB_OFFLINE=1`` (or ``NADA_OFFLINE=1``) never touches the network. Every failure is a
 ``WeightsUnavailableError`` or ``CheckpointError`` whose message names the file, the repo and what to do. Nothing
-here runs at import time. Source names that are not files (the tiny generator) are resolved by :mod:`nada.sources`.
+here runs at import time. Source names that are not files (the tiny generator) are resolved by :mod:`nada.model_store`.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def load_generator(name_or_path: str | os.PathLike, device: torch.device | str =
     """Load a generator by registry name (downloaded once, cached) or local path, eval mode, on ``device``.
 
     The checkpoint's ``latent_avg`` (the W mean from training), if present, is kept as ``generator.latent_avg``.
-    The tiny generator is not a file: :func:`nada.sources.load_source` gives it for the name "tiny"."""
+    The tiny generator is not a file: :func:`nada.model_store.load_source` gives it for the name "tiny"."""
     path = resolve(name_or_path)
     ckpt = load_state_dict_file(path)
     g = build_generator(generator_state_dict(ckpt, str(path)), str(path))

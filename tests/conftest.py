@@ -13,8 +13,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tests
 
+from nada.app.sessions import SessionStyles  # noqa: E402
 from nada.model_store import ModelStore  # noqa: E402
-from nada.sessions import SessionStyles  # noqa: E402
 from nada.stylegan2 import Generator  # noqa: E402
 
 from .fixtures import load_synth_weights  # noqa: E402

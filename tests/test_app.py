@@ -58,7 +58,7 @@ def client(served):
 
 def cleanup_sessions(demo) -> None:
     """Delete the temp folders of the sessions the tests opened (the server would after the session TTL)."""
-    from nada.sessions import SessionStyles
+    from nada.app.sessions import SessionStyles
 
     for state in getattr(getattr(demo, "state_holder", None), "session_data", {}).values():
         for value in list(getattr(state, "state_data", {}).values()):

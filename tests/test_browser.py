@@ -52,7 +52,7 @@ def server(tmp_path_factory):
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import app
-    from nada.sessions import BrowserSessions
+    from nada.app.sessions import BrowserSessions
 
     sessions = BrowserSessions()
     demo = app.build_demo(tiny=True, sessions=sessions)

@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nada.cli import main, parse_seeds
+from nada.cli import main
+from nada.cli.args import parse_seeds
 
 from .helpers import PROJECT_ROOT
 
@@ -134,7 +135,7 @@ def _no_training(*args, **kwargs):
 
 @pytest.mark.parametrize("flag", ["-o", "--export-pt", "--preview-dir"])
 def test_adapt_checks_every_output_before_loading_anything(tmp_path, monkeypatch, capsys, flag):
-    monkeypatch.setattr("nada.cli_adapt.load_models", _no_training)
+    monkeypatch.setattr("nada.cli.adapt.load_models", _no_training)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     target = {"-o": "x.safetensors", "--export-pt": "x.pt", "--preview-dir": "previews"}[flag]
@@ -150,7 +151,7 @@ def test_adapt_checks_every_output_before_loading_anything(tmp_path, monkeypatch
 def test_adapt_saves_to_a_fallback_file_when_the_output_fails_at_the_end(hub_cache, tmp_path, monkeypatch, capsys):
     import errno
 
-    from nada import cli_adapt
+    from nada.cli import adapt as cli_adapt
     from nada.styles import load_style
 
     out = tmp_path / "witcher.safetensors"
@@ -230,7 +231,7 @@ def test_invert_checks_every_style_before_aligning_or_writing(tmp_path, monkeypa
     def no_alignment(*args, **kwargs):
         raise AssertionError("the photo was aligned before every style was checked")
 
-    monkeypatch.setattr("nada.cli_invert.prepare_face", no_alignment)
+    monkeypatch.setattr("nada.cli.invert.prepare_face", no_alignment)
     out = tmp_path / "out"
     for styles, message in [(f"{good},{foreign}", "This style was trained on the source generator"),
                             (f"{good},{tmp_path / 'missing.safetensors'}", "not found")]:

@@ -1,4 +1,4 @@
-"""CLIP loading, preprocessing, text directions and losses (nada.clip_models, nada.clip_loss, nada.templates).
+"""CLIP loading, preprocessing, text directions and losses (nada.clip_models, nada.clip_loss, nada.clip_loss).
 
 The fixture tests reproduce the reference fixture ``nada/clip_loss_fixture.npz`` (StyleGAN-NADA's ``CLIPLoss`` run with
 a tiny random CLIP); the loader tests prove the open_clip / OpenAI key mapping with random models built locally.
@@ -19,8 +19,8 @@ import torch
 clip = pytest.importorskip("clip")
 
 from nada import clip_loss as cl  # noqa: E402
+from nada.clip_loss import IMAGENET_TEMPLATES  # noqa: E402
 from nada.clip_models import build_clip, is_torchscript_archive, load_clip, read_clip_file  # noqa: E402
-from nada.templates import IMAGENET_TEMPLATES  # noqa: E402
 from nada.weights import CheckpointError, WeightsUnavailableError  # noqa: E402
 
 from .fixtures import fixture_path  # noqa: E402

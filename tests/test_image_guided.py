@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from nada.app.gpu_tasks import train_style
 from nada.clip_loss import ClipGuide
-from nada.gpu_tasks import train_style
 from nada.images import ImageInputError
 from nada.model_store import ModelStore
-from nada.sampling import render_seeds
+from nada.render import render_seeds
 from nada.styles import load_style
 from nada.target_images import MAX_SIDE, load_target_images, picture_hashes, to_tensor
 from nada.train import AdaptConfig, adapt
@@ -131,8 +131,8 @@ def test_the_command_line_takes_pictures_as_the_target(tmp_path):
 
 
 def test_the_app_trains_towards_uploaded_pictures_and_says_so_in_the_style(tmp_path):
-    from nada import service
-    from nada.sessions import SessionStyles, TrainingRuns
+    from nada.app import handlers as service
+    from nada.app.sessions import SessionStyles, TrainingRuns
 
     files = []
     for i, picture in enumerate(pictures((220, 40, 40), 3)):

@@ -272,7 +272,7 @@ def test_cli_missing_weights_exit_1(tmp_path: Path, capsys, monkeypatch) -> None
 
 
 def test_output_names() -> None:
-    from nada.cli_invert import output_names, style_list
+    from nada.cli.invert import output_names, style_list
 
     styles = style_list(" a/witcher.safetensors, nada-pixar,,b/witcher.safetensors, reconstruction ")
     assert styles == ["a/witcher.safetensors", "nada-pixar", "b/witcher.safetensors", "reconstruction"]

@@ -1,6 +1,9 @@
 """The project's import structure, read from the source with ``ast`` (nothing is imported, so this runs in ms).
 
-- No import cycle among ``nada/*.py`` and ``app.py``, counting imports inside functions too (a cycle hidden in a
+- Three layers, visible in the tree: the library (``nada/*.py``), the command line (``nada/cli/``) and the app
+  (``nada/app/`` and ``app.py``). Imports run downwards only: the library never imports ``nada.cli`` or ``nada.app``,
+  and ``nada.cli`` never imports ``nada.app``. The library stays at most :data:`MAX_LIBRARY_MODULES` files.
+- No import cycle among ``nada/**/*.py`` and ``app.py``, counting imports inside functions too (a cycle hidden in a
   function is still a cycle: it only fails later, at call time, and hides the layering).
 - Gradio belongs to the app layer: no other ``nada`` module imports ``gradio`` / ``gradio_client``, or imports an
   app-layer module (which would pull gradio in), so ``import nada.cli`` and ``python -m nada`` never load gradio.
@@ -21,8 +24,7 @@ import pytest
 from .helpers import PROJECT_ROOT
 
 PACKAGE = "nada"
-# The Gradio UI: the only modules that may import gradio.
-APP_LAYER = {"app", "nada.service", "nada.app_glue", "nada.app_inputs", "nada.page_load", "nada.zerogpu"}
+MAX_LIBRARY_MODULES = 30  # files at the top of nada/, __init__.py and __main__.py included
 UI_PACKAGES = {"gradio", "gradio_client"}
 # Modules still allowed to import project modules inside functions, each with the reason; a stale entry fails.
 # Empty: nada/service.py, the last one (its `from . import invert` inside a handler), now imports at the top too.
@@ -42,9 +44,23 @@ class Import:
 
 def _module_files() -> dict[str, Path]:
     files = {"app": PROJECT_ROOT / "app.py"}
-    for path in sorted((PROJECT_ROOT / PACKAGE).glob("*.py")):
-        files[PACKAGE if path.stem == "__init__" else f"{PACKAGE}.{path.stem}"] = path
+    for path in sorted((PROJECT_ROOT / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return files
+
+
+def layer(module: str) -> str:
+    """"app" (``app.py``, ``nada.app.*``), "cli" (``nada.cli.*`` and ``python -m nada``'s ``nada.__main__``) or
+    "library" (everything else under ``nada``)."""
+    if module == "app" or module == "nada.app" or module.startswith("nada.app."):
+        return "app"
+    if module in ("nada.cli", "nada.__main__") or module.startswith("nada.cli."):
+        return "cli"
+    return "library"
+
+
+APP_LAYER = {m for m in _module_files() if layer(m) == "app"}  # the Gradio UI: the only modules that may import gradio
 
 
 def _path_of(module: str) -> str:
@@ -74,8 +90,8 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom, known: set[str]) ->
     """The modules an import statement loads: project modules by full name, others by their top-level package."""
     if isinstance(node, ast.Import):
         return [a.name if a.name.split(".")[0] == PACKAGE else a.name.split(".")[0] for a in node.names]
-    if node.level:  # relative: resolved against the importer's package (nada/*.py are all in "nada")
-        package = module if module == PACKAGE else module.rsplit(".", 1)[0]
+    if node.level:  # relative: resolved against the importer's package (a package's __init__ is its own package)
+        package = module if _module_files()[module].stem == "__init__" else module.rsplit(".", 1)[0]
         base_parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
         base = ".".join(base_parts + ([node.module] if node.module else []))
     else:
@@ -88,7 +104,7 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom, known: set[str]) ->
 
 
 def project_imports() -> list[Import]:
-    """Every import statement of nada/*.py and app.py that runs, with what it loads."""
+    """Every import statement of nada/**/*.py and app.py that runs, with what it loads."""
     files = _module_files()
     known = set(files)
     out = []
@@ -170,6 +186,27 @@ def test_no_import_cycles():
     assert not problems, "import cycles:\n  " + "\n  ".join(problems)
 
 
+def test_layers_import_downwards_only():
+    """The library never imports the command line or the app; the command line never imports the app."""
+    allowed = {"library": {"library"}, "cli": {"library", "cli"}, "app": {"library", "app"}}
+    known = set(_module_files())
+    bad = [f"{imp.where()}: {imp.importer} ({layer(imp.importer)}) imports {imp.target} ({layer(imp.target)})"
+           for imp in project_imports()
+           if imp.target in known and layer(imp.target) not in allowed[layer(imp.importer)]]
+    assert not bad, "imports across layers:\n" + "\n".join(bad)
+
+
+def test_the_tree_shows_the_layers():
+    """The library sits at the top of nada/ in at most MAX_LIBRARY_MODULES files; the app and the command line are
+    packages of their own, and nothing named ``app_*`` or ``cli_*`` is left beside the library."""
+    top = sorted(p.name for p in (PROJECT_ROOT / PACKAGE).glob("*.py"))
+    assert len(top) <= MAX_LIBRARY_MODULES, f"{len(top)} modules at the top of nada/: {top}"
+    assert not [n for n in top if n.startswith(("app_", "cli_"))], top
+    assert (PROJECT_ROOT / PACKAGE / "app" / "__init__.py").is_file()
+    assert (PROJECT_ROOT / PACKAGE / "cli" / "__init__.py").is_file()
+    assert {"nada.app.handlers", "nada.app.sessions", "nada.cli.adapt"} <= set(_module_files())
+
+
 def test_gradio_stays_in_the_app_layer():
     bad = [f"{imp.where()}: {imp.importer} imports {imp.target}" for imp in project_imports()
            if imp.importer not in APP_LAYER and (imp.target in UI_PACKAGES or imp.target in APP_LAYER)]
@@ -192,7 +229,8 @@ def test_the_checks_see_what_they_check():
     """The parser finds both kinds of imports and resolves relative and absolute forms (guards against a check
     that passes because it sees nothing)."""
     imports = {(i.importer, i.target, i.in_function) for i in project_imports()}
-    assert ("nada.cli", "nada.cli_adapt", False) in imports  # from . import cli_adapt, cli_invert
+    assert ("nada.cli", "nada.cli.adapt", False) in imports  # from . import adapt, evaluate, ... (a package)
+    assert ("nada.cli.adapt", "nada.train", False) in imports  # from ..train import ... (two dots)
     assert ("nada.e4e", "nada.weights", False) in imports  # from nada import weights
     assert ("nada.tiny", "nada.stylegan2", False) in imports  # from .stylegan2 import Generator
     assert ("nada.styles", "nada", False) in imports  # from . import __version__
@@ -210,7 +248,7 @@ def test_the_code_compiles_on_python_3_10():
     if not works:
         pytest.skip("no working python3.10 on this machine")
     python310 = works[0]
-    files = [str(p) for p in (PROJECT_ROOT / "nada").glob("*.py")] + [str(PROJECT_ROOT / "app.py")]
+    files = [str(p) for p in (PROJECT_ROOT / "nada").rglob("*.py")] + [str(PROJECT_ROOT / "app.py")]
     code = "import sys\nfor f in sys.argv[1:]:\n    compile(open(f).read(), f, 'exec')"  # writes no .pyc files
     out = subprocess.run([python310, "-c", code, *files], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

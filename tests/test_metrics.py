@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nada.cli import main
-from nada.cli_evaluate import _id_loss, table
+from nada.cli.evaluate import _id_loss, table
 from nada.metrics import CLIP_KEYS, direction_cosines, diversity, evaluate
 from nada.styles import save_style, style_from_generators
 from nada.tiny import tiny_clip, tiny_generator

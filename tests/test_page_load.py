@@ -1,4 +1,4 @@
-"""What the page does as it opens (nada.page_load): the browser's styles found again, the opening pictures rendered
+"""What the page does as it opens (nada.app.page_load): the browser's styles found again, the opening pictures rendered
 once per process, the published styles' thumbnails, a click on one picking it."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nada import page_load, service
-from nada.sessions import BrowserSessions
-from nada.showcase import StyleThumbnails
+from nada.app import handlers as service
+from nada.app import page_load
+from nada.app.sessions import BrowserSessions
+from nada.app.thumbnails import StyleThumbnails
 
 
 def counting(gpu: service.GpuCalls, name: str, calls: list, fail: Exception | None = None) -> service.GpuCalls:

@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from nada import service, weights
-from nada.app_glue import KEEP
+from nada import weights
+from nada.app import handlers as service
+from nada.app.glue import KEEP
+from nada.app.sessions import SessionStyles, TrainingBusyError, TrainingRuns
 from nada.model_store import TINY_INVERT, ModelStore
-from nada.sessions import SessionStyles, TrainingBusyError, TrainingRuns
 from nada.styles import export_style_pt, load_style, save_style, style_from_generators
 from nada.tiny import tiny_generator
 

@@ -1,4 +1,4 @@
-"""The ready-made styles' gallery (nada.showcase): thumbnails rendered once, cached on disk, in registry order."""
+"""The ready-made styles' gallery (nada.app.thumbnails): thumbnails rendered once, cached on disk, in registry order."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nada.gpu_tasks import StyleRef, render_images, render_style_thumbnails
+from nada.app.gpu_tasks import StyleRef, render_images, render_style_thumbnails
+from nada.app.thumbnails import THUMBNAIL_SEED, THUMBNAIL_SIZE, THUMBNAIL_TRUNCATION, StyleThumbnails, resize_thumbnail
 from nada.model_store import ModelStore
-from nada.showcase import THUMBNAIL_SEED, THUMBNAIL_SIZE, THUMBNAIL_TRUNCATION, StyleThumbnails, resize_thumbnail
 
 from .helpers import put_in_hub_cache
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nada.ops import fir_kernel, upfirdn2d, upfirdn2d_ref
-from nada.sampling import render_seeds
+from nada.render import render_seeds
 from nada.stylegan2 import Generator, mix_latents, truncate
 
 from .fixtures import fixture_path

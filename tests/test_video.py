@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from nada.model_store import ModelStore
-from nada.render import to_pil
-from nada.sampling import render_seeds
+from nada.render import render_seeds, to_pil
 from nada.video import VideoPlan, frame_latents, render_video, video_frames
 
 from .helpers import PROJECT_ROOT
@@ -89,8 +88,8 @@ def test_the_command_line_writes_a_video(tmp_path):
 
 
 def test_the_generate_tab_makes_a_video_of_the_chosen_style():
-    from nada import service
-    from nada.sessions import SessionStyles
+    from nada.app import handlers as service
+    from nada.app.sessions import SessionStyles
 
     store, session = ModelStore(tiny=True), SessionStyles()
     try:

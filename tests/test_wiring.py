@@ -8,9 +8,9 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from nada import service
-from nada.app_glue import KEEP, Outputs, handler_inputs, wire
-from nada.sessions import TrainingRuns
+from nada.app import handlers as service
+from nada.app.glue import KEEP, Outputs, handler_inputs, wire
+from nada.app.sessions import TrainingRuns
 
 from .test_app import import_app
 

@@ -13,13 +13,13 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from nada import service
-from nada.app_glue import bind
-from nada.gpu_tasks import style_file_step, train_style
-from nada.sessions import StopFlag, TrainingRuns
+from nada.app import handlers as service
+from nada.app.glue import bind
+from nada.app.gpu_tasks import style_file_step, train_style
+from nada.app.sessions import StopFlag, TrainingRuns
+from nada.app.zerogpu import GpuTaskAborted, forked, gpu_mode, on_gpu
 from nada.styles import load_style, save_style
 from nada.train import AdaptConfig
-from nada.zerogpu import GpuTaskAborted, forked, gpu_mode, on_gpu
 
 from .helpers import PROJECT_ROOT
 
@@ -154,7 +154,7 @@ def test_zero_gpu_app_starts_on_a_cpu_with_spaces_installed():
     env = {**os.environ, "SPACES_ZERO_GPU": "true", "SPACES_ZERO_DEVICE_API_URL": "http://127.0.0.1:9/",
            "HF_HUB_OFFLINE": "1", "NADA_TINY": "0"}
     code = ("import app, sys; d = app.build_demo(tiny=False); "
-            "print('built', sys.modules['nada.zerogpu'].gpu_mode(), 'spaces' in sys.modules)")
+            "print('built', sys.modules['nada.app.zerogpu'].gpu_mode(), 'spaces' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                          timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -3,9 +3,9 @@
 ``app.py`` only lays the page out and wires these in (with :func:`bind`); tests call them directly. Every handler
 turns bad input and known failures into a ``gr.Error`` whose message a person understands (:func:`user_errors`),
 so one user's mistake never stops the app. Each handler's parameters are named like the components that feed them
-and it returns (or streams) a named :class:`~nada.app_glue.Outputs` record whose fields are named like the components
-it updates; ``app.py`` wires both by name (:func:`~nada.app_glue.wire`). Each handler starts with the checks of
-:mod:`nada.app_inputs`, which the page also runs before the event (a refused value changes no output).
+and it returns (or streams) a named :class:`~nada.app.glue.Outputs` record whose fields are named like the components
+it updates; ``app.py`` wires both by name (:func:`~nada.app.glue.wire`). Each handler starts with the checks of
+:mod:`nada.app.inputs`, which the page also runs before the event (a refused value changes no output).
 """
 
 from __future__ import annotations
@@ -24,8 +24,19 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from .align import SOFT_FACE_WARNING
-from .app_glue import (
+from ..align import SOFT_FACE_WARNING
+from ..e4e import INPUT_SIZE as E4E_INPUT
+from ..images import load_image
+from ..model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
+from ..styles import (
+    StyleFileError,
+    load_style,
+    verify_source,
+)
+from ..train import RECIPES, AdaptConfig
+from ..video import VideoPlan
+from ..weights import REGISTRY, offline
+from .glue import (
     KEEP,
     InputError,
     Outputs,
@@ -37,7 +48,18 @@ from .app_glue import (
     validator,
     wire,
 )
-from .app_inputs import (
+from .gpu_tasks import (
+    StyleRef,
+    TrainUpdate,
+    import_pt_style,
+    invert_in_styles,
+    render_images,
+    render_style_thumbnails,
+    render_walk_video,
+    style_file_step,
+    train_style,
+)
+from .inputs import (
     MAX_BATCH,
     MAX_IMAGE_MB,
     MAX_IMAGES,
@@ -55,29 +77,7 @@ from .app_inputs import (
     resolve_style,
     style_source,
 )
-from .e4e import INPUT_SIZE as E4E_INPUT
-from .gpu_tasks import (
-    StyleRef,
-    TrainUpdate,
-    import_pt_style,
-    invert_in_styles,
-    render_images,
-    render_style_thumbnails,
-    render_walk_video,
-    style_file_step,
-    train_style,
-)
-from .images import load_image
-from .model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
 from .sessions import SessionStyles, TrainingRuns, TrainingStopped
-from .styles import (
-    StyleFileError,
-    load_style,
-    verify_source,
-)
-from .train import RECIPES, AdaptConfig
-from .video import VideoPlan
-from .weights import REGISTRY, offline
 from .zerogpu import gpu_mode, on_gpu
 
 STYLE_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
@@ -325,18 +325,18 @@ def make_video(store: ModelStore, session: SessionStyles, style: str | None, see
 
 
 def video_duration(args: dict) -> float:
-    """GPU seconds for a video (arguments of :func:`nada.gpu_tasks.render_walk_video`): ~0.3 s a frame at 1024."""
+    """GPU seconds for a video (arguments of :func:`nada.app.gpu_tasks.render_walk_video`): ~0.3 s a frame at 1024."""
     plan = args.get("plan")
     return 20 + 0.3 * (plan.frames if isinstance(plan, VideoPlan) else 100)
 
 
 def thumbnails_duration(args: dict) -> float:
-    """GPU seconds for the published styles' thumbnails (:func:`nada.gpu_tasks.render_style_thumbnails`)."""
+    """GPU seconds for the published styles' thumbnails (:func:`nada.app.gpu_tasks.render_style_thumbnails`)."""
     return 15 + 4 * len(args.get("names") or [0])
 
 
 def generate_duration(args: dict) -> float:
-    """ZeroGPU seconds for rendering (arguments of :func:`nada.gpu_tasks.render_images`)."""
+    """ZeroGPU seconds for rendering (arguments of :func:`nada.app.gpu_tasks.render_images`)."""
     return 15 + 3 * len(args.get("seeds") or [0])
 
 
@@ -359,7 +359,7 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: 
 
 
 def invert_duration(args: dict) -> float:
-    """ZeroGPU seconds for an inversion (arguments of :func:`nada.gpu_tasks.invert_in_styles`)."""
+    """ZeroGPU seconds for an inversion (arguments of :func:`nada.app.gpu_tasks.invert_in_styles`)."""
     return 20 + 5 * len(args.get("refs") or [])
 
 
@@ -539,7 +539,7 @@ def train_seconds(iterations: int, probe: bool, n_clips: int) -> float:
 
 
 def adapt_duration(args: dict) -> float:
-    """GPU seconds to ask for a training run (arguments of :func:`nada.gpu_tasks.train_style`)."""
+    """GPU seconds to ask for a training run (arguments of :func:`nada.app.gpu_tasks.train_style`)."""
     config = args.get("config")
     if not isinstance(config, AdaptConfig):
         return 60 + S_PER_STEP * 300
@@ -570,7 +570,7 @@ def run_cost(iterations: Any, probe: bool, clip_names: list[str] | None, layers_
 
 @dataclasses.dataclass(frozen=True)
 class GpuCalls:
-    """The GPU halves of the handlers (:mod:`nada.gpu_tasks`), bound to the store. :meth:`wrapped` runs them as
+    """The GPU halves of the handlers (:mod:`nada.app.gpu_tasks`), bound to the store. :meth:`wrapped` runs them as
     ZeroGPU tasks (or in a forked worker with ``NADA_FORK_GPU=1``); :meth:`direct` in this process."""
 
     render: Callable
@@ -608,7 +608,7 @@ def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
     return gr.skip()
 
 
-__all__ = [  # bind, session_id, user_errors and wire (nada.app_glue), on_gpu (nada.zerogpu): re-exported for app.py
+__all__ = [  # bind, session_id, user_errors and wire (nada.app.glue), on_gpu (nada.app.zerogpu): re-exported for app.py
     "UploadOutputs", "GenerateOutputs", "InvertOutputs", "AdaptOutputs", "RecipeOutputs", "wire", "GpuCalls",
     "run_cost", "recipe_settings", "metrics_markdown", "picture_thumbnails", "make_video",
     "train_seconds", "train_time_limit", "ZERO_GPU_DEFAULT_STEPS",

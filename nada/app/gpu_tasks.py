@@ -4,7 +4,7 @@ On ZeroGPU (and with ``NADA_FORK_GPU=1``) each of these runs in a worker process
 pickled across, so none takes a browser session (which may hold gigabytes of styles). A style travels as a
 :class:`StyleRef` (a file path or a published name), and training saves its style to a file as it goes, so the main
 process keeps the work even when the worker is stopped at its time limit. Nothing here imports the UI toolkit;
-``nada.service`` turns these results into what the page shows.
+``nada.app.handlers`` turns these results into what the page shows.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .invert import invert, stylize
-from .metrics import evaluate
-from .model_store import ModelStore
-from .render import to_pil
-from .sampling import render_seeds
-from .showcase import resize_thumbnail
-from .styles import Style, apply_style, import_style_pt, load_style, save_style, style_from_generators
-from .train import AdaptConfig, adapt
-from .video import VideoPlan, render_video
-from .weights import CheckpointError, WeightsUnavailableError
+from ..invert import invert, stylize
+from ..metrics import evaluate
+from ..model_store import ModelStore
+from ..render import render_seeds, to_pil
+from ..styles import Style, apply_style, import_style_pt, load_style, save_style, style_from_generators
+from ..train import AdaptConfig, adapt
+from ..video import VideoPlan, render_video
+from ..weights import CheckpointError, WeightsUnavailableError
+from .thumbnails import resize_thumbnail
 
 METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU) ...
 METRICS_SAMPLES_CPU = 4  # ... and on a CPU, where 16 at 1024 px took ~100 s (python -m bench.rehearsal)
@@ -68,7 +67,7 @@ def render_images(store: ModelStore, source: str, ref: StyleRef | None, seeds: l
 def render_style_thumbnails(store: ModelStore, source: str, names: list[str], seed: int, truncation: float,
                             size: int) -> list[Image.Image | None]:
     """One ``size`` px image of ``seed`` per published style ``names`` (all of ``source``), at full strength; None
-    for a style whose weights are unavailable. For :meth:`nada.showcase.StyleThumbnails.fill`."""
+    for a style whose weights are unavailable. For :meth:`nada.app.thumbnails.StyleThumbnails.fill`."""
     published = store.published()
     for name in names:
         if name not in published or published[name][1] != source:
@@ -145,7 +144,7 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
                 meta: dict, stop: Any = None) -> Iterator[TrainUpdate]:
     """Adapt ``source`` with ``config``, streaming :class:`TrainUpdate` s; the style is written to ``style_file`` with
     every preview and at the end (so a worker stopped at its time limit loses at most one preview interval).
-    ``stop``: an object with ``is_set()`` (a :class:`~nada.sessions.StopFlag` crosses processes)."""
+    ``stop``: an object with ``is_set()`` (a :class:`~nada.app.sessions.StopFlag` crosses processes)."""
     warnings: list[str] = []
     gen = store.generator(source)
     config.validate(gen.n_latent)  # a local override may have another size than the registry says
@@ -154,11 +153,9 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
     fingerprint = store.fingerprint(source)
     saved = 0
     settings = config.to_dict()  # target pictures become their hashes here, once
-    mode = "text+image" if config.target_images and config.target_text.strip() else \
-        "image" if config.target_images else "text"
 
     def save(rec) -> int:
-        info = {**meta, "mode": mode, "config": settings, "layers": rec.layers, "steps": rec.step}
+        info = {**meta, "mode": config.mode, "config": settings, "layers": rec.layers, "steps": rec.step}
         save_style(style_from_generators(gen, rec.generator, info, fingerprint), style_file)
         return rec.step
 

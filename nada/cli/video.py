@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_args import parse_seeds, positive_int, unit_float
-from .devices import pick_device
-from .sources import load_source
-from .styles import load_any_style
-from .tiny import TINY_NAME
-from .video import VideoPlan, render_video
+from ..model_store import load_source
+from ..runtime import pick_device
+from ..styles import load_any_style
+from ..tiny import TINY_NAME
+from ..video import VideoPlan, render_video
+from .args import parse_seeds, positive_int, unit_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,8 +1,8 @@
 """What the page's values must be: the checks that run before an event, and the messages that name the input.
 
-Each ``check_*`` function takes a handler's inputs (the same parameters, so :func:`nada.app_glue.wire` can run it as
-the event's Gradio ``validator``), reads no weights, and raises :class:`~nada.app_glue.InputError` naming the input
-at fault: the page shows the message on that input and nothing else changes. The handlers in :mod:`nada.service`
+Each ``check_*`` function takes a handler's inputs (the same parameters, so :func:`nada.app.glue.wire` can run it as
+the event's Gradio ``validator``), reads no weights, and raises :class:`~nada.app.glue.InputError` naming the input
+at fault: the page shows the message on that input and nothing else changes. The handlers in :mod:`nada.app.handlers`
 call the same checks first, so direct calls and API clients get the same messages. Numbers are never rounded or
 clamped (:mod:`nada.limits`), and uploads are named by their own names, never by the server's temp paths.
 """
@@ -18,16 +18,16 @@ from typing import Any
 
 import gradio as gr
 
-from . import limits
-from .app_glue import InputError, to_user_error
-from .clip_loss import check_prompts, clean_prompt
+from .. import limits
+from ..clip_loss import check_prompts, clean_prompt
+from ..images import ImageInputError, probe_image
+from ..model_store import ModelStore
+from ..styles import Style
+from ..target_images import load_target_images
+from ..train import RECIPES, AdaptConfig
+from .glue import InputError, to_user_error
 from .gpu_tasks import StyleRef
-from .images import ImageInputError, probe_image
-from .model_store import ModelStore
 from .sessions import SessionStyles
-from .styles import Style
-from .target_images import load_target_images
-from .train import RECIPES, AdaptConfig
 
 NO_STYLE = "none"  # style dropdown value: the source generator alone
 SESSION_PREFIX = "session:"  # style dropdown values of this session's styles

@@ -12,16 +12,16 @@ import threading
 import time
 from pathlib import Path
 
-from .cli_args import check_writable, iterations, learning_rate, parse_seeds, seed
-from .clip_models import DEFAULT_CLIPS, load_clip
-from .devices import pick_device
-from .id_loss import load_id_loss
-from .sources import load_source
-from .styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path, styles_dir
-from .target_images import load_target_images
-from .tiny import TINY_NAME, tiny_clip
-from .train import RECIPES, AdaptConfig, adapt
-from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
+from ..clip_models import DEFAULT_CLIPS, load_clip
+from ..id_loss import load_id_loss
+from ..model_store import load_source
+from ..runtime import pick_device
+from ..styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path, styles_dir
+from ..target_images import load_target_images
+from ..tiny import TINY_NAME, tiny_clip
+from ..train import RECIPES, AdaptConfig, adapt
+from ..weights import REGISTRY, CheckpointError, WeightsUnavailableError
+from .args import check_writable, iterations, learning_rate, parse_seeds, seed
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
 

@@ -1,13 +1,13 @@
 """What the page does when it opens: it finds the browser's session again and fills the first screen with pictures.
 
-Handlers for ``demo.load`` (wired by name like those of :mod:`nada.service`):
+Handlers for ``demo.load`` (wired by name like those of :mod:`nada.app.handlers`):
 
 - :func:`restore_session`: a browser keeps an opaque key (``gr.BrowserState``); the key finds its session's styles
-  again after a reload (:class:`~nada.sessions.BrowserSessions`). The key is random, never a path.
+  again after a reload (:class:`~nada.app.sessions.BrowserSessions`). The key is random, never a path.
 - :func:`opening_images`: the Generate tab opens on the default seeds with the default style, rendered once per
   process (:class:`OpeningImages`) so a busy Space renders them once.
 - :func:`published_gallery`: one thumbnail per published style, rendered once ever and cached on disk beside the
-  weights (:class:`~nada.showcase.StyleThumbnails`); :func:`select_published` picks the clicked one in Generate.
+  weights (:class:`~nada.app.thumbnails.StyleThumbnails`); :func:`select_published` picks the clicked one in Generate.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import gradio as gr
 
-from .app_glue import KEEP, Outputs, to_user_error
+from ..model_store import ModelStore
+from .glue import KEEP, Outputs, to_user_error
 from .gpu_tasks import StyleRef
-from .model_store import ModelStore
-from .service import GpuCalls, default_style, invert_choices, rendered_galleries, style_choices
+from .handlers import GpuCalls, default_style, invert_choices, rendered_galleries, style_choices
 from .sessions import BrowserSessions, SessionStyles
-from .showcase import StyleThumbnails
+from .thumbnails import StyleThumbnails
 
 
 @dataclasses.dataclass(frozen=True)

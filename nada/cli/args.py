@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from . import limits
+from .. import limits
 
 
 class CliError(Exception):

@@ -2,7 +2,7 @@
 
 Nothing here knows about StyleGAN: it turns exceptions into ``gr.Error`` messages a person understands, keeps a
 bound handler looking like the original to Gradio (streaming, ``gr.Request`` injection) and wires a handler's
-parameters and its :class:`Outputs` record to components by name (:func:`wire`). GPU handlers: :mod:`nada.zerogpu`.
+parameters and its :class:`Outputs` record to components by name (:func:`wire`). GPU handlers: :mod:`nada.app.zerogpu`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 import gradio as gr
 import torch
 
-from .align import AlignmentUnavailableError, NoFaceError
-from .images import ImageInputError
+from ..align import AlignmentUnavailableError, NoFaceError
+from ..images import ImageInputError
+from ..styles import StyleFileError, StyleMismatchError
+from ..weights import CheckpointError, WeightsUnavailableError, cache_dir
 from .sessions import TrainingBusyError
-from .styles import StyleFileError, StyleMismatchError
-from .weights import CheckpointError, WeightsUnavailableError, cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Thumbnails live beside the weights (``cache_dir() / "thumbnails"``; tiny mode in its own ``tiny/`` folder), one PNG per
 style, seed, truncation and size, so a Space renders each one once ever. :meth:`StyleThumbnails.fill` renders the
-missing ones through a render function (on a Space, :func:`nada.gpu_tasks.render_style_thumbnails` as a GPU task),
+missing ones through a render function (on a Space, :func:`nada.app.gpu_tasks.render_style_thumbnails` as a GPU task),
 one call per source generator; :meth:`StyleThumbnails.gallery` lists what is on disk. File names come from registry
 names only, checked against a strict pattern: user text never becomes a path.
 """
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .styles import atomic_write
-from .weights import asset_status, cache_dir, offline
+from ..styles import atomic_write
+from ..weights import asset_status, cache_dir, offline
 
 if TYPE_CHECKING:
-    from .model_store import ModelStore
+    from ..model_store import ModelStore
 
 THUMBNAIL_SEED = 0  # the one seed every style is shown with
 THUMBNAIL_TRUNCATION = 0.7  # the paper's sampling truncation: typical, clean faces

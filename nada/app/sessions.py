@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .styles import Style, safe_style_name, save_style
+from ..styles import Style, safe_style_name, save_style
 
 MAX_SESSION_STYLES = 8  # styles kept per browser session (the oldest goes first)
 MAX_SESSION_STYLE_MB = 1024  # their total tensor size (a full-resolution FFHQ style is ~60-130 MB)

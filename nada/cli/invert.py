@@ -20,16 +20,16 @@ from pathlib import Path
 
 import torch
 
-from .align import SOFT_FACE_WARNING, AlignmentUnavailableError, FaceAligner
-from .cli_args import CliError, check_writable, unit_float
-from .devices import pick_device
-from .e4e import load_e4e
-from .images import load_image
-from .invert import invert, prepare_face, render_codes, tiny_inversion_models
-from .sources import load_source
-from .styles import apply_style, load_any_style, safe_style_name
-from .tiny import TINY_INVERT as TINY_SOURCE  # the source name recorded for / checked against styles in --tiny mode
-from .weights import REGISTRY
+from ..align import SOFT_FACE_WARNING, AlignmentUnavailableError, FaceAligner
+from ..e4e import load_e4e
+from ..images import load_image
+from ..invert import invert, prepare_face, render_codes, tiny_inversion_models
+from ..model_store import load_source
+from ..runtime import pick_device
+from ..styles import apply_style, load_any_style, safe_style_name
+from ..tiny import TINY_INVERT as TINY_SOURCE  # the source name recorded for / checked against styles in --tiny mode
+from ..weights import REGISTRY
+from .args import CliError, check_writable, unit_float
 
 FIXED_OUTPUTS = ("aligned", "reconstruction", "codes")
 

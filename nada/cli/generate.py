@@ -1,36 +1,26 @@
-"""Command line: ``python -m nada generate|adapt|invert|video|evaluate|download|doctor`` (also the ``nada``
-command). Parsing and printing only; the work lives in the library."""
+"""``python -m nada generate``: render seeds from a source generator or a trained style into PNG files."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from . import cli_adapt, cli_evaluate, cli_invert, cli_video, cli_weights
-from .cli_args import CliError, parse_seeds, positive_int, unit_float
-from .devices import pick_device
-from .render import to_pil
-from .runtime import configure_torch, tune_allocator
-from .sampling import render_seeds
-from .sources import load_source
-from .styles import apply_style_file
-from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
+from ..model_store import load_source
+from ..render import render_seeds, to_pil
+from ..runtime import pick_device
+from ..styles import apply_style_file
+from ..weights import REGISTRY
+from .args import CliError, parse_seeds, positive_int, unit_float
 
 
 def _sources_help() -> str:
     return ", ".join(n for n, a in REGISTRY.items() if a.kind == "generator")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser: ``generate`` here, ``adapt`` and ``invert`` registered by their modules."""
-    parser = argparse.ArgumentParser(
-        prog="nada" if Path(sys.argv[0]).name == "nada" else "python -m nada",  # console command or module
-        description="Text-driven domain adaptation of StyleGAN2 generators (StyleGAN-NADA, re-implemented).")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` subcommand."""
     gen = sub.add_parser(
         "generate", help="render images from a generator or a trained style",
         description="Render images from a source generator (registry name or .pt path) or from a trained style.")
@@ -48,14 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     gen.add_argument("-o", "--out", default="out.png",
                      help="output .png for one seed, or a folder (one seedNNNN.png per seed) (default: out.png)")
-    gen.set_defaults(run=_run_generate)
-
-    cli_adapt.register(sub)
-    cli_invert.register(sub)
-    cli_weights.register(sub)
-    cli_evaluate.register(sub)
-    cli_video.register(sub)
-    return parser
+    gen.set_defaults(run=run)
 
 
 def output_paths(out: str, seeds: list[int]) -> list[Path]:
@@ -68,7 +51,8 @@ def output_paths(out: str, seeds: list[int]) -> list[Path]:
     return [path / f"seed{s:04d}.png" for s in seeds]
 
 
-def _run_generate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Render ``args.seed`` and write one picture per seed."""
     paths = output_paths(args.out, args.seed)
     device = pick_device(args.device)
     generator = load_source(args.source, device)
@@ -81,19 +65,3 @@ def _run_generate(args: argparse.Namespace) -> int:
         img.save(path)
         print(path)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse, run, turn known failures into a one-line message and a non-zero exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    tune_allocator()
-    configure_torch()
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (CliError, WeightsUnavailableError, CheckpointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1

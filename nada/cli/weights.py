@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from .align import load_predictor
-from .clip_models import load_clip
-from .e4e import load_e4e
-from .id_loss import load_id_loss
-from .registry import APP_ASSETS, FEATURE_ASSETS, REGISTRY, Asset
-from .weights import (
+from ..align import load_predictor
+from ..clip_models import load_clip
+from ..e4e import load_e4e
+from ..id_loss import load_id_loss
+from ..registry import APP_ASSETS, FEATURE_ASSETS, REGISTRY, Asset
+from ..weights import (
     CheckpointError,
     WeightsUnavailableError,
     asset_status,

@@ -7,16 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from .cli_args import CliError, positive_int, seed, unit_float
-from .clip_loss import check_prompts
-from .clip_models import DEFAULT_CLIPS, load_clip
-from .devices import pick_device
-from .id_loss import load_id_loss
-from .metrics import evaluate
-from .sources import load_source
-from .styles import STYLE_SUFFIX, StyleFileError, apply_style_file, load_style, safe_style_name, style_path
-from .tiny import TINY_NAME, tiny_clip
-from .weights import REGISTRY, CheckpointError, WeightsUnavailableError
+from ..clip_loss import check_prompts
+from ..clip_models import DEFAULT_CLIPS, load_clip
+from ..id_loss import load_id_loss
+from ..metrics import evaluate
+from ..model_store import load_source
+from ..runtime import pick_device
+from ..styles import STYLE_SUFFIX, StyleFileError, apply_style_file, load_style, safe_style_name, style_path
+from ..tiny import TINY_NAME, tiny_clip
+from ..weights import REGISTRY, CheckpointError, WeightsUnavailableError
+from .args import CliError, positive_int, seed, unit_float
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)
 
