@@ -46,6 +46,25 @@ PAGE_CSS = """
 /* Gradio sizes a chart's drawing to its block but draws the legend below the axes: give the legend room. */
 #adapt-losses .vega-embed, #adapt-layers .vega-embed { height: calc(100% - 64px) !important; }
 """
+# A slider moved with the keys (arrows, Page Up/Down, Home, End) or typed into its box (Enter) is released like a
+# drag: Gradio's slider fires `release` on pointerup (a mouse or a finger let go) and when its box loses focus, never
+# after keys, so once the keys have stopped for KEYS_SETTLE_MS the script sends the slider one pointerup (the live
+# re-render, handlers.wire_live, runs once).
+KEYS_SETTLE_MS = 300
+SLIDER_KEYS_HEAD = """<script>
+(() => {
+  const keys = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End",
+                        "Enter"]);
+  const timers = new WeakMap();
+  document.addEventListener("keyup", (e) => {
+    const el = e.target;
+    if (!(el instanceof HTMLInputElement) || !keys.has(e.key)) return;
+    if (el.type !== "range" && el.dataset.testid !== "number-input") return;  // a slider's bar or its number box
+    clearTimeout(timers.get(el));
+    timers.set(el, setTimeout(() => el.dispatchEvent(new PointerEvent("pointerup", {bubbles: true})), SETTLE));
+  }, true);
+})();
+</script>""".replace("SETTLE", str(KEYS_SETTLE_MS))
 # Every picture gets a text alternative: Gradio leaves some without one (a gallery's preview strip, the example
 # photos); they take their caption (title), the label of the block they are in, or say that they are an example.
 PAGE_HEAD = """<script>
@@ -60,7 +79,7 @@ PAGE_HEAD = """<script>
   new MutationObserver(describe).observe(document.documentElement,
     {subtree: true, childList: true, attributes: true, attributeFilter: ["src", "alt"]});
 })();
-</script>"""
+</script>""" + SLIDER_KEYS_HEAD
 
 
 def env_flag(name: str) -> bool:
@@ -134,7 +153,7 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
     ui.preview = gr.Image(label="Preview (fixed seeds)", show_label=False, type="pil", interactive=False,
                           format="png", elem_id="adapt-preview",
                           alt_text="Training preview: source images in the top row, the adapted ones below")
-    ui.metrics = gr.Markdown()  # the paper's figures, when a run ends
+    ui.metrics = gr.Markdown()  # a run's figures (training CLIPs, said so), when it ends
     with gr.Row():  # side by side on a desktop, one under the other on a phone
         ui.losses = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=300, min_width=340,
                                 x_title="step", y_title="loss", color_title="term", elem_id="adapt-losses")
@@ -163,7 +182,8 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
         ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
                                     file_types=list(handlers.STYLE_SUFFIXES), scale=1)
     with gr.Row():
-        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2)  # checked by handlers.check_generate, never rounded
+        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2,  # checked by handlers.check_generate, never rounded
+                            elem_id="generate-seed")
         ui.dice = gr.Button("Random seed", scale=1)
         ui.truncation = gr.Slider(0, 1, value=d.truncation, step=0.01, label="Truncation", scale=2)
         ui.n_images = gr.Slider(1, handlers.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
@@ -179,7 +199,8 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="generate-video")
     ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False,
                        height=150)
-    ui.info = gr.Markdown("Press Generate: the same seeds from the source generator and in the style, side by side.",
+    ui.info = gr.Markdown("The same seeds from the source generator and in the style, side by side: they re-render "
+                          "when a control is released (Generate renders again as it is).",
                           elem_id="generate-info")
     return ui
 
@@ -282,7 +303,16 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         handlers.wire(ge.run.click, handlers.bind(handlers.generate, store, gpu=gpu), ge_names,
                       handlers.GenerateOutputs,
                      check=handlers.bind(handlers.check_generate, store), progress_on=["info"], api_name="generate",
-                     concurrency_limit=2)
+                     concurrency_limit=2, concurrency_id="render")
+        # Live: a released slider, a new seed (typed or the dice) or a picked style (a thumbnail, an upload, a finished
+        # training run) re-renders without Generate; a change made meanwhile waits, and only the newest one runs.
+        handlers.wire_live([ge.truncation, ge.strength, ge.n_images, ge.seed, ge.style],
+                           handlers.bind(handlers.generate_live, store, gpu=gpu), ge_names, handlers.GenerateOutputs,
+                           check=handlers.bind(handlers.check_generate, store), progress_on=["info"],
+                           concurrency_limit=2, concurrency_id="render")
+        handlers.wire_live([inv.strength], handlers.bind(handlers.restyle_photo, store, gpu=gpu), inv_names, "gallery",
+                           check=handlers.bind(handlers.check_restyle, store), progress_on=["status"],
+                           concurrency_limit=1)  # the last inverted photo's kept codes, redrawn: no new inversion
         handlers.wire(ge.make_video.click, handlers.bind(handlers.make_video, store, gpu=gpu), ge_names, "video",
                      check=handlers.bind(handlers.check_generate, store), progress_on=["info"], api_name="video",
                      concurrency_limit=1)

@@ -67,11 +67,14 @@ CLIP_ARCHS = {  # clip.model.CLIP arguments of the released OpenAI ViTs (what th
     "ViT-B/16": {"embed_dim": 512, "image_resolution": 224, "vision_layers": 12, "vision_width": 768,
                  "vision_patch_size": 16, "context_length": 77, "vocab_size": 49408, "transformer_width": 512,
                  "transformer_heads": 8, "transformer_layers": 12},
+    "ViT-L/14": {"embed_dim": 768, "image_resolution": 224, "vision_layers": 24, "vision_width": 1024,
+                 "vision_patch_size": 14, "context_length": 77, "vocab_size": 49408, "transformer_width": 768,
+                 "transformer_heads": 12, "transformer_layers": 12},
 }
 # Small stand-ins: 64-wide (one 64-wide head, as build_model assumes), one layer, the real vocabulary and context
-# (clip.tokenize needs them), 32-d embeddings; the patch size tells the two apart.
+# (clip.tokenize needs them), 32-d embeddings; the patch size tells them apart (two patches a side).
 SMALL_CLIP_ARCHS = {
-    arch: {**cfg, "embed_dim": 32, "image_resolution": 64 if cfg["vision_patch_size"] == 32 else 32, "vision_layers": 1,
+    arch: {**cfg, "embed_dim": 32, "image_resolution": 2 * cfg["vision_patch_size"], "vision_layers": 1,
            "vision_width": 64, "transformer_width": 64, "transformer_heads": 1, "transformer_layers": 1}
     for arch, cfg in CLIP_ARCHS.items()
 }
@@ -394,9 +397,12 @@ def arcface_checkpoint(*, small: bool = True, seed: int = 0, dest: os.PathLike |
 
 # ---------------------------------------------------------------------------------------------- CLIP
 def clip_arch(name: str) -> str:
-    """"ViT-B/32" or "ViT-B/16" from an arch name or a repo id such as ``timm/vit_base_patch16_clip_224.openai``."""
+    """"ViT-B/32", "ViT-B/16" or "ViT-L/14" from an arch name or a repo id such as
+    ``timm/vit_base_patch16_clip_224.openai``."""
     if name in CLIP_ARCHS:
         return name
+    if re.search(r"(patch14|l14|l-14|/14)", name.lower()):
+        return "ViT-L/14"
     return "ViT-B/16" if re.search(r"(patch16|b16|b-16|/16)", name.lower()) else "ViT-B/32"
 
 

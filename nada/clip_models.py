@@ -31,13 +31,16 @@ from . import weights
 from .weights import is_torchscript_archive
 
 DEFAULT_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # the paper's pair: what adaptation uses unless told otherwise
+JUDGE_CLIP = "clip-vit-l14"  # the held-out judge of `nada evaluate`: no recipe trains against it
 
 # User-facing names -> registry names. OpenAI's own spellings are accepted as aliases.
 CLIP_NAMES: Mapping[str, str] = MappingProxyType({
     "clip-vit-b32": "clip-vit-b32",
     "clip-vit-b16": "clip-vit-b16",
+    "clip-vit-l14": "clip-vit-l14",
     "ViT-B/32": "clip-vit-b32",
     "ViT-B/16": "clip-vit-b16",
+    "ViT-L/14": "clip-vit-l14",
 })
 
 # Keys every OpenAI-layout CLIP state dict has (text tower and the shared logit scale).
@@ -60,7 +63,7 @@ def load_clip(source: str | os.PathLike | Mapping[str, torch.Tensor],
               device: str | torch.device = "cpu") -> torch.nn.Module:
     """A float32, eval-mode, frozen ``clip.model.CLIP`` from a registry name, a file path or a state dict.
 
-    ``source``: ``"clip-vit-b32"`` / ``"clip-vit-b16"`` (or ``"ViT-B/32"`` / ``"ViT-B/16"``), fetched through
+    ``source``: ``"clip-vit-b32"`` / ``"clip-vit-b16"`` / ``"clip-vit-l14"`` (or ``"ViT-B/32"``, ...), fetched through
     :func:`nada.weights.fetch`; a local file (``open_clip_pytorch_model.bin``, a state-dict ``.pt``/``.pth``,
     ``.safetensors``, or an OpenAI TorchScript ``.pt`` read as data, see :func:`read_clip_file`); or a state dict.
     Raises ``nada.weights.CheckpointError`` (a ``ValueError``) when the weights are not a CLIP.

@@ -1,4 +1,4 @@
-"""How well a style did: directional CLIP similarity, CLIP score, CLIP-space diversity and identity similarity.
+"""How well a style did: the CLIP direction score, the target score, the diversity and the identity.
 
 Both generators render the same ``n`` images' latents and noise: ``z_i`` from one CPU ``torch.Generator`` seeded with
 ``seed`` (so every device gives the same numbers), mapped by the SOURCE generator's mapping network and truncated
@@ -20,13 +20,19 @@ Formulas, per CLIP model ``m`` (``n(v) = v / ||v||``, ``E(I) = n(E_img(pre(I)))`
 With several CLIP models each CLIP metric is ``sum_m w_m metric_m / sum_m w_m`` (weight-0 models dropped); the
 per-model values are under ``per_model``.
 
-How these relate to the paper: ``s_dir`` is the directional CLIP similarity, the cosine the paper's directional loss
-is built on (later text-driven editing work reports it as "CLIP directional similarity"); with the paper's code we
-use the 79-template text direction and unit image features before the difference, where some later work uses the
-untemplated captions. ``clip_target_*`` is the CLIP score against the target text. The diversity here is measured
-in CLIP space, not with LPIPS (what later domain-adaptation papers report as intra-cluster diversity), so it needs no
-extra network; it is comparable between a source and its styles, not across papers. The identity similarity uses
-the same ArcFace model and crop as the identity loss.
+What these are, and what they are not. They are named for what they measure: the "CLIP direction score" (``s_dir``,
+the cosine the directional loss is built on; later text-driven editing work calls it "CLIP directional
+similarity"), the "target score" (``clip_target_*``, CLIP similarity to the target text), the "diversity" (in CLIP
+space, not LPIPS: comparable between a source and its styles, not across papers) and the "identity" (ArcFace, the
+same model and crop as the identity loss). They are NOT the paper's figures: the official StyleGAN-NADA repository
+ships no code for S_dir or ID, and the published S_dir/ID tables come from later work that measures inverted
+CelebA-HQ photos. This protocol measures ``n`` random samples at truncation 0.7 (:data:`PROTOCOL`).
+
+Judged by whom: figures measured with the CLIP models a run trained against are partly circular (the run optimised
+exactly that score). ``nada evaluate`` and :meth:`nada.Studio.evaluate` therefore judge with a held-out CLIP,
+:data:`nada.clip_models.JUDGE_CLIP` (ViT-L/14, never used in training); the app's end-of-run figures keep the
+training CLIPs to spare a Space a 1.7 GB download, and say so. An identity figure after a run that used the identity
+loss is flagged the same way: the run optimised it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,25 @@ from .stylegan2 import Generator, truncate
 
 ZERO_CHANGE = 1e-6  # an image whose unit CLIP features moved less than this counts as unchanged (s_dir term 0)
 CLIP_KEYS = ("s_dir", "clip_target_source", "clip_target_adapted", "diversity_source", "diversity_adapted")
+LABELS = {  # what each figure is called wherever it is shown (CLI, app, notebooks)
+    "s_dir": "CLIP direction score",
+    "clip_target": "target score",
+    "diversity": "diversity",
+    "id": "identity",
+}
+PROTOCOL = "random samples of the source and the styled generator (same latents and noise), truncation 0.7"
+
+
+def judged_by(judges: Sequence[str], trained_with: Sequence[str] | None) -> str:
+    """A line saying which CLIP models scored a style, and whether the run trained against them (partly circular)."""
+    names = ", ".join(judges) or "-"
+    if trained_with is None:
+        return f"judged by {names}"
+    overlap = sorted(set(judges) & set(trained_with))
+    if not overlap:
+        return f"judged by {names}, held out: the run did not train against it"
+    return (f"judged by {names}: measured with the CLIP models it trained against ({', '.join(overlap)}), "
+            "partly circular")
 
 
 def _check_int(value: object, name: str, least: int) -> int:
@@ -149,4 +174,5 @@ def evaluate(source: Generator, adapted: Generator, clip_models: Sequence[tuple[
     return result
 
 
-__all__ = ["evaluate", "direction_cosines", "diversity", "CLIP_KEYS", "ZERO_CHANGE"]
+__all__ = ["evaluate", "direction_cosines", "diversity", "judged_by", "CLIP_KEYS", "LABELS", "PROTOCOL",
+           "ZERO_CHANGE"]

@@ -57,8 +57,8 @@ _TIMM = ("timm's OpenAI CLIP repos carry open_clip_model.safetensors (read by op
          "timm/vit_*_clip_224.openai) beside open_clip_pytorch_model.bin; this one: {repo}")
 
 
-def _clip(name: str, repo: str, label: str) -> Asset:
-    evidence = _TIMM.format(repo=repo)
+def _clip(name: str, repo: str, label: str, evidence: str = "") -> Asset:
+    evidence = evidence or _TIMM.format(repo=repo)
     return Asset(name, "clip", (Mirror(repo, "open_clip_model.safetensors", evidence=evidence),  # no pickle at all
                                 Mirror(repo, "open_clip_pytorch_model.bin", evidence=evidence)),
                  note=f"OpenAI CLIP {label} (MIT), OpenAI key names.", description=f"CLIP {label}")
@@ -81,6 +81,10 @@ _ASSETS = [
           256, 2, note=_SG2 + " LSUN horses.", description="Horses (LSUN, 256)"),
     _clip("clip-vit-b32", "timm/vit_base_patch32_clip_224.openai", "ViT-B/32"),
     _clip("clip-vit-b16", "timm/vit_base_patch16_clip_224.openai", "ViT-B/16"),
+    _clip("clip-vit-l14", "timm/vit_large_patch14_clip_224.openai", "ViT-L/14",  # the held-out judge (nada evaluate)
+          "open_clip's pretrained registry (open_clip/pretrained.py, open_clip_torch 3.3.0) resolves ViT-L-14 "
+          "'openai' to hf_hub='timm/vit_large_patch14_clip_224.openai/' (quick_gelu); timm's model card for "
+          "vit_large_patch14_clip_224.openai names the same repo. " + _TIMM.format(repo="this one")),
     Asset("e4e-ffhq", "e4e", (
         Mirror("public-data/e4e", "e4e_ffhq_encode.pt",
                evidence="hysts' HairCLIP Space: hf_hub_download('public-data/e4e', 'e4e_ffhq_encode.pt')"),

@@ -3,8 +3,10 @@ model loads, and reduced to what CLIP sees.
 
 A handful of pictures (a painting, frames of a cartoon) can name a style that words do not. Each is opened with
 :func:`nada.images.load_image` (format, pixel cap, EXIF orientation, RGB), then shrunk to at most
-:data:`MAX_SIDE` px (CLIP looks at 224 px; small pictures pickle cheaply into a GPU worker). Styles record the
-pictures' hashes, never the pictures.
+:data:`MAX_SIDE` px (CLIP looks at 224 px; small pictures pickle cheaply into a GPU worker), and later resized as
+tensors (bicubic) to CLIP's input like the generator's images. The official code uses CLIP's own PIL preprocessing
+(resize and centre crop) instead; the difference is a slightly different resampling of the same picture. Styles record
+the pictures' hashes, never the pictures.
 """
 
 from __future__ import annotations

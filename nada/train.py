@@ -4,8 +4,18 @@
 event ends training after the current step with a final record, closing the iterator ends it at once; every record
 carries the trainable copy, so the weights trained so far are never lost. The caller's generator is never modified.
 
-Choices where the official StyleGAN-NADA code has quirks (each differs from it on purpose):
+Choices where we differ from the official StyleGAN-NADA code (each on purpose; the README lists them too):
 - both copies see the same latents (frozen mapping network), the same noise and, in previews, one truncation centre;
+  with style mixing both copies share one crossover point and one noise draw (the official code draws a separate
+  crossover and noise for each copy, so its two copies compare different images);
+- image-guided runs: the probe and the global loss aim at the pictures' mean CLIP feature (the official code aims
+  them at the target text); with a target text too, the text and image directions are averaged (our extension: the
+  official code replaces the text with the pictures); the pictures' preprocessing is in ``nada.target_images``;
+- Adam: the mapping network never receives gradients, and a layer that trains again after idle steps keeps its Adam
+  state as it was (see ``ADAM_*`` below: the official code, on the PyTorch of its time, kept zero gradients, so the
+  second moment of idle layers decayed; on torch 2 or later, where ``zero_grad`` sets gradients to None, the official
+  code behaves like ours);
+- CLIP runs in float32 unless ``bf16`` is on (the official code runs CLIP in fp16 on CUDA);
 - the global loss uses the target prompt as typed, in training and in probing (the reference uses "a {target}"
   in one place and the bare text in the other);
 - probing selects the layer that actually reads each W+ row (see ``nada.probe``);
@@ -34,9 +44,12 @@ from .render import image_grid, seed_latents
 from .stylegan2 import Generator, mix_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
+PARAMS = ("weights", "modulation")  # AdaptConfig.params: what a run trains
+IMAGE_GUIDED_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # image-guided runs, unless the caller names models
 IMAGE_GUIDE_SAMPLES = 16  # frozen-generator samples whose mean CLIP feature the image direction starts from
 ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
 ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
+COMPACT_LR = 0.125  # the "compact" recipe's lr (x0.8 = HyperDomainNet's Adam lr 0.1); see RECIPES
 # Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
 # (``zero_grad(set_to_none=True)``), so Adam skips them and a layer's state starts the first time it trains. The
 # official code ran on a PyTorch whose ``zero_grad`` kept zero tensors, and its probe left gradients on every layer,
@@ -54,7 +67,7 @@ class AdaptConfig:
 
     source_text: str = "Photo"  # what the source generator shows, e.g. "Photo"
     target_text: str = "Sketch"  # the domain to move to, e.g. "Witcher"
-    iterations: int = 300  # training steps
+    iterations: int = 301  # training steps (the official README's --iter 301)
     batch_size: int = 2  # latents per step
     lr: float = 0.002  # Adam learning rate before the paper's x0.8 scaling
     layers_k: int | float | None = None  # W+ rows trained per step: None = every row (the probe is then skipped: it
@@ -68,6 +81,11 @@ class AdaptConfig:
     lambda_global: float = 0.0  # global CLIP loss weight
     lambda_id: float = 0.0  # identity (ArcFace) loss weight; faces only
     lambda_l2: float = 0.0  # L2 loss weight between trainable and frozen outputs
+    params: str = "weights"  # what trains: "weights" (the paper: the chosen layers' weights) or "modulation" (only a
+    #                          per-input-channel offset on each chosen convolution's style vector, s * (1 + delta):
+    #                          HyperDomainNet's domain modulation, 6,048 numbers at 1024 px; every weight unchanged)
+    lambda_indomain: float = 0.0  # in-domain angle consistency weight (HyperDomainNet): keeps the batch's pairwise
+    #                               CLIP angles those of the frozen copy, against mode collapse; needs batch_size >= 2
     mixing: float = 0.0  # style mixing probability per step: two latents crossed at one random row, the same mix
     #                      for both copies (the official shape recipe uses 0.9)
     clip_models: tuple[str, ...] = ("clip-vit-b32", "clip-vit-b16")  # CLIP models to load, by registry name (the
@@ -91,7 +109,10 @@ class AdaptConfig:
         """The settings of a named recipe (:data:`RECIPES`), with ``overrides`` on top."""
         if name not in RECIPES:
             raise ValueError(f"Unknown recipe '{name}'; choose one of: {', '.join(RECIPES)}.")
-        return dataclasses.replace(cls(), **{**RECIPES[name].settings, **overrides})
+        settings = {**RECIPES[name].settings, **overrides}
+        if settings.get("target_images") and "clip_models" not in overrides:  # the official notebook switches
+            settings["clip_models"] = IMAGE_GUIDED_CLIPS  # ViT-B/16 on when style images are given
+        return dataclasses.replace(cls(), **settings)
 
     def resolved_layers_k(self, n_latent: int) -> int:
         """The number of rows to train for a generator with ``n_latent`` rows."""
@@ -125,8 +146,12 @@ class AdaptConfig:
             (self.preview_every >= 0, f"preview_every must be >= 0, got {self.preview_every}"),
             (self.time_limit_s is None or self.time_limit_s > 0,
              f"the time limit (time_limit_s) must be a positive number of seconds, got {self.time_limit_s}"),
-            (all(v >= 0 for v in (self.lambda_direction, self.lambda_global, self.lambda_id, self.lambda_l2)),
+            (all(v >= 0 for v in (self.lambda_direction, self.lambda_global, self.lambda_id, self.lambda_l2,
+                                  self.lambda_indomain)),
              "loss weights (lambda_*) must be >= 0"),
+            (self.lambda_indomain == 0 or self.batch_size >= 2,
+             f"the in-domain loss (lambda_indomain) compares pairs of samples: it needs a batch of at least 2 latents "
+             f"(batch_size), got {self.batch_size}; raise batch_size or set lambda_indomain to 0"),
             (self.lambda_direction + self.lambda_global > 0,
              "at least one CLIP loss (lambda_direction or lambda_global) must be on"),
         ]
@@ -137,6 +162,7 @@ class AdaptConfig:
             if n_latent is not None and not fraction:
                 checks.append((self.layers_k <= n_latent,
                                f"layers_k must be at most {n_latent} (the generator's W+ rows), got {self.layers_k}"))
+        checks.append((self.params in PARAMS, f"params must be one of {', '.join(PARAMS)}, got {self.params!r}"))
         checks.append((0.0 <= self.mixing <= 1.0, f"mixing must be a probability in [0, 1], got {self.mixing}"))
         checks.append((len(self.clip_models) >= 1, "clip_models must name at least one CLIP model"))
         n_pictures = len(self.target_images)
@@ -168,15 +194,21 @@ class Recipe:
 # The official StyleGAN-NADA settings, in one place. "paper": the command in the official README (Photo -> Sketch and
 # most published models): --auto_layer_k 18 at 1024, i.e. every row, so every synthesis convolution trains each step;
 # one probe iteration on 8 latents (skipped here: with every row chosen it cannot change anything); ViT-B/32 + ViT-B/16
-# at weight 1; batch 2; lr 0.002; no mixing; 300 steps. "notebook": the official Colab notebook's default (no probing:
-# the constant input and every convolution train; ViT-B/32 only; 151 steps). "shape": the notebook's "improve shape"
-# setting (probe 2/3 of the rows, 12 at 1024, with style mixing 0.9).
+# at weight 1; batch 2; lr 0.002; no mixing; --iter 301, i.e. 301 steps. "notebook": the official Colab notebook's
+# default (no probing: the constant input and every convolution train; ViT-B/32 only, model_weights [1.0, 0.0]; 151
+# steps). "shape": the notebook's "improve shape" setting (probe 2/3 of the rows, 12 at 1024, with style mixing 0.9;
+# the notebook then sets ViT-B/16's weight to 1.0, so both models). With style images the notebook switches ViT-B/16
+# on as well: from_recipe does the same unless the caller names the models. tests/test_recipes.py quotes each value.
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe("Style and texture: every layer trains (the paper's command)", {}),
     "shape": Recipe("Shape change: the layers that move most, with style mixing",
-                    {"layers_k": 2 / 3, "mixing": 0.9, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
+                    {"layers_k": 2 / 3, "mixing": 0.9, "iterations": 151}),
     "notebook": Recipe("Quick: every convolution and the constant input, one CLIP model (the official notebook)",
                        {"layers_k": 0, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
+    # "compact": the paper's settings, but only the style offsets train (files of ~25 KB instead of ~60 MB).
+    # lr: COMPACT_LR_NOTE.
+    "compact": Recipe("Compact: the paper's settings, training ~6,000 style offsets instead of the weights (tiny file)",
+                      {"params": "modulation", "lr": COMPACT_LR}),
 }
 
 
@@ -254,6 +286,26 @@ def conv_modules(generator: Generator) -> list[str]:
     return ["conv1"] + [f"convs.{i}" for i in range(len(generator.convs))]
 
 
+def init_style_offsets(generator: Generator, train_to_rgb: bool = False) -> list[torch.Tensor]:
+    """Give every synthesis convolution (and ToRGB layer with ``train_to_rgb``) a style offset, zero unless it has
+    one, as its own leaf tensor; returns them (what the optimiser trains with ``params="modulation"``)."""
+    offsets = generator.style_offsets()
+    for name, m in generator.modulated_convs(to_rgb=train_to_rgb).items():
+        key = f"{name}.style_offset"
+        offsets[key] = offsets[key].detach().clone() if key in offsets else m.weight.new_zeros(m.in_ch)  # [in]
+    generator.set_style_offsets(offsets)
+    return list(generator.style_offsets().values())
+
+
+def set_trainable_offsets(generator: Generator, modules: list[str]) -> None:
+    """Make exactly the style offsets of ``modules`` (layer names such as "convs.3") trainable; no weight trains."""
+    generator.requires_grad_(False)
+    chosen = set(modules)
+    for name, m in generator.modulated_convs().items():
+        if m.style_offset is not None:
+            m.style_offset.requires_grad_(name.removesuffix(".conv") in chosen)
+
+
 def set_trainable(generator: Generator, modules: list[str]) -> None:
     """Make exactly the parameters of ``modules`` trainable."""
     generator.requires_grad_(False)
@@ -300,7 +352,11 @@ class _Trainer:
         self.trained.grad_checkpointing = config.grad_checkpointing
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.mix_rng = random.Random(config.seed)  # the mixing coin and crossover row
-        self.opt = torch.optim.Adam(self.trained.parameters(), lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
+        self.modulation = config.params == "modulation"
+        self.set_trainable = set_trainable_offsets if self.modulation else set_trainable
+        trainable = init_style_offsets(self.trained, config.train_to_rgb) if self.modulation \
+            else self.trained.parameters()
+        self.opt = torch.optim.Adam(trainable, lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
         self.preview = PreviewRenderer(self.frozen, config.preview_seeds, config.truncation)
         self.k = config.resolved_layers_k(generator.n_latent)
         candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, config.train_to_rgb)]
@@ -310,8 +366,8 @@ class _Trainer:
         if config.probing() and not self.probe:
             self.layers = [m for i in candidates for m in row_modules(generator, i, config.train_to_rgb)]
         else:
-            self.layers = ["input"] + conv_modules(self.trained)
-        set_trainable(self.trained, self.layers)
+            self.layers = ([] if self.modulation else ["input"]) + conv_modules(self.trained)
+        self.set_trainable(self.trained, self.layers)
 
     def _guide(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]) -> ClipGuide:
         """The CLIP guide: text directions, or in image-guided mode the direction from a fixed batch of source
@@ -336,13 +392,15 @@ class _Trainer:
         probe: ProbeResult | None = None
         if self.probe and (step - 1) % config.probe_every == 0:
             zp = torch.randn(config.probe_batch, trained.style_dim, device=device, generator=rng)
+            if self.modulation:
+                set_trainable_offsets(trained, [])  # the probe differentiates only its W+ copy
             with torch.no_grad():
                 wp = frozen.mapping(zp)  # [Bp, 512]
             with autocast(device, amp):
                 probe = probe_layers(trained, wp, self.guide, self.k, config.probe_iters, micro_batch=self.micro,
                                      noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb)
             self.layers = probe.layers
-            set_trainable(trained, self.layers)
+            self.set_trainable(trained, self.layers)
             timer.mark("probe")
         z = torch.randn(config.batch_size, trained.style_dim, device=device, generator=rng)
         noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
@@ -389,6 +447,7 @@ class _Trainer:
     def finish(self) -> None:
         """Hand the trained copy back: eval mode, frozen, the caller's convolution formulation."""
         self.trained.eval().requires_grad_(False).set_conv_impl(self.impl)
+        set_trainable_offsets(self.trained, [])
 
 
 def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
@@ -487,5 +546,7 @@ def step_losses(guide: ClipGuide, config: AdaptConfig, img_train: torch.Tensor, 
         terms["id"] = config.lambda_id * id_loss(img_train, img_frozen)
     if config.lambda_l2 > 0:
         terms["l2"] = config.lambda_l2 * F.mse_loss(img_train, img_frozen)
+    if config.lambda_indomain > 0:  # reuses the features the directional loss takes: no extra forward pass
+        terms["indomain"] = config.lambda_indomain * guide.indomain(feats_train, feats_frozen)
     terms["total"] = sum(terms.values())
     return terms

@@ -184,6 +184,25 @@ def test_clip_prefers_safetensors_and_falls_back_to_the_bin_file(hub):
     assert b32.visual.conv1.weight.dtype == torch.float32  # stored in float16, returned in float32
 
 
+def test_the_held_out_judge_downloads_from_its_hub_repo_and_builds(hub):
+    """clip-vit-l14 (nada evaluate's judge) comes from timm/vit_large_patch14_clip_224.openai like the other CLIP
+    models: the safetensors file first, built strictly, float32."""
+    from bench.hub_files import clip_state_dict_files
+    from nada.clip_models import load_clip
+
+    repo = mirrors("clip-vit-l14")[0].repo_id
+    for filename, data in clip_state_dict_files("ViT-L/14").items():  # a small ViT-L/14-shaped stand-in
+        hub.add(repo, filename, data)
+    model = load_clip("ViT-L/14")  # OpenAI's spelling is an alias of the registry name
+    assert hub.downloads == [(repo, "open_clip_model.safetensors")]
+    assert cached_path("clip-vit-l14").name == "open_clip_model.safetensors"
+    assert model.visual.conv1.kernel_size == (14, 14) and model.visual.conv1.weight.dtype == torch.float32
+    import clip
+
+    with torch.no_grad():
+        assert model.encode_text(clip.tokenize(["a photo"])).shape == (1, 32)
+
+
 # ----------------------------------------------------------------------------------------------------- mirrors
 def test_a_missing_file_or_repo_falls_through_to_the_next_mirror(hub):
     first, second = mirrors("arcface-ir-se50")

@@ -313,7 +313,7 @@ def test_the_default_is_the_papers_command_and_costs_no_probe(tiny_generator, ti
 def test_the_shape_recipe_probes_two_thirds_of_the_rows_and_mixes(tiny_generator, tiny_clip):
     cfg = AdaptConfig.from_recipe("shape", source_text="photo", target_text="sketch", iterations=1, probe_batch=2,
                                   preview_seeds=(0,))
-    assert cfg.mixing == 0.9 and cfg.resolved_layers_k(18) == 12 and cfg.clip_models == ("clip-vit-b32",)
+    assert cfg.mixing == 0.9 and cfg.resolved_layers_k(18) == 12 and cfg.clip_models == ("clip-vit-b32", "clip-vit-b16")
     rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], cfg))[-1]
     k = cfg.resolved_layers_k(tiny_generator.n_latent)
     assert len(rec.rows) == k == 5 and len(rec.layers) == k  # 2/3 of the tiny generator's 8 rows

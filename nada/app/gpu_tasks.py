@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..invert import invert, stylize
+from ..invert import invert, render_codes
 from ..metrics import evaluate
 from ..model_store import ModelStore
 from ..render import render_seeds, to_pil
@@ -99,19 +99,31 @@ def render_walk_video(store: ModelStore, source: str, ref: StyleRef | None, plan
 
 
 def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float
-                     ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str]]]:
-    """(aligned face, e4e reconstruction, [(styled image, style name)]) of an aligned face crop."""
+                     ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str]], torch.Tensor]:
+    """(aligned face, e4e reconstruction, [(styled image, style name)], W+ codes) of an aligned face crop; the codes
+    ([1, n_latent, 512], on the CPU) are those the styled images were drawn from (:func:`styled_codes` redraws them)."""
     source = store.invert_source()
     gen = store.generator(source)
     encoder, latent_avg = store.e4e()
     with torch.no_grad():
         result = invert(face, encoder, latent_avg, gen, align=False)
-        styled = []
+    styled = styled_codes(store, result.codes, refs, strength)
+    return result.aligned, result.reconstruction, styled, result.codes.cpu()
+
+
+def styled_codes(store: ModelStore, codes: torch.Tensor, refs: list[StyleRef], strength: float
+                 ) -> list[tuple[Image.Image, str]]:
+    """[(image, style name)]: W+ codes [1, n_latent, 512] of the inversion generator drawn in each style at
+    ``strength`` (the Invert tab's results again at another strength, without inverting the photo again)."""
+    source = store.invert_source()
+    gen = store.generator(source)
+    styled = []
+    with torch.no_grad():
         for ref in refs:  # one styled copy in memory at a time
             copy = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
-            styled.append((stylize(result, copy, 1.0), ref.name))
+            styled.append((render_codes(copy, codes), ref.name))
             del copy
-    return result.aligned, result.reconstruction, styled
+    return styled
 
 
 def import_pt_style(store: ModelStore, path: str, source: str, meta: dict) -> Style:
@@ -137,7 +149,7 @@ class TrainUpdate:
     layers: list[str] = field(default_factory=list)
     saved_step: int = 0  # the step the style file holds (0: nothing saved yet)
     warnings: list[str] = field(default_factory=list)  # for the page to show (a worker cannot raise UI toasts)
-    metrics: dict | None = None  # the paper's figures (nada.metrics.evaluate), on the last update of a run
+    metrics: dict | None = None  # nada.metrics.evaluate's figures with the training CLIPs, on a run's last update
 
 
 def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names: list[str], style_file: str,
@@ -166,10 +178,11 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
                 saved = save(rec)
             metrics = None
             if rec.done and rec.step > 0 and config.target_text.strip():  # after the save (a worker stopped
-                #  meanwhile loses no training); the paper's figures are defined against a target text
+                #  meanwhile loses no training); the figures are defined against a target text
                 n = METRICS_SAMPLES if gen.input.input.is_cuda else METRICS_SAMPLES_CPU
                 metrics = evaluate(gen, rec.generator, clips, config.source_text, config.target_text,
                                    n=n, id_loss=id_loss, truncation=config.truncation)
+                metrics.update(clip_models=list(clip_names), id_trained=id_loss is not None)  # what judged it
             yield TrainUpdate(step=rec.step, total=rec.total, losses=rec.losses, scores=rec.scores, rows=rec.rows,
                               metrics=metrics,
                               preview=rec.preview, elapsed_s=rec.elapsed_s, eta_s=rec.eta_s,
@@ -205,4 +218,5 @@ def style_file_step(path: str | Path) -> int:
 
 
 __all__ = ["StyleRef", "load_ref", "render_images", "render_style_thumbnails", "render_walk_video", "invert_in_styles",
+           "styled_codes",
            "import_pt_style", "TrainUpdate", "train_style", "style_file_step"]

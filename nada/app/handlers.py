@@ -11,6 +11,7 @@ it updates; ``app.py`` wires both by name (:func:`~nada.app.glue.wire`). Each ha
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import random
@@ -25,8 +26,10 @@ import pandas as pd
 from PIL import Image
 
 from ..align import SOFT_FACE_WARNING
+from ..clip_models import JUDGE_CLIP
 from ..e4e import INPUT_SIZE as E4E_INPUT
 from ..images import load_image
+from ..metrics import LABELS
 from ..model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
 from ..styles import (
     StyleFileError,
@@ -47,6 +50,7 @@ from .glue import (
     user_errors,
     validator,
     wire,
+    wire_live,
 )
 from .gpu_tasks import (
     StyleRef,
@@ -57,6 +61,7 @@ from .gpu_tasks import (
     render_style_thumbnails,
     render_walk_video,
     style_file_step,
+    styled_codes,
     train_style,
 )
 from .inputs import (
@@ -340,6 +345,30 @@ def generate_duration(args: dict) -> float:
     return 15 + 3 * len(args.get("seeds") or [0])
 
 
+CPU_S_PER_IMAGE = 1.5  # one 1024 px image on a CPU (2 shared cores: 1.5-2.5 s, README's Hardware); a GPU: ~0.05 s
+
+
+def cpu_render_notice(store: ModelStore, images: int) -> str:
+    """The info line while ``images`` pictures render on a CPU, with how long that takes; "" where rendering is
+    quick (a GPU, ZeroGPU, the tiny models)."""
+    if store.tiny or gpu_mode() == "zero" or store.device.type != "cpu":
+        return ""
+    return (f"Rendering {images} images on the CPU: about {_fmt_s(CPU_S_PER_IMAGE * images)} "
+            f"({CPU_S_PER_IMAGE:g} s an image)...")
+
+
+@user_errors
+def generate_live(store: ModelStore, session: SessionStyles, style: str | None, seed: Any, truncation: Any,
+                  n_images: Any, strength: Any, *, gpu: GpuCalls | None = None) -> Iterator[GenerateOutputs]:
+    """:func:`generate` when a control of the Generate tab settles (a slider released, a new seed, a style picked;
+    no button): on a CPU the info line first says how long the new pictures take."""
+    ref, _, _, n, _ = check_generate(store, session, style, seed, truncation, n_images, strength)
+    notice = cpu_render_notice(store, n * (1 if ref is None else 2))
+    if notice:
+        yield GenerateOutputs(source_gallery=KEEP, styled_gallery=KEEP, files=KEEP, info=notice)
+    yield generate(store, session, style, seed, truncation, n_images, strength, gpu=gpu)
+
+
 # ------------------------------------------------------------------------------------------------- invert
 @user_errors
 def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None,
@@ -353,14 +382,61 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: 
     face = store.aligner().align(photo, output_size=E4E_INPUT)  # on the CPU; no face: fails here, before the GPU
     if "nada_soft_face" in face.info:
         gr.Warning(SOFT_FACE_WARNING.format(px=face.info["nada_soft_face"]))
-    aligned, reconstruction, styled = gpu.invert(face, refs, strength)
+    aligned, reconstruction, styled, codes = gpu.invert(face, refs, strength)
+    session.keep_inversion(photo_key(image), codes)  # a new strength redraws these codes (restyle_photo)
     return InvertOutputs(aligned=_display(aligned), reconstruction=_display(reconstruction),
-                         gallery=[(_display(im), f"{name} (strength {strength:g})") for im, name in styled])
+                         gallery=styled_gallery(styled, strength))
 
 
 def invert_duration(args: dict) -> float:
     """ZeroGPU seconds for an inversion (arguments of :func:`nada.app.gpu_tasks.invert_in_styles`)."""
     return 20 + 5 * len(args.get("refs") or [])
+
+
+def styled_gallery(styled: list[tuple[Image.Image, str]], strength: float) -> list:
+    """The Invert tab's gallery: each styled image captioned with its style and strength."""
+    return [(_display(im), f"{name} (strength {strength:g})") for im, name in styled]
+
+
+def photo_key(image: Any) -> str:
+    """A key of a photo input's content (SHA-256 of its file or bytes): the same photo, the same key."""
+    digest = hashlib.sha256()
+    if isinstance(image, (bytes, bytearray)):
+        digest.update(image)
+    else:
+        with open(image, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_restyle(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
+                  strength: Any) -> tuple[list[StyleRef], float]:
+    """The checks of :func:`restyle_photo`: Invert's (:func:`check_invert`)."""
+    return check_invert(store, session, image, styles, strength)
+
+
+@user_errors
+def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
+                  *, gpu: GpuCalls | None = None) -> Any:
+    """The Invert tab's styled results again when its strength slider is released: the photo inverted last in this
+    session (its W+ codes are kept) drawn in the chosen styles at the new strength, without aligning or inverting it
+    again. A photo not inverted yet leaves the results as they are. Output: the gallery."""
+    gpu = gpu or GpuCalls.direct(store)
+    refs, strength = check_restyle(store, session, image, styles, strength)
+    try:
+        codes = session.inversion(photo_key(image))
+    except OSError:  # the upload is gone (the page was idle for hours): Invert says so
+        codes = None
+    if codes is None:
+        return gr.skip()
+    _loading_notice(refs)
+    return styled_gallery(gpu.restyle(codes, refs, strength), strength)
+
+
+def restyle_duration(args: dict) -> float:
+    """ZeroGPU seconds for redrawing kept codes (arguments of :func:`nada.app.gpu_tasks.styled_codes`)."""
+    return 10 + 3 * len(args.get("refs") or [])
 
 
 # -------------------------------------------------------------------------------------------------- adapt
@@ -421,17 +497,31 @@ def recipe_settings(recipe: str) -> RecipeOutputs:
 
 
 def metrics_markdown(metrics: dict | None) -> str:
-    """The paper's figures for a finished run, as a small table (empty when there are none)."""
+    """A finished run's figures (:func:`nada.metrics.evaluate`) as a small table under a line that says how they were
+    measured: with the CLIP models the run trained against (partly circular), on random samples (empty: none)."""
     if not metrics:
         return ""
-    rows = [("CLIP similarity to the target text", "clip_target_source", "clip_target_adapted"),
-            ("Diversity (mean CLIP distance between images)", "diversity_source", "diversity_adapted")]
-    lines = ["| on " + str(metrics.get("n", "")) + " fixed samples | source | adapted |", "|---|---|---|"]
+    rows = [(f"{_cap(LABELS['clip_target'])}: CLIP similarity to the target text", "clip_target_source",
+             "clip_target_adapted"),
+            (f"{_cap(LABELS['diversity'])}: mean CLIP distance between images", "diversity_source",
+             "diversity_adapted")]
+    judges = ", ".join(metrics.get("clip_models") or []) or "the training CLIP models"
+    lines = [f"Measured with the CLIP models it trained against ({judges}), so partly circular, on "
+             f"{metrics.get('n', '')} random samples at truncation {metrics.get('truncation', 0.7):g}; "
+             f"`nada evaluate` judges with a held-out CLIP ({JUDGE_CLIP}). Not the paper's tables.", "",
+             "| figure | source | adapted |", "|---|---|---|"]
     lines += [f"| {label} | {metrics[a]:.3f} | {metrics[b]:.3f} |" for label, a, b in rows]
-    lines.append(f"| Directional similarity (s_dir: the change follows the text) | | {metrics['s_dir']:.3f} |")
+    lines.append(f"| {_cap(LABELS['s_dir'])} (s_dir): the change follows the text | | {metrics['s_dir']:.3f} |")
     if "id" in metrics:
-        lines.append(f"| Identity kept (ArcFace similarity to the source image) | | {metrics['id']:.3f} |")
+        flag = " (trained with the identity loss: it optimised this)" if metrics.get("id_trained") else ""
+        lines.append(f"| {_cap(LABELS['id'])}: ArcFace similarity to the source image{flag} | | "
+                     f"{metrics['id']:.3f} |")
     return "\n".join(lines)
+
+
+def _cap(label: str) -> str:
+    """The label with its first letter upper-case (``str.capitalize`` would lower "CLIP")."""
+    return label[:1].upper() + label[1:]
 
 
 def _fmt_s(seconds: float) -> str:
@@ -579,6 +669,7 @@ class GpuCalls:
     train: Callable
     video: Callable
     thumbnails: Callable
+    restyle: Callable
 
     @classmethod
     def direct(cls, store: ModelStore) -> GpuCalls:
@@ -593,7 +684,7 @@ class GpuCalls:
 
 _GPU_TASKS = ((render_images, generate_duration), (invert_in_styles, invert_duration),
               (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration),
-              (render_style_thumbnails, thumbnails_duration))
+              (render_style_thumbnails, thumbnails_duration), (styled_codes, restyle_duration))
 
 
 def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
@@ -617,5 +708,6 @@ __all__ = [  # bind, session_id, user_errors and wire (nada.app.glue), on_gpu (n
     "invert_choices", "resolve_style", "upload_style", "random_seed", "generate", "generate_duration", "invert_photo",
     "invert_duration", "adapt_config", "adapt_stream", "adapt_duration", "stop_training", "check_generate",
     "check_invert", "check_adapt", "max_steps", "own_names", "page_advice", "InputError", "MAX_BATCH",
-    "photo_input", "validator",
+    "photo_input", "validator", "wire_live", "generate_live", "cpu_render_notice", "CPU_S_PER_IMAGE",
+    "restyle_photo", "check_restyle", "restyle_duration", "photo_key", "styled_gallery",
 ]

@@ -1,0 +1,114 @@
+"""The recipes equal the official commands field by field, and the figures are named and judged honestly (issue 23).
+
+Each official value is quoted with its source:
+- README: the command in rinongal/StyleGAN-nada's README (also ZSSGAN/scripts in public forks):
+  ``python train.py --size 1024 --batch 2 --n_sample 4 --lr 0.002 --iter 301 --source_class "photo"
+  --target_class "sketch" --auto_layer_k 18 --auto_layer_iters 1 --auto_layer_batch 8 --output_interval 50
+  --clip_models "ViT-B/32" "ViT-B/16" --clip_model_weights 1.0 1.0 --mixing 0.0 --save_interval 150``,
+  with train_options.py's defaults for what it does not pass (``--lambda_direction 1.0``, ``--lambda_global 0.0``).
+- NOTEBOOK: the official stylegan_nada.ipynb's training cell: ``model_choice = ["ViT-B/32", "ViT-B/16"]``,
+  ``model_weights = [1.0, 0.0]``, ``if improve_shape or style_image_dir: model_weights[1] = 1.0``,
+  ``mixing = 0.9 if improve_shape else 0.0``,
+  ``auto_layers_k = int(2 * (2 * np.log2(size) - 2) / 3) if improve_shape else 0``,
+  ``auto_layer_iters = 1 if improve_shape else 0``, ``training_iterations = 151``, ``output_interval = 50``,
+  ``"batch": 2``, ``"lr": 0.002``.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from bench.hub_files import BIN_FILE, SAFETENSORS_FILE
+from nada.app.handlers import metrics_markdown
+from nada.cli.evaluate import table
+from nada.clip_models import JUDGE_CLIP
+from nada.metrics import LABELS, judged_by
+from nada.registry import REGISTRY
+from nada.train import RECIPES, AdaptConfig
+
+from .helpers import PROJECT_ROOT
+
+N_LATENT = {1024: 18, 512: 16, 256: 14}
+
+
+def clip_weights(config: AdaptConfig) -> dict[str, float]:
+    """The official --clip_models/--clip_model_weights pair as {model: weight} (ours: each named model at 1)."""
+    names = {"clip-vit-b32": "ViT-B/32", "clip-vit-b16": "ViT-B/16"}
+    return {official: (1.0 if ours in config.clip_models else 0.0) for ours, official in names.items()}
+
+
+def official_rows(n_latent: int, k: int | float | None) -> int:
+    """The rows a config trains, as the official auto_layer_k counts them."""
+    return AdaptConfig(layers_k=k).resolved_layers_k(n_latent)
+
+
+def test_paper_is_the_official_readme_command_field_by_field():
+    c = AdaptConfig.from_recipe("paper")
+    official = {"iterations": 301, "batch_size": 2, "lr": 0.002, "probe_iters": 1, "probe_batch": 8,
+                "mixing": 0.0, "preview_every": 50, "lambda_direction": 1.0, "lambda_global": 0.0}
+    assert {k: getattr(c, k) for k in official} == official
+    assert official_rows(18, c.layers_k) == 18  # --auto_layer_k 18 at 1024: every row
+    assert clip_weights(c) == {"ViT-B/32": 1.0, "ViT-B/16": 1.0}  # --clip_model_weights 1.0 1.0
+    assert AdaptConfig() == c  # the default is the README's command
+
+
+@pytest.mark.parametrize("size", [1024, 512, 256])
+def test_shape_is_the_notebooks_improve_shape_field_by_field(size):
+    c = AdaptConfig.from_recipe("shape")
+    assert official_rows(N_LATENT[size], c.layers_k) == int(2 * (2 * math.log2(size) - 2) / 3)
+    assert (c.mixing, c.probe_iters, c.iterations, c.batch_size, c.lr, c.preview_every) == (0.9, 1, 151, 2, 0.002, 50)
+    assert clip_weights(c) == {"ViT-B/32": 1.0, "ViT-B/16": 1.0}  # improve_shape: model_weights[1] = 1.0
+
+
+def test_notebook_is_the_notebooks_default_and_style_images_switch_vit_b16_on():
+    c = AdaptConfig.from_recipe("notebook")
+    assert (c.layers_k, c.mixing, c.iterations, c.batch_size, c.lr, c.preview_every) == (0, 0.0, 151, 2, 0.002, 50)
+    assert not c.probing()  # auto_layer_iters = 0, auto_layers_k = 0
+    assert clip_weights(c) == {"ViT-B/32": 1.0, "ViT-B/16": 0.0}  # model_weights = [1.0, 0.0]
+    picture = Image.new("RGB", (64, 64), (200, 30, 30))
+    guided = AdaptConfig.from_recipe("notebook", target_images=(picture,))
+    assert clip_weights(guided) == {"ViT-B/32": 1.0, "ViT-B/16": 1.0}  # style_image_dir: model_weights[1] = 1.0
+    named = AdaptConfig.from_recipe("notebook", target_images=(picture,), clip_models=("clip-vit-b32",))
+    assert named.clip_models == ("clip-vit-b32",)  # the caller's choice wins
+    for name in RECIPES:  # every recipe, with pictures: both models unless named
+        assert clip_weights(AdaptConfig.from_recipe(name, target_images=(picture,)))["ViT-B/16"] == 1.0
+
+
+def test_the_held_out_judge_is_in_the_registry_with_its_evidence():
+    asset = REGISTRY[JUDGE_CLIP]
+    assert JUDGE_CLIP == "clip-vit-l14" and asset.kind == "clip"
+    assert [m.repo_id for m in asset.mirrors] == ["timm/vit_large_patch14_clip_224.openai"] * 2
+    assert [m.filename for m in asset.mirrors] == [SAFETENSORS_FILE, BIN_FILE]  # as the other CLIP models
+    assert all("open_clip" in m.evidence and "ViT-L-14" in m.evidence for m in asset.mirrors)
+    assert all(JUDGE_CLIP not in AdaptConfig.from_recipe(name).clip_models for name in RECIPES)
+
+
+def test_evaluate_defaults_to_the_held_out_judge():
+    out = subprocess.run([sys.executable, "-m", "nada", "evaluate", "--help"], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, timeout=120)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    assert f"default: {JUDGE_CLIP}" in text and "held out" in text
+    assert "CLIP direction score" in text and "target score" in text and "paper's" in text  # "not the paper's"
+
+
+def test_the_figures_say_who_judged_them():
+    assert judged_by(["clip-vit-l14"], ["clip-vit-b32", "clip-vit-b16"]).endswith("held out: the run did not "
+                                                                                   "train against it")
+    circular = judged_by(["clip-vit-b32"], ["clip-vit-b32", "clip-vit-b16"])
+    assert "trained against (clip-vit-b32)" in circular and "partly circular" in circular
+    result = {"clip_target_source": 0.1, "clip_target_adapted": 0.3, "diversity_source": 0.5, "diversity_adapted": 0.4,
+              "s_dir": 0.2, "id": 0.75, "n": 8, "seed": 0, "truncation": 0.7, "source_text": "photo",
+              "target_text": "red", "judged_by": circular, "id_trained": True}
+    shown = table(result)
+    assert circular in shown and "[trained with the identity loss]" in shown
+    assert all(LABELS[k] in shown for k in ("s_dir", "clip_target", "diversity", "id"))
+    page = metrics_markdown({**result, "clip_models": ["clip-vit-b32", "clip-vit-b16"]})
+    assert "Measured with the CLIP models it trained against (clip-vit-b32, clip-vit-b16)" in page
+    assert "identity loss" in page and "8 random samples at truncation 0.7" in page and "CLIP direction score" in page
+    assert "the paper's figures" not in page.lower()
