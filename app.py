@@ -16,7 +16,7 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 
 import gradio as gr  # noqa: E402
 
-from nada.app import handlers, page_load  # noqa: E402
+from nada.app import handlers, mix, page_load  # noqa: E402
 from nada.app.sessions import BrowserSessions, SessionStyles, TrainingRuns  # noqa: E402
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
 from nada.limits import MAX_LR  # noqa: E402
@@ -136,6 +136,11 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
             ui.lambda_global = gr.Slider(0, 2, value=0.0, step=0.05, label="Global loss weight")
             ui.lambda_id = gr.Slider(0, 2, value=0.0, step=0.05, label="Identity loss weight (faces)")
             ui.lambda_l2 = gr.Slider(0, 2, value=0.0, step=0.05, label="L2 loss weight")
+            ui.lambda_indomain = gr.Slider(0, handlers.MAX_INDOMAIN_WEIGHT, value=paper.lambda_indomain, step=0.1,
+                                           label="Keep variety (in-domain loss weight)",
+                                           info="keeps the samples as different from each other as they were; "
+                                                "needs a batch of 2 or more (Keep variety recipe: "
+                                                f"{AdaptConfig.from_recipe('diverse').lambda_indomain:g})")
         with gr.Row():
             # No precision/minimum/maximum on typed numbers: Gradio would round 1.5 to 2 or refuse -1 with a bare
             # error before nada's checks (handlers.check_adapt), which name the field and its range instead.
@@ -191,6 +196,7 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     with gr.Row():
         ui.run = gr.Button("Generate", variant="primary", scale=3)
         ui.make_video = gr.Button("Video: walk through the seeds, the style fading in", scale=2)
+    mix_styles_box(store, ui)
     with gr.Row(equal_height=True):  # side by side; one under the other on a phone
         ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height="auto",
                                        format="png", min_width=300, elem_id="source-gallery")
@@ -203,6 +209,35 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
                           "when a control is released (Generate renders again as it is).",
                           elem_id="generate-info")
     return ui
+
+
+def mix_styles_box(store: ModelStore, ui: SimpleNamespace) -> None:
+    """The Generate tab's "Mix styles" (nada.app.mix): up to four styles with weights, saved as a new style, and a
+    video through the picked styles; its components join the tab's ``ui``."""
+    low, high = mix.MIX_WEIGHT_RANGE
+    choices = mix.row_choices(store, None)
+    with gr.Accordion("Mix styles: blend up to four styles into a new one", open=False, elem_id="mix-styles") as box:
+        gr.Markdown("Each weight moves from the source towards its style (1 = the full style, below 0 = away from "
+                    "it); the pictures below show the mix when a weight is released. **Mix and save** keeps it as a "
+                    "style of this session (pick it here, in Invert, or download it). The video goes through the "
+                    "picked styles in row order.")
+        for i in range(1, mix.MAX_MIX + 1):
+            with gr.Row(equal_height=True):
+                setattr(ui, f"mix_style_{i}", gr.Dropdown(choices, value=mix.EMPTY_ROW[1], label=f"Style {i}",
+                                                          scale=3, min_width=240, allow_custom_value=True,
+                                                          elem_id=f"mix-style-{i}"))
+                setattr(ui, f"mix_weight_{i}", gr.Slider(low, high, value=1.0 if i == 1 else 0.0, step=0.05,
+                                                         label=f"Weight {i}", scale=2, min_width=200,
+                                                         elem_id=f"mix-weight-{i}"))
+        with gr.Row(equal_height=True):
+            ui.mix_name = gr.Textbox("", label="Name of the mix", placeholder="empty: named after its styles",
+                                     scale=2, min_width=200)
+            ui.mix_run = gr.Button("Mix and save", variant="primary", scale=1, elem_id="mix-run")
+            ui.mix_make_video = gr.Button("Video through the picked styles", scale=1, elem_id="mix-video")
+            ui.mix_grid = gr.Checkbox(False, label="Video: side by side instead of morphing", scale=1)
+        ui.mix_status = gr.Markdown("", elem_id="mix-status")
+        ui.mix_file = gr.File(label="Mixed style (.safetensors)", interactive=False, height=110, elem_id="mix-file")
+    ui.mix_box = box
 
 
 def invert_tab(store: ModelStore) -> SimpleNamespace:
@@ -221,7 +256,18 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
             ui.styles = gr.Dropdown(choices, value=[choices[0][1]] if store.tiny and choices else [],
                                     multiselect=True, label="Styles", allow_custom_value=True)
             ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength")
-            ui.run = gr.Button("Invert", variant="primary")
+            with gr.Row(equal_height=True):  # the Edit row: learned once per edit with CLIP (nada.edits), then instant
+                ui.edit = gr.Dropdown(handlers.edit_choices(), value=handlers.NO_EDIT, allow_custom_value=True,
+                                      label="Edit", info="a preset, or type what the face should become "
+                                                         "(e.g. face with freckles)", scale=2, min_width=200,
+                                      elem_id="invert-edit")
+                ui.edit_strength = gr.Slider(-handlers.MAX_EDIT_STRENGTH, handlers.MAX_EDIT_STRENGTH, value=1.5,
+                                             step=0.1, label="Edit strength", info="0 = none, below 0 = the other way",
+                                             scale=1, min_width=200, elem_id="invert-edit-strength")
+            with gr.Row():
+                ui.run = gr.Button("Invert", variant="primary", scale=2)
+                ui.make_video = gr.Button("Video: the face through each style, the edit going back and forth",
+                                          scale=2, elem_id="invert-make-video")
             ui.status = gr.Markdown("The face is found and aligned, inverted with e4e, then shown in each style.",
                                     elem_id="invert-status")
     with gr.Row(equal_height=True):  # the aligned face, its reconstruction and each styled result, whole and captioned
@@ -232,6 +278,10 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
                                      alt_text="The face as the generator redraws it (e4e inversion)")
         ui.gallery = gr.Gallery(label="In each style", columns=2, fit_columns=False, object_fit="contain",
                                 height=None, format="png", scale=2, min_width=300, elem_id="invert-gallery")
+    with gr.Row(equal_height=True):  # the Video button's clip: MP4 to play, GIF to share
+        ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="invert-video", min_width=300)
+        ui.gif = gr.Image(label="GIF (for sharing)", type="filepath", interactive=False, elem_id="invert-gif",
+                          min_width=300, alt_text="The same video as an animated GIF")
     return ui
 
 
@@ -319,6 +369,27 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         handlers.wire(inv.run.click, handlers.bind(handlers.invert_photo, store, gpu=gpu), inv_names,
                      handlers.InvertOutputs, check=handlers.bind(handlers.check_invert, store), progress_on=["status"],
                      api_name="invert", concurrency_limit=1)
+        handlers.wire(inv.make_video.click, handlers.bind(handlers.invert_video, store, gpu=gpu), inv_names,
+                      handlers.InvertVideoOutputs, check=handlers.bind(handlers.check_invert, store),
+                      progress_on=["status"], api_name="invert_video", concurrency_limit=1)
+
+        # Mix styles (Generate tab): a released weight previews the mix in the tab's pictures (not saved); Mix and
+        # save keeps it as a session style and picks it above (whose live event renders it); the rows offer the
+        # session's styles whenever the box opens or the tab's style changes (a training run, an upload, a mix).
+        mix_gpu = mix.MixGpu.wrapped(store)
+        handlers.wire(ge.mix_run.click, handlers.bind(mix.mix_styles, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
+                      check=handlers.bind(mix.check_mix, store), progress_on=["mix_status"], api_name="mix_styles",
+                      concurrency_limit=1, concurrency_id="mix")
+        handlers.wire_live([getattr(ge, f"mix_weight_{i}") for i in range(1, mix.MAX_MIX + 1)],
+                           handlers.bind(mix.mix_preview, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
+                           check=handlers.bind(mix.check_mix_preview, store), progress_on=["info"],
+                           concurrency_limit=2, concurrency_id="render")
+        handlers.wire(ge.mix_make_video.click, handlers.bind(mix.mix_video, store, gpu=mix_gpu), ge_names, "video",
+                      check=handlers.bind(mix.check_mix_video, store), progress_on=["video"], api_name="mix_video",
+                      concurrency_limit=1)
+        for trigger in (ge.mix_box.expand, ge.style.change):
+            handlers.wire(trigger, handlers.bind(mix.refresh_rows, store), ge_names, mix.MixRowsOutputs,
+                          api_name=False, queue=False, show_progress="hidden")
     demo.queue(max_size=64)
     return demo
 

@@ -6,13 +6,17 @@ forward / clip (trainable features and losses) / backward / optimizer."""
 from __future__ import annotations
 
 import statistics
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from nada.clip_models import import_clip
 from nada.stylegan2 import Generator
-from nada.train import AdaptConfig, adapt
+from nada.styles import load_style, save_style, style_from_generators
+from nada.train import COMPACT_LR, RECIPES, AdaptConfig, adapt
 
 VIT = {"ViT-B/32": 32, "ViT-B/16": 16}
 
@@ -27,8 +31,20 @@ def random_clip(patch: int, device: torch.device) -> torch.nn.Module:
     return model.float().eval().requires_grad_(False).to(device)
 
 
-def adapt_case(size: int, probe: bool, **overrides) -> Callable[[torch.device], tuple]:
-    """A case: one adaptation step (timed per step), with the per-phase split as extra figures."""
+def style_figures(source: Generator, trained: Generator) -> dict[str, float]:
+    """The style file the trained copy makes: its size (KiB) and the seconds to load it (safetensors, from disk)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_style(style_from_generators(source, trained, {"source": "bench"}), Path(tmp) / "s.safetensors")
+        t0 = time.perf_counter()
+        style = load_style(path)
+        load_s = time.perf_counter() - t0
+        return {"style_kib": round(path.stat().st_size / 1024, 1), "style_load_s": load_s,
+                "style_numbers": float(sum(v.numel() for v in style.tensors.values()))}
+
+
+def adapt_case(size: int, probe: bool, style_file: bool = False, **overrides) -> Callable[[torch.device], tuple]:
+    """A case: one adaptation step (timed per step), with the per-phase split as extra figures (and, with
+    ``style_file``, the size and load time of the style file the trained copy makes)."""
 
     def setup(device: torch.device):
         torch.manual_seed(0)
@@ -41,13 +57,17 @@ def adapt_case(size: int, probe: bool, **overrides) -> Callable[[torch.device], 
         cfg = AdaptConfig(**{**settings, **overrides})
         it = adapt(g, clips, cfg)
         phases: list[dict[str, float]] = []
+        last: list = []
 
         def run() -> None:
-            phases.append(next(it).timings)
+            rec = next(it)
+            phases.append(rec.timings)
+            last[:] = [rec]
 
         def extra() -> dict[str, float]:
             timed = phases[1:] or phases  # drop the warm-up step
-            return {k: statistics.median(p.get(k, 0.0) for p in timed) for k in timed[0]}
+            out = {k: statistics.median(p.get(k, 0.0) for p in timed) for k in timed[0]}
+            return {**out, **style_figures(g, last[0].generator)} if style_file else out
 
         return run, extra
 
@@ -60,6 +80,18 @@ CASES = {
     "adapt1024_probe": adapt_case(1024, probe=True),
     # the default recipe (the official README command: every row, so no probe is needed) at 256 px
     "adapt256_paper": adapt_case(256, probe=True, layers_k=None),
+    # issue 24: the same step training only the style offsets ("compact" recipe), with the style file it makes
+    "adapt256_compact": adapt_case(256, probe=True, style_file=True, layers_k=None, params="modulation", lr=COMPACT_LR),
+    "adapt1024_compact": adapt_case(1024, probe=True, style_file=True, layers_k=None, params="modulation",
+                                    lr=COMPACT_LR),
+    "adapt256_paper_file": adapt_case(256, probe=True, style_file=True, layers_k=None),  # the weight style's file
+    # issue 25: the "diverse" recipe (the paper's step on a batch of 4 plus the in-domain loss); the same batch without
+    # the loss (what the loss itself costs); compact + in-domain
+    "adapt256_diverse": adapt_case(256, probe=True, layers_k=None, **RECIPES["diverse"].settings),
+    "adapt256_paper_b4": adapt_case(256, probe=True, layers_k=None,
+                                    batch_size=RECIPES["diverse"].settings["batch_size"]),
+    "adapt256_compact_diverse": adapt_case(256, probe=True, layers_k=None, params="modulation", lr=COMPACT_LR,
+                                           **RECIPES["diverse"].settings),
     # options that change the computation (not part of the comparison with the reference)
     "adapt256_probe_bf16": adapt_case(256, probe=True, bf16=True),
     "adapt256_noprobe_bf16": adapt_case(256, probe=False, bf16=True),
@@ -69,4 +101,5 @@ CASES = {
     "adapt1024_noprobe_bf16": adapt_case(1024, probe=False, bf16=True),
 }
 # Run only when named (--cases): minutes per case on a CPU, and the GPU check runs them itself.
-OPTIONAL = ("adapt1024_noprobe", "adapt1024_probe_bf16", "adapt1024_noprobe_bf16")
+OPTIONAL = ("adapt1024_noprobe", "adapt1024_probe_bf16", "adapt1024_noprobe_bf16", "adapt1024_compact",
+            "adapt256_paper_file", "adapt256_paper_b4", "adapt256_compact_diverse")

@@ -8,6 +8,9 @@ Formulas (``n(v) = v / ||v||``; those of StyleGAN-NADA's ``CLIPLoss``, ``ZSSGAN/
 - text direction ``dt = n(mean_k[n(E_txt(template_k(target))) - n(E_txt(template_k(source)))])`` over the
   79 ImageNet templates, computed once per (model, source, target) and held by a :class:`TextDirection`.
 - directional loss ``mean_b(1 - cos(n(e_train - e_frozen), dt))``; global loss ``mean(1 - cos(e_img, e_txt))``.
+- in-domain angle consistency (HyperDomainNet, arXiv 2210.08884; not in StyleGAN-NADA)
+  ``mean_{i<j}(cos(f_i, f_j) - cos(t_i, t_j))^2`` over a batch's frozen (``f``) and trainable (``t``) features: it keeps
+  the samples as far apart as they were, against the mode collapse of the directional loss (see :func:`indomain_loss`).
 
 Departures from the paper's code, on purpose: the global loss is ``1 - cos`` (the reference scales the cosine by
 ``exp(logit_scale) / 100``, which is 1 for the released models only); preprocessing antialiases by default (what
@@ -280,6 +283,28 @@ def directional_loss(img_feat_train: torch.Tensor, img_feat_frozen: torch.Tensor
     return (1 - cos).mean()
 
 
+def indomain_loss(img_feat_train: torch.Tensor, img_feat_frozen: torch.Tensor) -> torch.Tensor:
+    """In-domain angle consistency (HyperDomainNet's "indomain" loss): ``mean_{i<j}(cos(f_i, f_j) - cos(t_i, t_j))^2``
+    over the batch's pairs, ``t`` the trainable copy's and ``f`` the frozen copy's image features ``[B, D]``, B >= 2.
+    A scalar, 0 when the trainable batch keeps every pairwise angle of the frozen one; gradients flow to ``t`` only.
+
+    Against HyperDomainNet's ``core/loss.py``: the same value (its strict lower-triangle mask picks the same unordered
+    pairs, and it divides their sum by ``B (B - 1) / 2``); features are normalised here (idempotent for
+    :meth:`ClipGuide.image_features`); with several CLIP models each term takes the model's ensemble weight (the
+    reference gives every encoder the loss's one coefficient: the same with the paper's weights of 1). Its public
+    configs list only the directional loss, so the weight is ours, measured (``RECIPES["diverse"]``)."""
+    if img_feat_train.shape != img_feat_frozen.shape or img_feat_train.ndim != 2:
+        raise ValueError(f"Feature shapes differ or are not [B, D]: {list(img_feat_train.shape)} "
+                         f"vs {list(img_feat_frozen.shape)}.")
+    n = img_feat_train.shape[0]
+    if n < 2:
+        raise ValueError(f"The in-domain loss compares pairs of images: it needs a batch of at least 2, got {n}.")
+    t = F.normalize(img_feat_train.float(), dim=-1)  # [B, D]
+    f = F.normalize(img_feat_frozen.float(), dim=-1).detach()  # [B, D]
+    i, j = torch.triu_indices(n, n, offset=1, device=t.device)  # the B (B - 1) / 2 pairs i < j
+    return ((f @ f.T)[i, j] - (t @ t.T)[i, j]).square().mean()
+
+
 def global_loss(img_feat: torch.Tensor, text_feat: torch.Tensor) -> torch.Tensor:
     """``mean_{b,j}(1 - cos(e_img_b, e_txt_j))``, a scalar; ``img_feat [B, D]``, ``text_feat [J, D]`` or ``[D]``."""
     img = F.normalize(img_feat.float(), dim=-1)  # [B, D]
@@ -385,6 +410,12 @@ class ClipGuide:
         self._check_len(feats_train, feats_frozen)
         return sum(w * directional_loss(ft, ff, d.direction)
                    for (_, w), d, ft, ff in zip(self.models, self.directions, feats_train, feats_frozen, strict=True))
+
+    def indomain(self, feats_train: Sequence[torch.Tensor], feats_frozen: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``sum_m w_m * indomain_loss`` over the kept models (the features :meth:`directional` already takes)."""
+        self._check_len(feats_train, feats_frozen)
+        return sum(w * indomain_loss(ft, ff)
+                   for (_, w), ft, ff in zip(self.models, feats_train, feats_frozen, strict=True))
 
     def global_(self, feats: Sequence[torch.Tensor], text: str | None = None) -> torch.Tensor:
         """``sum_m w_m * global_loss`` against ``text`` (default: the bare target prompt, or in image-guided mode the

@@ -22,7 +22,7 @@ from .align import AlignmentUnavailableError, FaceAligner
 from .clip_models import DEFAULT_CLIPS, load_clip
 from .e4e import load_e4e
 from .id_loss import load_id_loss
-from .invert import tiny_inversion_models
+from .invert import TINY_INVERT_GENERATOR, tiny_inversion_models
 from .registry import FEATURE_ASSETS
 from .runtime import pick_device
 from .stylegan2 import Generator
@@ -118,8 +118,8 @@ class ModelStore:
         if not self.is_source(name):
             known = ", ".join(n for _, n in self.source_choices())
             raise ValueError(f"Unknown source generator '{name}'. Choose one of: {known}.")
-        if name == TINY_INVERT:
-            return self._tiny_inversion()[2]
+        if name == TINY_INVERT:  # alone: the random encoder paired with it (slow to draw) waits for a photo
+            return self._get(f"generator:{name}", lambda: tiny_generator(**TINY_INVERT_GENERATOR).to(self.device))
         return self._get(f"generator:{name}", lambda: load_source(name, self.device).eval().requires_grad_(False))
 
     def fingerprint(self, name: str) -> str:
@@ -157,8 +157,9 @@ class ModelStore:
         return self._get(f"e4e:{self.e4e_source}", lambda: load_e4e(self.e4e_source, self.device))
 
     def _tiny_inversion(self) -> tuple:
-        """(random e4e, latent_avg, 256 px tiny generator): ``nada.invert.tiny_inversion_models``, built once."""
-        return self._get("tiny-inversion", lambda: tiny_inversion_models(device=self.device))
+        """(random e4e, latent_avg): those of ``nada.invert.tiny_inversion_models``, whose generator is the
+        ``"tiny-invert"`` source (the same seed: tests/test_studio.py checks they agree), built once."""
+        return self._get("tiny-inversion", lambda: tiny_inversion_models(device=self.device)[:2])
 
     def aligner(self):
         """dlib's face detector and landmark model (FFHQ alignment); the same in tiny mode (it is small)."""

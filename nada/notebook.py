@@ -1,21 +1,24 @@
-"""Helpers for the notebooks (``notebooks/train.ipynb``, ``notebooks/inference.ipynb``): the tiny-mode switch, Colab's
-upload and download, and pictures large enough to see.
+"""Helpers for the notebooks (``notebooks/train.ipynb``, ``notebooks/inference.ipynb``): the tiny-mode switch, a
+training display, the loss chart, the metrics table, Colab's upload and download, and pictures large enough to see.
 
-Everything else the notebooks do is a call into nada itself (the app's :class:`~nada.model_store.ModelStore`,
-:func:`~nada.train.adapt`, :func:`~nada.metrics.evaluate`, :mod:`nada.styles`, :mod:`nada.invert`), so they run the
-same code as the app and the command line. Nothing here imports IPython or Colab's module until it is used.
+The notebooks' work is done by :class:`nada.Studio` (the same code as the app and the command line); this module only
+shows it. Nothing here imports IPython, tqdm, pandas, matplotlib or Colab's module until it is used.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
 from .images import ImageSource
+from .metrics import CLIP_KEYS, LABELS
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # what turns an environment flag on (as the app reads NADA_TINY)
 DISPLAY_MIN = 256  # small images (tiny mode) are enlarged to at least this many pixels a side
@@ -23,7 +26,8 @@ LABEL_PAD = 4  # pixels around a label's text
 
 
 def tiny_mode(environ: Mapping[str, str] | None = None) -> bool:
-    """True when ``NADA_TINY`` is on (1/true/yes/on): tiny random models, no downloads; how CI runs the notebooks."""
+    """True when ``NADA_TINY`` is on (1/true/yes/on): tiny random models, no downloads (what ``nada.Studio()`` reads
+    when ``tiny`` is not given; how CI runs the notebooks)."""
     env = os.environ if environ is None else environ
     return env.get("NADA_TINY", "").strip().lower() in TRUE_WORDS
 
@@ -121,4 +125,98 @@ def upload_or(default: str | os.PathLike | None) -> ImageSource:
     return Path(default)
 
 
-__all__ = ["tiny_mode", "in_colab", "enlarge", "labelled_grid", "offer_download", "upload_or", "DISPLAY_MIN"]
+# ------------------------------------------------------------------------------------------------ training
+@dataclass
+class TrainingLog:
+    """What :func:`watch` saw of a training run."""
+
+    last: Any = None  # the latest record (a nada.StudioProgress): .style holds the weights trained so far
+    losses: list[dict[str, float]] = field(default_factory=list)  # one row per step: {"step": 1, "total": ...}
+    probe: tuple[list[float], list[int]] | None = None  # the latest probe: (score per W+ row, the rows it chose)
+    style: Any = None  # the latest record's .style that was not None (the last record always has one)
+    stopped: bool = False  # True when interrupted (the kernel's stop button): the steps so far are kept
+
+
+def watch(records: Iterator, log: TrainingLog | None = None) -> TrainingLog:
+    """Run a training (``studio.adapt(...)``'s records) with a progress bar and the latest preview on screen.
+
+    Interrupting the kernel stops training after the current step and keeps what was trained (the log's ``last``
+    record and its ``.style``). Pass a ``log`` to see the records as they come even if something fails."""
+    from IPython.display import display  # notebook-only packages
+    from tqdm.auto import tqdm
+
+    log = log if log is not None else TrainingLog()
+    preview = display("The first preview comes after a few steps...", display_id=True)
+    bar = None
+    try:
+        for rec in records:
+            log.last = rec
+            log.style = rec.style if getattr(rec, "style", None) is not None else log.style
+            bar = bar or tqdm(total=rec.total, unit="step")
+            if rec.losses:
+                log.losses.append({"step": rec.step, **rec.losses})
+            if rec.scores is not None:
+                log.probe = (list(rec.scores), list(rec.rows or []))
+            if rec.preview is not None and preview is not None:
+                preview.update(enlarge(rec.preview))
+            bar.update(rec.step - bar.n)
+            bar.set_postfix(loss=f"{rec.losses.get('total', math.nan):.4f}")
+    except KeyboardInterrupt:
+        log.stopped = True
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
+        print(f"Stopped: keeping the {log.last.step if log.last else 0} steps trained so far.")
+    finally:
+        if bar is not None:
+            bar.close()
+    if log.last is not None and log.last.error:
+        print(f"Training stopped early: {log.last.error}")
+    return log
+
+
+def plot_training(log: TrainingLog, title: str = "Losses") -> None:
+    """The loss curves, and beside them the latest probe's score per W+ row (the rows it chose in orange); a table
+    instead when matplotlib is missing."""
+    import pandas as pd
+    from IPython.display import display
+
+    if not log.losses:
+        print("No losses to show (no step finished).")
+        return
+    curve = pd.DataFrame(log.losses).set_index("step")
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:  # Colab has it; elsewhere the numbers instead
+        display(curve.tail())
+        print("Latest probe (scores, rows):", log.probe)
+        return
+    fig, (ax_loss, ax_rows) = plt.subplots(1, 2, figsize=(12, 3.5))
+    curve.plot(ax=ax_loss, title=title, xlabel="step")
+    if log.probe is not None:
+        scores, rows = log.probe
+        ax_rows.bar([f"w{i}" for i in range(len(scores))], scores,
+                    color=["tab:orange" if i in rows else "tab:gray" for i in range(len(scores))])
+        ax_rows.set_title(f"Latest probe: {len(rows)} of {len(scores)} W+ rows trained (orange)")
+    else:
+        ax_rows.axis("off")
+        ax_rows.text(0.5, 0.5, "No probe: this recipe trains every layer", ha="center", va="center")
+    plt.tight_layout()
+    plt.show()
+
+
+def metrics_table(metrics: Mapping[str, Any]):
+    """``nada.Studio.evaluate``'s figures as a table (a pandas DataFrame): key, what it is called, value."""
+    import pandas as pd
+
+    names = {"s_dir": LABELS["s_dir"],
+             "clip_target_source": f"{LABELS['clip_target']}, source", "clip_target_adapted":
+             f"{LABELS['clip_target']}, styled", "diversity_source": f"{LABELS['diversity']}, source",
+             "diversity_adapted": f"{LABELS['diversity']}, styled", "id": LABELS["id"]}
+    keys = [k for k in (*CLIP_KEYS, "id") if k in metrics]
+    return pd.DataFrame({"figure": [names.get(k, k) for k in keys], "value": [float(metrics[k]) for k in keys]},
+                        index=pd.Index(keys, name="key"))
+
+
+__all__ = ["tiny_mode", "in_colab", "enlarge", "labelled_grid", "offer_download", "upload_or", "TrainingLog", "watch",
+           "plot_training", "metrics_table", "DISPLAY_MIN"]

@@ -1,13 +1,16 @@
 """The front door: :class:`Studio` holds the loaded models and does the main jobs in one call each.
 
-    studio = nada.Studio()                                   # tiny=True: tiny random models, nothing downloaded
+    studio = nada.Studio()                                   # NADA_TINY=1 (or tiny=True): tiny random models
     for rec in studio.adapt("Photo", "Sketch"):              # a style from two prompts
         ...                                                  # rec.preview, rec.losses; rec.style
     images = studio.generate([0, 1, 2], style=rec.style)     # seeds rendered in that style
     result = studio.invert("selfie.jpg", styles=[rec.style]) # .aligned, .reconstruction, .styled
 
-Models load once, on first use (:class:`~nada.model_store.ModelStore`, the same store the app uses); nothing is
-global, so two studios on two devices do not share state.
+The default source generator is the one photos are inverted into (``"ffhq"``; tiny mode: ``"tiny-invert"``, a
+256 px random stand-in), so a style trained with the defaults can be put on a photo. Other generators are named with
+``source=`` (``"afhq-cat"``, ...; tiny mode: ``"tiny"``, the app's 32 px one). Models load once, on first use
+(:class:`~nada.model_store.ModelStore`, the same store the app uses); nothing is global, so two studios on two
+devices do not share state.
 """
 
 from __future__ import annotations
@@ -22,20 +25,26 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from . import limits
+from .clip_models import JUDGE_CLIP
 from .images import ImageSource
-from .invert import Inversion, invert, stylize
+from .invert import Inversion, invert, render_codes
 from .metrics import evaluate
 from .model_store import ModelStore
+from .notebook import tiny_mode
 from .render import render_seeds, to_pil
 from .styles import (
     STYLE_SUFFIX,
     Style,
+    StyleMismatchError,
     apply_style,
+    list_saved_styles,
     load_any_style,
     load_style,
     save_style,
     style_from_generators,
     style_path,
+    verify_source,
 )
 from .train import AdaptConfig, Progress, adapt
 from .video import VideoPlan, render_video
@@ -66,10 +75,14 @@ class InvertResult:
 
 
 class Studio:
-    """Generate, adapt, invert, evaluate and make videos with one object; models load on first use."""
+    """Generate, adapt, invert, evaluate and make videos with one object; models load on first use.
 
-    def __init__(self, tiny: bool = False, device: torch.device | str | None = None) -> None:
-        self.store = ModelStore(tiny=tiny, device=device)
+    ``tiny``: tiny random stand-ins for every model (nothing downloaded; pictures are noise); ``None`` reads the
+    ``NADA_TINY`` environment flag (1/true/yes/on), as the app and the notebooks do, else real models. ``device``:
+    ``"cuda"``, ``"cpu"``, ... (default: ``NADA_DEVICE``, else the best one here; tiny mode: the CPU)."""
+
+    def __init__(self, tiny: bool | None = None, device: torch.device | str | None = None) -> None:
+        self.store = ModelStore(tiny=tiny_mode() if tiny is None else bool(tiny), device=device)
 
     @property
     def tiny(self) -> bool:
@@ -81,125 +94,234 @@ class Studio:
         """Where the models run."""
         return self.store.device
 
+    @property
+    def source(self) -> str:
+        """The default source generator: the one photos are inverted into ("ffhq"; tiny mode: "tiny-invert")."""
+        return self.store.invert_source()
+
+    def sources(self) -> list[str]:
+        """Names of the source generators ``source=`` accepts."""
+        names = [name for _, name in self.store.source_choices()]
+        return names if self.source in names else [self.source, *names]
+
     def __repr__(self) -> str:
         return f"Studio(tiny={self.tiny}, device='{self.device}', loaded={self.store.loaded()})"
 
     # ------------------------------------------------------------------------------------------ styles
     def load_style(self, name_or_path: StyleLike, source: str | None = None) -> Style:
-        """A style from a ``.safetensors`` file, a saved style's name, a published style's name ("nada-pixar") or a
-        StyleGAN-NADA ``.pt``; checked against its source generator (``source``, else the one the style names)."""
-        if isinstance(name_or_path, Style):
-            return name_or_path
-        key = os.fspath(name_or_path)
-        if key in self.store.published():
-            return self.store.published_style(key)
-        path = Path(key).expanduser()
-        if path.suffix == STYLE_SUFFIX and path.is_file() and source is None:
-            source = load_style(path).source  # the style names its generator
-        source = self._source(source)
-        return load_any_style(name_or_path, self.store.generator(source), source)
+        """A style from a ``.safetensors`` file, a saved style's name, a published style's name ("nada-pixar";
+        tiny mode: "tiny-invert-demo") or a StyleGAN-NADA ``.pt``, checked against its source generator
+        (``source``, else the one the style names): :class:`~nada.styles.StyleMismatchError` when it does not fit."""
+        return self._resolve(name_or_path, source)[0]
 
     def save_style(self, style: Style, name_or_path: str | os.PathLike) -> Path:
         """Save ``style``: a name ("witcher") goes to the weights cache's ``styles/`` folder (slugged, never a path),
         a path ending in ``.safetensors`` is written there. Returns the file."""
+        if not isinstance(style, Style):
+            raise TypeError(f"save_style needs a Style (e.g. a training record's .style), got {type(style).__name__}.")
         key = os.fspath(name_or_path)
-        is_path = key.endswith(STYLE_SUFFIX) or os.sep in key or (os.altsep and os.altsep in key)
+        is_path = key.endswith(STYLE_SUFFIX) or os.sep in key or bool(os.altsep and os.altsep in key)
         return save_style(style, Path(key).expanduser() if is_path else style_path(key))
 
     def styles(self) -> list[str]:
-        """Names of the published (tiny mode: demo) styles this studio can load by name."""
-        return list(self.store.published())
+        """Names :meth:`load_style` accepts: the published (tiny mode: demo) styles, then the saved ones."""
+        return [*self.store.published(), *list_saved_styles()]
 
     # ------------------------------------------------------------------------------------------ generate
     def generate(self, seeds: int | Iterable[int], style: StyleLike | None = None, source: str | None = None,
                  truncation: float = 0.7, strength: float = 1.0) -> list[Image.Image]:
-        """One picture per seed, from the source generator or in ``style`` at ``strength`` (0 = source)."""
-        seeds = [seeds] if isinstance(seeds, int) else [int(s) for s in seeds]
-        style = self.load_style(style, source) if style is not None else None
-        source = self._source(source, style)
-        generator = self._styled(source, style, strength)
+        """One picture per seed, from the source generator or in ``style`` at ``strength`` (0 = the source's
+        picture, exactly); ``truncation`` pulls each latent towards the average (1 = none)."""
+        seeds = _seeds(seeds)
+        truncation = _fraction(truncation, "Truncation")
+        if style is None:
+            name = self._source(source)
+            generator = self.store.generator(name)
+        else:
+            chosen, name = self._resolve(style, source)
+            generator = apply_style(self.store.generator(name), chosen, _fraction(strength, "Style strength"),
+                                    check_source=False, source_name=name)
         with torch.no_grad():
-            return to_pil(render_seeds(generator, seeds, truncation, w_avg=self.store.truncation_center(source)))
+            return to_pil(render_seeds(generator, seeds, truncation, w_avg=self.store.truncation_center(name)))
 
     # ------------------------------------------------------------------------------------------ adapt
     def adapt(self, source_text: str, target_text: str, recipe: str = "paper", source: str | None = None, *,
-              stop: threading.Event | None = None, **overrides) -> Iterator[StudioProgress]:
+              stop: threading.Event | None = None, style_every: int = 1, **overrides) -> Iterator[StudioProgress]:
         """Train a style from ``source_text`` to ``target_text`` with a recipe (``nada.RECIPES``) and any
-        :class:`~nada.train.AdaptConfig` field as an override; yields a record per step, each with ``.style``.
-        Tiny mode runs the tiny CLIP whatever ``clip_models`` says, and the identity loss needs a face generator."""
+        :class:`~nada.train.AdaptConfig` field as an override (``iterations=100``); yields a record per step.
+
+        Each record's ``.style`` holds the weights trained so far (a CPU copy of the changed tensors: keep the records
+        you need, not all of them); ``style_every=k`` snapshots every k-th record only (0: only the last), and the
+        last record always has one. ``stop``: set it to end training after the current step. The source generator
+        is never modified. Tiny mode trains with the tiny CLIP whatever ``clip_models`` says; the identity loss
+        (``lambda_id``) needs a face generator. Settings are checked, and the models loaded, when this is called."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(AdaptConfig)})
+        if unknown:
+            raise ValueError(f"Unknown training setting(s) {', '.join(unknown)}: use AdaptConfig fields "
+                             "(iterations, lr, layers_k, ...).")
+        every = limits.whole_number(style_every, "style_every", 0, limits.MAX_ITERATIONS)
         config = AdaptConfig.from_recipe(recipe, source_text=source_text, target_text=target_text, **overrides)
         source = self._source(source)
+        config.validate(self.store.generator_rows(source))  # bad settings fail before anything loads
         generator = self.store.generator(source)
-        config.validate(generator.n_latent)
         id_loss = self.store.id_loss() if config.lambda_id > 0 else None
         clips = self.store.clips(list(config.clip_models))
         meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text,
                 "mode": config.mode, "config": config.to_dict()}
         fingerprint = self.store.fingerprint(source)
+        return self._adapt_steps(generator, clips, config, id_loss, stop, every, meta, fingerprint)
+
+    def _adapt_steps(self, generator: torch.nn.Module, clips: list, config: AdaptConfig,
+                     id_loss: torch.nn.Module | None, stop: threading.Event | None, every: int, meta: dict,
+                     fingerprint: str) -> Iterator[StudioProgress]:
+        """The training records of :meth:`adapt`, each with its ``.style`` snapshot when due."""
         steps = adapt(generator, clips, config, id_loss, stop=stop)
         try:
             for rec in steps:
-                style = style_from_generators(generator, rec.generator,
-                                              {**meta, "layers": rec.layers, "steps": rec.step}, fingerprint)
+                style = None
+                if rec.generator is not None and (rec.done or (every and rec.step % every == 0)):
+                    style = style_from_generators(generator, rec.generator,
+                                                  {**meta, "layers": rec.layers, "steps": rec.step}, fingerprint)
                 yield StudioProgress(**{f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}, style=style)
         finally:
             steps.close()
 
     # ------------------------------------------------------------------------------------------ invert
-    def invert(self, photo: ImageSource | Image.Image, styles: Sequence[StyleLike] = (),
+    def invert(self, photo: ImageSource | Image.Image | InvertResult, styles: Sequence[StyleLike] = (),
                strength: float = 1.0) -> InvertResult:
-        """Align the face in ``photo`` (a path, bytes or a PIL image), invert it with e4e into the inversion
-        generator ("ffhq"; tiny mode: a 256 px tiny one) and draw it in each style."""
-        source = self.store.invert_source()
-        generator = self.store.generator(source)
-        chosen = [self.load_style(s, source) for s in styles]  # every style checked before the work
-        encoder, latent_avg = self.store.e4e()
+        """Align the face in ``photo`` (a path, bytes or a PIL image), invert it with e4e into :attr:`source`'s
+        generator ("ffhq"; tiny mode: "tiny-invert", whose random encoder gives noise) and draw it in each style.
+        A previous result as ``photo`` reuses its codes (other styles or strengths, no second inversion)."""
+        name = self.source
+        strength = _fraction(strength, "Style strength")
+        if isinstance(styles, (str, os.PathLike, Style)):  # one style given on its own
+            styles = [styles]
+        chosen = [self._photo_style(s, name) for s in styles]  # every style checked before the work
+        generator = self.store.generator(name)
         with torch.no_grad():
-            result = invert(photo, encoder, latent_avg, generator, aligner=self.store.aligner())
-            styled = [stylize(result, style, strength, source=generator) for style in chosen]
+            if isinstance(photo, InvertResult) and photo.inversion is not None:
+                result = photo.inversion
+            else:
+                encoder, latent_avg = self.store.e4e()
+                result = invert(photo, encoder, latent_avg, generator, aligner=self.store.aligner())
+            styled = [render_codes(apply_style(generator, s, strength, check_source=False, source_name=name),
+                                   result.codes) for s in chosen]
         return InvertResult(result.aligned, result.reconstruction, styled, result)
 
     # ------------------------------------------------------------------------------------------ judge
     def evaluate(self, style: StyleLike, source_text: str | None = None, target_text: str | None = None,
                  n: int = 64, seed: int = 0, truncation: float = 0.7, clip_models: Sequence[str] | None = None,
                  identity: bool = False) -> dict:
-        """The figures of :func:`nada.metrics.evaluate` for ``style`` against its source generator, on ``n`` seeded
-        samples; the prompts default to the style's own, the CLIP models to the recipe defaults."""
-        style = self.load_style(style)
-        source = self._source(None, style)
+        """The figures of :func:`nada.metrics.evaluate` (CLIP direction score ``s_dir``, target scores, diversity;
+        ``id`` with ``identity=True``) for ``style`` against its source generator, on ``n`` seeded samples; the
+        prompts default to the style's own, the judge to the held-out ViT-L/14 (``JUDGE_CLIP``; tiny mode: the
+        tiny CLIP)."""
+        style, name = self._resolve(style)
         source_text = source_text if source_text is not None else style.meta.get("source_text") or ""
         target_text = target_text if target_text is not None else style.meta.get("target_text") or ""
-        generator = self.store.generator(source)
-        clips = self.store.clips(list(clip_models or AdaptConfig().clip_models))
+        generator = self.store.generator(name)
+        clips = self.store.clips(list(clip_models or (JUDGE_CLIP,)))
         id_loss = self.store.id_loss() if identity else None
-        return evaluate(generator, apply_style(generator, style, check_source=False), clips, source_text,
-                        target_text, n=n, seed=seed, id_loss=id_loss, truncation=truncation)
+        return evaluate(generator, apply_style(generator, style, check_source=False, source_name=name), clips,
+                        source_text, target_text, n=n, seed=seed, id_loss=id_loss, truncation=truncation)
 
     # ------------------------------------------------------------------------------------------ video
     def video(self, style: StyleLike | None, path: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2, 3),
               source: str | None = None, **plan) -> Path:
         """An MP4 at ``path`` walking through ``seeds`` while ``style`` fades in; ``plan``: any
-        :class:`~nada.video.VideoPlan` field (``seconds_per_seed``, ``fps``, ``truncation``, ``ramp``, ...)."""
-        style = self.load_style(style, source) if style is not None else None
-        source = self._source(source, style)
-        video_plan = VideoPlan(seeds=tuple(int(s) for s in seeds), **plan)
-        return render_video(self.store.generator(source), style, video_plan, path,
-                            w_avg=self.store.truncation_center(source))
+        :class:`~nada.video.VideoPlan` field (``seconds_per_seed``, ``fps``, ``truncation``, ``ramp``, ``size``)."""
+        fields = {f.name for f in dataclasses.fields(VideoPlan)} - {"seeds"}
+        unknown = sorted(set(plan) - fields)
+        if unknown:
+            raise ValueError(f"Unknown video setting(s) {', '.join(unknown)}; choose from {', '.join(sorted(fields))}.")
+        if style is None:
+            chosen, name = None, self._source(source)
+        else:
+            chosen, name = self._resolve(style, source)
+        video_plan = VideoPlan(seeds=tuple(_seeds(seeds)), **plan)
+        return render_video(self.store.generator(name), chosen, video_plan, path,
+                            w_avg=self.store.truncation_center(name))
 
     # ------------------------------------------------------------------------------------------ helpers
     def _source(self, source: str | None, style: Style | None = None) -> str:
-        """The source generator's name: the one asked for, else the style's, else the default."""
-        name = source or (style.source if style is not None else None) or self.store.default_source()
+        """The source generator's name: the one asked for, else the style's, else :attr:`source`."""
+        name = source or (style.source if style is not None else None) or self.source
         if not self.store.is_source(name):
-            known = ", ".join(n for _, n in self.store.source_choices())
-            raise ValueError(f"Unknown source generator '{name}'. Choose one of: {known}.")
+            raise ValueError(f"Unknown source generator '{name}'. Choose one of: {', '.join(self.sources())}.")
         return name
 
-    def _styled(self, source: str, style: Style | None, strength: float) -> torch.nn.Module:
-        generator = self.store.generator(source)
-        if style is None:
-            return generator
-        return apply_style(generator, style, strength, source_name=source)
+    def _resolve(self, name_or_path: StyleLike, source: str | None = None) -> tuple[Style, str]:
+        """(the style, its source generator's name), loaded if need be and checked against that generator."""
+        if isinstance(name_or_path, Style):
+            style = name_or_path
+        elif not isinstance(name_or_path, (str, os.PathLike)):
+            raise TypeError(f"A style is a Style, a name or a path, not a {type(name_or_path).__name__}.")
+        elif isinstance(name_or_path, str) and name_or_path in self.store.published():
+            style = self.store.published_style(name_or_path)
+        else:
+            key = os.fspath(name_or_path)
+            path = Path(key).expanduser()
+            if not path.is_file() and isinstance(name_or_path, str) and not {os.sep, os.altsep} & set(key):
+                path = _saved(key) or path  # a saved style's name
+            if path.is_file() and path.suffix == STYLE_SUFFIX:
+                style = load_style(path)  # it names its source generator
+            else:  # a .pt generator (imported against ``source``), or a readable error from load_any_style
+                name = self._source(source)
+                style = load_any_style(path if path.is_file() else name_or_path, self.store.generator(name), name)
+                style.meta["source"] = style.meta.get("source") or name
+        name = self._source(source, style)
+        generator = self.store.generator(name)
+        advice = (f"Use its source generator (source='{style.source}')." if self.store.is_source(style.source)
+                  else f"Use a style trained from '{name}'.")
+        verify_source(style, generator, name, self.store.fingerprint(name), advice=advice)
+        return style, name
+
+    def _photo_style(self, style: StyleLike, photo_source: str) -> Style:
+        """``style`` checked for the generator photos are inverted into: a clear error for a style of another (before
+        its generator loads, when the style's name or object says which it is)."""
+        declared = None  # the generator the style says it belongs to, when known without loading anything
+        if isinstance(style, Style):
+            declared = style.source
+        elif isinstance(style, str) and style in self.store.published():
+            declared = self.store.published()[style][1]
+        if declared and declared != photo_source:
+            chosen, name = None, declared
+        else:
+            chosen, name = self._resolve(style)
+        if name != photo_source:
+            why = "tiny mode's 256 px stand-in for FFHQ" if self.tiny else "the e4e encoder's generator"
+            own = ", ".join(n for _, n in self.store.published_choices(photo_source)) or "none"
+            raise StyleMismatchError(
+                f"This style belongs to the '{name}' generator, but photos are inverted into '{photo_source}' ({why}). "
+                f"Train it there (studio.adapt(..., source='{photo_source}'), the default), or pick a style of "
+                f"'{photo_source}' (ready-made: {own}).")
+        return chosen
+
+
+def _saved(name: str) -> Path | None:
+    """The file of the style saved as ``name`` (slugged as :meth:`Studio.save_style` does), if there is one."""
+    try:
+        path = style_path(name)
+    except ValueError:  # no usable characters: not a saved style's name
+        return None
+    return path if path.is_file() else None
+
+
+def _seeds(seeds: int | Iterable[int]) -> list[int]:
+    """Seeds as a checked list of whole numbers (one seed or several)."""
+    values = [seeds] if isinstance(seeds, int) else list(seeds)
+    if not values:
+        raise ValueError("Give at least one seed.")
+    if len(values) > limits.MAX_SEEDS:
+        raise ValueError(f"{len(values)} seeds; at most {limits.MAX_SEEDS} at a time.")
+    return [limits.seed(s) for s in values]
+
+
+def _fraction(value: float, what: str) -> float:
+    """A number from 0 to 1 (truncation, style strength), else a readable ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{what} must be a number from 0 to 1, got {value!r}.")
+    return float(value)
 
 
 __all__ = ["Studio", "StudioProgress", "InvertResult"]

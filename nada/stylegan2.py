@@ -113,10 +113,20 @@ class ModulatedConv2d(nn.Module):
         self.scale = 1.0 / math.sqrt(in_ch * kernel_size * kernel_size)
         self.demodulate = demodulate
         self.impl = "batched"  # "batched" (default), "winograd" (batched, Winograd where it pays) or "grouped"
+        # Domain modulation (HyperDomainNet; AdaptConfig.params="modulation"): an optional per-input-channel offset
+        # [in] on the style vector, s * (1 + offset). None by default; non-persistent, so state_dict() stays
+        # rosinality's g_ema exactly. See Generator.set_style_offsets.
+        self.register_buffer("style_offset", None, persistent=False)
+
+    def styles(self, w: torch.Tensor) -> torch.Tensor:
+        """The style vector ``w`` [N, style_dim] -> s [N, in]: the affine layer, times ``1 + style_offset`` when an
+        offset is set (without one, exactly the affine layer's output)."""
+        s = self.modulation(w)  # [N, in]
+        return s if self.style_offset is None else s * (1 + self.style_offset)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``x`` [N, in, H, W], ``w`` [N, style_dim] -> [N, out, H', W']."""
-        s = self.modulation(w)  # [N, in]
+        s = self.styles(w)  # [N, in]
         return self._grouped(x, s) if self.impl == "grouped" else self._batched(x, s)
 
     def _grouped(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -194,7 +204,7 @@ class StyledConv(nn.Module):
             return self.activate(self.noise(self.conv(x, w), noise))
         # Fused: leaky_relu(a * y) == a * leaky_relu(y) for a > 0, so the sqrt(2) gain moves into the affine terms,
         # and demodulation, bias and noise take two passes over the activations instead of five, plus one in place.
-        out, demod = self.conv.conv_and_demod(x, self.conv.modulation(w))
+        out, demod = self.conv.conv_and_demod(x, self.conv.styles(w))
         out = torch.addcmul((self.activate.bias * SQRT2).view(1, -1, 1, 1), out, (demod * SQRT2)[:, :, None, None])
         out = out.add_(noise * (self.noise.weight * SQRT2))
         return F.leaky_relu_(out, 0.2)
@@ -215,7 +225,7 @@ class ToRGB(nn.Module):
             # A 1x1 conv to 3 channels is a per-sample matrix product: modulate the [3, C] kernel rather than the
             # [C, H, W] activations (no full-size temporary). Channels-last x makes [N, H*W, C] a free view.
             n, c, h, wd = x.shape
-            kernel = self.conv.scale * self.conv.weight[0, :, :, 0, 0] * self.conv.modulation(w)[:, None, :]  # [N,3,C]
+            kernel = self.conv.scale * self.conv.weight[0, :, :, 0, 0] * self.conv.styles(w)[:, None, :]  # [N, 3, C]
             pixels = x.permute(0, 2, 3, 1).reshape(n, h * wd, c)  # [N, H*W, C]
             out = torch.baddbmm(self.bias.view(1, 1, 3), pixels, kernel.transpose(1, 2))  # [N, H*W, 3]
             out = out.view(n, h, wd, 3).permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last
@@ -303,6 +313,56 @@ class Generator(nn.Module):
         :meth:`set_conv_impl`, can change without touching this generator; its weights are this one's."""
         memo = {id(t): t for t in (*self.parameters(), *self.buffers())}
         return copy.deepcopy(self, memo)
+
+    # ------------------------------------------------------------------------------------- domain modulation
+    # Per-channel offsets on the style vectors (HyperDomainNet's "domain modulation", AdaptConfig.params=
+    # "modulation"): each modulated convolution may hold one offset [in], its style becoming s * (1 + offset).
+    # Keys are "<module>.style_offset" (as in named_buffers()); offsets never appear in state_dict(). Numbers per
+    # generator (channel multiplier 2), synthesis convolutions only (what training uses; + ToRGB in brackets):
+    # 256 px 5,760 (+2,944), 512 px 5,952 (+3,008), 1024 px 6,048 (+3,040): HyperDomainNet's 6,048 at 1024.
+    def modulated_convs(self, to_rgb: bool = True) -> dict[str, ModulatedConv2d]:
+        """Every modulated convolution by module name ("conv1.conv", "convs.3.conv", "to_rgbs.0.conv", ...), in
+        module order; ``to_rgb=False`` leaves out the ToRGB layers."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, ModulatedConv2d)
+                and (to_rgb or not name.startswith("to_rgb"))}
+
+    def style_offsets(self) -> dict[str, torch.Tensor]:
+        """The style offsets that are set: "<module>.style_offset" -> [in] (the tensors themselves, not copies)."""
+        return {f"{name}.style_offset": m.style_offset for name, m in self.modulated_convs().items()
+                if m.style_offset is not None}
+
+    def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None) -> Generator:
+        """Replace every style offset by ``offsets`` ("<module>.style_offset" -> [in]; moved to the layer's device
+        and dtype); layers not named get none. ``None`` or ``{}`` clears them all. Checked before anything
+        changes: unknown keys and wrong shapes raise ``ValueError``."""
+        convs = self.modulated_convs()
+        offsets = dict(offsets or {})
+        for key, value in offsets.items():
+            name = key.removesuffix(".style_offset")
+            if not key.endswith(".style_offset") or name not in convs:
+                raise ValueError(f"'{key}' is not a style offset of this generator (e.g. 'conv1.conv.style_offset').")
+            if tuple(value.shape) != (convs[name].in_ch,):
+                raise ValueError(f"Style offset '{key}' must have shape [{convs[name].in_ch}], got "
+                                 f"{list(value.shape)}.")
+        for name, m in convs.items():
+            value = offsets.get(f"{name}.style_offset")
+            m.style_offset = None if value is None else value.to(m.weight.device, m.weight.dtype)
+        return self
+
+    @torch.no_grad()
+    def fold_style_offsets(self) -> Generator:
+        """Fold the style offsets into the affine (modulation) layers, in place, and clear them: each layer's weight
+        and bias rows are scaled by ``1 + offset`` (computed in float64), so the output stays the same up to float
+        rounding and ``state_dict()`` is a plain rosinality g_ema that any StyleGAN2 tool loads."""
+        for m in self.modulated_convs().values():
+            if m.style_offset is None:
+                continue
+            gain = 1 + m.style_offset.detach().double()  # [in]
+            lin = m.modulation
+            lin.weight.copy_((lin.weight.double() * gain[:, None]).to(lin.weight.dtype))  # [in, style_dim]
+            lin.bias.copy_((lin.bias.double() * gain).to(lin.bias.dtype))  # [in]
+            m.style_offset = None
+        return self
 
     # ----------------------------------------------------------------------------------------------- latents
     def mapping(self, z: torch.Tensor) -> torch.Tensor:

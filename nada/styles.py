@@ -5,6 +5,13 @@ with metadata that names the source generator and its fingerprint (a hash of its
 generator first checks that it is the generator the style was trained from, then blends
 ``source + strength * (style - source)`` into a copy. Full rosinality ``{"g_ema": ...}`` files (other tools, and the
 published StyleGAN-NADA models) are imported by diffing them against the source, and exported the same way.
+
+Two kinds of style (``Style.kind``, recorded as ``meta["kind"]``; files without it are "weights"):
+- "weights": changed state-dict tensors (``AdaptConfig.params="weights"``, the paper; ~60 MB at 1024 px);
+- "modulation": per-channel style offsets ``"<module>.style_offset"`` -> [in] (``params="modulation"``, the
+  "compact" recipe; every weight unchanged, the style vector becomes ``s * (1 + offset)``; ~25 KB at 1024 px);
+- "mixed": both, from :func:`blend` of a weight style with a modulation style.
+Strength scales a modulation style's offsets (0: none, 1: as trained). :func:`blend` combines styles of one source.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -37,6 +45,8 @@ from .weights import (
     resolve,
 )
 
+KINDS = ("weights", "modulation", "mixed")  # Style.kind
+OFFSET_SUFFIX = ".style_offset"  # keys of style offsets (Generator.style_offsets), beside state-dict keys
 FORMAT_KEY = "nada_style_format"  # safetensors metadata key that marks a nada style file
 FORMAT_VERSION = 1
 STYLE_SUFFIX = ".safetensors"
@@ -58,9 +68,10 @@ class StyleFileError(CheckpointError):
 class Style:
     """The tensors that differ from the source generator, and where they came from."""
 
-    tensors: dict[str, torch.Tensor]  # state-dict key -> adapted value (CPU; float32, float16 from fp16 files)
-    meta: dict = field(default_factory=dict)  # source, source_fingerprint, source_text, target_text, config, layers,
-    #                                           created, nada_version, generator_config (JSON-serialisable values)
+    tensors: dict[str, torch.Tensor]  # state-dict key -> adapted value, and/or "<module>.style_offset" -> offset
+    #                                   [in] (CPU; float32, float16 from fp16 files)
+    meta: dict = field(default_factory=dict)  # kind, source, source_fingerprint, source_text, target_text, config,
+    #                                           layers, created, nada_version, generator_config (JSON-ready values)
 
     def __repr__(self) -> str:  # the default would print every tensor
         n = sum(v.numel() for v in self.tensors.values())
@@ -71,6 +82,36 @@ class Style:
     def source(self) -> str | None:
         """Name of the source generator the style was trained from (as recorded)."""
         return self.meta.get("source")
+
+    @property
+    def kind(self) -> str:
+        """"weights", "modulation" or "mixed" (see the module docstring), by the tensors held; an empty style
+        (nothing trained yet) reports its recorded kind."""
+        return _kind_of(self.tensors, self.meta.get("kind") or "weights")
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The changed state-dict tensors (empty for a modulation style)."""
+        return {k: v for k, v in self.tensors.items() if not is_offset_key(k)}
+
+    @property
+    def offsets(self) -> dict[str, torch.Tensor]:
+        """The style offsets, "<module>.style_offset" -> [in] (empty for a weight style)."""
+        return {k: v for k, v in self.tensors.items() if is_offset_key(k)}
+
+
+def is_offset_key(key: str) -> bool:
+    """True for a style-offset key ("convs.3.conv.style_offset"), False for a state-dict key."""
+    return key.endswith(OFFSET_SUFFIX)
+
+
+def _kind_of(tensors: dict[str, torch.Tensor], default: str = "weights") -> str:
+    """The kind of style ``tensors`` make; ``default`` when there are none."""
+    has_offsets = any(is_offset_key(k) for k in tensors)
+    has_weights = any(not is_offset_key(k) for k in tensors)
+    if has_offsets and has_weights:
+        return "mixed"
+    return "modulation" if has_offsets else "weights" if has_weights else default
 
 
 # ------------------------------------------------------------------------------------------------ fingerprints
@@ -142,11 +183,15 @@ def _arch_mismatch(style_keys: dict[str, torch.Tensor], target: dict[str, torch.
 # -------------------------------------------------------------------------------------------------- building
 def style_from_generators(source: Generator, adapted: Generator, meta: dict,
                           source_fingerprint: str | None = None) -> Style:
-    """The tensors of ``adapted`` that differ (``torch.equal``) from ``source``, with metadata completed.
+    """The tensors of ``adapted`` that differ (``torch.equal``) from ``source``, and its non-zero style offsets,
+    with metadata completed: a weight style, a modulation style (trained with ``params="modulation"``: no weight
+    differs) or, when both changed, a mixed one.
 
     ``meta`` gives ``source`` (name), ``source_text``, ``target_text``, ``config`` (dict or dataclass) and ``layers``;
-    the source fingerprint (``source_fingerprint`` when already known), generator config, creation date and nada
-    version are filled in here."""
+    the kind, source fingerprint (``source_fingerprint`` when already known), generator config, creation date and
+    nada version are filled in here. ``source`` must be a plain generator (no style offsets)."""
+    if source.style_offsets():
+        raise ValueError("The source generator has style offsets (it is itself styled); give the plain source.")
     if _architecture(source.config()) != _architecture(adapted.config()):
         raise StyleMismatchError(
             f"The adapted generator's architecture {adapted.config()} differs from the source's {source.config()}.")
@@ -159,13 +204,20 @@ def style_from_generators(source: Generator, adapted: Generator, meta: dict,
         a = adp_sd[key].detach().to(s.device, s.dtype)
         if not torch.equal(s, a):
             tensors[key] = a.to("cpu", torch.float32).clone()
-    return _make_style(source, tensors, meta, source_fingerprint)
+    for key, offset in adapted.style_offsets().items():
+        if bool(offset.detach().ne(0).any()):  # a zero offset is the source itself
+            tensors[key] = offset.detach().to("cpu", torch.float32).clone()  # [in]
+    config = meta.get("config") if isinstance(meta, dict) else None
+    default = getattr(config, "params", None) or (config.get("params") if isinstance(config, dict) else None)
+    return _make_style(source, tensors, {**(meta or {}), "kind": _kind_of(tensors, default or "weights")},
+                       source_fingerprint)
 
 
 def _make_style(source: Generator, tensors: dict[str, torch.Tensor], meta: dict | None,
                 source_fingerprint: str | None = None) -> Style:
     """A Style with its metadata completed: caller's fields, then fingerprint, architecture, date, version."""
     full = {"source": None, "source_text": None, "target_text": None, "config": {}, "layers": [], **_plain(meta or {})}
+    full["kind"] = _kind_of(tensors, full.get("kind") or "weights")
     full.update(source_fingerprint=source_fingerprint or generator_fingerprint(source),
                 generator_config=source.config(), nada_version=__version__,
                 created=full.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -227,35 +279,48 @@ def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Pat
     return path
 
 
+def read_tagged_safetensors(path: Path, format_key: str, format_version: int, error: type[Exception], what: str,
+                            unreadable: str, untagged: str = "") -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, JSON metadata) of a nada safetensors file (``what``: "style", "edit") whose header marks it with
+    ``format_key`` at a version up to ``format_version``; else ``error`` with a readable message (``unreadable``:
+    what to say of a file safetensors cannot read, ``untagged``: advice for another safetensors file). Nothing
+    executable is loaded."""
+    from safetensors import safe_open  # third-party, only reading nada files needs it
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for bad headers and truncated files
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise error(f"'{path}' could not be read as a safetensors file ({type(exc).__name__}: {first}); "
+                    f"{unreadable}") from exc
+    version = header.get(format_key)
+    if version is None:
+        raise error(f"'{path}' is a safetensors file but not a nada {what} (no '{format_key}' metadata)"
+                    + (f"; {untagged}" if untagged else "."))
+    if not version.isdigit() or int(version) > format_version:
+        raise error(f"'{path}' is a nada {what} of format {version!r}; this nada ({__version__}) reads format "
+                    f"{format_version}. Update nada.")
+    try:
+        meta = {k: json.loads(v) for k, v in header.items() if k != format_key}
+    except json.JSONDecodeError as exc:
+        raise error(f"'{path}' has corrupt {what} metadata ({exc}).") from exc
+    return tensors, meta
+
+
 def load_style(path: str | os.PathLike) -> Style:
     """Read a nada style (``.safetensors`` only: nothing executable is loaded); raise StyleFileError otherwise."""
-    from safetensors import safe_open  # third-party, only reading style files needs it
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise StyleFileError(f"Style file '{path}' does not exist.")
     if path.suffix != STYLE_SUFFIX:
         raise StyleFileError(f"'{path}' is not a nada style file ({STYLE_SUFFIX}). Full generator checkpoints "
                              "(.pt, e.g. StyleGAN-NADA models) are read with import_style_pt.")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for bad headers and truncated files
-        raise StyleFileError(f"'{path}' could not be read as a safetensors file ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); it may be corrupt or "
-                             "truncated.") from exc
-    version = header.get(FORMAT_KEY)
-    if version is None:
-        raise StyleFileError(f"'{path}' is a safetensors file but not a nada style (no '{FORMAT_KEY}' metadata); "
-                             "a generator checkpoint goes to --source, not --style.")
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
-        raise StyleFileError(f"'{path}' is a nada style of format {version!r}; this nada ({__version__}) reads "
-                             f"format {FORMAT_VERSION}. Update nada.")
-    try:
-        meta = {k: json.loads(v) for k, v in header.items() if k != FORMAT_KEY}
-    except json.JSONDecodeError as exc:
-        raise StyleFileError(f"'{path}' has corrupt style metadata ({exc}).") from exc
+    tensors, meta = read_tagged_safetensors(
+        path, FORMAT_KEY, FORMAT_VERSION, StyleFileError, "style",
+        unreadable="it may be corrupt or truncated.",
+        untagged="a generator checkpoint goes to --source, not --style.")
     missing = [k for k in ("source_fingerprint", "generator_config") if not meta.get(k)]
     if missing or not isinstance(meta.get("generator_config"), dict):
         raise StyleFileError(f"'{path}' lacks the style metadata {missing or ['generator_config']}; it was not "
@@ -263,7 +328,12 @@ def load_style(path: str | os.PathLike) -> Style:
     bad = [k for k, v in tensors.items() if not v.is_floating_point()]
     if bad:
         raise StyleFileError(f"'{path}' holds non-float tensors {bad[:3]}; not a nada style.")
-    return Style(tensors, meta)
+    if meta.get("kind", "weights") not in KINDS:
+        raise StyleFileError(f"'{path}' is a nada style of kind {meta.get('kind')!r}; this nada ({__version__}) "
+                             f"reads {', '.join(KINDS)}. Update nada.")
+    style = Style(tensors, meta)
+    meta["kind"] = style.kind  # files written before modulation styles record none: they hold weights
+    return style
 
 
 # ------------------------------------------------------------------------------------------------- applying
@@ -286,36 +356,145 @@ def verify_source(style: Style, source: Generator, source_name: str | None = Non
         + (advice or f"Pick the style's source generator (--source {style.source or '...'})."))
 
 
-def apply_style(source: Generator, style: Style, strength: float = 1.0, check_source: bool = True,
-                *, source_name: str | None = None) -> Generator:
-    """A styled copy of ``source``: each stored tensor becomes ``src + strength * (style - src)`` (0 = source,
-    1 = adapted, exactly). ``source`` is never modified. ``check_source`` refuses a style from another source."""
-    if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
-        raise ValueError(f"Style strength must be between 0 (source) and 1 (full style), got {strength!r}.")
-    src_sd = source.state_dict()
-    problem = _arch_mismatch(style.tensors, src_sd)
+def _offset_mismatch(offsets: dict[str, torch.Tensor], source: Generator) -> str:
+    """'' if every style offset names a modulated convolution of ``source`` with that many input channels."""
+    convs = source.modulated_convs()
+    unknown = [k for k in offsets if k.removesuffix(OFFSET_SUFFIX) not in convs]
+    shapes = [f"{k} {list(v.shape)} vs [{convs[k.removesuffix(OFFSET_SUFFIX)].in_ch}]" for k, v in offsets.items()
+              if k not in unknown and tuple(v.shape) != (convs[k.removesuffix(OFFSET_SUFFIX)].in_ch,)]
+    parts = ([f"unknown style offsets {unknown[:4]}"] if unknown else []) + \
+        ([f"other offset shapes {shapes[:3]}"] if shapes else [])
+    return "; ".join(parts)
+
+
+def check_style_fits(style: Style, source: Generator, source_name: str | None = None) -> None:
+    """Raise StyleMismatchError unless every tensor and style offset of ``style`` has a same-shaped place in
+    ``source`` (the architecture check of :func:`apply_style`; the weights are not compared)."""
+    problem = "; ".join(p for p in (_arch_mismatch(style.weights, source.state_dict()),
+                                    _offset_mismatch(style.offsets, source)) if p)
     if problem:
         theirs = _describe(style.source, style.meta.get("source_fingerprint"), style.meta.get("generator_config"))
         mine = _describe(source_name, None, source.config())
         raise StyleMismatchError(f"The style does not fit the generator {mine} (the style's source: {theirs}): "
                                  f"{problem}.")
+
+
+def apply_style(source: Generator, style: Style, strength: float = 1.0, check_source: bool = True,
+                *, source_name: str | None = None) -> Generator:
+    """A styled copy of ``source``: each stored tensor becomes ``src + strength * (style - src)`` (0 = source,
+    1 = adapted, exactly), and each style offset ``strength * offset`` (a modulation style: every weight stays the
+    source's). ``source`` is never modified. ``check_source`` refuses a style from another source."""
+    if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"Style strength must be between 0 (source) and 1 (full style), got {strength!r}.")
+    check_style_fits(style, source, source_name)
     if check_source:
         verify_source(style, source, source_name)
     styled = copy.deepcopy(source)
     new_sd = styled.state_dict()  # shares storage with ``styled``'s tensors
     with torch.no_grad():
-        for key, value in style.tensors.items():
+        for key, value in style.weights.items():
             target = new_sd[key]
             # torch.lerp returns ``end`` exactly at weight 1 and ``start`` exactly at weight 0.
             target.copy_(torch.lerp(target, value.to(target.device, target.dtype), float(strength)))
+        if style.offsets:
+            offsets = {k: v.detach().clone() for k, v in styled.style_offsets().items()}
+            for key, value in style.offsets.items():
+                start = offsets.get(key, torch.zeros_like(value, dtype=torch.float32))
+                offsets[key] = torch.lerp(start.to("cpu", torch.float32), value.float(), float(strength))
+            styled.set_style_offsets(offsets)
     return styled
+
+
+# ------------------------------------------------------------------------------------------------ blending
+def _checked_pairs(pairs) -> list[tuple[Style, float]]:
+    """``pairs`` as a checked list of (Style, finite float weight), all of one source; ValueError otherwise."""
+    if isinstance(pairs, Style) or isinstance(pairs, (str, bytes)):
+        raise ValueError("blend takes a list of (style, weight) pairs, e.g. [(pixar, 0.6), (sketch, 0.4)].")
+    out: list[tuple[Style, float]] = []
+    for item in list(pairs):
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], Style):
+            raise ValueError(f"blend takes (style, weight) pairs; got {item!r}.")
+        style, weight = item
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ValueError(f"Blend weights must be finite numbers; got {weight!r} for the style "
+                             f"{style.meta.get('target_text')!r}.")
+        out.append((style, float(weight)))
+    if not out:
+        raise ValueError("blend needs at least one (style, weight) pair.")
+    first = out[0][0]
+    for style, _ in out[1:]:
+        same_arch = _architecture(style.meta.get("generator_config")) == \
+            _architecture(first.meta.get("generator_config"))
+        if not same_arch or style.meta.get("source_fingerprint") != first.meta.get("source_fingerprint"):
+            a, b = ((x.source, x.meta.get("source_fingerprint"), x.meta.get("generator_config"))
+                    for x in (first, style))
+            raise StyleMismatchError(f"Only styles of the same source generator blend: {_describe(*a)} and "
+                                     f"{_describe(*b)} differ.")
+    return out
+
+
+def combine_tensors(pairs: list[tuple[Style, float]], source_sd: dict[str, torch.Tensor] | None = None,
+                    dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+    """The blend of checked ``pairs``: each weight tensor ``sum_i w_i t_i + (1 - sum_i w_i) src`` (a style without the
+    tensor holds the source's there), each style offset ``sum_i w_i offset_i``; summed in ``dtype`` and returned in
+    float32 on the styles' device. Zero weights are skipped, so weights (1, 0) return the first style's tensors
+    exactly. ``source_sd`` (the source's state dict) is needed only where the weights of the styles holding a
+    tensor do not sum to 1; ValueError when it is needed and missing."""
+    keys = list(dict.fromkeys(k for s, w in pairs if w != 0 for k in s.tensors))
+    out: dict[str, torch.Tensor] = {}
+    for key in keys:
+        terms = [(w, s.tensors[key]) for s, w in pairs if w != 0 and key in s.tensors]
+        acc = terms[0][1].to(dtype) * terms[0][0]
+        for w, t in terms[1:]:
+            acc = acc + t.to(dtype) * w
+        rest = 1.0 - sum(w for w, _ in terms)
+        if not is_offset_key(key) and (abs(rest) > 1e-9 or (rest != 0 and source_sd is not None)):
+            if source_sd is None:
+                raise ValueError(f"These styles change different tensors ('{key}' is in some only), so blending them "
+                                 "needs the source generator: pass source=<the generator they were trained from>.")
+            acc = acc + source_sd[key].detach().to(acc.device, dtype) * rest
+        out[key] = acc.float()
+    return out
+
+
+def blend(pairs, source: Generator | None = None, *, source_fingerprint: str | None = None) -> Style:
+    """Style arithmetic: ``[(style, weight), ...]`` -> one Style of the same source. Weight tensors become
+    ``source + sum_i w_i (style_i - source)``, style offsets ``sum_i w_i offset_i``; a weight style and a modulation
+    style give a "mixed" style; published ``.pt`` styles (:func:`import_style_pt`) blend like weight styles.
+    Weights may be negative (away from a style) and need not sum to 1; weights (1, 0) give the first style's
+    tensors exactly. ``source`` (the styles' source generator; checked, ``source_fingerprint`` when already known)
+    is needed only when weight styles changed different tensors. Raises ValueError for non-finite weights or an
+    empty list, StyleMismatchError for styles of different sources."""
+    checked = _checked_pairs(pairs)
+    first = checked[0][0]
+    if source is not None:
+        verify_source(first, source, source_fingerprint=source_fingerprint,
+                      advice="Blend styles with the generator they were trained from.")
+    source_sd = {k: v.detach().to("cpu") for k, v in source.state_dict().items()} if source is not None else None
+    tensors = combine_tensors(checked, source_sd)
+    active = [(s, w) for s, w in checked if w != 0]
+    record = [{"weight": w, "kind": s.kind, "source_text": s.meta.get("source_text"),
+               "target_text": s.meta.get("target_text"), "created": s.meta.get("created")} for s, w in checked]
+    if len(active) == 1 and active[0][1] == 1.0:  # one style at full weight: that style, with the blend recorded
+        meta = {**copy.deepcopy(active[0][0].meta), "blend": record}
+    else:
+        label = " ".join(f"{'-' if w < 0 else '+'} {abs(w):g}*{s.meta.get('target_text') or 'style'}"
+                         for s, w in active).removeprefix("+ ")
+        meta = {"source": first.source, "source_text": first.meta.get("source_text"), "target_text": label,
+                "config": {}, "layers": sorted({m for s, _ in active for m in s.meta.get("layers") or []}),
+                "source_fingerprint": first.meta.get("source_fingerprint"),
+                "generator_config": first.meta.get("generator_config"), "nada_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "blend": record}
+    meta["kind"] = _kind_of(tensors, first.kind)
+    return Style(tensors, _plain(meta))
 
 
 # ---------------------------------------------------------------------------------------- full .pt files
 def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) -> Path:
     """Write the styled generator as a rosinality checkpoint ``{"g_ema": state_dict}`` (plus the source's
-    ``latent_avg`` when it has one), for tools that expect full StyleGAN2 files."""
-    styled = apply_style(source, style, 1.0)
+    ``latent_avg`` when it has one), for tools that expect full StyleGAN2 files. Style offsets are folded into the
+    affine layers (:meth:`Generator.fold_style_offsets`): same images up to float rounding."""
+    styled = apply_style(source, style, 1.0).fold_style_offsets()
     ckpt: dict = {"g_ema": {k: v.detach().to("cpu").clone() for k, v in styled.state_dict().items()}}
     if getattr(source, "latent_avg", None) is not None:
         ckpt["latent_avg"] = source.latent_avg.detach().to("cpu").reshape(-1).clone()  # [512]
@@ -456,7 +635,8 @@ def apply_style_file(generator: Generator, name_or_path: str | os.PathLike, stre
 
 __all__ = [
     "Style", "StyleMismatchError", "StyleFileError", "generator_fingerprint",
-    "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt",
+    "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt", "blend",
+    "combine_tensors", "is_offset_key", "check_style_fits", "KINDS",
     "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
     "list_saved_styles", "atomic_write",
 ]

@@ -49,7 +49,7 @@ IMAGE_GUIDED_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # image-guided runs, unle
 IMAGE_GUIDE_SAMPLES = 16  # frozen-generator samples whose mean CLIP feature the image direction starts from
 ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
 ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
-COMPACT_LR = 0.125  # the "compact" recipe's lr (x0.8 = HyperDomainNet's Adam lr 0.1); see RECIPES
+COMPACT_LR = 0.05  # the "compact" recipe's lr (measured; the reason is beside RECIPES)
 # Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
 # (``zero_grad(set_to_none=True)``), so Adam skips them and a layer's state starts the first time it trains. The
 # official code ran on a PyTorch whose ``zero_grad`` kept zero tensors, and its probe left gradients on every layer,
@@ -206,9 +206,22 @@ RECIPES: dict[str, Recipe] = {
     "notebook": Recipe("Quick: every convolution and the constant input, one CLIP model (the official notebook)",
                        {"layers_k": 0, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
     # "compact": the paper's settings, but only the style offsets train (files of ~25 KB instead of ~60 MB).
-    # lr: COMPACT_LR_NOTE.
+    # lr 0.05 (x0.8: 0.04 per step). Anchor: HyperDomainNet's published single-domain runs (configs/td_single_*.yaml,
+    # "cin_mult" = these offsets) use Adam lr 0.1 with betas (0.9, 0.999), batch 4, 300 steps. Our optimiser keeps
+    # the paper's beta1 = 0 (no momentum to average noisy steps away), so each step moves about the full lr: we
+    # measured 0.005-0.1 on the tiny stand-ins (301 steps, nada.metrics.evaluate, n=64). Colour CLIP photo->red:
+    # s_dir 0.66 / 0.70 / 0.82 / 0.92 at 0.005 / 0.02 / 0.05 / 0.1 (paper recipe: 0.84); tiny random ViT: image
+    # diversity 0.037 (source) -> 0.032 / 0.023 / 0.017 at 0.02 / 0.05 / 0.1. 0.05 matches the paper's s_dir without
+    # the collapse seen at 0.1; re-measure with the real CLIP models on a GPU (bench/README.md).
     "compact": Recipe("Compact: the paper's settings, training ~6,000 style offsets instead of the weights (tiny file)",
                       {"params": "modulation", "lr": COMPACT_LR}),
+    # "diverse": the paper's settings plus HyperDomainNet's in-domain angle consistency loss (against mode collapse)
+    # on a batch of 4 (its pairs: 6; HyperDomainNet trains on 4). The weight is measured (bench/diversity.py, bench
+    # README): on the colour stand-in where the paper recipe collapses (k=1), tuned on "green" and "blue", 1.0 kept
+    # 1.5-2.2x the paper recipe's diversity at 0.54-0.80x its target-score gain; 3.0 lost all the gain on "green".
+    # Combine with params="modulation" for a compact style that keeps its variety.
+    "diverse": Recipe("Keep variety: the paper's settings plus a loss that keeps the samples as different from each "
+                      "other as they were (against mode collapse)", {"lambda_indomain": 1.0, "batch_size": 4}),
 }
 
 

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .edits import apply_edit
 from .render import to_pil
 from .stylegan2 import Generator, seeded_z, truncate
-from .styles import Style, apply_style, atomic_write, check_fits, combine_tensors, is_offset_key
+from .styles import Style, atomic_write, check_style_fits, combine_tensors, is_offset_key
 
 MAX_FRAMES = 3000  # about 2 minutes at 24 fps: longer requests are refused, not rendered for hours
 MAX_STYLES = 16  # styles in one video (a morph through them, or a 4x4 grid)
@@ -98,7 +99,7 @@ class StyleMix:
         device = source.input.input.device
         for style in styles:
             if style is not None:
-                check_fits(style, source)  # before anything is copied
+                check_style_fits(style, source)  # before anything is copied
         self.styles = [None if s is None else Style({k: v.to(device) for k, v in s.tensors.items()}, s.meta)
                        for s in styles]
         self.source_sd = {k: v.detach() for k, v in source.state_dict().items()}
@@ -269,6 +270,7 @@ class PhotoVideoPlan:
     hold_s: float = 1.5  # seconds at each stop (the edit's forth and back)
     morph_s: float = 1.0  # seconds from one stop to the next
     edit_strength: float = 0.0  # the edit's peak strength (0: no edit)
+    style_strength: float = 1.0  # each style's strength (0: the source, 1: the full style)
     size: int | None = None  # MP4 frame side (None: the generator's); even
     gif_size: int = 256  # GIF frame side at most
     gif_fps: int = 12  # GIF frames per second at most (every k-th frame)
@@ -291,6 +293,8 @@ class PhotoVideoPlan:
             raise ValueError("The seconds at each style and between styles must be from 0.1 to 60.")
         if not math.isfinite(self.edit_strength):
             raise ValueError(f"The edit strength must be a finite number, got {self.edit_strength}.")
+        if not 0.0 <= self.style_strength <= 1.0:
+            raise ValueError(f"Style strength must be from 0 to 1, got {self.style_strength}.")
         if self.size is not None and not (16 <= self.size <= 2048 and self.size % 2 == 0):
             raise ValueError(f"The frame size must be an even number of pixels from 16 to 2048, got {self.size}.")
         if not (16 <= self.gif_size <= 1024 and 1 <= self.gif_fps <= 50):
@@ -306,39 +310,16 @@ class PhotoVideoPlan:
         for k in range(n_stops):
             out += [(k, k, 0.0, math.sin(math.pi * f / (hold - 1)) ** 2) for f in range(hold)]
             if k < n_stops - 1:
-                out += [(k, k + 1, _ease(f / morph), 0.0) for f in range(1, morph + 1)]
+                out += [(k, k + 1, _ease(f / (morph + 1)), 0.0) for f in range(1, morph + 1)]  # strictly between
         return out
 
 
-class StyleMorph:
-    """The source generator at any point between two stops (None: the source; else a :class:`Style`), blended with
-    :func:`nada.styles.combine_tensors` on the generator's device; the last generator is kept while the point holds."""
-
-    def __init__(self, source: Generator, stops: list[Style | None]):
-        device = source.input.input.device
-        self.source, self.device = source, device
-        self.stops = [None if s is None else Style({k: v.to(device) for k, v in s.tensors.items()}, s.meta)
-                      for s in stops]
-        self.source_sd = {k: v.detach() for k, v in source.state_dict().items()}
-        self._key: tuple | None = None
-        self._generator: Generator = source
-
-    def at(self, i: int, j: int, t: float) -> Generator:
-        """The generator ``1 - t`` of the way at stop ``i`` and ``t`` at stop ``j``."""
-        key = (i, i, 0.0) if t == 0 else (j, j, 0.0) if t == 1 else (i, j, float(t))
-        if key == self._key:
-            return self._generator
-        pairs = [(s, w) for s, w in ((self.stops[key[0]], 1.0 - key[2]), (self.stops[key[1]], key[2]))
-                 if s is not None and w != 0]
-        if key[0] == key[1]:
-            pairs = pairs[:1]
-        if not pairs:
-            generator = self.source
-        else:
-            tensors = combine_tensors(pairs, self.source_sd)
-            generator = apply_style(self.source, Style(tensors, pairs[0][0].meta), 1.0, check_source=False)
-        self._key, self._generator = key, generator
-        return generator
+def stop_weights(n_stops: int, i: int, j: int, t: float, strength: float) -> list[float]:
+    """:class:`StyleMix` weights ``1 - t`` of the way at stop ``i`` and ``t`` at stop ``j``, times ``strength``."""
+    weights = [0.0] * n_stops
+    weights[i] += strength * (1.0 - t)
+    weights[j] += strength * t
+    return weights
 
 
 def photo_frames(source: Generator, styles: list[Style], codes: torch.Tensor, plan: PhotoVideoPlan,
@@ -346,15 +327,13 @@ def photo_frames(source: Generator, styles: list[Style], codes: torch.Tensor, pl
     """Every frame of a photo's video as ``[H, W, 3]`` uint8: the codes ``[1, n_latent, 512]`` drawn at each stop
     (the source, then ``styles``), the edit ``direction`` going forth and back at each (frames of one generator
     are rendered ``batch`` at a time)."""
-    from .edits import apply_edit  # the edit arithmetic lives with the edits
-
     stops: list[Style | None] = [None, *styles]
     plan.validate(len(stops))
     ref = source.input.input
     codes = codes.to(ref)
     if direction is not None:
         apply_edit(codes, direction, 0.0)  # shape check before any frame
-    morph = StyleMorph(source, stops)
+    mix = StyleMix(source, stops)  # the styles' fit is checked here, before any frame
     schedule = plan.schedule(len(stops))
     for _, group in itertools.groupby(schedule, key=lambda f: f[:3]):  # frames of one generator: in batches
         group = list(group)
@@ -363,7 +342,8 @@ def photo_frames(source: Generator, styles: list[Style], codes: torch.Tensor, pl
             w = torch.cat([codes if direction is None or e == 0 else
                            apply_edit(codes, direction, plan.edit_strength * e) for *_, e in part])  # [b, n_latent, D]
             with torch.no_grad():
-                images = morph.at(*part[0][:3]).synthesis(w, noise_mode="const")  # [b, 3, H, W]
+                images = mix.at(stop_weights(len(stops), *part[0][:3], plan.style_strength)).synthesis(
+                    w, noise_mode="const")  # [b, 3, H, W]
             for image in to_pil(images.cpu()):
                 if plan.size is not None and image.size != (plan.size, plan.size):
                     up = plan.size > image.size[0]  # tiny generators: keep pixels sharp
@@ -407,4 +387,4 @@ def render_photo_video(source: Generator, styles: list[Style], codes: torch.Tens
     return mp4, (write_gif(gif, gif_path, max(1, round(plan.fps / every))) if gif_path is not None else None)
 
 __all__ = ["VideoPlan", "frame_latents", "StrengthBlend", "video_frames", "write_mp4", "render_video", "MAX_FRAMES",
-           "PhotoVideoPlan", "StyleMorph", "photo_frames", "write_gif", "render_photo_video"]
+           "PhotoVideoPlan", "stop_weights", "photo_frames", "write_gif", "render_photo_video"]

@@ -8,9 +8,11 @@ on every picture. ``NADA_UPDATE_SCREENSHOT=1`` also writes the README's pictures
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,9 +45,31 @@ def browser():
         b.close()
 
 
+def counting_store():
+    """The tiny model store, counting what reaches it: ``renders`` (each render of seeds, the opening pictures, a
+    video or thumbnails asks once for the truncation centre), optionally ``render_delay_s`` slower, as a real render
+    is; ``inversions`` (each e4e inversion asks for the encoder)."""
+    from nada.model_store import ModelStore
+
+    class CountingStore(ModelStore):
+        renders = inversions = 0
+        render_delay_s = 0.0
+
+        def truncation_center(self, name):
+            self.renders += 1
+            time.sleep(self.render_delay_s)
+            return super().truncation_center(name)
+
+        def e4e(self):
+            self.inversions += 1
+            return super().e4e()
+
+    return CountingStore(tiny=True)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The tiny app on a free port, with its weights cache (thumbnails) in a temp folder."""
+    """The tiny app on a free port, with its weights cache (thumbnails) in a temp folder; ``store`` counts renders."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     saved = os.environ.get("NADA_CACHE")
     os.environ["NADA_CACHE"] = str(tmp_path_factory.mktemp("cache"))
@@ -55,11 +79,12 @@ def server(tmp_path_factory):
     from nada.app.sessions import BrowserSessions
 
     sessions = BrowserSessions()
-    demo = app.build_demo(tiny=True, sessions=sessions)
+    store = counting_store()
+    demo = app.build_demo(store=store, sessions=sessions)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                 **app.launch_kwargs())
     try:
-        yield SimpleNamespace(url=demo.local_url, sessions=sessions)
+        yield SimpleNamespace(url=demo.local_url, sessions=sessions, store=store)
     finally:
         demo.close()
         sessions.close_all()
@@ -159,6 +184,156 @@ def test_a_second_visit_gets_the_cached_opening_pictures(browser, server):
         page.close()
 
 
+# ---------------------------------------------------------------------------------------------- live controls
+def styled_sources(page) -> list[str]:
+    """The addresses of the styled pictures shown (a new render has new files)."""
+    return page.evaluate("() => [...document.querySelectorAll('#styled-gallery img')].map(i => i.src)")
+
+
+def wait_new_pictures(page, before: list[str], timeout: int = LONG) -> list[str]:
+    """Wait until the styled gallery shows other pictures than ``before``; returns their addresses."""
+    page.wait_for_function("""(before) => { const now = [...document.querySelectorAll('#styled-gallery img')]
+        .map(i => i.src); return now.length > 0 && now.every(s => !before.includes(s)); }""", arg=before,
+                           timeout=timeout)
+    return styled_sources(page)
+
+
+def open_generate(browser_or_context, server, viewport=DESKTOP):
+    """The Generate tab with its opening pictures and thumbnails shown and nothing left running."""
+    page = open_page(browser_or_context, server, viewport)
+    page.get_by_role("tab", name="Generate").click()
+    gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=LONG)
+    gallery_images(page, "published-styles").nth(1).wait_for(state="visible", timeout=LONG)
+    page.wait_for_timeout(1500)
+    assert "opening pictures" in status_text(page, "generate-info")  # opening the page renders nothing more
+    return page
+
+
+def drag(page, slider, start: float, end: float, steps: int = 4) -> None:
+    """Drag ``slider`` with the mouse from one fraction of its width to another, through several values."""
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * start, y)
+    page.mouse.down()
+    for i in range(1, steps + 1):
+        page.mouse.move(box["x"] + box["width"] * (start + (end - start) * i / steps), y, steps=2)
+    page.mouse.up()
+
+
+def test_generate_re_renders_when_a_slider_is_released_and_when_a_seed_is_typed(browser, server):
+    """No Generate press: a drag of the truncation slider renders once, on release; a typed seed, the dice and a
+    picked style render too, and the info line says what is shown."""
+    page = open_generate(browser, server)
+    try:
+        shown, renders = styled_sources(page), server.store.renders
+        truncation = page.get_by_label("range slider for Truncation")
+        drag(page, truncation, 0.75, 0.3)
+        value = float(truncation.input_value())
+        assert 0.2 < value < 0.4
+        shown = wait_new_pictures(page, shown)
+        wait_status(page, "generate-info", f"truncation {value:g}, seeds 0–3")
+        page.wait_for_timeout(1000)
+        assert server.store.renders - renders == 1  # one render for the whole drag, on release
+
+        page.locator("#generate-seed input").fill("5")
+        shown = wait_new_pictures(page, shown)
+        wait_status(page, "generate-info", "seeds 5–8")
+        assert page.locator("#styled-gallery").get_by_text("seed 5 · tiny-demo").first.is_visible()
+
+        page.get_by_role("button", name="Random seed").click()
+        shown = wait_new_pictures(page, shown)
+        assert "seeds 5–8" not in status_text(page, "generate-info")
+
+        page.locator("#generate-style input").click()
+        page.get_by_role("option", name=re.compile("inversion")).click()
+        wait_new_pictures(page, shown)
+        wait_status(page, "generate-info", "style tiny-invert-demo")
+        assert _error_marks(page) == []
+    finally:
+        page.close()
+
+
+def test_a_refused_or_half_typed_seed_renders_nothing_and_marks_only_the_seed(browser, server):
+    page = open_generate(browser, server)
+    try:
+        seed, renders = page.locator("#generate-seed input"), server.store.renders
+        seed.fill("")  # emptied to type another: no message, no render
+        page.wait_for_timeout(1500)
+        assert server.store.renders == renders and "opening pictures" in status_text(page, "generate-info")
+        assert page.locator("#generate-seed .validation-error").count() == 0
+        seed.fill("1.5")  # refused as Generate refuses it: the message on the seed, nothing else changes
+        page.get_by_text("got 1.5").first.wait_for(timeout=20_000)
+        page.wait_for_timeout(1000)
+        assert server.store.renders == renders and _error_marks(page) == []
+        assert "opening pictures" in status_text(page, "generate-info")
+        seed.fill("2")
+        wait_status(page, "generate-info", "seeds 2–5")
+        page.wait_for_function("() => !document.querySelector('#generate-seed .validation-error')", timeout=10_000)
+    finally:
+        page.close()
+
+
+def test_quick_changes_make_at_most_two_renders_and_the_last_settings_show(browser, server):
+    """Changes made while a (slowed) render runs wait for it; only the newest of them runs."""
+    page = open_generate(browser, server)
+    server.store.render_delay_s = 1.5  # a real render's time, so that the changes below overlap it
+    try:
+        renders, shown = server.store.renders, styled_sources(page)
+        seed = page.locator("#generate-seed input")
+        for value in ("21", "22", "23"):
+            seed.fill(value)
+        page.get_by_label("range slider for Truncation").focus()
+        for _ in range(2):
+            page.keyboard.press("ArrowLeft")
+        page.get_by_label("range slider for Images").focus()
+        page.keyboard.press("ArrowLeft")
+        wait_status(page, "generate-info", "truncation 0.68, seeds 23–25")  # the last settings of all three
+        wait_new_pictures(page, shown)
+        page.wait_for_timeout(3000)  # anything still waiting would have started by now
+        assert 1 <= server.store.renders - renders <= 2
+        assert gallery_images(page, "styled-gallery").count() == 3
+    finally:
+        server.store.render_delay_s = 0.0
+        page.close()
+
+
+def test_keys_on_a_slider_and_a_touch_drag_re_render_once_each(browser, server):
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    try:
+        page = open_generate(context, server)
+        truncation = page.get_by_label("range slider for Truncation")
+        truncation.scroll_into_view_if_needed()
+        renders, shown = server.store.renders, styled_sources(page)
+        truncation.focus()
+        for _ in range(5):  # five presses, then the keys stop: one render
+            page.keyboard.press("ArrowLeft")
+        shown = wait_new_pictures(page, shown)
+        wait_status(page, "generate-info", "truncation 0.65")
+        page.wait_for_timeout(1000)
+        assert server.store.renders - renders == 1
+
+        renders = server.store.renders
+        box = truncation.bounding_box()
+        y = box["y"] + box["height"] / 2
+        cdp = context.new_cdp_session(page)
+        points = [0.5, 0.45, 0.4, 0.35, 0.3, 0.25]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [
+            {"x": box["x"] + box["width"] * points[0], "y": y}]})
+        for f in points[1:]:  # a finger dragging through several values
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": box["x"] + box["width"] * f, "y": y}]})
+            page.wait_for_timeout(50)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        value = float(truncation.input_value())
+        assert value < 0.4
+        wait_new_pictures(page, shown)
+        wait_status(page, "generate-info", f"truncation {value:g}")
+        page.wait_for_timeout(1000)
+        assert server.store.renders - renders == 1  # once, when the finger is lifted
+    finally:
+        context.close()
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def test_training_shows_its_state_waits_in_line_and_keeps_styles_across_reloads(browser, server, tmp_path):
     first = browser.new_context(viewport=DESKTOP)  # two visitors: separate browsers (their own localStorage)
@@ -250,6 +425,74 @@ def test_invert_shows_each_result_whole_and_captioned_beside_the_face(browser, s
         page.close()
 
 
+def test_invert_strength_release_redraws_the_kept_codes_without_inverting_again(browser, server):
+    page = open_generate(browser, server)  # the page's own first renders done
+    try:
+        page.get_by_role("tab", name="Invert").click()
+        strength = page.get_by_label("range slider for Style strength", exact=True)
+        renders = server.store.renders, server.store.inversions
+        drag(page, strength, 0.9, 0.5)  # no photo yet: nothing runs, nothing is marked
+        page.wait_for_timeout(1500)
+        assert (server.store.renders, server.store.inversions) == renders and _error_marks(page) == []
+        strength.focus()
+        page.keyboard.press("End")  # back to 1
+        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Invert", exact=True).click()
+        gallery = page.locator("#invert-gallery")
+        gallery.get_by_text("tiny-invert-demo (strength 1)").first.wait_for(timeout=LONG)
+        first = gallery_images(page, "invert-gallery").first.get_attribute("src")
+        inversions = server.store.inversions
+        strength.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowLeft")
+        gallery.get_by_text("tiny-invert-demo (strength 0.97)").first.wait_for(timeout=LONG)
+        assert gallery_images(page, "invert-gallery").first.get_attribute("src") != first
+        drag(page, strength, 0.6, 0.2)
+        value = float(strength.input_value())
+        gallery.get_by_text(f"tiny-invert-demo (strength {value:g})").first.wait_for(timeout=LONG)
+        assert server.store.inversions == inversions  # redrawn from the kept W+ codes, not inverted again
+        assert page.locator("#invert-aligned img").is_visible() and _error_marks(page) == []
+    finally:
+        page.close()
+
+
+def test_invert_edit_row_edits_the_face_and_the_video_plays_as_mp4_and_gif(browser, server):
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Invert").click()
+        edit = page.locator("#invert-edit input")
+        edit.fill("   ")  # an empty edit: refused on its input, nothing runs
+        edit.press("Enter")
+        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Invert", exact=True).click()
+        page.get_by_text("The edit is empty").first.wait_for(timeout=30_000)
+        assert gallery_images(page, "invert-gallery").count() == 0
+        edit.fill("smile")  # a preset, picked by typing
+        edit.press("Enter")
+        page.wait_for_function("() => document.querySelector('#invert-edit input').value === 'smile'",
+                               timeout=10_000)
+        assert page.get_by_label("range slider for Edit strength", exact=True).input_value() == "1.5"
+        page.get_by_role("button", name="Invert", exact=True).click()
+        gallery = page.locator("#invert-gallery")
+        gallery.get_by_text("edited: smile +1.5").first.wait_for(timeout=LONG)  # the edited face first ...
+        assert gallery.get_by_text("tiny-invert-demo (strength 1) · smile +1.5").first.is_visible()  # ... and styled
+        assert gallery_images(page, "invert-gallery").count() == 2
+        page.locator("#invert-reconstruction img").wait_for(state="visible", timeout=LONG)  # the plain one beside
+        page.locator("#invert-make-video").click()
+        video = page.locator("#invert-video video")
+        video.wait_for(state="visible", timeout=LONG)  # an MP4 the page plays: 2 stops, the edit forth and back
+        page.wait_for_function("() => document.querySelector('#invert-video video').duration > 2", timeout=LONG)
+        assert video.evaluate("v => v.videoWidth") == 256
+        gif = page.locator("#invert-gif img")
+        gif.wait_for(state="visible", timeout=LONG)
+        assert ".gif" in gif.get_attribute("src")  # the GIF for sharing, shown in the page
+        assert images_without_text(page) == [] and _error_marks(page) == []
+    finally:
+        page.close()
+
+
 # ------------------------------------------------------------------------------------------------------- phone
 def test_the_page_fits_a_phone(browser, server, tmp_path):
     page = open_page(browser, server, PHONE)
@@ -315,5 +558,68 @@ def test_errors_leave_other_outputs_and_tabs_untouched(browser, server, tmp_path
         page.get_by_role("tab", name="Generate").click()
         page.wait_for_timeout(500)
         assert _error_marks(page) == []
+    finally:
+        page.close()
+
+
+# ------------------------------------------------------------------------------------------------- mix styles
+def test_mix_styles_previews_a_released_weight_saves_the_mix_and_makes_a_video(browser, server, tmp_path):
+    """Mix styles: a second tiny style is uploaded, the two are picked with weights, releasing a weight previews the
+    mix in the tab's pictures, Mix and save picks the new style (which renders) and offers its file, and the video
+    goes through the picked styles."""
+    import copy
+
+    import torch
+
+    from nada.model_store import ModelStore
+    from nada.styles import save_style, style_from_generators
+
+    store = ModelStore(tiny=True)
+    gen = store.generator("tiny")
+    other = copy.deepcopy(gen)
+    with torch.no_grad():
+        other.state_dict()["convs.1.conv.weight"].add_(0.5)
+    style_file = save_style(style_from_generators(gen, other, {"source": "tiny", "target_text": "Sketch"}),
+                            tmp_path / "sketch.safetensors")
+    page = open_generate(browser, server)
+    try:
+        with page.expect_file_chooser() as chooser:
+            page.get_by_role("button", name=re.compile("Upload a style file")).click()
+        chooser.value.set_files(str(style_file))
+        page.wait_for_function("() => document.querySelector('#generate-style input').value.startsWith('sketch')",
+                               timeout=LONG)
+        wait_status(page, "generate-info", "style sketch")  # the uploaded style is picked and drawn
+        shown = styled_sources(page)
+
+        page.get_by_text("Mix styles: blend up to four styles").click()
+        for row, option in ((1, "Tiny demo style (random, tiny mode)"), (2, "sketch (this session: Sketch)")):
+            page.locator(f"#mix-style-{row} input").click()
+            page.locator(f"#mix-style-{row}").get_by_role("option", name=option).click()
+        weight = page.locator("#mix-weight-2 input[data-testid='number-input']")
+        weight.fill("0.5")
+        weight.press("Enter")  # typed and entered: released like a drag, the mix previewed
+        wait_status(page, "generate-info", "style mix 1·tiny-demo + 0.5·sketch")
+        shown = wait_new_pictures(page, shown)
+        assert "not saved" in status_text(page, "generate-info")
+        assert page.locator("#generate-style input").input_value().startswith("sketch")  # nothing picked or saved
+
+        page.get_by_label("Name of the mix").fill("half sketch")
+        page.get_by_role("button", name="Mix and save").click()
+        wait_status(page, "mix-status", "Saved the mix half-sketch")
+        page.wait_for_function("() => document.querySelector('#generate-style input').value.startsWith('half-sketch')",
+                               timeout=LONG)
+        wait_status(page, "generate-info", "style half-sketch")  # the picked mix renders by itself
+        link = page.locator("#mix-file a[download]")  # its file, to download
+        link.wait_for(timeout=10_000)
+        assert link.get_attribute("download") == "half-sketch.safetensors"
+        keep_picture(page, "mix.png", tmp_path, element=page.locator("#mix-styles"))
+        assert _error_marks(page) == []
+
+        page.get_by_role("button", name="Video through the picked styles").click()
+        video = page.locator("#generate-video video")
+        video.wait_for(state="visible", timeout=LONG)
+        page.wait_for_function("() => document.querySelector('#generate-video video').duration > 4", timeout=LONG)
+        assert video.evaluate("v => v.videoWidth") == 256  # a morph: one tiny frame, enlarged
+        assert images_without_text(page) == []
     finally:
         page.close()

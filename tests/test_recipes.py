@@ -112,3 +112,13 @@ def test_the_figures_say_who_judged_them():
     assert "Measured with the CLIP models it trained against (clip-vit-b32, clip-vit-b16)" in page
     assert "identity loss" in page and "8 random samples at truncation 0.7" in page and "CLIP direction score" in page
     assert "the paper's figures" not in page.lower()
+
+
+def test_picking_a_recipe_in_the_app_sets_its_learning_rate():
+    """The Adapt tab's learning-rate field is passed with every run, so a recipe choice must set it: "compact" trains
+    ~6K offsets at its own rate, and the paper's 0.002 would barely move them."""
+    from nada.app.handlers import recipe_settings
+
+    for name in RECIPES:
+        assert recipe_settings(name).lr == AdaptConfig.from_recipe(name).lr
+    assert recipe_settings("compact").lr > 10 * recipe_settings("paper").lr == 10 * 0.002

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import zipfile
@@ -17,6 +18,7 @@ from nada import weights
 from nada.app import handlers as service
 from nada.app.glue import KEEP
 from nada.app.sessions import SessionStyles, TrainingBusyError, TrainingRuns
+from nada.invert import render_codes
 from nada.model_store import TINY_INVERT, ModelStore
 from nada.styles import export_style_pt, load_style, save_style, style_from_generators
 from nada.tiny import tiny_generator
@@ -139,7 +141,8 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     sess, gen_dd, inv_dd = last.session, last.generate_style, last.invert_styles
     assert set(losses["term"]) == {"loss"} and losses["step"].max() == 3  # one term on: one line, not two
     assert list(bars["row"]) == [f"w{i}" for i in range(8)] and (bars["trains"] == "trained").sum() == 5  # 2/3 of 8
-    assert "| CLIP similarity to the target text |" in last.metrics  # the paper's figures once training ends
+    assert "| Target score: CLIP similarity to the target text |" in last.metrics  # the figures once training ends
+    assert "Measured with the CLIP models it trained against" in last.metrics  # and who judged them
     assert "finished" in status and "sketch" in status
     assert "Generate tab" in status and "Invert" not in status  # a 32 px tiny style does not fit the inversion model
     assert last.train.interactive is True and last.train.value == "Train"
@@ -295,6 +298,75 @@ def test_invert_astronaut_gives_aligned_reconstruction_and_styles(store, session
     assert np.array_equal(pixels(g0[0][0]), pixels(recon0))  # strength 0 = the reconstruction
 
 
+def test_a_new_strength_redraws_the_kept_inversion_without_inverting_again(store, session, monkeypatch):
+    if not ASTRONAUT.is_file():
+        pytest.skip("examples/astronaut.jpg is missing")
+    photo, styles = str(ASTRONAUT), ["tiny-invert-demo"]
+    assert service.restyle_photo(store, session, photo, styles, 0.5) == gr.skip()  # not inverted yet: unchanged
+    service.invert_photo(store, session, photo, styles, 1.0)
+    codes, edit = session.inversion(service.photo_key(photo))
+    assert codes.shape == (1, 14, 512) and codes.device.type == "cpu" and edit == ""  # small, kept for this session
+    with monkeypatch.context() as m:  # neither the face finder nor the encoder runs again
+        m.setattr(store, "e4e", lambda: pytest.fail("inverted again"))
+        m.setattr(store, "aligner", lambda: pytest.fail("aligned again"))
+        gallery = service.restyle_photo(store, session, photo, styles, 0.5)
+        same_bytes = service.restyle_photo(store, session, ASTRONAUT.read_bytes(), styles, 0.25)  # pasted: same key
+    reference = service.invert_photo(store, session, photo, styles, 0.5).gallery  # the reference path: all again
+    assert [c for _, c in gallery] == ["tiny-invert-demo (strength 0.5)"] == [c for _, c in reference]
+    assert np.array_equal(pixels(gallery[0][0]), pixels(reference[0][0]))
+    assert same_bytes[0][1] == "tiny-invert-demo (strength 0.25)"
+    assert np.abs(pixels(same_bytes[0][0]) - pixels(gallery[0][0])).mean() > 1  # the strength matters
+    other = ASTRONAUT.read_bytes() + b"\0"  # another photo in the input, not inverted: nothing changes
+    assert service.restyle_photo(store, session, other, styles, 0.5) == gr.skip()
+    assert service.restyle_duration({"refs": [1, 2]}) < service.invert_duration({"refs": [1, 2]})
+    session.keep_inversion(service.photo_key(photo), codes, "smile +1")  # codes with an edit: its face comes first
+    edited = service.restyle_photo(store, session, photo, styles, 0.5)
+    assert [c for _, c in edited] == ["edited: smile +1", "tiny-invert-demo (strength 0.5) · smile +1"]
+    face = render_codes(store.generator(store.invert_source()), codes)  # the edited face: the source generator's
+    source_drawn = service.styled_gallery([(face, None)], 1.0)[0][0]
+    assert np.array_equal(pixels(edited[0][0]), pixels(source_drawn))
+    assert np.array_equal(pixels(edited[1][0]), pixels(gallery[0][0]))
+
+
+def test_the_strength_redraw_is_one_gpu_task_whose_codes_cross_to_a_forked_worker(store, session, monkeypatch):
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork (Linux, macOS)")
+    monkeypatch.setenv("NADA_FORK_GPU", "1")  # as on ZeroGPU: the redraw runs in a worker, arguments pickled
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    gpu = service.GpuCalls.wrapped(store)
+    codes = store.generator(store.invert_source()).mean_latent(64).unsqueeze(1).repeat(1, 14, 1)  # [1, 14, 512]
+    session.keep_inversion(service.photo_key(str(ASTRONAUT)), codes)
+    forked = service.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5, gpu=gpu)
+    direct = service.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5)
+    assert [c for _, c in forked] == ["tiny-invert-demo (strength 0.5)"]
+    assert np.array_equal(pixels(forked[0][0]), pixels(direct[0][0]))
+
+
+def test_live_generate_is_generate_and_first_says_what_a_cpu_render_costs(store, session, monkeypatch):
+    from types import SimpleNamespace
+
+    records = list(service.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5))
+    direct = service.generate(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
+    assert len(records) == 1 and records[0].info == direct.info  # tiny models: quick, nothing to announce
+    assert all(np.array_equal(pixels(a), pixels(b)) for (a, _), (b, _) in zip(records[0].styled_gallery,
+                                                                               direct.styled_gallery))
+    cpu, gpu = SimpleNamespace(tiny=False, device=torch.device("cpu")), SimpleNamespace(tiny=False,
+                                                                                        device=torch.device("cuda"))
+    assert service.cpu_render_notice(cpu, 8) == "Rendering 8 images on the CPU: about 12 s (1.5 s an image)..."
+    assert service.cpu_render_notice(gpu, 8) == ""
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    assert service.cpu_render_notice(cpu, 8) == ""  # a ZeroGPU Space renders on the GPU
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    seen = []
+    monkeypatch.setattr(service, "cpu_render_notice", lambda store, images: seen.append(images) or "Rendering...")
+    first, last = service.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
+    assert seen == [4]  # 2 seeds, source and styled
+    assert first.values()[:3] == (gr.skip(),) * 3 and first.info == "Rendering..."  # the pictures stay meanwhile
+    assert last.info == direct.info
+    _, source_only = service.generate_live(store, session, "none", 3, 0.5, 2, 0.5)
+    assert seen == [4, 2] and source_only.styled_gallery == []  # no style: the source images only
+
+
 def test_invert_bad_inputs_are_readable_errors(store, session, tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 300), (120, 130, 140)).save(blank)
@@ -340,6 +412,23 @@ def test_bind_keeps_streaming_and_request_injection():
     assert inspect.isgeneratorfunction(stream)
     assert list(inspect.signature(stream).parameters)[:2] == ["session", "source"]
     assert service.on_gpu(stop, 30) is stop  # no `spaces` package here: unchanged
+
+
+def test_a_session_keeps_the_codes_of_its_last_inverted_photo_only():
+    import copy
+
+    s = SessionStyles()
+    codes = torch.randn(1, 14, 512, requires_grad=True)  # [1, n_latent, 512]
+    s.keep_inversion("photo-a", codes)
+    assert s.inversion("photo-b") is None
+    kept, edit = s.inversion("photo-a")
+    assert torch.equal(kept, codes.detach()) and not kept.requires_grad and edit == ""
+    s.keep_inversion("photo-b", torch.zeros(1, 14, 512), "smile +1")
+    assert s.inversion("photo-a") is None  # one photo kept per session
+    assert float(s.inversion("photo-b")[0].abs().sum()) == 0.0 and s.inversion("photo-b")[1] == "smile +1"
+    assert copy.deepcopy(s).inversion("photo-b") is not None  # gr.State's copy of a page's store keeps it
+    s.cleanup()
+    assert s.inversion("photo-b") is None
 
 
 def test_session_styles_caps_and_cleanup(store):

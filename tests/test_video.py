@@ -103,3 +103,17 @@ def test_the_generate_tab_makes_a_video_of_the_chosen_style():
             service.make_video(store, session, "tiny-demo", 1.5, 0.7, 2, 1.0)  # the same checks as Generate
     finally:
         session.cleanup()
+
+
+def test_a_list_of_styles_is_checked_before_rendering(tiny_generator, style, tmp_path):
+    plan = VideoPlan(seeds=(1,), seconds_per_seed=0.5, fps=4)
+    with pytest.raises(ValueError, match="at least one style"):
+        render_video(tiny_generator, [], plan, tmp_path / "x.mp4")
+    with pytest.raises(ValueError, match="at most 16 styles"):
+        render_video(tiny_generator, [style] * 17, plan, tmp_path / "x.mp4")
+    with pytest.raises(ValueError, match="Style objects"):
+        render_video(tiny_generator, [style, "nada-pixar"], plan, tmp_path / "x.mp4")
+    assert not (tmp_path / "x.mp4").exists()
+    # a one-style list is that style: the same frames as passing the style itself
+    one = list(video_frames(tiny_generator, [style], plan))
+    assert all(np.array_equal(a, b) for a, b in zip(one, video_frames(tiny_generator, style, plan)))

@@ -35,13 +35,13 @@ def test_adapt_inputs_follow_the_handler_parameters(demo):
     assert handler_inputs(handler) == [
         "session", "source", "source_text", "target_text", "iterations", "layers_k", "probe", "clip_names",
         "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size", "recipe", "mixing",
-        "target_pictures"]
+        "target_pictures", "lambda_indomain"]
     adapt = _event(demo, "adapt")
     assert _labels(adapt.inputs)[1:] == [
         "Source generator", "Source text", "Target text", "Training steps", "W+ rows trained per step",
         "Choose the rows by probing", "CLIP models", "Directional loss weight", "Global loss weight",
         "Identity loss weight (faces)", "L2 loss weight", "Seed", "Learning rate", "Batch size", "Recipe",
-        "Style mixing", "1 to 16 pictures"]
+        "Style mixing", "1 to 16 pictures", "Keep variety (in-domain loss weight)"]
     assert isinstance(adapt.inputs[0], gr.State)
     assert _labels(adapt.outputs) == ["Preview (fixed seeds)", "Losses", "Probed W+ rows", None,
                                       "Trained style (.safetensors)", None, "Style", "Styles", None, None]
@@ -54,11 +54,63 @@ def test_every_tab_is_wired_by_name(demo):
     assert _labels(generate.outputs) == ["Source generator", "Styled", "Downloads: images (zip) and the style file",
                                          None]
     invert = _event(demo, "invert")
-    assert _labels(invert.inputs)[1:] == ["Photo with a face", "Styles", "Style strength"]
+    assert _labels(invert.inputs)[1:] == ["Photo with a face", "Styles", "Style strength", "Edit", "Edit strength"]
     assert _labels(invert.outputs) == ["Aligned face", "Reconstruction (e4e)", "In each style"]
     upload = _event(demo, "upload_style")
     assert _labels(upload.outputs)[:2] == ["Style", "Styles"] and isinstance(upload.outputs[2], gr.State)
     assert _labels(_event(demo, "random_seed").outputs) == ["Seed"]
+
+
+def _by_handler(demo: gr.Blocks, name: str):
+    fns = [f for f in demo.fns.values() if getattr(f.fn, "__name__", None) == name]
+    assert len(fns) == 1, name
+    return fns[0]
+
+
+def _triggers(demo: gr.Blocks, fn) -> set[tuple[str | None, str]]:
+    return {(getattr(demo.blocks[i], "label", None), event) for i, event in fn.targets}
+
+
+def test_released_controls_re_render_through_one_private_event(demo):
+    """Generate re-renders when a slider is released, the seed changes or a style is picked: one event with the
+    button's inputs, outputs and checks, "always_last" (a newer change supersedes one waiting), no API endpoint."""
+    generate, live = _event(demo, "generate"), _by_handler(demo, "generate_live")
+    assert _triggers(demo, live) == {("Truncation", "release"), ("Style strength (0 = source)", "release"),
+                                     ("Images", "release"), ("Seed", "change"), ("Style", "change")}
+    assert live.trigger_mode == "always_last" and live.api_visibility == "private"
+    assert live.inputs == generate.inputs and live.outputs == generate.outputs
+    assert live.validator is not None and live.concurrency_id == generate.concurrency_id  # shared render slots
+    restyle, invert = _by_handler(demo, "restyle_photo"), _event(demo, "invert")
+    assert _triggers(demo, restyle) == {("Style strength", "release")}
+    assert restyle.trigger_mode == "always_last" and restyle.api_visibility == "private"
+    assert restyle.inputs == invert.inputs[:4] and _labels(restyle.outputs) == ["In each style"]
+    public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}
+    assert {"generate", "adapt", "invert", "stop", "upload_style", "video"} <= public
+
+
+def test_a_live_event_skips_blank_inputs_and_checks_the_others():
+    calls = []
+
+    def double(a: float, b: float) -> _Two:
+        calls.append((a, b))
+        return _Two(total=a * b, note="done")
+
+    def check(a: float, b: float) -> None:
+        if a < 0:
+            raise service.InputError("a", "a must not be negative")
+
+    with gr.Blocks() as demo:
+        a, b, total, note = gr.Number(label="a"), gr.Slider(label="b"), gr.Number(), gr.Markdown()
+        service.wire_live([a, b], double, {"a": a, "b": b, "total": total, "note": note}, _Two, check=check)
+        with pytest.raises(TypeError, match="no live event for a Button"):
+            service.wire_live([gr.Button()], double, {"a": a, "b": b, "total": total, "note": note}, _Two)
+    fn = _by_handler(demo, "double")
+    assert _triggers(demo, fn) == {("a", "change"), ("b", "release")} and fn.trigger_mode == "always_last"
+    assert fn.fn(None, 2.0) == (gr.skip(), gr.skip()) and fn.fn("  ", 2.0) == (gr.skip(), gr.skip())
+    assert calls == []  # a number being retyped runs nothing
+    assert fn.fn(3.0, 2.0) == (6.0, "done") and calls == [(3.0, 2.0)]
+    assert all(v["is_valid"] for v in fn.validator(None, 2.0))  # blank: no message either
+    assert [v["is_valid"] for v in fn.validator(-1.0, 2.0)] == [False, True]
 
 
 def test_unset_outputs_are_left_as_they_are():

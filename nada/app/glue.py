@@ -184,16 +184,20 @@ def _emit(fn: Callable, outputs: type[Outputs] | str | None) -> Callable:
     return wrapper
 
 
-def validator(check: Callable) -> Callable:
+def validator(check: Callable, allow_blank: bool = False) -> Callable:
     """A Gradio ``validator`` from ``check``, a function taking a handler's inputs that raises :class:`InputError`:
     one ``gr.validate`` per input, the message on the input the error names. Gradio runs it before the event is
     queued; when an input is invalid the handler never runs, the page shows the message on that input and no output
     changes (an API client gets ``gradio_client.exceptions.ValidationError`` with the message). Any other exception
-    passes validation: the handler meets it again and reports it as a ``gr.Error``."""
+    passes validation: the handler meets it again and reports it as a ``gr.Error``. ``allow_blank``: inputs with a
+    blank value (:func:`is_blank`: a number being retyped, no photo yet) pass unchecked (live events, :func:`wire_live`,
+    whose handler then does nothing)."""
     names = handler_inputs(check)
 
     @functools.wraps(check)
     def validate(*values: Any) -> list[dict]:
+        if allow_blank and any(is_blank(v) for v in values):
+            return [gr.validate(True, "") for _ in names]
         try:
             check(*values)
         except InputError as exc:
@@ -227,6 +231,75 @@ def wire(trigger: Callable, fn: Callable, components: Mapping[str, Any], outputs
     return trigger(_emit(fn, outputs), inputs, targets if outputs else None, **event_kwargs)
 
 
+def is_blank(value: Any) -> bool:
+    """True for an input with no value yet: None, or text of spaces only (an emptied number box, no photo)."""
+    return value is None or (isinstance(value, (str, bytes)) and not value.strip())
+
+
+LIVE_EVENTS = {gr.Slider: "release", gr.Number: "change", gr.Dropdown: "change", gr.Checkbox: "change",
+               gr.Radio: "change", gr.CheckboxGroup: "change"}  # the event that ends a change of each kind of control
+
+
+def live_triggers(controls: list[Any]) -> list[Callable]:
+    """The event after which each control's new value is final: a slider's ``release`` (the mouse or a finger let go;
+    keys and a typed number: ``app.SLIDER_KEYS_HEAD``), the ``change`` of a number (typed, or set by a button such as a
+    dice), of a dropdown (picked, or set by another event) and of a checkbox or radio."""
+    events = []
+    for control in controls:
+        kind = next((k for k in LIVE_EVENTS if isinstance(control, k)), None)
+        if kind is None:
+            raise TypeError(f"no live event for a {type(control).__name__}; known: "
+                            f"{', '.join(k.__name__ for k in LIVE_EVENTS)}")
+        events.append(getattr(control, LIVE_EVENTS[kind]))
+    return events
+
+
+def _unless_blank(fn: Callable, outputs: type[Outputs] | str | None) -> Callable:
+    """``fn`` that leaves every output as it is when one of its inputs is blank (:func:`is_blank`)."""
+    n = len(handler_inputs(fn))
+
+    def untouched() -> Any:
+        if outputs is None or isinstance(outputs, str):
+            return gr.skip()
+        return outputs(**dict.fromkeys(outputs.names(), KEEP))
+
+    def blank(args: tuple, kwargs: dict) -> bool:
+        return any(is_blank(v) for v in args[:n]) or any(is_blank(kwargs[k]) for k in handler_inputs(fn)
+                                                         if k in kwargs)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            if blank(args, kwargs):
+                yield untouched()
+                return
+            yield from fn(*args, **kwargs)
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return untouched() if blank(args, kwargs) else fn(*args, **kwargs)
+    return wrapper
+
+
+def wire_live(controls: list[Any], fn: Callable, components: Mapping[str, Any], outputs: type[Outputs] | str | None,
+              check: Callable | None = None, progress_on: list[str] | None = None, **event_kwargs: Any) -> Any:
+    """Re-run ``fn`` (wired by name as in :func:`wire`) when any of ``controls`` settles (:func:`live_triggers`), with
+    no button. One event for all of them, ``trigger_mode="always_last"``: a change made while ``fn`` runs waits for
+    it, and of several waiting changes only the newest runs (dragging a slider queues one render, not ten). Not an
+    API endpoint. A blank input (a number being retyped, no photo yet) runs nothing and marks nothing; another
+    refused value gets ``check``'s message on its input, as the button's event does."""
+    if check is not None:
+        if handler_inputs(check) != handler_inputs(fn):
+            raise ValueError(f"{getattr(check, '__name__', check)} takes {handler_inputs(check)}, but "
+                             f"{getattr(fn, '__name__', fn)} takes {handler_inputs(fn)}")
+        event_kwargs["validator"] = validator(check, allow_blank=True)
+    event_kwargs.setdefault("api_name", False)
+    event_kwargs.setdefault("trigger_mode", "always_last")
+    return wire(functools.partial(gr.on, live_triggers(controls)), _unless_blank(fn, outputs), components, outputs,
+                progress_on=progress_on, **event_kwargs)
+
+
 def photo_input(**kwargs: Any) -> gr.Image:
     """A ``gr.Image`` input (upload, webcam, clipboard) whose value reaches the handler undecoded: the uploaded
     file's path (bytes for a ``data:`` URL). Gradio's own decoding fails with a bare "Error" on a file that is not an
@@ -257,5 +330,6 @@ def session_id(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", None) or "local")
 
 
-__all__ = ["OOM_HINT", "KEEP", "Outputs", "InputError", "handler_inputs", "validator", "wire", "user_errors",
+__all__ = ["OOM_HINT", "KEEP", "Outputs", "InputError", "handler_inputs", "validator", "wire", "wire_live",
+           "live_triggers", "is_blank", "LIVE_EVENTS", "user_errors",
            "to_user_error", "hide_server_paths", "bind", "session_id", "photo_input"]

@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..edits import EditConfig, apply_edit, learn_cached
 from ..invert import invert, render_codes
 from ..metrics import evaluate
 from ..model_store import ModelStore
 from ..render import render_seeds, to_pil
 from ..styles import Style, apply_style, import_style_pt, load_style, save_style, style_from_generators
 from ..train import AdaptConfig, adapt
-from ..video import VideoPlan, render_video
+from ..video import PhotoVideoPlan, VideoPlan, render_photo_video, render_video
 from ..weights import CheckpointError, WeightsUnavailableError
 from .thumbnails import resize_thumbnail
 
@@ -98,28 +99,78 @@ def render_walk_video(store: ModelStore, source: str, ref: StyleRef | None, plan
     return str(render_video(gen, style, plan, path, w_avg=store.truncation_center(source), progress=progress))
 
 
-def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float
-                     ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str]], torch.Tensor]:
+def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float,
+                     edit: torch.Tensor | None = None, edit_strength: float = 0.0
+                     ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str | None]], torch.Tensor]:
     """(aligned face, e4e reconstruction, [(styled image, style name)], W+ codes) of an aligned face crop; the codes
-    ([1, n_latent, 512], on the CPU) are those the styled images were drawn from (:func:`styled_codes` redraws them)."""
+    ([1, n_latent, 512], on the CPU) are those the styled images were drawn from (:func:`styled_codes` redraws them).
+    With an ``edit`` direction ([n_latent, 512]) the codes are edited at ``edit_strength`` (:func:`nada.edits.
+    apply_edit`) and the list starts with the edited face drawn by the source generator, named None."""
     source = store.invert_source()
     gen = store.generator(source)
     encoder, latent_avg = store.e4e()
     with torch.no_grad():
         result = invert(face, encoder, latent_avg, gen, align=False)
-    styled = styled_codes(store, result.codes, refs, strength)
-    return result.aligned, result.reconstruction, styled, result.codes.cpu()
+    codes = result.codes if edit is None else apply_edit(result.codes, edit, edit_strength)  # [1, n_latent, 512]
+    edited = [(render_codes(gen, codes), None)] if edit is not None else []
+    styled = edited + styled_codes(store, codes, refs, strength)
+    return result.aligned, result.reconstruction, styled, codes.cpu()
 
 
-def styled_codes(store: ModelStore, codes: torch.Tensor, refs: list[StyleRef], strength: float
-                 ) -> list[tuple[Image.Image, str]]:
+@dataclass
+class EditUpdate:
+    """Learning an edit direction, reported to the page (picklable: it crosses from the GPU worker)."""
+
+    step: int
+    total: int
+    elapsed_s: float = 0.0
+    done: bool = False
+    direction: torch.Tensor | None = None  # [n_latent, 512] on the CPU, on the last update
+
+
+def learn_edit(store: ModelStore, source: str, config: EditConfig) -> Iterator[EditUpdate]:
+    """Learn (or take from the weights cache) the edit direction of ``config`` for ``source``, streaming progress;
+    the identity loss takes part for face generators when ArcFace is available (:func:`nada.edits.learn_cached`)."""
+    gen = store.generator(source)
+    clips = store.clips(list(config.clip_models))
+    id_loss = None
+    if not store.tiny and store.faces(source):
+        try:
+            id_loss = store.id_loss()
+        except WeightsUnavailableError:
+            id_loss = None
+    for rec in learn_cached(gen, clips, config, id_loss, source=source, fingerprint=store.fingerprint(source)):
+        yield EditUpdate(rec.step, rec.total, rec.elapsed_s, rec.done, rec.direction)
+
+
+def render_invert_video(store: ModelStore, face: Image.Image, refs: list[StyleRef], plan: PhotoVideoPlan,
+                        edit: torch.Tensor | None, path: str, gif_path: str,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[str, str]:
+    """(MP4, GIF) of an aligned face: inverted, then drawn at each stop (the reconstruction, then each style at
+    ``plan.style_strength``) while the ``edit`` goes forth and back (:func:`nada.video.render_photo_video`)."""
+    source = store.invert_source()
+    gen = store.generator(source)
+    encoder, latent_avg = store.e4e()
+    with torch.no_grad():
+        result = invert(face, encoder, latent_avg, gen, align=False)
+    styles = [load_ref(store, ref) for ref in refs]
+    mp4, gif = render_photo_video(gen, styles, result.codes, path, plan, edit, gif_path, progress)
+    return str(mp4), str(gif)
+
+
+def styled_codes(store: ModelStore, codes: torch.Tensor, refs: list[StyleRef | None], strength: float
+                 ) -> list[tuple[Image.Image, str | None]]:
     """[(image, style name)]: W+ codes [1, n_latent, 512] of the inversion generator drawn in each style at
-    ``strength`` (the Invert tab's results again at another strength, without inverting the photo again)."""
+    ``strength`` (the Invert tab's results again at another strength, without inverting the photo again); a None
+    in ``refs`` is the source generator itself (an edited face), named None."""
     source = store.invert_source()
     gen = store.generator(source)
     styled = []
     with torch.no_grad():
         for ref in refs:  # one styled copy in memory at a time
+            if ref is None:
+                styled.append((render_codes(gen, codes), None))
+                continue
             copy = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
             styled.append((render_codes(copy, codes), ref.name))
             del copy
@@ -218,5 +269,5 @@ def style_file_step(path: str | Path) -> int:
 
 
 __all__ = ["StyleRef", "load_ref", "render_images", "render_style_thumbnails", "render_walk_video", "invert_in_styles",
-           "styled_codes",
+           "styled_codes", "EditUpdate", "learn_edit", "render_invert_video",
            "import_pt_style", "TrainUpdate", "train_style", "style_file_step"]

@@ -28,6 +28,9 @@ from PIL import Image
 from ..align import SOFT_FACE_WARNING
 from ..clip_models import JUDGE_CLIP
 from ..e4e import INPUT_SIZE as E4E_INPUT
+from ..edits import MAX_STRENGTH as MAX_EDIT_STRENGTH
+from ..edits import PRESETS as EDIT_PRESETS
+from ..edits import EditConfig, cached_edit
 from ..images import load_image
 from ..metrics import LABELS
 from ..model_store import DEFAULT_CLIPS, INVERT_ASSETS, ModelStore
@@ -37,7 +40,7 @@ from ..styles import (
     verify_source,
 )
 from ..train import RECIPES, AdaptConfig
-from ..video import VideoPlan
+from ..video import PhotoVideoPlan, VideoPlan
 from ..weights import REGISTRY, offline
 from .glue import (
     KEEP,
@@ -57,7 +60,9 @@ from .gpu_tasks import (
     TrainUpdate,
     import_pt_style,
     invert_in_styles,
+    learn_edit,
     render_images,
+    render_invert_video,
     render_style_thumbnails,
     render_walk_video,
     style_file_step,
@@ -68,11 +73,14 @@ from .inputs import (
     MAX_BATCH,
     MAX_IMAGE_MB,
     MAX_IMAGES,
+    MAX_INDOMAIN_WEIGHT,
     MAX_STYLE_FILE_MB,
+    NO_EDIT,
     NO_STYLE,
     SESSION_PREFIX,
     adapt_config,
     check_adapt,
+    check_edit,
     check_generate,
     check_invert,
     check_upload,
@@ -115,7 +123,15 @@ class InvertOutputs(Outputs):
 
     aligned: Image.Image  # the aligned face (the encoder's input)
     reconstruction: Image.Image  # e4e's reconstruction
-    gallery: list  # (styled image, caption) per chosen style
+    gallery: list  # (styled image, caption) per chosen style (first the edited face, with an edit)
+
+
+@dataclasses.dataclass
+class InvertVideoOutputs(Outputs):
+    """What the Invert tab's Video button shows."""
+
+    video: str  # the MP4: the face through each style, the edit going forth and back
+    gif: str  # the same as a smaller GIF, for sharing
 
 
 @dataclasses.dataclass
@@ -143,6 +159,9 @@ class RecipeOutputs(Outputs):
     clip_names: Any = KEEP
     mixing: Any = KEEP
     iterations: Any = KEEP
+    lambda_indomain: Any = KEEP  # the keep-variety weight ("diverse": on)
+    batch_size: Any = KEEP  # the recipe's batch ("diverse" needs pairs)
+    lr: Any = KEEP  # the recipe's learning rate ("compact": 0.05; the paper's 0.002 would barely move the offsets)
 
 
 def _display(img: Image.Image) -> Image.Image:
@@ -372,20 +391,118 @@ def generate_live(store: ModelStore, session: SessionStyles, style: str | None, 
 # ------------------------------------------------------------------------------------------------- invert
 @user_errors
 def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None,
-                 strength: Any, *, gpu: GpuCalls | None = None) -> InvertOutputs:
-    """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values)."""
+                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0,
+                 progress: Any = gr.Progress(),  # noqa: B008 - Gradio fills it
+                 *, gpu: GpuCalls | None = None) -> InvertOutputs:
+    """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values); with an
+    ``edit`` (a preset or free text, :mod:`nada.edits`) the face is edited at ``edit_strength`` first, and the gallery
+    starts with the edited face. An edit's direction is learned on its first use (with progress), then cached."""
     gpu = gpu or GpuCalls.direct(store)
-    refs, strength = check_invert(store, session, image, styles, strength)
+    refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
+    pair, edit_strength = check_edit(edit, edit_strength)
     _loading_notice(refs)
+    face = aligned_face(store, image)  # no face: fails here, before the GPU and before learning an edit
+    direction = edit_direction(store, pair, str(edit).strip(), progress, gpu) if pair is not None else None
+    aligned, reconstruction, styled, codes = gpu.invert(face, refs, strength, direction, edit_strength)
+    what = f"{str(edit).strip()} {edit_strength:+g}" if direction is not None else ""
+    session.keep_inversion(photo_key(image), codes, what)  # a new strength redraws these codes (restyle_photo)
+    return InvertOutputs(aligned=_display(aligned), reconstruction=_display(reconstruction),
+                         gallery=styled_gallery(styled, strength, what))
+
+
+def aligned_face(store: ModelStore, image: Any) -> Image.Image:
+    """The photo decoded by nada's loader (its messages say what is wrong with a file) and its face aligned for e4e,
+    on the CPU (a soft face gets a warning)."""
     with own_names(image if isinstance(image, (str, os.PathLike)) else None):
-        photo = load_image(image)  # decoded here, by nada's loader: its messages say what is wrong with the file
-    face = store.aligner().align(photo, output_size=E4E_INPUT)  # on the CPU; no face: fails here, before the GPU
+        photo = load_image(image)
+    face = store.aligner().align(photo, output_size=E4E_INPUT)
     if "nada_soft_face" in face.info:
         gr.Warning(SOFT_FACE_WARNING.format(px=face.info["nada_soft_face"]))
-    aligned, reconstruction, styled, codes = gpu.invert(face, refs, strength)
-    session.keep_inversion(photo_key(image), codes)  # a new strength redraws these codes (restyle_photo)
-    return InvertOutputs(aligned=_display(aligned), reconstruction=_display(reconstruction),
-                         gallery=styled_gallery(styled, strength))
+    return face
+
+
+EDIT_TINY = {"steps": 4, "batch": 1}  # tiny mode learns an edit in a few seconds (the tiny models are noise anyway)
+EDIT_S_PER_STEP = 0.8  # GPU seconds per learning step at 1024 px, batch 4, ViT-B/32: an estimate (nada.edits)
+
+
+def edit_choices() -> list[tuple[str, str]]:
+    """(label, value) of the Edit dropdown: no edit, then the face presets; free text may be typed."""
+    return [("No edit", NO_EDIT)] + [(name, name) for name in EDIT_PRESETS]
+
+
+def edit_settings(store: ModelStore, pair: tuple[str, str]) -> EditConfig:
+    """How the app learns the edit ``pair`` (from, to): ViT-B/32 (tiny mode: the tiny CLIP, a few steps)."""
+    clips = ("tiny",) if store.tiny else ("clip-vit-b32",)
+    return EditConfig(source_text=pair[0], target_text=pair[1], clip_models=clips, **(EDIT_TINY if store.tiny else {}))
+
+
+def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progress: Any, gpu: GpuCalls) -> Any:
+    """The direction [n_latent, 512] of the edit ``pair`` for the inversion generator: from the weights cache, or
+    learned now on the GPU (once), saying so with progress."""
+    source = store.invert_source()
+    config = edit_settings(store, pair)
+    fingerprint = store.fingerprint(source)
+    for identity in (True, False):
+        found = cached_edit(fingerprint, config, identity)
+        if found is not None:
+            return found.direction
+    seconds = _fmt_s(learn_edit_duration({"config": config}))
+    gr.Info(f"Learning the edit '{label}' for this generator: once (up to {seconds} on a GPU); later uses are "
+            "instant.")
+    last = None
+    progress(0.0, desc=f"Learning the edit '{label}' (first use)...")
+    for upd in gpu.learn_edit(source, config):
+        last = upd
+        if not upd.done:
+            progress(upd.step / upd.total, desc=f"Learning the edit '{label}' (first use): step {upd.step} of "
+                                                f"{upd.total}")
+    if last is None or last.direction is None:
+        raise ValueError(f"Learning the edit '{label}' gave no direction; please try again.")
+    return last.direction
+
+
+def learn_edit_duration(args: dict) -> float:
+    """ZeroGPU seconds for learning an edit (arguments of :func:`nada.app.gpu_tasks.learn_edit`)."""
+    config = args.get("config")
+    return 30 + EDIT_S_PER_STEP * (config.steps if isinstance(config, EditConfig) else EditConfig.steps)
+
+
+PHOTO_VIDEO = {"fps": 24, "hold_s": 1.5, "morph_s": 1.0}  # the Invert tab's video
+PHOTO_VIDEO_TINY = {"fps": 8, "hold_s": 1.0, "morph_s": 0.5}  # tiny mode: a few frames (tests, demos)
+
+
+@user_errors
+def invert_video(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
+                 edit: Any = NO_EDIT, edit_strength: Any = 1.0, progress: Any = gr.Progress(),  # noqa: B008
+                 *, gpu: GpuCalls | None = None) -> InvertVideoOutputs:
+    """A video of the photo, as the official demo made: the inverted face holds in each stop (the reconstruction,
+    then each chosen style at ``strength``) while the edit goes forth and back, then morphs to the next stop; an MP4
+    and a smaller GIF for sharing, with a progress bar when rendered in this process."""
+    gpu = gpu or GpuCalls.direct(store)
+    refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
+    pair, edit_strength = check_edit(edit, edit_strength)
+    _loading_notice(refs)
+    face = aligned_face(store, image)
+    direction = edit_direction(store, pair, str(edit).strip(), progress, gpu) if pair is not None else None
+    plan = PhotoVideoPlan(**(PHOTO_VIDEO_TINY if store.tiny else PHOTO_VIDEO), style_strength=strength,
+                          edit_strength=edit_strength if direction is not None else 0.0)
+    plan.validate(len(refs) + 1)
+    stem = f"nada-photo-{uuid.uuid4().hex[:8]}"
+    mp4, gif = str(session.scratch(stem + ".mp4")), str(session.scratch(stem + ".gif"))
+    if gpu_mode() is not None:  # a callback cannot cross into the GPU worker
+        video, animation = gpu.invert_video(face, refs, plan, direction, mp4, gif)
+    else:
+        video, animation = gpu.invert_video(face, refs, plan, direction, mp4, gif,
+                                            lambda done, total: progress(done / total,
+                                                                         desc=f"Video: frame {done} of {total}"))
+    return InvertVideoOutputs(video=video, gif=animation)
+
+
+def invert_video_duration(args: dict) -> float:
+    """ZeroGPU seconds for a photo's video (arguments of :func:`nada.app.gpu_tasks.render_invert_video`)."""
+    plan, refs = args.get("plan"), args.get("refs") or []
+    frames = plan.frames(len(refs) + 1) if isinstance(plan, PhotoVideoPlan) else 200
+    return 30 + 0.3 * frames
 
 
 def invert_duration(args: dict) -> float:
@@ -393,9 +510,11 @@ def invert_duration(args: dict) -> float:
     return 20 + 5 * len(args.get("refs") or [])
 
 
-def styled_gallery(styled: list[tuple[Image.Image, str]], strength: float) -> list:
-    """The Invert tab's gallery: each styled image captioned with its style and strength."""
-    return [(_display(im), f"{name} (strength {strength:g})") for im, name in styled]
+def styled_gallery(styled: list[tuple[Image.Image, str | None]], strength: float, edit: str = "") -> list:
+    """The Invert tab's gallery: each styled image captioned with its style and strength, and with the ``edit`` in
+    its codes when there is one (the edited face itself, named None, is captioned with the edit alone)."""
+    return [(_display(im), f"edited: {edit}" if name is None else
+             f"{name} (strength {strength:g})" + (f" · {edit}" if edit else "")) for im, name in styled]
 
 
 def photo_key(image: Any) -> str:
@@ -425,13 +544,14 @@ def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles:
     gpu = gpu or GpuCalls.direct(store)
     refs, strength = check_restyle(store, session, image, styles, strength)
     try:
-        codes = session.inversion(photo_key(image))
+        kept = session.inversion(photo_key(image))
     except OSError:  # the upload is gone (the page was idle for hours): Invert says so
-        codes = None
-    if codes is None:
+        kept = None
+    if kept is None:
         return gr.skip()
+    codes, edit = kept  # [1, n_latent, 512], and the edit in them ("" for none): its face leads the gallery
     _loading_notice(refs)
-    return styled_gallery(gpu.restyle(codes, refs, strength), strength)
+    return styled_gallery(gpu.restyle(codes, ([None] if edit else []) + refs, strength), strength, edit)
 
 
 def restyle_duration(args: dict) -> float:
@@ -441,7 +561,7 @@ def restyle_duration(args: dict) -> float:
 
 # -------------------------------------------------------------------------------------------------- adapt
 LOSS_NAMES = {"direction": "directional CLIP", "global": "global CLIP", "id": "identity", "l2": "L2",
-              "total": "total"}  # the loss chart's legend
+              "indomain": "keep variety (in-domain)", "total": "total"}  # the loss chart's legend
 
 
 def loss_rows(step: int, losses: dict[str, float]) -> list[dict]:
@@ -487,13 +607,15 @@ def picture_thumbnails(target_pictures: list | None) -> list:
 
 
 def recipe_settings(recipe: str) -> RecipeOutputs:
-    """The Advanced settings a recipe choice sets (rows, probing, CLIP models, mixing, steps)."""
+    """The Advanced settings a recipe choice sets (rows, probing, CLIP models, mixing, steps, the keep-variety
+    weight, the batch and the learning rate)."""
     if recipe not in RECIPES:
         raise gr.Error(f"Unknown recipe '{recipe}'.")
     config = AdaptConfig.from_recipe(recipe)
     steps = KEEP if gpu_mode() == "zero" else config.iterations  # ZeroGPU keeps its quota-sized default
     return RecipeOutputs(layers_k=0, probe=config.layers_k != 0, clip_names=list(config.clip_models),
-                         mixing=config.mixing, iterations=steps)
+                         mixing=config.mixing, iterations=steps, lambda_indomain=config.lambda_indomain,
+                         batch_size=config.batch_size, lr=config.lr)
 
 
 def metrics_markdown(metrics: dict | None) -> str:
@@ -534,8 +656,8 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                  target_text: str, iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None,
                  lambda_direction: Any, lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any,
                  batch_size: Any, recipe: str = "paper", mixing: Any = None, target_pictures: list | None = None,
-                 request: gr.Request | None = None, min_interval_s: float = 0.25, *, gpu: GpuCalls | None = None
-                 ) -> Iterator[AdaptOutputs]:
+                 lambda_indomain: Any = None, request: gr.Request | None = None, min_interval_s: float = 0.25, *,
+                 gpu: GpuCalls | None = None) -> Iterator[AdaptOutputs]:
     """Train a style, streaming previews, losses, the layer chart and the status; at the end the style is in the
     session and both style dropdowns offer it. Stop keeps what was trained, and so does a GPU worker stopped at its
     time limit (the style file is saved as training goes). The training itself is a GPU task; the session stays here,
@@ -543,7 +665,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     gpu = gpu or GpuCalls.direct(store)
     config = check_adapt(store, session, source, source_text, target_text, iterations, layers_k, probe, clip_names,
                          lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr, batch_size, recipe,
-                         mixing, target_pictures)  # before any output changes or any loading
+                         mixing, target_pictures, lambda_indomain)  # before any output changes or any loading
     clips = list(config.clip_models)
     if gpu_mode() is not None:  # the worker is stopped at its granted duration: end cleanly a little before
         config = dataclasses.replace(config, time_limit_s=train_time_limit(config, clips))
@@ -670,6 +792,8 @@ class GpuCalls:
     video: Callable
     thumbnails: Callable
     restyle: Callable
+    learn_edit: Callable
+    invert_video: Callable
 
     @classmethod
     def direct(cls, store: ModelStore) -> GpuCalls:
@@ -684,7 +808,8 @@ class GpuCalls:
 
 _GPU_TASKS = ((render_images, generate_duration), (invert_in_styles, invert_duration),
               (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration),
-              (render_style_thumbnails, thumbnails_duration), (styled_codes, restyle_duration))
+              (render_style_thumbnails, thumbnails_duration), (styled_codes, restyle_duration),
+              (learn_edit, learn_edit_duration), (render_invert_video, invert_video_duration))
 
 
 def stop_training(runs: TrainingRuns, request: gr.Request | None = None) -> str:
@@ -708,6 +833,9 @@ __all__ = [  # bind, session_id, user_errors and wire (nada.app.glue), on_gpu (n
     "invert_choices", "resolve_style", "upload_style", "random_seed", "generate", "generate_duration", "invert_photo",
     "invert_duration", "adapt_config", "adapt_stream", "adapt_duration", "stop_training", "check_generate",
     "check_invert", "check_adapt", "max_steps", "own_names", "page_advice", "InputError", "MAX_BATCH",
+    "MAX_INDOMAIN_WEIGHT",
     "photo_input", "validator", "wire_live", "generate_live", "cpu_render_notice", "CPU_S_PER_IMAGE",
     "restyle_photo", "check_restyle", "restyle_duration", "photo_key", "styled_gallery",
+    "InvertVideoOutputs", "invert_video", "invert_video_duration", "edit_choices", "edit_settings", "edit_direction",
+    "learn_edit_duration", "aligned_face", "check_edit", "NO_EDIT", "MAX_EDIT_STRENGTH",
 ]

@@ -20,6 +20,8 @@ import gradio as gr
 
 from .. import limits
 from ..clip_loss import check_prompts, clean_prompt
+from ..edits import check_strength as check_edit_strength
+from ..edits import edit_prompts
 from ..images import ImageInputError, probe_image
 from ..model_store import ModelStore
 from ..styles import Style
@@ -34,6 +36,7 @@ SESSION_PREFIX = "session:"  # style dropdown values of this session's styles
 MAX_IMAGES = 8  # images per Generate click
 MAX_BATCH = 8  # training batch size (the Batch size slider's maximum)
 MAX_LOSS_WEIGHT = 2.0  # the loss-weight sliders' maximum
+MAX_INDOMAIN_WEIGHT = 10.0  # the in-domain ("keep variety") weight slider's maximum (the "diverse" recipe: 1)
 MAX_IMAGE_MB = 20  # photo uploads
 MAX_STYLE_FILE_MB = 400  # style uploads (a full 1024 px generator .pt is ~130 MB)
 
@@ -144,12 +147,28 @@ def check_generate(store: ModelStore, session: SessionStyles | None, style: str 
     return ref, seed, truncation, int(n), strength
 
 
+NO_EDIT = "none"  # the Edit dropdown's value for no edit
+
+
+def check_edit(edit: Any, edit_strength: Any) -> tuple[tuple[str, str] | None, float]:
+    """((from, to) texts of the edit or None for no edit, its strength) from the Invert tab's Edit row: a preset
+    name or free text (:func:`nada.edits.edit_prompts`), a strength from -3 to 3; an :class:`InputError` otherwise."""
+    value = _field("edit_strength", lambda: check_edit_strength(edit_strength))
+    if edit is None or (isinstance(edit, str) and edit.strip().casefold() == NO_EDIT):
+        return None, value
+    if not isinstance(edit, str):
+        raise InputError("edit", f"The edit must be text (a preset or what the face should become), got "
+                                 f"{type(edit).__name__}.")
+    return _field("edit", lambda: edit_prompts(edit)), value
+
+
 def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
-                 strength: Any) -> tuple[list[StyleRef], float]:
+                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0) -> tuple[list[StyleRef], float]:
     """(styles, strength) from the Invert tab's values, once the photo is an image file within the limits (its
-    header is read, not its pixels); an :class:`InputError` naming the input otherwise, files named by their own
-    names. Cheap: the page runs it before the event."""
+    header is read, not its pixels) and the Edit row is usable (:func:`check_edit`); an :class:`InputError` naming
+    the input otherwise, files named by their own names. Cheap: the page runs it before the event."""
     strength = _unit(strength, "Style strength", "strength")
+    check_edit(edit, edit_strength)
     if image is None or (isinstance(image, (str, bytes)) and not image):
         raise InputError("image", "Upload a photo with a face first (or use the webcam, the clipboard or an example).")
     with own_names(image if isinstance(image, (str, os.PathLike)) else None):
@@ -171,10 +190,11 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
                  lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
                  target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
                  clip_names: list[str] | None = None, max_iterations: int = limits.MAX_ITERATIONS,
-                 target_pictures: list[Any] | None = None) -> AdaptConfig:
+                 target_pictures: list[Any] | None = None, lambda_indomain: Any = None) -> AdaptConfig:
     """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe``, every value checked (an
     :class:`InputError` naming the input; nothing is clamped or rounded). ``layers_k`` 0 keeps the recipe's rows;
-    ``probe`` off trains every convolution. ``target_pictures`` (uploaded files): image-guided, the text optional."""
+    ``probe`` off trains every convolution. ``target_pictures`` (uploaded files): image-guided, the text optional.
+    ``lambda_indomain`` None keeps the recipe's in-domain weight."""
     if recipe not in RECIPES:
         raise InputError("recipe", f"Choose a recipe ({', '.join(RECIPES)}).")
     iters = _field("iterations", lambda: limits.iterations(iterations, max_iterations))
@@ -185,6 +205,12 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
             for v, name in zip((lambda_direction, lambda_global, lambda_id, lambda_l2), names)]
     if lams[0] + lams[1] <= 0:
         raise InputError("lambda_direction", "At least one CLIP loss (directional or global weight) must be on.")
+    indomain = RECIPES[recipe].settings.get("lambda_indomain", 0.0) if lambda_indomain is None else \
+        _number(lambda_indomain, "The keep-variety (in-domain) loss weight", "lambda_indomain", 0.0,
+                MAX_INDOMAIN_WEIGHT)
+    if indomain > 0 and batch < 2:
+        raise InputError("batch_size", "The keep-variety (in-domain) loss compares pairs of samples: set the batch "
+                                       "size to 2 or more, or its weight to 0.")
     lr = _field("lr", lambda: limits.learning_rate(lr))
     mix = RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None else _unit(mixing, "Style mixing", "mixing")
     pictures: tuple = ()
@@ -206,7 +232,8 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
     config = AdaptConfig.from_recipe(
         recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
         iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
-        lambda_id=lams[2], lambda_l2=lams[3], seed=_seed(seed), mixing=mix, preview_every=max(1, iters // 10),
+        lambda_id=lams[2], lambda_l2=lams[3], lambda_indomain=indomain, seed=_seed(seed), mixing=mix,
+        preview_every=max(1, iters // 10),
         target_images=pictures, **rows, **clips)
     _field("target_text", lambda: config.validate(n_latent))  # anything the checks above missed
     return config
@@ -221,7 +248,8 @@ def max_steps(store: ModelStore) -> int:
 def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, source_text: str, target_text: str,
                 iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None, lambda_direction: Any,
                 lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any,
-                recipe: str = "paper", mixing: Any = None, target_pictures: list[Any] | None = None) -> AdaptConfig:
+                recipe: str = "paper", mixing: Any = None, target_pictures: list[Any] | None = None,
+                lambda_indomain: Any = None) -> AdaptConfig:
     """The training settings of the Adapt tab's values (:func:`adapt_config`), or an :class:`InputError` naming the
     input. Cheap: reads no weights (the page runs it before the event)."""
     if not store.is_source(source):
@@ -231,9 +259,11 @@ def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, s
         raise InputError("clip_names", "Choose at least one CLIP model in Advanced settings.")
     return adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
                         batch_size, source_text, target_text, store.generator_rows(source), recipe, mixing,
-                        clip_names, max_iterations=max_steps(store), target_pictures=target_pictures)
+                        clip_names, max_iterations=max_steps(store), target_pictures=target_pictures,
+                        lambda_indomain=lambda_indomain)
 
 
-__all__ = ["NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_BATCH", "MAX_LOSS_WEIGHT", "MAX_IMAGE_MB",
-           "MAX_STYLE_FILE_MB", "own_names", "check_upload", "style_source", "resolve_style", "page_advice",
-           "check_generate", "check_invert", "adapt_config", "max_steps", "check_adapt"]
+__all__ = ["NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_BATCH", "MAX_LOSS_WEIGHT", "MAX_INDOMAIN_WEIGHT",
+           "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "own_names", "check_upload", "style_source", "resolve_style",
+           "page_advice", "check_generate", "check_invert", "check_edit", "NO_EDIT", "adapt_config", "max_steps",
+           "check_adapt"]

@@ -135,7 +135,7 @@ def opening_images(store: ModelStore, opening: OpeningImages, *, gpu: GpuCalls |
         return OpeningOutputs(info=f"The opening pictures could not be made: {to_user_error(exc).message} "
                                    "Press Generate to try again.")  # (a GPU task's failure is a gr.Error already)
     return OpeningOutputs(source_gallery=source, styled_gallery=styled,
-                          info=info + " These are the opening pictures; change anything and press Generate.")
+                          info=info + " These are the opening pictures; change a control and they re-render.")
 
 
 def published_gallery(store: ModelStore, thumbnails: StyleThumbnails, *, gpu: GpuCalls | None = None,

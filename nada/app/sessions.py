@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..styles import Style, safe_style_name, save_style
 
 MAX_SESSION_STYLES = 8  # styles kept per browser session (the oldest goes first)
@@ -46,6 +48,7 @@ class SessionStyles:
         self._dir: Path | None = None  # created on first save (a deep copy of an empty store has none)
         self._lock = threading.RLock()  # two tabs of one browser share this store
         self.last_used = time.monotonic()  # the last save or download (BrowserSessions expires idle stores)
+        self._inversion: tuple[str, torch.Tensor, str] | None = None  # (photo key, [1, n_latent, 512] codes, edit)
 
     def __deepcopy__(self, memo: dict) -> SessionStyles:
         """A copy with its own lock (``gr.State`` deep-copies its initial value for every page)."""
@@ -111,6 +114,20 @@ class SessionStyles:
         if path is not None:
             path.unlink(missing_ok=True)
 
+    def keep_inversion(self, photo: str, codes: torch.Tensor, edit: str = "") -> None:
+        """Keep the W+ codes [1, n_latent, 512] of the photo inverted last (``photo``: a key of its content, see
+        ``nada.app.handlers.photo_key``; ``edit``: the edit in them, as captioned, or ""), replacing the earlier one:
+        a new strength redraws them without inverting again."""
+        with self._lock:
+            self._inversion = (str(photo), codes.detach().cpu(), str(edit))
+
+    def inversion(self, photo: str) -> tuple[torch.Tensor, str] | None:
+        """(kept W+ codes, their edit) when ``photo`` is the photo inverted last in this session, else None."""
+        with self._lock:
+            if self._inversion is None or self._inversion[0] != photo:
+                return None
+            return self._inversion[1], self._inversion[2]
+
     def scratch(self, filename: str) -> Path:
         """A path in this session's folder for a download (overwritten by the next one of the same name)."""
         return self.directory() / filename
@@ -120,6 +137,7 @@ class SessionStyles:
         with self._lock:
             self.styles.clear()
             self.files.clear()
+            self._inversion = None
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None

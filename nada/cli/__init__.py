@@ -10,10 +10,10 @@ from pathlib import Path
 
 from ..runtime import configure_torch, tune_allocator
 from ..weights import CheckpointError, WeightsUnavailableError
-from . import adapt, evaluate, generate, invert, video, weights
+from . import adapt, edit, evaluate, generate, invert, video, weights
 from .args import CliError
 
-COMMANDS = (generate, adapt, invert, weights, evaluate, video)  # in --help order; weights adds download and doctor
+COMMANDS = (generate, adapt, invert, edit, weights, evaluate, video)  # --help order; weights adds download, doctor
 
 
 def build_parser() -> argparse.ArgumentParser:
