@@ -530,7 +530,7 @@ def test_a_webcam_or_pasted_photo_as_a_data_url_reaches_the_handler_as_bytes(sto
     data = photo.preprocess(ImageData(url=url))
     assert data == buf.getvalue()
     assert photo.get_block_name() == "image"  # the page shows the ordinary image input
-    assert not (Path(service.__file__).parent / "app_glue.pyi").exists()  # no stub written beside the module
+    assert not (Path(service.__file__).parent / "glue.pyi").exists()  # no stub written beside the module
     assert photo.preprocess(ImageData(path=str(ASTRONAUT))) == str(ASTRONAUT)  # an upload: its path, not decoded
     out = service.invert_photo(store, session, data, [], 1.0)
     assert out.aligned.size == (256, 256)

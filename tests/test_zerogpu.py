@@ -13,6 +13,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
+from nada.app import gpu_calls
 from nada.app import handlers as service
 from nada.app.glue import bind
 from nada.app.gpu_tasks import style_file_step, train_style
@@ -83,7 +84,7 @@ def test_a_run_in_the_worker_stops_from_another_request_and_is_saved(store, sess
 
 
 def test_a_run_reaching_its_time_limit_ends_cleanly_and_keeps_the_work(store, session, fork_gpu, monkeypatch):
-    monkeypatch.setattr(service, "train_seconds", lambda *args: 16.0)  # granted 16 s: training must end by 6 s
+    monkeypatch.setattr(gpu_calls, "train_seconds", lambda *args: 16.0)  # granted 16 s: training must end by 6 s
     assert service.train_time_limit(AdaptConfig(), ["x"]) == pytest.approx(6.0)
     t0 = time.monotonic()
     outs = list(service.adapt_stream(store, TrainingRuns(), session, **adapt_args(iterations=100_000),

@@ -15,16 +15,21 @@ import html
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import torch
+from PIL import Image
 
 from ..align import AlignmentUnavailableError, NoFaceError
 from ..images import ImageInputError
+from ..registry import REGISTRY
 from ..styles import StyleFileError, StyleMismatchError
 from ..weights import CheckpointError, WeightsUnavailableError, cache_dir
 from .sessions import TrainingBusyError
+
+if TYPE_CHECKING:
+    from .gpu_tasks import StyleRef
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +333,34 @@ def undecoded_photo(payload: Any) -> str | bytes | None:
 def session_id(request: gr.Request | None) -> str:
     """The browser session behind a request ("local" when called without one, e.g. from tests)."""
     return str(getattr(request, "session_hash", None) or "local")
+
+
+
+# ------------------------------------------------------------------------------------------ page helpers
+def display_image(img: Image.Image) -> Image.Image:
+    """Enlarge small images (tiny mode) with nearest-neighbour so they are visible in the page."""
+    side = min(img.size)
+    if side >= DISPLAY_MIN:
+        return img
+    k = -(-DISPLAY_MIN // side)
+    return img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
+
+
+def loading_notice(refs: list[StyleRef | None]) -> None:
+    """A toast for each published style, which may need a download first."""
+    for ref in refs:
+        asset = REGISTRY.get(ref.published) if ref is not None and ref.published else None
+        if asset is not None:
+            gr.Info(f"Loading the published style '{asset.description or ref.name}' (downloaded once, ~130 MB)...")
+
+
+def format_seconds(seconds: float) -> str:
+    """"42 s" or "3 min 05 s"."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+DISPLAY_MIN = 256  # small (tiny-mode) images are enlarged to this for display
 
 
 __all__ = ["OOM_HINT", "KEEP", "Outputs", "InputError", "handler_inputs", "validator", "wire", "wire_live",

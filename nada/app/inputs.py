@@ -27,6 +27,7 @@ from ..model_store import ModelStore
 from ..styles import Style
 from ..target_images import load_target_images
 from ..train import RECIPES, AdaptConfig
+from ..weights import offline
 from .glue import InputError, to_user_error
 from .gpu_tasks import StyleRef
 from .sessions import SessionStyles
@@ -263,7 +264,41 @@ def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, s
                         lambda_indomain=lambda_indomain)
 
 
-__all__ = ["NO_STYLE", "SESSION_PREFIX", "MAX_IMAGES", "MAX_BATCH", "MAX_LOSS_WEIGHT", "MAX_INDOMAIN_WEIGHT",
+# ------------------------------------------------------------------------------------ style dropdowns
+def style_choices(store: ModelStore, session: SessionStyles | None, with_none: bool = True,
+                  source: str | None = None) -> list[tuple[str, str]]:
+    """(label, value) for the style dropdowns: this session's styles first, then the ready-made ones; only the
+    styles of generator ``source`` when given (the Invert tab lists those that fit its generator)."""
+    out = [("None: the source generator alone", NO_STYLE)] if with_none else []
+    for name, style in (session.styles.items() if session else []):
+        if source is not None and style_source(store, style) != source:
+            continue
+        what = style.meta.get("target_text") or style.meta.get("imported_from") or ""
+        out.append((f"{name} (this session{': ' + str(what) if what else ''})", SESSION_PREFIX + name))
+    return out + store.published_choices(source)
+
+
+OPENING_STYLE = "nada-witcher"  # the Generate tab's first style: the product's own example, "Photo" -> "Witcher"
+
+
+def default_style(store: ModelStore) -> str:
+    """The Generate tab's first choice, so that it opens on both columns: the published Witcher style when it is on
+    this machine or can be downloaded (tiny mode: the tiny demo style); otherwise no style."""
+    names = [name for _, name in store.published_choices(store.default_source())]
+    if store.tiny:
+        return names[0] if names else NO_STYLE
+    if OPENING_STYLE in names and (not offline() or store.weights_status([OPENING_STYLE])[0].cached):
+        return OPENING_STYLE
+    return NO_STYLE
+
+
+def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
+    """Styles that fit the inversion generator (for the Invert tab's multi-select)."""
+    return style_choices(store, session, with_none=False, source=store.invert_source())
+
+
+__all__ = ["style_choices", "default_style", "invert_choices", "OPENING_STYLE", "NO_STYLE", "SESSION_PREFIX",
+           "MAX_IMAGES", "MAX_BATCH", "MAX_LOSS_WEIGHT", "MAX_INDOMAIN_WEIGHT",
            "MAX_IMAGE_MB", "MAX_STYLE_FILE_MB", "own_names", "check_upload", "style_source", "resolve_style",
            "page_advice", "check_generate", "check_invert", "check_edit", "NO_EDIT", "adapt_config", "max_steps",
            "check_adapt"]

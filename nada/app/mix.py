@@ -24,13 +24,12 @@ from ..model_store import ModelStore
 from ..render import render_seeds, to_pil
 from ..styles import Style, apply_style, blend, load_style, safe_style_name, save_style
 from ..video import VideoPlan, render_video
-from .glue import KEEP, InputError, Outputs, bind, user_errors
+from .glue import KEEP, InputError, Outputs, bind, loading_notice, user_errors
 from .gpu_tasks import StyleRef, load_ref
 from .handlers import (
     DISPLAY_MIN,
     VIDEO_FPS,
     VIDEO_SECONDS_PER_SEED,
-    _loading_notice,
     cpu_render_notice,
     invert_choices,
     rendered_galleries,
@@ -285,7 +284,7 @@ def mix_styles(store: ModelStore, session: SessionStyles, mix_style_1: str | Non
     gpu = gpu or MixGpu.direct(store)
     source, refs, weights, base = check_mix(store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4,
                                             mix_weight_1, mix_weight_2, mix_weight_3, mix_weight_4, mix_name)
-    _loading_notice(refs)
+    loading_notice(refs)
     tmp = session.scratch(f".mix-{uuid.uuid4().hex[:12]}.safetensors")
     try:
         style = load_style(gpu.save(source, refs, weights, str(tmp)))
@@ -314,7 +313,7 @@ def mix_preview(store: ModelStore, session: SessionStyles, mix_style_1: str | No
     source, refs, weights, seed, truncation, n, strength = check_mix_preview(
         store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4, mix_weight_1, mix_weight_2,
         mix_weight_3, mix_weight_4, seed, truncation, n_images, strength)
-    _loading_notice(refs)
+    loading_notice(refs)
     notice = cpu_render_notice(store, 2 * n)
     if notice:
         yield MixPreviewOutputs(source_gallery=KEEP, styled_gallery=KEEP, info=notice)
@@ -338,7 +337,7 @@ def mix_video(store: ModelStore, session: SessionStyles, mix_style_1: str | None
     gpu = gpu or MixGpu.direct(store)
     source, refs, plan = check_mix_video(store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4, seed,
                                          truncation, n_images, strength, mix_grid)
-    _loading_notice(refs)
+    loading_notice(refs)
     names = "-".join(safe_style_name(r.name) for r in refs)[:80]
     path = str(session.scratch(f"nada-{names}-{'grid' if plan.grid else 'morph'}-{plan.seeds[0]}.mp4"))
     if gpu_mode() is not None:  # a callback cannot cross into the GPU worker
