@@ -21,7 +21,7 @@ from nada.app.sessions import BrowserSessions, SessionStyles, TrainingRuns  # no
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
 from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
-from nada.runtime import configure_torch, tune_allocator  # noqa: E402
+from nada.runtime import configure_torch, env_flag, tune_allocator  # noqa: E402
 from nada.train import RECIPES, AdaptConfig  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -80,11 +80,6 @@ PAGE_HEAD = """<script>
     {subtree: true, childList: true, attributes: true, attributeFilter: ["src", "alt"]});
 })();
 </script>""" + SLIDER_KEYS_HEAD
-
-
-def env_flag(name: str) -> bool:
-    """True when the environment variable is set to 1/true/yes/on."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 # ----------------------------------------------------------------------------------------------------- tabs

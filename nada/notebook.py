@@ -19,17 +19,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .images import ImageSource
 from .metrics import CLIP_KEYS, LABELS
+from .runtime import tiny_mode
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # what turns an environment flag on (as the app reads NADA_TINY)
 DISPLAY_MIN = 256  # small images (tiny mode) are enlarged to at least this many pixels a side
 LABEL_PAD = 4  # pixels around a label's text
-
-
-def tiny_mode(environ: Mapping[str, str] | None = None) -> bool:
-    """True when ``NADA_TINY`` is on (1/true/yes/on): tiny random models, no downloads (what ``nada.Studio()`` reads
-    when ``tiny`` is not given; how CI runs the notebooks)."""
-    env = os.environ if environ is None else environ
-    return env.get("NADA_TINY", "").strip().lower() in TRUE_WORDS
 
 
 def in_colab() -> bool:

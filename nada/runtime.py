@@ -12,12 +12,25 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # what turns an environment flag on
+
+
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """True when the environment variable ``name`` is 1/true/yes/on (any case, spaces ignored)."""
+    return (os.environ if environ is None else environ).get(name, "").strip().lower() in TRUE_WORDS
+
+
+def tiny_mode(environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``NADA_TINY`` is on: tiny random models, no downloads (the app, the notebooks and ``nada.Studio()``
+    read it; CI runs that way)."""
+    return env_flag("NADA_TINY", environ)
 
 
 def tune_allocator() -> bool:
@@ -44,7 +57,7 @@ def configure_torch(tf32: bool | None = None) -> bool:
     import torch  # kept out of module scope: importing nada.runtime must not import torch (ZeroGPU's `spaces`)
 
     if tf32 is None:
-        tf32 = os.environ.get("NADA_TF32", "").strip().lower() in {"1", "true", "yes", "on"}
+        tf32 = env_flag("NADA_TF32")
     torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
     torch.backends.cudnn.allow_tf32 = bool(tf32)
     torch.backends.cudnn.benchmark = True  # same values, fastest algorithm per shape

@@ -31,8 +31,8 @@ from .images import ImageSource
 from .invert import Inversion, invert, render_codes
 from .metrics import evaluate
 from .model_store import ModelStore
-from .notebook import tiny_mode
 from .render import render_seeds, to_pil
+from .runtime import tiny_mode
 from .styles import (
     STYLE_SUFFIX,
     Style,

@@ -249,13 +249,13 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | os.PathLike, fps: int = 
     return atomic_write(path, encode)
 
 
-def render_video(source: Generator, styles: Style | list[Style | None] | None, plan: VideoPlan,
+def render_video(source: Generator, style_or_styles: Style | list[Style | None] | None, plan: VideoPlan,
                  path: str | os.PathLike, w_avg: torch.Tensor | None = None,
                  progress: Callable[[int], None] | None = None) -> Path:
-    """Render ``plan`` with ``source`` and ``styles`` (None, one Style, or a list: a morph from the first style
-    through the others, or side by side with ``plan.grid``; see :func:`video_frames`) into an MP4 at ``path``."""
+    """Render ``plan`` with ``source`` and ``style_or_styles`` (None, one Style, or a list: a morph from the first
+    style through the others, or side by side with ``plan.grid``; see :func:`video_frames`) into an MP4 at ``path``."""
     plan.validate()
-    styles = as_style_list(styles)  # checked before any frame
+    styles = as_style_list(style_or_styles)  # checked before any frame
     return write_mp4(video_frames(source, styles, plan, w_avg), path, plan.fps, progress=progress)
 
 
