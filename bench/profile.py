@@ -36,7 +36,7 @@ def layer_seconds(g: Generator, z: torch.Tensor, repeat: int) -> dict[str, float
     try:
         with torch.no_grad():
             for _ in range(repeat + 1):
-                g(z, truncation=0.7, w_avg=torch.zeros(1, 512))
+                g(z, truncation=0.7, w_avg=torch.zeros(1, g.style_dim))
     finally:
         for h in hooks:
             h.remove()

@@ -35,3 +35,16 @@ def test_unknown_case_is_refused():
     proc = subprocess.run([sys.executable, "-m", "bench", "--cases", "nope"], capture_output=True, text=True,
                           cwd=PROJECT_ROOT, timeout=120)
     assert proc.returncode == 2 and "unknown cases" in proc.stderr
+
+
+def test_the_profile_times_every_synthesis_block(tiny_generator):
+    """bench.profile's per-layer map: one median per block (conv1, each conv, each ToRGB), all positive."""
+    import torch
+
+    from bench.profile import layer_seconds
+
+    z = torch.randn(2, tiny_generator.style_dim)
+    seconds = layer_seconds(tiny_generator, z, repeat=2)
+    expected = {"conv1"} | {f"convs.{i}" for i in range(len(tiny_generator.convs))} | \
+        {f"to_rgbs.{i}" for i in range(len(tiny_generator.to_rgbs))}
+    assert set(seconds) == expected and all(s > 0 for s in seconds.values())
