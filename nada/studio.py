@@ -2,7 +2,7 @@
 
     studio = nada.Studio()                                   # NADA_TINY=1 (or tiny=True): tiny random models
     for rec in studio.adapt("Photo", "Sketch"):              # a style from two prompts
-        ...                                                  # rec.preview, rec.losses; rec.style
+        print(rec.step, rec.losses)                          # rec.preview too; rec.style: the weights so far
     images = studio.generate([0, 1, 2], style=rec.style)     # seeds rendered in that style
     result = studio.invert("selfie.jpg", styles=[rec.style]) # .aligned, .reconstruction, .styled
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..edits import EditConfig
 from ..model_store import DEFAULT_CLIPS, ModelStore
@@ -103,10 +104,33 @@ def train_time_limit(config: AdaptConfig, clip_names: list[str]) -> float:
     return max(5.0, granted - max(10.0, 0.1 * granted))
 
 
+_Bound = TypeVar("_Bound", bound="BoundTasks")
+
+
+class BoundTasks:
+    """GPU halves of handlers bound to the model store, one field per task in the order of :meth:`tasks`
+    (``(function, duration)`` pairs). :meth:`wrapped` runs them as ZeroGPU tasks (or in a forked worker with
+    ``NADA_FORK_GPU=1``); :meth:`direct` in this process."""
+
+    @classmethod
+    def tasks(cls) -> tuple[tuple[Callable, Any], ...]:
+        """``(function of the store, duration)`` per field, in field order."""
+        raise NotImplementedError
+
+    @classmethod
+    def direct(cls: type[_Bound], store: ModelStore) -> _Bound:
+        """In this process (tests, CPU machines, dedicated GPUs)."""
+        return cls(*(user_errors(bind(fn, store)) for fn, _ in cls.tasks()))
+
+    @classmethod
+    def wrapped(cls: type[_Bound], store: ModelStore) -> _Bound:
+        """As GPU tasks; build once per app (``spaces`` registers each wrapped function when it is wrapped)."""
+        return cls(*(on_gpu(user_errors(bind(fn, store)), duration) for fn, duration in cls.tasks()))
+
+
 @dataclasses.dataclass(frozen=True)
-class GpuCalls:
-    """The GPU halves of the handlers (:mod:`nada.app.gpu_tasks`), bound to the store. :meth:`wrapped` runs them as
-    ZeroGPU tasks (or in a forked worker with ``NADA_FORK_GPU=1``); :meth:`direct` in this process."""
+class GpuCalls(BoundTasks):
+    """The GPU halves of the handlers (:mod:`nada.app.gpu_tasks`), bound to the store."""
 
     render: Callable
     invert: Callable
@@ -119,17 +143,8 @@ class GpuCalls:
     invert_video: Callable
 
     @classmethod
-    def direct(cls, store: ModelStore) -> GpuCalls:
-        """In this process (tests, CPU machines, dedicated GPUs)."""
-        return cls(*(user_errors(bind(fn, store)) for fn, _ in _GPU_TASKS))
-
-    @classmethod
-    def wrapped(cls, store: ModelStore) -> GpuCalls:
-        """As GPU tasks; build once per app (``spaces`` registers each wrapped function when it is wrapped)."""
-        return cls(*(on_gpu(user_errors(bind(fn, store)), duration) for fn, duration in _GPU_TASKS))
-
-
-_GPU_TASKS = ((render_images, generate_duration), (invert_in_styles, invert_duration),
-              (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration),
-              (render_style_thumbnails, thumbnails_duration), (styled_codes, restyle_duration),
-              (learn_edit, learn_edit_duration), (render_invert_video, invert_video_duration))
+    def tasks(cls) -> tuple[tuple[Callable, Any], ...]:
+        return ((render_images, generate_duration), (invert_in_styles, invert_duration),
+                (import_pt_style, 60), (train_style, adapt_duration), (render_walk_video, video_duration),
+                (render_style_thumbnails, thumbnails_duration), (styled_codes, restyle_duration),
+                (learn_edit, learn_edit_duration), (render_invert_video, invert_video_duration))

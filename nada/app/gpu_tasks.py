@@ -55,13 +55,20 @@ def load_ref(store: ModelStore, ref: StyleRef) -> Style:
 def render_images(store: ModelStore, source: str, ref: StyleRef | None, seeds: list[int], truncation: float,
                   strength: float) -> tuple[list[Image.Image], list[Image.Image] | None]:
     """(source images, styled images or None without a style) for ``seeds``."""
+    return render_pair(store, source, load_ref(store, ref) if ref is not None else None, seeds, truncation, strength)
+
+
+def render_pair(store: ModelStore, source: str, style: Style | None, seeds: list[int], truncation: float,
+                strength: float) -> tuple[list[Image.Image], list[Image.Image] | None]:
+    """(source images, images in ``style`` at ``strength`` or None without one) for ``seeds``, both truncated
+    towards the source's centre: what the Generate tab shows side by side."""
     gen = store.generator(source)
-    w_avg = store.truncation_center(source)
+    w_avg = store.truncation_center(source)  # [1, 512]
     with torch.no_grad():
         src = to_pil(render_seeds(gen, seeds, truncation, w_avg=w_avg))
-        if ref is None:
+        if style is None:
             return src, None
-        styled = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
+        styled = apply_style(gen, style, strength, check_source=False, source_name=source)
         return src, to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
 
 

@@ -17,15 +17,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
-import torch
 from PIL import Image
 
 from ..model_store import ModelStore
-from ..render import render_seeds, to_pil
-from ..styles import Style, apply_style, blend, load_style, safe_style_name, save_style
+from ..styles import Style, blend, load_style, safe_style_name, save_style
 from ..video import VideoPlan, render_video
-from .glue import KEEP, InputError, Outputs, bind, loading_notice, user_errors
-from .gpu_tasks import StyleRef, load_ref
+from .glue import KEEP, InputError, Outputs, loading_notice, user_errors
+from .gpu_calls import BoundTasks
+from .gpu_tasks import StyleRef, load_ref, render_pair
 from .handlers import (
     DISPLAY_MIN,
     VIDEO_FPS,
@@ -37,7 +36,7 @@ from .handlers import (
 )
 from .inputs import NO_STYLE, SESSION_PREFIX, check_generate, resolve_style
 from .sessions import SessionStyles
-from .zerogpu import gpu_mode, on_gpu
+from .zerogpu import gpu_mode
 
 MAX_MIX = 4  # styles in one mix (rows of the accordion)
 MIX_WEIGHT_RANGE = (-1.0, 2.0)  # the weight sliders' range: below 0 moves away from a style, above 1 past it
@@ -67,13 +66,7 @@ def save_mix(store: ModelStore, source: str, refs: list[StyleRef], weights: list
 def preview_mix(store: ModelStore, source: str, refs: list[StyleRef], weights: list[float], seeds: list[int],
                 truncation: float, strength: float) -> tuple[list[Image.Image], list[Image.Image]]:
     """(source images, images in the blend at ``strength``) for ``seeds``: the unsaved mix, as Generate draws it."""
-    style = blend_refs(store, source, refs, weights)
-    gen = store.generator(source)
-    w_avg = store.truncation_center(source)  # [1, 512]
-    with torch.no_grad():
-        src = to_pil(render_seeds(gen, seeds, truncation, w_avg=w_avg))
-        styled = apply_style(gen, style, strength, check_source=False, source_name=source)
-        return src, to_pil(render_seeds(styled, seeds, truncation, w_avg=w_avg))
+    return render_pair(store, source, blend_refs(store, source, refs, weights), seeds, truncation, strength)
 
 
 def render_styles_video(store: ModelStore, source: str, refs: list[StyleRef], plan: VideoPlan, path: str,
@@ -104,27 +97,17 @@ def styles_video_duration(args: dict) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class MixGpu:
-    """The GPU halves of the mix handlers bound to the store: :meth:`wrapped` runs them as ZeroGPU tasks (or in a
-    forked worker with ``NADA_FORK_GPU=1``), :meth:`direct` in this process (as
-    :class:`nada.app.handlers.GpuCalls`)."""
+class MixGpu(BoundTasks):
+    """The GPU halves of the mix handlers bound to the store (as :class:`nada.app.gpu_calls.GpuCalls`)."""
 
     save: Callable
     preview: Callable
     video: Callable
 
     @classmethod
-    def direct(cls, store: ModelStore) -> MixGpu:
-        """In this process (tests, CPU machines, dedicated GPUs)."""
-        return cls(*(user_errors(bind(fn, store)) for fn, _ in _TASKS))
-
-    @classmethod
-    def wrapped(cls, store: ModelStore) -> MixGpu:
-        """As GPU tasks; build once per app."""
-        return cls(*(on_gpu(user_errors(bind(fn, store)), duration) for fn, duration in _TASKS))
-
-
-_TASKS = ((save_mix, mix_duration), (preview_mix, preview_duration), (render_styles_video, styles_video_duration))
+    def tasks(cls) -> tuple[tuple[Callable, Any], ...]:
+        return ((save_mix, mix_duration), (preview_mix, preview_duration),
+                (render_styles_video, styles_video_duration))
 
 
 # ------------------------------------------------------------------------------------------------------ checks
