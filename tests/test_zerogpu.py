@@ -104,7 +104,10 @@ def test_a_worker_killed_at_its_duration_loses_at_most_the_last_preview_interval
         for upd in task("tiny", cfg, ["clip-vit-b32"], str(style_file), {"source": "tiny"}, None):
             seen.append(upd.saved_step)
     steps = style_file_step(style_file)
-    assert steps >= 3 and steps % 3 == 0 and steps == max(seen)  # the last preview's weights are on disk
+    # The last preview's weights are on disk: a whole preview, never older than the last step the page was told of.
+    # The kill may land between a save and the update that reports it (the file is written first, so nothing is
+    # lost), so the file may hold one preview interval more than the page last heard; the page reads the file.
+    assert steps >= 3 and steps % 3 == 0 and max(seen) <= steps <= max(seen) + 3
     assert load_style(style_file).source == "tiny"
 
 
