@@ -45,13 +45,23 @@ def run_one(name: str, device_name: str, repeat: int, threads: int | None) -> di
     return {**out, **extra}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    """A one-line description of where the numbers came from."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, " \
-           f"torch {torch.__version__}"
+    """A one-line description of where the numbers came from: the device, and the CPU's capability (AVX2 and
+    AVX-512 machines differ by up to 2x here), cores, threads and torch version."""
+    cpu = f"{cpu_model()}, CPU capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, " \
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{torch.cuda.get_device_name(0)}; {cpu}" if torch.cuda.is_available() else cpu
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown cases {unknown}; known: {', '.join(cases)}")
     results: dict = {}
+    print(f"machine: {machine()}, device {args.device}", flush=True)
 
     def write_json() -> None:  # after every case, so a run cut short still leaves the cases it finished
         if args.json:

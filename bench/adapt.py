@@ -14,9 +14,12 @@ from pathlib import Path
 import torch
 
 from nada.clip_models import import_clip
+from nada.model_store import serving_impl
 from nada.stylegan2 import Generator
 from nada.styles import load_style, save_style, style_from_generators
 from nada.train import COMPACT_LR, RECIPES, AdaptConfig, adapt
+
+from .common import tuner_figures
 
 VIT = {"ViT-B/32": 32, "ViT-B/16": 16}
 
@@ -48,7 +51,7 @@ def adapt_case(size: int, probe: bool, style_file: bool = False, **overrides) ->
 
     def setup(device: torch.device):
         torch.manual_seed(0)
-        g = Generator(size).to(device).eval()
+        g = serving_impl(Generator(size).to(device).eval(), device)  # adaptation times its paths with g's tuner
         clips = [(random_clip(p, device), 1.0) for p in VIT.values()]
         # probe: 2/3 of the rows (the "shape" recipe); with every row chosen (layers_k=None, the "paper" recipe)
         # nada skips the probe, which could not change the choice. No probe: every convolution trains.
@@ -66,7 +69,7 @@ def adapt_case(size: int, probe: bool, style_file: bool = False, **overrides) ->
 
         def extra() -> dict[str, float]:
             timed = phases[1:] or phases  # drop the warm-up step
-            out = {k: statistics.median(p.get(k, 0.0) for p in timed) for k in timed[0]}
+            out = {k: statistics.median(p.get(k, 0.0) for p in timed) for k in timed[0]} | tuner_figures(g)
             return {**out, **style_figures(g, last[0].generator)} if style_file else out
 
         return run, extra

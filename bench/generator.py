@@ -8,15 +8,19 @@ from collections.abc import Callable
 
 import torch
 
+from nada.model_store import serving_impl
 from nada.stylegan2 import Generator
+
+from .common import tuner_figures
 
 
 def _generator(size: int, device: torch.device) -> Generator:
+    """A random ``size`` px generator, convolving as the app's and the CLI's do (per-shape timed paths on a CPU)."""
     torch.manual_seed(0)
-    return Generator(size).to(device).eval().requires_grad_(False)
+    return serving_impl(Generator(size).to(device).eval().requires_grad_(False), device)
 
 
-def forward_case(size: int, batch: int) -> Callable[[torch.device], Callable[[], object]]:
+def forward_case(size: int, batch: int) -> Callable[[torch.device], tuple]:
     """A case: mapping + synthesis of ``batch`` images at ``size`` with no gradients."""
 
     def setup(device: torch.device) -> Callable[[], object]:
@@ -27,12 +31,12 @@ def forward_case(size: int, batch: int) -> Callable[[torch.device], Callable[[],
             with torch.no_grad():
                 return g(z, truncation=0.7, w_avg=torch.zeros(1, 512, device=device))
 
-        return run
+        return run, lambda: tuner_figures(g)
 
     return setup
 
 
-def fwdbwd_case(size: int, batch: int) -> Callable[[torch.device], Callable[[], object]]:
+def fwdbwd_case(size: int, batch: int) -> Callable[[torch.device], tuple]:
     """A case: forward and backward through every synthesis weight (what a training step costs the generator)."""
 
     def setup(device: torch.device) -> Callable[[], object]:
@@ -44,7 +48,7 @@ def fwdbwd_case(size: int, batch: int) -> Callable[[torch.device], Callable[[], 
             g.zero_grad(set_to_none=True)
             g.synthesis(g.mapping(z).detach(), noise_mode="random").square().mean().backward()
 
-        return run
+        return run, lambda: tuner_figures(g)
 
     return setup
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .align import AlignmentUnavailableError, FaceAligner
+from .autotune import ConvTuner, use_tuner
 from .clip_models import DEFAULT_CLIPS, load_clip
 from .e4e import load_e4e
 from .id_loss import load_id_loss
@@ -54,6 +55,7 @@ class ModelStore:
         self._published: OrderedDict[str, Style] = OrderedDict()  # LRU of imported published styles
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.tuner = ConvTuner()  # the CPU convolution paths timed for every generator this store serves
 
     # ------------------------------------------------------------------------------------------ the cache
     def _get(self, key: str, load: Callable[[], Any]) -> Any:
@@ -120,7 +122,8 @@ class ModelStore:
             raise ValueError(f"Unknown source generator '{name}'. Choose one of: {known}.")
         if name == TINY_INVERT:  # alone: the random encoder paired with it (slow to draw) waits for a photo
             return self._get(f"generator:{name}", lambda: tiny_generator(**TINY_INVERT_GENERATOR).to(self.device))
-        return self._get(f"generator:{name}", lambda: load_source(name, self.device).eval().requires_grad_(False))
+        return self._get(f"generator:{name}",
+                         lambda: load_source(name, self.device, self.tuner).eval().requires_grad_(False))
 
     def fingerprint(self, name: str) -> str:
         """The source generator's weights fingerprint (:func:`nada.styles.generator_fingerprint`), computed once:
@@ -154,7 +157,11 @@ class ModelStore:
         """(e4e encoder, latent_avg [n_latent, 512]); in tiny mode a random encoder matching the tiny generator."""
         if self.tiny:
             return self._tiny_inversion()[:2]
-        return self._get(f"e4e:{self.e4e_source}", lambda: load_e4e(self.e4e_source, self.device))
+        def load() -> tuple[torch.nn.Module, torch.Tensor]:
+            encoder, latent_avg = load_e4e(self.e4e_source, self.device)
+            return use_tuner(encoder, self.tuner if self.device.type == "cpu" else None), latent_avg
+
+        return self._get(f"e4e:{self.e4e_source}", load)
 
     def _tiny_inversion(self) -> tuple:
         """(random e4e, latent_avg): those of ``nada.invert.tiny_inversion_models``, whose generator is the
@@ -236,12 +243,22 @@ def _tiny_demo_style(source: torch.nn.Module, source_name: str) -> Style:
                                                    "target_text": "tiny demo"})
 
 
-def load_source(name_or_path: str | os.PathLike, device: torch.device | str = "cpu") -> Generator:
+def load_source(name_or_path: str | os.PathLike, device: torch.device | str = "cpu",
+                tuner: ConvTuner | None = None) -> Generator:
     """The source generator ``name_or_path``, eval mode, on ``device``: the tiny generator for ``"tiny"``, else a
-    registry name (downloaded once, cached) or a local checkpoint (see :func:`nada.weights.load_generator`)."""
+    registry name (downloaded once, cached) or a local checkpoint (see :func:`nada.weights.load_generator`). On a
+    CPU its convolutions run by the paths timed fastest there (``tuner``, a new one when None)."""
     if isinstance(name_or_path, str) and name_or_path == TINY_NAME:
-        return tiny_generator().to(device)
-    return load_generator(name_or_path, device)
+        g = tiny_generator().to(device)
+    else:
+        g = load_generator(name_or_path, device)
+    return serving_impl(g, device, tuner)
+
+
+def serving_impl(generator: Generator, device: torch.device | str, tuner: ConvTuner | None = None) -> Generator:
+    """Set how a served generator convolves: each shape by the path timed fastest on a CPU (the "auto" impl, with
+    ``tuner`` or a new one), the default elsewhere (cuDNN chooses on a GPU). Returns ``generator``."""
+    return generator.set_conv_impl("auto", tuner) if torch.device(device).type == "cpu" else generator
 
 
 __all__ = ["ModelStore", "WeightsStatus", "DEFAULT_CLIPS", "TINY_DEMO_STYLES", "TINY_INVERT", "INVERT_ASSETS"]

@@ -106,15 +106,81 @@ class _ConvTranspose2x(torch.autograd.Function):
         return grad_x, grad_w
 
 
+def _contiguous_wgrad_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :class:`_ConvTranspose2x` can run: CPU, channels-last input, a weight gradient wanted, no autocast."""
+    return (x.device.type == "cpu" and weight.requires_grad and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+
+
 def conv_transpose2x(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``F.conv_transpose2d(x, weight, stride=2)`` (``x`` [N, in, H, W], ``weight`` [in, out, k, k]); on the CPU,
     for channels-last input with at least 256 channels (where it was measured faster), a trainable weight and no
     autocast, the weight gradient takes the contiguous layout."""
-    if (x.device.type == "cpu" and x.shape[1] >= 256 and weight.requires_grad and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu")
-            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
-        return _ConvTranspose2x.apply(x, weight)
-    return F.conv_transpose2d(x, weight, stride=2)
+    return UP_PATHS[fixed_up_path(x, weight)](x, weight)
+
+
+def conv_transpose2x_phases(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.conv_transpose2d(x, weight, stride=2)`` for a 3x3 ``weight`` [in, out, 3, 3] as four ordinary
+    convolutions, one per output phase (even/odd row and column): 2x2, 2x1, 1x2 and 1x1 taps of the flipped
+    kernel on ``x`` [N, in, H, W], interleaved into [N, out, 2H+1, 2W+1]. The same products as the transposed
+    convolution, by kernels oneDNN runs faster on narrow layers; plain autograd ops."""
+    n, _, h, w = x.shape
+    wf = torch.flip(weight.transpose(0, 1), [2, 3])  # [out, in, 3, 3]: correlation taps
+    y = torch.empty(n, wf.shape[0], 2 * h + 1, 2 * w + 1, dtype=x.dtype, device=x.device,
+                    memory_format=torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                    else torch.contiguous_format)
+    y[:, :, 0::2, 0::2] = F.conv2d(x, wf[:, :, 0::2, 0::2], padding=1)  # [N, out, H+1, W+1]
+    y[:, :, 0::2, 1::2] = F.conv2d(x, wf[:, :, 0::2, 1:2], padding=(1, 0))  # [N, out, H+1, W]
+    y[:, :, 1::2, 0::2] = F.conv2d(x, wf[:, :, 1:2, 0::2], padding=(0, 1))  # [N, out, H, W+1]
+    y[:, :, 1::2, 1::2] = F.conv2d(x, wf[:, :, 1:2, 1:2])  # [N, out, H, W]
+    return y
+
+
+# The paths a tuner (nada.autotune) may choose between; each computes the same function as the first one.
+UP_PATHS = {
+    "transposed": lambda x, w: F.conv_transpose2d(x, w, stride=2),
+    "transposed-contiguous-wgrad": lambda x, w: _ConvTranspose2x.apply(x, w),
+    "phases": conv_transpose2x_phases,
+}
+CONV3X3_PATHS = {
+    "direct": lambda x, w: F.conv2d(x, w, padding=1),
+    "winograd": lambda x, w: winograd_conv3x3(x, w),
+}
+
+
+def up_paths(x: torch.Tensor, weight: torch.Tensor) -> dict:
+    """The stride-2 transposed-convolution paths worth trying for ``x`` and ``weight`` [in, out, k, k] here. With
+    a weight gradient in channels-last from 256 channels, the contiguous-gradient path alone: it beat the plain
+    transposed convolution (1.4-3x) and the phases (1.2-1.9x) at every such shape measured, on AVX2 and AVX-512."""
+    paths = {"transposed": UP_PATHS["transposed"]}
+    if _contiguous_wgrad_applies(x, weight):
+        if x.shape[1] >= 256:
+            return {"transposed-contiguous-wgrad": UP_PATHS["transposed-contiguous-wgrad"]}
+        paths["transposed-contiguous-wgrad"] = UP_PATHS["transposed-contiguous-wgrad"]
+    if weight.shape[-1] == 3 and weight.shape[-2] == 3 and x.device.type == "cpu":
+        paths["phases"] = UP_PATHS["phases"]
+    return paths
+
+
+def fixed_up_path(x: torch.Tensor, weight: torch.Tensor) -> str:
+    """The untimed choice: the contiguous weight gradient from 256 input channels (measured on AVX-512); always
+    one of :func:`up_paths`."""
+    return "transposed-contiguous-wgrad" if x.shape[1] >= 256 and _contiguous_wgrad_applies(x, weight) \
+        else "transposed"
+
+
+WINOGRAD_MIN_CHANNELS = 96  # narrower layers never gain (the transforms cost more than the products they save:
+#                             2-4x slower at 32 and 64 channels, on AVX2 and AVX-512 alike), so they are not tried
+
+
+def conv3x3_paths(x: torch.Tensor, weight: torch.Tensor) -> dict:
+    """The 3x3 convolution paths worth trying: Winograd only in float32/64 on the CPU without autocast, from
+    ``WINOGRAD_MIN_CHANNELS`` channels in and out."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu") \
+            and min(x.shape[1], weight.shape[0]) >= WINOGRAD_MIN_CHANNELS:
+        return dict(CONV3X3_PATHS)
+    return {"direct": CONV3X3_PATHS["direct"]}
 
 
 # Winograd F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks"): with interpolation

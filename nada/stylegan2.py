@@ -18,19 +18,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .autotune import ConvTuner
 from .ops import (
     SQRT2,
-    conv_transpose2x,
+    conv3x3_paths,
     fir_kernel,
+    fixed_up_path,
     fused_leaky_relu,
     is_symmetric,
+    up_paths,
     upfirdn2d,
-    winograd_conv3x3,
     winograd_pays,
 )
 
 NOISE_MODES = ("const", "random")
-CONV_IMPLS = ("batched", "winograd", "grouped")
+CONV_IMPLS = ("batched", "winograd", "auto", "grouped")
 
 
 def channels_for(size: int, channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
@@ -112,7 +114,8 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self.scale = 1.0 / math.sqrt(in_ch * kernel_size * kernel_size)
         self.demodulate = demodulate
-        self.impl = "batched"  # "batched" (default), "winograd" (batched, Winograd where it pays) or "grouped"
+        self.impl = "batched"  # "batched" (default), "winograd" (Winograd where it pays), "auto" (timed) or "grouped"
+        self.tuner: ConvTuner | None = None  # the "auto" impl's per-shape path choices (Generator.set_conv_impl)
         # Domain modulation (HyperDomainNet; AdaptConfig.params="modulation"): an optional per-input-channel offset
         # [in] on the style vector, s * (1 + offset). None by default; non-persistent, so state_dict() stays
         # rosinality's g_ema exactly. See Generator.set_style_offsets.
@@ -150,6 +153,12 @@ class ModulatedConv2d(nn.Module):
         out, demod = self.conv_and_demod(x, s)
         return out if demod is None else out * demod[:, :, None, None]
 
+    def _run(self, op: str, x: torch.Tensor, weight: torch.Tensor, paths: dict, fixed: str) -> torch.Tensor:
+        """``op`` by the path the tuner chose under the "auto" impl, else by the ``fixed`` one."""
+        if self.impl == "auto" and self.tuner is not None:
+            return self.tuner.run(op, x, weight, paths, fixed)
+        return paths[fixed](x, weight)
+
     def conv_and_demod(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The batched formulation in two parts: the convolution of ``x * s`` with the shared kernel
         [N, out, H', W'], and the demodulation factor [N, out] (None without demodulation)."""
@@ -157,9 +166,11 @@ class ModulatedConv2d(nn.Module):
         weight = self.scale * self.weight.squeeze(0)  # [out, in, k, k]; a view (select's backward would copy)
         x = x * s.view(n, c, 1, 1)
         if self.upsample:
-            out = self.blur(conv_transpose2x(x, weight.transpose(0, 1)))
-        elif self.impl == "winograd" and self.kernel_size == 3 and winograd_pays(x, weight):
-            out = winograd_conv3x3(x, weight)
+            wt = weight.transpose(0, 1)  # [in, out, k, k]
+            out = self.blur(self._run("up", x, wt, up_paths(x, wt), fixed_up_path(x, wt)))
+        elif self.impl in ("winograd", "auto") and self.kernel_size == 3:
+            fixed = "winograd" if winograd_pays(x, weight) else "direct"
+            out = self._run("conv3x3", x, weight, conv3x3_paths(x, weight), fixed)
         else:
             out = F.conv2d(x, weight, padding=self.kernel_size // 2)
         if not self.demodulate:
@@ -290,16 +301,20 @@ class Generator(nn.Module):
             r = 2 ** ((i + 5) // 2)
             self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, r, r))
 
-    def set_conv_impl(self, impl: str) -> Generator:
+    def set_conv_impl(self, impl: str, tuner: ConvTuner | None = None) -> Generator:
         """Choose how modulated convolutions run: "batched" (default: activations scaled by the style, one shared
         kernel, channels-last), "winograd" (batched, with Winograd F(4x4, 3x3) for the wide 3x3 convolutions on the
-        CPU: ~2x faster there, float32 rounding ~4x the direct one's; what adaptation uses) or "grouped" (the
-        reference: per-sample kernels as a grouped convolution)."""
+        CPU where measured faster on AVX-512: ~2x there, float32 rounding ~4x the direct one's), "auto" (batched,
+        each convolution shape timing its CPU paths on first use: ``tuner``, a new :class:`ConvTuner` when None;
+        what adaptation and the app use on a CPU) or "grouped" (the reference: per-sample kernels as a grouped
+        convolution)."""
         if impl not in CONV_IMPLS:
             raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}.")
+        if impl == "auto" and tuner is None:
+            tuner = ConvTuner()
         for m in self.modules():
             if isinstance(m, ModulatedConv2d):
-                m.impl = impl
+                m.impl, m.tuner = impl, tuner
         self.channels_last = impl != "grouped"
         return self
 
@@ -307,6 +322,11 @@ class Generator(nn.Module):
     def conv_impl(self) -> str:
         """The current convolution formulation (see :meth:`set_conv_impl`)."""
         return self.conv1.conv.impl
+
+    @property
+    def conv_tuner(self) -> ConvTuner | None:
+        """The "auto" impl's tuner (None under the other impls)."""
+        return self.conv1.conv.tuner
 
     def shared_copy(self) -> Generator:
         """A new module tree on the same parameter and buffer tensors (no memory copied): its settings, such as

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .autotune import ConvTuner
 from .clip_loss import ClipGuide, check_prompts, clean_prompt
 from .memory import check_fits
 from .probe import ProbeResult, probe_layers, row_modules
@@ -356,12 +357,14 @@ class _Trainer:
         self.guide = self._guide(generator, clip_models)
         # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
         # generator has no train/eval-dependent layers), so the caller's generator is never modified. Both copies run
-        # the wide convolutions by Winograd on the CPU (same function, ~2x faster there; see Generator.set_conv_impl);
-        # the trained copy gets the caller's formulation back when training ends (:meth:`finish`).
-        self.impl = generator.conv_impl
-        fast = "winograd" if self.impl == "batched" and self.device.type == "cpu" else self.impl
-        self.frozen = generator.shared_copy().set_conv_impl(fast)
-        self.trained = copy.deepcopy(generator).set_conv_impl(fast).train()
+        # each convolution shape by the path timed fastest on this CPU (Winograd, phases...: the same function; see
+        # Generator.set_conv_impl), with one tuner; the trained copy gets the caller's formulation back when training
+        # ends (:meth:`finish`).
+        self.impl, self.caller_tuner = generator.conv_impl, generator.conv_tuner
+        fast = "auto" if self.impl in ("batched", "auto") and self.device.type == "cpu" else self.impl
+        self.tuner = (self.caller_tuner or ConvTuner()) if fast == "auto" else None
+        self.frozen = generator.shared_copy().set_conv_impl(fast, self.tuner)
+        self.trained = copy.deepcopy(generator).set_conv_impl(fast, self.tuner).train()
         self.trained.grad_checkpointing = config.grad_checkpointing
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.mix_rng = random.Random(config.seed)  # the mixing coin and crossover row
@@ -459,7 +462,7 @@ class _Trainer:
 
     def finish(self) -> None:
         """Hand the trained copy back: eval mode, frozen, the caller's convolution formulation."""
-        self.trained.eval().requires_grad_(False).set_conv_impl(self.impl)
+        self.trained.eval().requires_grad_(False).set_conv_impl(self.impl, self.caller_tuner)
         set_trainable_offsets(self.trained, [])
 
 

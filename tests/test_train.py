@@ -266,14 +266,16 @@ def test_time_limit_stops_cleanly_and_keeps_the_work(tiny_generator, tiny_clip, 
 
 
 def test_adaptation_runs_wide_convs_by_winograd_with_the_same_result(tiny_clip, monkeypatch):
-    """Both copies use Winograd on the CPU for wide layers; training matches the reference formulation, and the
-    caller's generator and the returned one compute with the default convolutions afterwards."""
-    import nada.stylegan2 as sg
+    """With the tuner's fixed choices (NADA_AUTOTUNE=0), both copies use Winograd on the CPU for wide layers;
+    training matches the reference formulation, and the caller's generator and the returned one compute with the
+    default convolutions afterwards."""
+    import nada.ops as ops
     from nada.tiny import tiny_generator
 
+    monkeypatch.setenv("NADA_AUTOTUNE", "0")
     calls = []
-    real = sg.winograd_conv3x3
-    monkeypatch.setattr(sg, "winograd_conv3x3", lambda x, w: calls.append(x.shape) or real(x, w))
+    real = ops.winograd_conv3x3
+    monkeypatch.setattr(ops, "winograd_conv3x3", lambda x, w: calls.append(x.shape) or real(x, w))
     wide = tiny_generator(0, size=32, channel_max=256)
     cfg = _config(iterations=2, layers_k=0, preview_every=0)
     fast = list(adapt(wide, [(tiny_clip, 1.0)], cfg))[-1]
