@@ -27,9 +27,10 @@ from .ops import conv3x3_paths
 
 AUTOTUNE_ENV = "NADA_AUTOTUNE"  # "0" (or false/no/off): fixed choices, no timing
 CACHE_ENV = "NADA_AUTOTUNE_CACHE"  # a JSON file path: choices kept across processes (off when unset)
-CLOSE = 1.25  # paths first timed within this factor of the fastest are timed again
-MIN_TRIAL_MACS = 1 << 26  # smaller convolutions (one sample's multiply-adds) take the fixed choice: they run in
-#                           about a millisecond, where timing is noise and costs more than any path could save
+CLOSE = 1.1  # paths first timed within this factor of the fastest are timed again (a wrong pick among paths
+#              further apart than this is unlikely; one this close costs little)
+MIN_TRIAL_MACS = 1 << 28  # smaller convolutions (one sample's multiply-adds) take the fixed choice: they run in a
+#                           few milliseconds, where timing is noisy and costs more than any path could save
 ConvPath = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -64,6 +65,13 @@ class ConvTuner:
 
     def __deepcopy__(self, memo: dict) -> ConvTuner:
         return self  # a cache, not model state: deep copies of a generator keep using (and filling) this one
+
+    def __getstate__(self) -> dict:  # picklable (a generator sent to another process): the lock stays behind
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ choosing
     def run(self, op: str, x: torch.Tensor, weight: torch.Tensor, paths: Mapping[str, ConvPath],

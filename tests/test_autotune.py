@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import time
 
 import torch
@@ -194,10 +195,12 @@ def test_disk_cache_is_reused_on_the_same_machine_only(tmp_path):
 
 def test_auto_generator_matches_batched_and_its_copies_share_one_tuner():
     g = tiny_generator(0, size=32, channel_max=256)
-    auto = g.shared_copy().set_conv_impl("auto")
+    auto = g.shared_copy().set_conv_impl("auto", ConvTuner(enabled=True, min_macs=1 << 20))
     tuner = auto.conv_tuner
     assert g.conv_impl == "batched" and g.conv_tuner is None and isinstance(tuner, ConvTuner)
     assert copy.deepcopy(auto).conv_tuner is tuner and auto.shared_copy().conv_tuner is tuner
+    sent = pickle.loads(pickle.dumps(auto))  # e.g. to a worker process: the choices travel, the lock is new
+    assert sent.conv_impl == "auto" and sent.conv_tuner.choices == tuner.choices and sent.conv_tuner is not tuner
     wp = torch.randn(2, g.n_latent, g.style_dim)
     outs, grads = [], []
     for gen in (g, auto):
