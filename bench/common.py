@@ -49,12 +49,7 @@ def summary(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "n": len(times)}
 
 
-def tuner_report(tuner) -> dict:
-    """The tuning a case paid for (in its warm-up run): seconds and shapes timed; empty without a tuner."""
-    report = tuner.report() if tuner is not None else None
-    return {"tune_s": report["seconds"], "tuned_shapes": report["tuned"]} if report else {}
-
-
 def tuner_figures(g: torch.nn.Module) -> dict:
-    """:func:`tuner_report` of a generator's tuner."""
-    return tuner_report(g.conv_tuner)
+    """The tuning a generator's case paid for (in its warm-up run): seconds and shapes timed; empty without one."""
+    report = g.conv_tuner.report() if g.conv_tuner is not None else None
+    return {"tune_s": report["seconds"], "tuned_shapes": report["tuned"]} if report else {}

@@ -16,12 +16,11 @@ import torch
 from PIL import Image
 
 from nada.align import FaceAligner
-from nada.autotune import ConvTuner, use_tuner
 from nada.invert import encode_face, invert, random_e4e
 from nada.model_store import serving_impl
 from nada.stylegan2 import Generator
 
-from .common import tuner_report
+from .common import tuner_figures
 
 
 def _face() -> Image.Image:
@@ -31,37 +30,34 @@ def _face() -> Image.Image:
     return Image.fromarray(pixels.numpy(), "RGB")
 
 
-def _encoder(device: torch.device, tuner: ConvTuner):
-    """A random real-size e4e whose convolutions are tuned as the app's (``ModelStore.e4e``), and zero latent_avg."""
+def _encoder(device: torch.device):
     encoder = random_e4e(n_latent=18, seed=0).to(device)
     latent_avg = torch.zeros(18, 512, device=device)
-    return use_tuner(encoder, tuner if device.type == "cpu" else None), latent_avg
+    return encoder, latent_avg
 
 
-def e4e_enc(device: torch.device) -> tuple[Callable[[], object], Callable[[], dict]]:
+def e4e_enc(device: torch.device) -> Callable[[], object]:
     """Encode one aligned 256px face into W+ [1, 18, 512] (the face -> tensor step included)."""
-    tuner = ConvTuner()
-    encoder, latent_avg = _encoder(device, tuner)
+    encoder, latent_avg = _encoder(device)
     face = _face()
 
     def run() -> torch.Tensor:
         return encode_face(face, encoder, latent_avg)
 
-    return run, lambda: tuner_report(tuner)
+    return run
 
 
 def e4e_encdec(device: torch.device) -> tuple[Callable[[], object], Callable[[], dict]]:
     """``invert(face, align=False)``: encode, then 1024px synthesis of the codes rendered to a PIL image."""
-    tuner = ConvTuner()  # one for both, as the app's store has
-    encoder, latent_avg = _encoder(device, tuner)
+    encoder, latent_avg = _encoder(device)
     torch.manual_seed(0)
-    generator = serving_impl(Generator(1024).to(device).eval().requires_grad_(False), device, tuner)
+    generator = serving_impl(Generator(1024).to(device).eval().requires_grad_(False), device)  # as the app's
     face = _face()
 
     def run() -> object:
         return invert(face, encoder, latent_avg, generator, align=False)
 
-    return run, lambda: tuner_report(tuner)
+    return run, lambda: tuner_figures(generator)
 
 
 def _astronaut() -> Image.Image:

@@ -1,13 +1,16 @@
 """Choose each CPU convolution path by timing it, as cuDNN's benchmark mode does on GPUs.
 
 The first time a convolution shape is met, a :class:`ConvTuner` times every candidate path (plain, Winograd, the
-layout and phase variants of ``nada.ops``) and keeps the fastest for that shape. A call without gradients races
-the candidates on its own input and returns the winner's output, so tuning costs only the losers' time; a call
-that needs gradients times forward and backward on a batch-1 copy of its input (the full map: crops ranked paths
-differently from full maps, as cache behaviour changes with size). Choices are kept in memory, and optionally in a
-JSON file keyed by CPU capability, torch threads and torch version. Every candidate computes the same function, so
-a choice changes speed and float rounding only. ``NADA_AUTOTUNE=0`` turns timing off: the tuner then runs the
-fixed choice written beside each call (the crossovers measured on AVX-512).
+layout and phase variants of ``nada.ops``) and keeps the fastest for that shape. A call without gradients races the
+candidates on its own input (or its first sample, for a batch larger than the number of paths) and returns the
+winner's output, so tuning costs only the losers' time. Calls that need gradients (training, the layer probe) keep
+the fixed choices unless ``gradients=True``: their trials (forward and backward of a batch-1 copy of the input, on
+the whole map) cost about one training step at 256 px on an AVX2 core and bought ~2% there, and trials on crops of
+the map, which cost less, ranked the paths differently (cache behaviour changes with size) and made the probe 1.4x
+slower (bench/README.md, issue 28). Choices are kept in memory, and optionally in a JSON file keyed by CPU
+capability, torch threads (the cores it uses) and torch version. Every candidate computes the same function, so a
+choice changes speed and float rounding only. ``NADA_AUTOTUNE=0`` turns timing off: the tuner then runs the fixed
+choice written beside each call (the crossovers measured on AVX-512).
 """
 
 from __future__ import annotations
@@ -21,9 +24,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from torch import nn
-
-from .ops import conv3x3_paths
 
 AUTOTUNE_ENV = "NADA_AUTOTUNE"  # "0" (or false/no/off): fixed choices, no timing
 CACHE_ENV = "NADA_AUTOTUNE_CACHE"  # a JSON file path: choices kept across processes (off when unset)
@@ -49,14 +49,14 @@ class ConvTuner:
     """Per-shape choice of a convolution path, timed on first use (thread-safe; copies of a model share it)."""
 
     def __init__(self, enabled: bool | None = None, cache_path: str | os.PathLike | None = None,
-                 min_macs: int = MIN_TRIAL_MACS, rerun_below_s: float = 0.02, grad_trial_side: int = 64) -> None:
+                 min_macs: int = MIN_TRIAL_MACS, rerun_below_s: float = 0.02, gradients: bool = False) -> None:
         self.enabled = autotune_enabled() if enabled is None else bool(enabled)
         if cache_path is None:
             cache_path = os.environ.get(CACHE_ENV) or None
         self.cache_path = Path(cache_path) if cache_path else None
         self.min_macs = int(min_macs)
         self.rerun_below_s = float(rerun_below_s)  # a run this short is repeated (its first includes kernel set-up)
-        self.grad_trial_side = int(grad_trial_side)  # gradient trials crop the map to this many pixels a side
+        self.gradients = bool(gradients)  # also time calls that need gradients (off: their fixed choices; see above)
         self.choices: dict[str, str] = {}  # key -> path name
         self.timings: dict[str, dict[str, float]] = {}  # key -> {path: seconds}, this process's timings
         self.seconds = 0.0  # wall time tuning added in this process (the time beyond one run of the chosen path)
@@ -83,6 +83,8 @@ class ConvTuner:
                 or macs(x, weight) < self.min_macs:
             return paths[fixed](x, weight)
         grads = (torch.is_grad_enabled() and x.requires_grad, torch.is_grad_enabled() and weight.requires_grad)
+        if any(grads) and not self.gradients:
+            return paths[fixed](x, weight)
         key = trial_key(op, x, weight, grads, paths)
         choice = self.choices.get(key)
         if choice in paths:
@@ -136,10 +138,12 @@ class ConvTuner:
 
     def _race(self, x: torch.Tensor, weight: torch.Tensor,
               paths: Mapping[str, ConvPath]) -> tuple[dict[str, float], torch.Tensor]:
-        """Run every path on the call's own input (no gradients): (seconds by path, the fastest one's output)."""
-        timings, out = self._time_all({name: (lambda path=path: path(x, weight)) for name, path in paths.items()})
-        best = min(timings, key=timings.get)
-        return timings, out if out is not None else paths[best](x, weight)
+        """Run every path on the call's own input (no gradients): (seconds by path, the fastest one's output). A
+        batch larger than the number of paths races on its first sample instead (cheaper than the losers' whole
+        batch); the output is then None, for the caller to compute by the winner."""
+        sample = x[:1] if x.shape[0] > len(paths) else x
+        timings, out = self._time_all({name: (lambda path=path: path(sample, weight)) for name, path in paths.items()})
+        return timings, out if sample is x else None
 
     def _trial(self, x: torch.Tensor, weight: torch.Tensor, grads: tuple[bool, bool],
                paths: Mapping[str, ConvPath]) -> dict[str, float]:
@@ -147,8 +151,7 @@ class ConvTuner:
         with the gradients the real call needs."""
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
             else torch.contiguous_format
-        side = self.grad_trial_side
-        xt = x.detach()[:1, :, :side, :side].clone(memory_format=fmt).requires_grad_(grads[0])  # [1, C, <=s, <=s]
+        xt = x.detach()[:1].clone(memory_format=fmt).requires_grad_(grads[0])  # [1, C, H, W]
         wt = weight.detach().clone().requires_grad_(grads[1])
         grad_out: list[torch.Tensor] = []
 
@@ -207,23 +210,3 @@ def macs(x: torch.Tensor, weight: torch.Tensor) -> int:
     """Multiply-adds of one sample's convolution, roughly: input pixels times the weight's size."""
     return x.shape[-2] * x.shape[-1] * weight.numel()
 
-
-class TunedConv2d(nn.Conv2d):
-    """An ``nn.Conv2d`` (same parameters and state-dict keys) whose 3x3, stride-1, padding-1 convolution without
-    bias runs by the path its ``tuner`` times fastest; without a tuner (the default), the plain convolution."""
-
-    tuner: ConvTuner | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tuner is None or self.bias is not None or self.kernel_size != (3, 3) or self.stride != (1, 1) \
-                or self.padding != (1, 1) or self.dilation != (1, 1) or self.groups != 1:
-            return super().forward(x)
-        return self.tuner.run("conv3x3", x, self.weight, conv3x3_paths(x, self.weight), fixed="direct")
-
-
-def use_tuner(module: nn.Module, tuner: ConvTuner | None) -> nn.Module:
-    """Let every :class:`TunedConv2d` in ``module`` time its paths with ``tuner`` (None: plain convolutions)."""
-    for m in module.modules():
-        if isinstance(m, TunedConv2d):
-            m.tuner = tuner
-    return module

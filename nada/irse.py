@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autotune import TunedConv2d
-
 # Units per stage for each depth; every stage starts with a stride-2 unit.
 _STAGE_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 _STAGE_DEPTHS = (64, 128, 256, 512)
@@ -49,9 +47,9 @@ class BottleneckIR(nn.Module):
             )
         layers: list[nn.Module] = [
             nn.BatchNorm2d(in_channels),
-            TunedConv2d(in_channels, depth, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.Conv2d(in_channels, depth, kernel_size=3, stride=1, padding=1, bias=False),
             nn.PReLU(depth),
-            TunedConv2d(depth, depth, kernel_size=3, stride=stride, padding=1, bias=False),
+            nn.Conv2d(depth, depth, kernel_size=3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(depth),
         ]
         if use_se:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .align import AlignmentUnavailableError, FaceAligner
-from .autotune import ConvTuner, use_tuner
+from .autotune import ConvTuner
 from .clip_models import DEFAULT_CLIPS, load_clip
 from .e4e import load_e4e
 from .id_loss import load_id_loss
@@ -157,11 +157,7 @@ class ModelStore:
         """(e4e encoder, latent_avg [n_latent, 512]); in tiny mode a random encoder matching the tiny generator."""
         if self.tiny:
             return self._tiny_inversion()[:2]
-        def load() -> tuple[torch.nn.Module, torch.Tensor]:
-            encoder, latent_avg = load_e4e(self.e4e_source, self.device)
-            return use_tuner(encoder, self.tuner if self.device.type == "cpu" else None), latent_avg
-
-        return self._get(f"e4e:{self.e4e_source}", load)
+        return self._get(f"e4e:{self.e4e_source}", lambda: load_e4e(self.e4e_source, self.device))
 
     def _tiny_inversion(self) -> tuple:
         """(random e4e, latent_avg): those of ``nada.invert.tiny_inversion_models``, whose generator is the

@@ -103,7 +103,7 @@ def test_tuner_keeps_the_fastest_path_and_times_each_shape_once():
     calls: list[str] = []
     paths = _slow_and_fast(calls)
     tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=0)
-    x, w = torch.randn(4, 8, 16, 16), torch.randn(8, 8, 3, 3)
+    x, w = torch.randn(2, 8, 16, 16), torch.randn(8, 8, 3, 3)  # a batch no larger than the paths: a whole race
     out = tuner.run("conv3x3", x, w, paths, fixed="slow")
     assert torch.equal(out, F.conv2d(x, w, padding=1)) and calls == ["slow", "fast"]
     assert tuner.choices == {next(iter(tuner.choices)): "fast"}
@@ -118,6 +118,19 @@ def test_tuner_keeps_the_fastest_path_and_times_each_shape_once():
     assert all(t["slow"] >= 0.03 > t["fast"] for t in tuner.timings.values())
 
 
+def test_a_large_batch_races_on_one_sample_then_runs_whole_by_the_winner():
+    seen: list[tuple[str, int]] = []
+
+    def path(name, sleep_s):
+        return lambda x, w: seen.append((name, x.shape[0])) or time.sleep(sleep_s) or F.conv2d(x, w, padding=1)
+
+    tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=0)
+    x, w = torch.randn(8, 8, 8, 8), torch.randn(8, 8, 3, 3)
+    out = tuner.run("conv3x3", x, w, {"slow": path("slow", 0.03), "fast": path("fast", 0)}, fixed="slow")
+    assert seen == [("slow", 1), ("fast", 1), ("fast", 8)] and torch.allclose(out, F.conv2d(x, w, padding=1))
+    assert 0.03 <= tuner.report()["seconds"] < 1.0
+
+
 def test_short_runs_and_close_calls_are_timed_twice():
     calls: list[str] = []
     tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=1.0)
@@ -126,7 +139,7 @@ def test_short_runs_and_close_calls_are_timed_twice():
     calls.clear()
 
     def even(name):
-        return lambda x, w: calls.append(name) or time.sleep(0.06) or F.conv2d(x, w, padding=1)
+        return lambda x, w: calls.append(name) or time.sleep(0.15) or F.conv2d(x, w, padding=1)
 
     paths = {"a": even("a"), "b": even("b")}  # a close call: both are timed once more
     ConvTuner(enabled=True, min_macs=0, rerun_below_s=0).run("conv3x3", torch.randn(1, 8, 8, 8),
@@ -141,7 +154,7 @@ def test_a_call_that_needs_gradients_times_a_batch_1_copy_with_those_gradients()
         seen.append((tuple(x.shape), x.requires_grad, w.requires_grad, x.is_contiguous(memory_format=CL)))
         return F.conv2d(x, w, padding=1)
 
-    tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=0)
+    tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=0, gradients=True)
     x = torch.randn(8, 4, 32, 20).contiguous(memory_format=CL).requires_grad_(True)
     w = torch.randn(4, 4, 3, 3)
     out = tuner.run("conv3x3", x, w, {"a": record, "b": record}, fixed="a")  # the layer probe: input gradient only
@@ -153,6 +166,18 @@ def test_a_call_that_needs_gradients_times_a_batch_1_copy_with_those_gradients()
     with torch.no_grad():
         tuner.run("conv3x3", x, w.requires_grad_(True), {"a": record, "b": record}, fixed="a")
     assert seen[-1][0] == (8, 4, 32, 20) and len(tuner.choices) == 2  # a no-grad call: its own race, whole batch
+
+
+def test_calls_that_need_gradients_keep_the_fixed_choice_by_default():
+    calls: list[str] = []
+    paths = _slow_and_fast(calls)
+    tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=0)
+    x = torch.randn(2, 8, 8, 8, requires_grad=True)
+    tuner.run("conv3x3", x, torch.randn(8, 8, 3, 3), paths, fixed="slow")
+    assert calls == ["slow"] and tuner.choices == {}
+    with torch.no_grad():
+        tuner.run("conv3x3", x, torch.randn(8, 8, 3, 3), paths, fixed="slow")
+    assert calls[1:] == ["slow", "fast"] and list(tuner.choices.values()) == ["fast"]
 
 
 def test_autotune_off_and_unsupported_tensors_use_the_fixed_choice(monkeypatch):
@@ -227,4 +252,6 @@ def test_served_sources_and_adaptation_use_the_tuner_on_the_cpu(tiny_clip):
     for _ in adapt(g2, [(tiny_clip, 1.0)], cfg):
         pass
     assert g2.conv_impl == "auto" and g2.conv_tuner is shared
-    assert any("w" in key.split("|")[4] for key in shared.choices)  # the trained copy's weight-gradient shapes
+    grads = {key.split("|")[4] for key in shared.choices}
+    assert grads == {"nograd"}  # the frozen copy's passes were timed; the trained copy's keep the fixed choices
+
