@@ -2,15 +2,15 @@
 
 The first time a convolution shape is met, a :class:`ConvTuner` times every candidate path (plain, Winograd, the
 layout and phase variants of ``nada.ops``) and keeps the fastest for that shape. A call without gradients races the
-candidates on its own input (or its first sample, for a batch larger than the number of paths) and returns the
-winner's output, so tuning costs only the losers' time. Calls that need gradients (training, the layer probe) keep
-the fixed choices unless ``gradients=True``: their trials (forward and backward of a batch-1 copy of the input, on
-the whole map) cost about one training step at 256 px on an AVX2 core and bought ~2% there, and trials on crops of
-the map, which cost less, ranked the paths differently (cache behaviour changes with size) and made the probe 1.4x
-slower (bench/README.md, issue 28). Choices are kept in memory, and optionally in a JSON file keyed by CPU
-capability, torch threads (the cores it uses) and torch version. Every candidate computes the same function, so a
-choice changes speed and float rounding only. ``NADA_AUTOTUNE=0`` turns timing off: the tuner then runs the fixed
-choice written beside each call (the crossovers measured on AVX-512).
+candidates on its own input (the whole batch: a race on one sample chose paths that were 1.2x slower at batch 4 on
+AVX-512) and returns the winner's output, so tuning costs only the losers' time. Calls that need gradients
+(training, the layer probe) keep the fixed choices unless ``gradients=True``: their trials (forward and backward of
+a copy of the input) cost about one training step at 256 px on an AVX2 core even at batch 1, and bought ~2% there,
+and trials on crops of the map, which cost less, ranked the paths differently (cache behaviour changes with size)
+and made the probe 1.4x slower (bench/README.md, issue 28). Choices are kept in memory, and optionally in a JSON
+file keyed by CPU capability, torch threads (the cores it uses) and torch version. Every candidate computes the same
+function, so a choice changes speed and float rounding only. ``NADA_AUTOTUNE=0`` turns timing off: the tuner then
+runs the fixed choice written beside each call (the crossovers measured on AVX-512).
 """
 
 from __future__ import annotations
@@ -138,20 +138,16 @@ class ConvTuner:
 
     def _race(self, x: torch.Tensor, weight: torch.Tensor,
               paths: Mapping[str, ConvPath]) -> tuple[dict[str, float], torch.Tensor]:
-        """Run every path on the call's own input (no gradients): (seconds by path, the fastest one's output). A
-        batch larger than the number of paths races on its first sample instead (cheaper than the losers' whole
-        batch); the output is then None, for the caller to compute by the winner."""
-        sample = x[:1] if x.shape[0] > len(paths) else x
-        timings, out = self._time_all({name: (lambda path=path: path(sample, weight)) for name, path in paths.items()})
-        return timings, out if sample is x else None
+        """Run every path on the call's own input (no gradients): (seconds by path, the fastest one's output)."""
+        return self._time_all({name: (lambda path=path: path(x, weight)) for name, path in paths.items()})
 
     def _trial(self, x: torch.Tensor, weight: torch.Tensor, grads: tuple[bool, bool],
                paths: Mapping[str, ConvPath]) -> dict[str, float]:
-        """Seconds of forward and backward of each path on the first sample of ``x`` (full map, same layout),
-        with the gradients the real call needs."""
+        """Seconds of forward and backward of each path on a copy of ``x`` (same layout), with the gradients the
+        real call needs."""
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
             else torch.contiguous_format
-        xt = x.detach()[:1].clone(memory_format=fmt).requires_grad_(grads[0])  # [1, C, H, W]
+        xt = x.detach().clone(memory_format=fmt).requires_grad_(grads[0])  # [N, C, H, W]
         wt = weight.detach().clone().requires_grad_(grads[1])
         grad_out: list[torch.Tensor] = []
 
@@ -199,11 +195,11 @@ class ConvTuner:
 
 def trial_key(op: str, x: torch.Tensor, weight: torch.Tensor, grads: tuple[bool, bool],
               paths: Mapping[str, ConvPath]) -> str:
-    """The cache key of one decision: op, per-sample input shape and layout, weight shape, gradients, candidates
-    (the batch is left out: a choice holds for every batch size)."""
+    """The cache key of one decision: op, input shape (batch included: the fastest path changes with it) and layout,
+    weight shape, gradients, candidates."""
     layout = "cl" if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else "nchw"
     grad = "x" * grads[0] + "w" * grads[1] or "nograd"
-    return f"{op}|{tuple(x.shape[1:])}|{layout}|{tuple(weight.shape)}|{grad}|{','.join(sorted(paths))}"
+    return f"{op}|{tuple(x.shape)}|{layout}|{tuple(weight.shape)}|{grad}|{','.join(sorted(paths))}"
 
 
 def macs(x: torch.Tensor, weight: torch.Tensor) -> int:

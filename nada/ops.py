@@ -152,7 +152,8 @@ CONV3X3_PATHS = {
 def up_paths(x: torch.Tensor, weight: torch.Tensor) -> dict:
     """The stride-2 transposed-convolution paths worth trying for ``x`` and ``weight`` [in, out, k, k] here. With
     a weight gradient in channels-last from 256 channels, the contiguous-gradient path alone: it beat the plain
-    transposed convolution (1.4-3x) and the phases (1.2-1.9x) at every such shape measured, on AVX2 and AVX-512."""
+    transposed convolution (1.1-3x, AVX-512 and emulated AVX2) and the phases (1.2-1.9x, emulated AVX2) at every
+    such shape measured (bench/README.md)."""
     paths = {"transposed": UP_PATHS["transposed"]}
     if _contiguous_wgrad_applies(x, weight):
         if x.shape[1] >= 256:
@@ -170,15 +171,19 @@ def fixed_up_path(x: torch.Tensor, weight: torch.Tensor) -> str:
         else "transposed"
 
 
-WINOGRAD_MIN_CHANNELS = 96  # narrower layers never gain (the transforms cost more than the products they save:
-#                             2-4x slower at 32 and 64 channels, on AVX2 and AVX-512 alike), so they are not tried
+# Narrower layers never gain from Winograd (its transforms cost more than the products they save), so it is not
+# tried there: 2-4x slower at 32 and 64 channels, on AVX2 and AVX-512 alike; without gradients also at 128 channels
+# (a 256 px map: 1.2-1.9x slower at batch 1, 6x at batch 4, where its temporaries outgrow the caches).
+WINOGRAD_MIN_CHANNELS = 96
+WINOGRAD_MIN_CHANNELS_NO_GRAD = 256
 
 
 def conv3x3_paths(x: torch.Tensor, weight: torch.Tensor) -> dict:
     """The 3x3 convolution paths worth trying: Winograd only in float32/64 on the CPU without autocast, from
-    ``WINOGRAD_MIN_CHANNELS`` channels in and out."""
+    ``WINOGRAD_MIN_CHANNELS`` channels in and out (``WINOGRAD_MIN_CHANNELS_NO_GRAD`` without gradients)."""
+    grads = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu") \
-            and min(x.shape[1], weight.shape[0]) >= WINOGRAD_MIN_CHANNELS:
+            and min(x.shape[1], weight.shape[0]) >= (WINOGRAD_MIN_CHANNELS if grads else WINOGRAD_MIN_CHANNELS_NO_GRAD):
         return dict(CONV3X3_PATHS)
     return {"direct": CONV3X3_PATHS["direct"]}
 

@@ -169,8 +169,9 @@ class ModulatedConv2d(nn.Module):
             wt = weight.transpose(0, 1)  # [in, out, k, k]
             out = self.blur(self._run("up", x, wt, up_paths(x, wt), fixed_up_path(x, wt)))
         elif self.impl in ("winograd", "auto") and self.kernel_size == 3:
-            fixed = "winograd" if winograd_pays(x, weight) else "direct"
-            out = self._run("conv3x3", x, weight, conv3x3_paths(x, weight), fixed)
+            paths = conv3x3_paths(x, weight)
+            fixed = "winograd" if "winograd" in paths and winograd_pays(x, weight) else "direct"
+            out = self._run("conv3x3", x, weight, paths, fixed)
         else:
             out = F.conv2d(x, weight, padding=self.kernel_size // 2)
         if not self.demodulate:

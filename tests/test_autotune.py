@@ -108,27 +108,24 @@ def test_tuner_keeps_the_fastest_path_and_times_each_shape_once():
     assert torch.equal(out, F.conv2d(x, w, padding=1)) and calls == ["slow", "fast"]
     assert tuner.choices == {next(iter(tuner.choices)): "fast"}
     tuner.run("conv3x3", x, w, paths, fixed="slow")
-    tuner.run("conv3x3", x[:1], w, paths, fixed="slow")  # the batch is not part of the shape
-    assert calls == ["slow", "fast", "fast", "fast"]
-    tuner.run("conv3x3", torch.randn(1, 8, 8, 8), w, paths, fixed="slow")
-    assert len(calls) == 6  # a new shape is timed
+    assert calls == ["slow", "fast", "fast"]
+    tuner.run("conv3x3", torch.randn(2, 8, 8, 8), w, paths, fixed="slow")
+    assert len(calls) == 5  # a new shape is timed
     report = tuner.report()
     assert report["shapes"] == 2 and report["paths"] == {"fast": 2}
     assert 2 * 0.03 <= report["seconds"] < 1.0  # the tuning cost: the slow path's runs, not the winner's
     assert all(t["slow"] >= 0.03 > t["fast"] for t in tuner.timings.values())
 
 
-def test_a_large_batch_races_on_one_sample_then_runs_whole_by_the_winner():
-    seen: list[tuple[str, int]] = []
-
-    def path(name, sleep_s):
-        return lambda x, w: seen.append((name, x.shape[0])) or time.sleep(sleep_s) or F.conv2d(x, w, padding=1)
-
+def test_each_batch_size_is_its_own_decision():
+    """The fastest path changes with the batch (a race on one sample chose slower paths for batch 4)."""
+    calls: list[str] = []
     tuner = ConvTuner(enabled=True, min_macs=0, rerun_below_s=0)
-    x, w = torch.randn(8, 8, 8, 8), torch.randn(8, 8, 3, 3)
-    out = tuner.run("conv3x3", x, w, {"slow": path("slow", 0.03), "fast": path("fast", 0)}, fixed="slow")
-    assert seen == [("slow", 1), ("fast", 1), ("fast", 8)] and torch.allclose(out, F.conv2d(x, w, padding=1))
-    assert 0.03 <= tuner.report()["seconds"] < 1.0
+    w = torch.randn(8, 8, 3, 3)
+    for n in (1, 4, 4):
+        out = tuner.run("conv3x3", torch.randn(n, 8, 8, 8), w, _slow_and_fast(calls), fixed="slow")
+        assert out.shape[0] == n
+    assert calls == ["slow", "fast", "slow", "fast", "fast"] and len(tuner.choices) == 2
 
 
 def test_short_runs_and_close_calls_are_timed_twice():
@@ -147,7 +144,7 @@ def test_short_runs_and_close_calls_are_timed_twice():
     assert calls == ["a", "b", "a", "b"]
 
 
-def test_a_call_that_needs_gradients_times_a_batch_1_copy_with_those_gradients():
+def test_a_call_that_needs_gradients_can_time_a_copy_with_those_gradients():
     seen = []
 
     def record(x, w):
@@ -158,7 +155,7 @@ def test_a_call_that_needs_gradients_times_a_batch_1_copy_with_those_gradients()
     x = torch.randn(8, 4, 32, 20).contiguous(memory_format=CL).requires_grad_(True)
     w = torch.randn(4, 4, 3, 3)
     out = tuner.run("conv3x3", x, w, {"a": record, "b": record}, fixed="a")  # the layer probe: input gradient only
-    assert seen[:2] == [((1, 4, 32, 20), True, False, True)] * 2  # the trials: one sample, the real gradients
+    assert seen[:2] == [((8, 4, 32, 20), True, False, True)] * 2  # the trials: a copy, the real gradients
     assert seen[2] == ((8, 4, 32, 20), True, False, True) and out.requires_grad  # then the call itself
     (gx,) = torch.autograd.grad(out.sum(), x)
     assert torch.allclose(gx, torch.autograd.grad(F.conv2d(x, w, padding=1).sum(), x)[0])
