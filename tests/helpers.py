@@ -26,6 +26,15 @@ def make_tiny_generator(seed: int = 0, **overrides) -> Generator:
 make_tiny_clip = tiny.tiny_clip  # a tiny random OpenAI-architecture CLIP, frozen
 
 
+def synthesis_and_wplus_grad(generator: Generator, wp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, gradient of a fixed linear read-out of them with respect to W+ ``wp``): what the convolution paths
+    of two generators on the same weights must agree on."""
+    w = wp.clone().requires_grad_(True)
+    out = generator.synthesis(w)
+    grad = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), w)[0]
+    return out.detach(), grad
+
+
 def put_in_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes, revision: str = "main") -> Path:
     """Lay a file out exactly as huggingface_hub caches it (``models--org--name/snapshots/<sha>/file``)."""
     repo_dir = cache / ("models--" + repo_id.replace("/", "--"))

@@ -17,6 +17,8 @@ from nada.model_store import load_source
 from nada.ops import CONV3X3_PATHS, UP_PATHS, conv3x3_paths, fixed_up_path, up_paths
 from nada.tiny import tiny_generator
 
+from .helpers import synthesis_and_wplus_grad
+
 CL = torch.channels_last
 
 
@@ -224,12 +226,7 @@ def test_auto_generator_matches_batched_and_its_copies_share_one_tuner():
     sent = pickle.loads(pickle.dumps(auto))  # e.g. to a worker process: the choices travel, the lock is new
     assert sent.conv_impl == "auto" and sent.conv_tuner.choices == tuner.choices and sent.conv_tuner is not tuner
     wp = torch.randn(2, g.n_latent, g.style_dim)
-    outs, grads = [], []
-    for gen in (g, auto):
-        w = wp.clone().requires_grad_(True)
-        out = gen.synthesis(w)
-        outs.append(out.detach())
-        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), w)[0])
+    outs, grads = zip(*(synthesis_and_wplus_grad(gen, wp) for gen in (g, auto)), strict=True)
     assert _rel(outs[1], outs[0]) < 1e-5 and _rel(grads[1], grads[0]) < 1e-4
     with torch.no_grad():
         assert _rel(auto.synthesis(wp), outs[0]) < 1e-5

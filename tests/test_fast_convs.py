@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from nada.ops import conv_transpose2x, winograd_conv3x3, winograd_pays
 from nada.tiny import tiny_generator
 
+from .helpers import synthesis_and_wplus_grad
+
 CL = torch.channels_last
 
 
@@ -70,11 +72,6 @@ def test_winograd_generator_matches_batched_and_shares_nothing_but_tensors():
     assert g.conv_impl == "batched" and fast.conv_impl == "winograd"
     assert fast.convs[0].conv.weight is g.convs[0].conv.weight  # same tensors, no copy
     wp = torch.randn(2, g.n_latent, g.style_dim)
-    outs, grads = [], []
-    for gen in (g, fast):
-        w = wp.clone().requires_grad_(True)
-        out = gen.synthesis(w)
-        outs.append(out.detach())
-        grads.append(torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), w)[0])
+    outs, grads = zip(*(synthesis_and_wplus_grad(gen, wp) for gen in (g, fast)), strict=True)
     assert not torch.equal(outs[0], outs[1])  # the 32 px layers did run by Winograd
     assert _rel(outs[1], outs[0]) < 1e-5 and _rel(grads[1], grads[0]) < 1e-4
