@@ -356,10 +356,11 @@ class _Trainer:
                    config.probe_batch if config.probing() else 0, self.micro, self.amp, config.grad_checkpointing)
         self.guide = self._guide(generator, clip_models)
         # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
-        # generator has no train/eval-dependent layers), so the caller's generator is never modified. Both copies run
-        # each convolution shape by the path timed fastest on this CPU (Winograd, phases...: the same function; see
-        # Generator.set_conv_impl), with one tuner; the trained copy gets the caller's formulation back when training
-        # ends (:meth:`finish`).
+        # generator has no train/eval-dependent layers), so the caller's generator is never modified. On a CPU both
+        # copies run the "auto" impl with one tuner (nada.autotune): the frozen copy's no-grad passes by the paths timed
+        # fastest here, the trained copy's passes with gradients by the fixed choices (Winograd and the contiguous
+        # weight gradient where they were measured faster); the trained copy gets the caller's formulation back when
+        # training ends (:meth:`finish`).
         self.impl, self.caller_tuner = generator.conv_impl, generator.conv_tuner
         fast = "auto" if self.impl in ("batched", "auto") and self.device.type == "cpu" else self.impl
         self.tuner = (self.caller_tuner or ConvTuner()) if fast == "auto" else None
