@@ -35,6 +35,15 @@ def synthesis_and_wplus_grad(generator: Generator, wp: torch.Tensor) -> tuple[to
     return out.detach(), grad
 
 
+def adapt_args(**over) -> dict:
+    """The Adapt tab's values after (store, runs, session), in wiring order (a 4-step tiny run), with ``over``."""
+    values = dict(source="tiny", source_text="Photo", target_text="Sketch", iterations=4, layers_k=0, probe=True,
+                  clip_names=["clip-vit-b32"], lambda_direction=1.0, lambda_global=0.0, lambda_id=0.0, lambda_l2=0.0,
+                  seed=0, lr=0.002, batch_size=2)
+    values.update(over)
+    return values
+
+
 def put_in_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes, revision: str = "main") -> Path:
     """Lay a file out exactly as huggingface_hub caches it (``models--org--name/snapshots/<sha>/file``)."""
     repo_dir = cache / ("models--" + repo_id.replace("/", "--"))

@@ -23,20 +23,13 @@ from nada.model_store import TINY_INVERT, ModelStore
 from nada.styles import export_style_pt, load_style, save_style, style_from_generators
 from nada.tiny import tiny_generator
 
+from .helpers import adapt_args
+
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 
 
 def pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.int16)
-
-
-def adapt_args(**over):
-    """The Adapt tab's values after (store, runs, session), in wiring order."""
-    values = dict(source="tiny", source_text="Photo", target_text="Sketch", iterations=4, layers_k=0, probe=True,
-                  clip_names=["clip-vit-b32"], lambda_direction=1.0, lambda_global=0.0, lambda_id=0.0, lambda_l2=0.0,
-                  seed=0, lr=0.002, batch_size=2)
-    values.update(over)
-    return values
 
 
 def run_adapt(store, runs, session, **over):
