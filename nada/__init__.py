@@ -1,8 +1,9 @@
 """nada: text-driven domain adaptation of StyleGAN2 generators with CLIP (StyleGAN-NADA, re-implemented).
 
-The front door is :class:`nada.Studio`; :class:`nada.AdaptConfig`, :data:`nada.RECIPES` and :class:`nada.Style` are
-here too, and every library module is reachable as ``nada.<module>`` (``nada.stylegan2``, ``nada.train``, ...).
-Importing ``nada`` loads no torch: each name is imported on first use.
+The front door is :class:`nada.Studio`; :class:`nada.AdaptConfig`, :data:`nada.RECIPES`, :class:`nada.Progress` (a
+training step's record), :class:`nada.Style` and :class:`nada.Evaluation` (a style's figures) are here too, and every
+library module is reachable as ``nada.<module>`` (``nada.train``, ``nada.styles``, ...). Importing ``nada`` loads no
+torch: each name is imported on first use.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {  # public name -> module that defines it
-    "Studio": "studio", "StudioProgress": "studio", "InvertResult": "studio",
+    "Studio": "studio", "InvertResult": "studio",
     "AdaptConfig": "train", "RECIPES": "train", "Progress": "train",
-    "Style": "styles",
+    "Style": "styles", "Evaluation": "metrics",
+    "StudioProgress": "studio",  # deprecated: nada.Progress (records carry .style); warns, goes next release
 }
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time these come from __getattr__
-    from .studio import InvertResult, Studio, StudioProgress
+    from .metrics import Evaluation
+    from .studio import InvertResult, Studio
     from .styles import Style
     from .train import RECIPES, AdaptConfig, Progress
 
@@ -45,4 +48,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["Studio", "StudioProgress", "InvertResult", "AdaptConfig", "RECIPES", "Progress", "Style", "__version__"]
+__all__ = ["Studio", "InvertResult", "AdaptConfig", "RECIPES", "Progress", "Style", "Evaluation", "__version__"]

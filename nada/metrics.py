@@ -37,8 +37,11 @@ loss is flagged the same way: the run optimised it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +58,69 @@ LABELS = {  # what each figure is called wherever it is shown (CLI, app, noteboo
     "id": "identity",
 }
 PROTOCOL = "random samples of the source and the styled generator (same latents and noise), truncation 0.7"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The figures of :func:`evaluate` for one style, with the CLIP models that judged it."""
+
+    s_dir: float  # CLIP direction score: mean cosine of the image change with the text direction
+    clip_target_source: float  # target score of the source's images
+    clip_target_adapted: float  # target score of the styled images
+    diversity_source: float  # mean pairwise CLIP distance of the source's images, in [0, 2]
+    diversity_adapted: float  # the same for the styled images
+    judge: tuple[str, ...]  # the CLIP models that scored it (names or paths)
+    id: float | None = None  # identity kept (ArcFace cosine), when measured
+    trained_with: tuple[str, ...] | None = None  # the CLIP models the run trained against, when known
+    id_trained: bool = False  # the run trained with the identity loss (so ``id`` is partly circular)
+    n: int = 0  # images per generator
+    seed: int = 0
+    truncation: float = 0.7
+    source_text: str = ""
+    target_text: str = ""
+    per_model: tuple[dict, ...] = ()  # each CLIP model's figures
+
+    @classmethod
+    def from_figures(cls, figures: dict, judge: Sequence[str], trained_with: Sequence[str] | None = None,
+                     id_trained: bool = False) -> Evaluation:
+        """The record of :func:`evaluate`'s dict, judged by ``judge``."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"judge", "trained_with", "id_trained", "per_model"}
+        return cls(**{k: v for k, v in figures.items() if k in names}, judge=tuple(judge),
+                   trained_with=tuple(trained_with) if trained_with is not None else None, id_trained=id_trained,
+                   per_model=tuple(figures.get("per_model", ())))
+
+    @property
+    def judged_by(self) -> str:
+        """The line saying who scored the style (:func:`judged_by`)."""
+        return judged_by(self.judge, self.trained_with)
+
+    def as_dict(self) -> dict:
+        """The figures as a plain dict (JSON-ready), ``judged_by`` included; no ``id`` key when not measured."""
+        out = dataclasses.asdict(self)
+        out["per_model"] = list(self.per_model)
+        out["judged_by"] = self.judged_by
+        if self.id is None:
+            del out["id"]
+        return out
+
+    # ``Studio.evaluate`` returned a plain dict until this record: reading it as one still works, for one release.
+    def __getitem__(self, key: str):
+        _dict_access_warning()
+        return self.as_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        _dict_access_warning()
+        return key in self.as_dict()
+
+    def get(self, key: str, default=None):
+        """Deprecated dict access (use the attributes)."""
+        _dict_access_warning()
+        return self.as_dict().get(key, default)
+
+
+def _dict_access_warning() -> None:
+    warnings.warn("Evaluation is a record now: read its attributes (result.s_dir) or result.as_dict(); dict access "
+                  "goes in the next release.", DeprecationWarning, stacklevel=3)
 
 
 def judged_by(judges: Sequence[str], trained_with: Sequence[str] | None) -> str:
@@ -174,5 +240,5 @@ def evaluate(source: Generator, adapted: Generator, clip_models: Sequence[tuple[
     return result
 
 
-__all__ = ["evaluate", "direction_cosines", "diversity", "judged_by", "CLIP_KEYS", "LABELS", "PROTOCOL",
+__all__ = ["evaluate", "Evaluation", "direction_cosines", "diversity", "judged_by", "CLIP_KEYS", "LABELS", "PROTOCOL",
            "ZERO_CHANGE"]

@@ -43,8 +43,10 @@ class ModelStore:
 
     def __init__(self, tiny: bool = False, device: torch.device | str | None = None,
                  e4e_source: str = "e4e-ffhq", arcface_source: str = "arcface-ir-se50",
-                 max_published_styles: int = 3) -> None:
+                 max_published_styles: int = 3, local_files: bool = False) -> None:
         self.tiny = bool(tiny)
+        self.local_files = bool(local_files)  # generators may also be local checkpoint paths (the CLI and
+        #                                       nada.Studio; never the app, whose source names come from a web page)
         if device is None:  # tiny models are fastest on the CPU; NADA_DEVICE overrides
             device = os.environ.get("NADA_DEVICE") or ("cpu" if self.tiny else "auto")
         self.device = pick_device(str(device))
@@ -101,16 +103,27 @@ class ModelStore:
     def is_source(self, name: str | None) -> bool:
         """True if ``name`` is a generator this store can load."""
         return name is not None and (name in {n for _, n in self.source_choices()} or
-                                     (self.tiny and name == TINY_INVERT))
+                                     (self.tiny and name == TINY_INVERT) or self.is_local_file(name))
 
-    def generator_rows(self, name: str) -> int:
-        """W+ rows (n_latent) of a source generator, from its registry size: no loading."""
+    def is_local_file(self, name: str | os.PathLike | None) -> bool:
+        """True if ``name`` is a local checkpoint file this store may load (only with ``local_files``)."""
+        return (self.local_files and name is not None and os.fspath(name) not in REGISTRY
+                and os.path.isfile(os.path.expanduser(os.fspath(name))))
+
+    def generator_rows(self, name: str) -> int | None:
+        """W+ rows (n_latent) of a source generator, from its registry size: no loading (None for a local file,
+        whose size is known once it is read)."""
+        if self.is_local_file(name):
+            return None
         size = TINY_GENERATOR["size"] if name == TINY_NAME else 256 if name == TINY_INVERT else \
             (REGISTRY[name].size if name in REGISTRY and REGISTRY[name].size else 1024)
         return 2 * int(math.log2(size)) - 2
 
-    def faces(self, source: str) -> bool:
-        """True for face generators (identity loss and inversion make sense)."""
+    def faces(self, source: str) -> bool | None:
+        """True for face generators (identity loss and inversion make sense), False for the others; None for a local
+        checkpoint, which says nothing about what it draws."""
+        if self.is_local_file(source):
+            return None
         asset = REGISTRY.get(source)
         return bool(asset and asset.faces)
 
@@ -138,13 +151,19 @@ class ModelStore:
 
         return self._get(f"center:{name}", center)
 
-    def clips(self, names: list[str] | tuple[str, ...]) -> list[tuple[torch.nn.Module, float]]:
-        """``[(clip_model, 1.0), ...]`` for CLIP registry names (tiny mode: one tiny CLIP, whatever the names)."""
+    def clips(self, names: list[str] | tuple[str, ...], weights: list[float] | None = None
+              ) -> list[tuple[torch.nn.Module, float]]:
+        """``[(clip_model, weight), ...]`` for CLIP registry names (or files), each weight 1 unless ``weights`` says
+        otherwise; weight-0 models are not loaded. Tiny mode: one tiny CLIP, whatever the names."""
         if self.tiny:
             return [(self._get("clip:tiny", lambda: tiny_clip().to(self.device)), 1.0)]
         if not names:
             raise ValueError("Choose at least one CLIP model.")
-        return [(self._get(f"clip:{n}", lambda n=n: load_clip(n, self.device)), 1.0) for n in names]
+        weights = [1.0] * len(names) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(names):
+            raise ValueError(f"{len(names)} CLIP models but {len(weights)} weights.")
+        return [(self._get(f"clip:{n}", lambda n=n: load_clip(n, self.device)), w)
+                for n, w in zip(names, weights) if w > 0]
 
     def id_loss(self):
         """The ArcFace identity loss (real mode only; tiny generators are not faces)."""

@@ -1,8 +1,9 @@
 """Helpers for the notebooks (``notebooks/train.ipynb``, ``notebooks/inference.ipynb``): the tiny-mode switch, a
 training display, the loss chart, the metrics table, Colab's upload and download, and pictures large enough to see.
 
-The notebooks' work is done by :class:`nada.Studio` (the same code as the app and the command line); this module only
-shows it. Nothing here imports IPython, tqdm, pandas, matplotlib or Colab's module until it is used.
+The notebooks' work is done by :class:`nada.Studio`, which trains through the same coordinator as the app and the
+command line (:class:`nada.style_trainer.StyleTrainer`) and loads models through the same store as the app; this
+module only shows it. Nothing here imports IPython, tqdm, pandas, matplotlib or Colab's module until it is used.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from .images import ImageSource
-from .metrics import CLIP_KEYS, LABELS
+from .metrics import CLIP_KEYS, LABELS, Evaluation
 from .runtime import tiny_mode
 
 DISPLAY_MIN = 256  # small images (tiny mode) are enlarged to at least this many pixels a side
@@ -123,7 +124,7 @@ def upload_or(default: str | os.PathLike | None) -> ImageSource:
 class TrainingLog:
     """What :func:`watch` saw of a training run."""
 
-    last: Any = None  # the latest record (a nada.StudioProgress): .style holds the weights trained so far
+    last: Any = None  # the latest record (a nada.Progress): .style holds the weights trained so far
     losses: list[dict[str, float]] = field(default_factory=list)  # one row per step: {"step": 1, "total": ...}
     probe: tuple[list[float], list[int]] | None = None  # the latest probe: (score per W+ row, the rows it chose)
     style: Any = None  # the latest record's .style that was not None (the last record always has one)
@@ -198,10 +199,13 @@ def plot_training(log: TrainingLog, title: str = "Losses") -> None:
     plt.show()
 
 
-def metrics_table(metrics: Mapping[str, Any]):
-    """``nada.Studio.evaluate``'s figures as a table (a pandas DataFrame): key, what it is called, value."""
+def metrics_table(metrics: Evaluation | Mapping[str, Any]):
+    """``nada.Studio.evaluate``'s figures (an :class:`~nada.metrics.Evaluation`, or :func:`nada.metrics.evaluate`'s
+    dict) as a table (a pandas DataFrame): key, what it is called, value."""
     import pandas as pd
 
+    if isinstance(metrics, Evaluation):
+        metrics = metrics.as_dict()
     names = {"s_dir": LABELS["s_dir"],
              "clip_target_source": f"{LABELS['clip_target']}, source", "clip_target_adapted":
              f"{LABELS['clip_target']}, styled", "diversity_source": f"{LABELS['diversity']}, source",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,11 @@ from . import limits
 from .clip_models import JUDGE_CLIP
 from .images import ImageSource
 from .invert import Inversion, invert, render_codes
-from .metrics import evaluate
+from .metrics import Evaluation, evaluate
 from .model_store import ModelStore
 from .render import render_seeds, to_pil
 from .runtime import tiny_mode
+from .style_trainer import StyleTrainer
 from .styles import (
     STYLE_SUFFIX,
     Style,
@@ -42,21 +44,13 @@ from .styles import (
     load_any_style,
     load_style,
     save_style,
-    style_from_generators,
     style_path,
     verify_source,
 )
-from .train import AdaptConfig, Progress, adapt
+from .train import AdaptConfig, Progress
 from .video import VideoPlan, render_video
 
 StyleLike = Style | str | os.PathLike  # a Style, a saved style's name, a file, or a published style's name
-
-
-@dataclass
-class StudioProgress(Progress):
-    """A :class:`~nada.train.Progress` record with the trained weights as a ready-to-save :class:`Style`."""
-
-    style: Style | None = None  # a snapshot of this step's weights (every record; the last one is the result)
 
 
 @dataclass
@@ -70,8 +64,23 @@ class InvertResult:
 
     @property
     def images(self) -> list[Image.Image]:
-        """The styled images (same as :attr:`styled`)."""
+        """Deprecated second name of :attr:`styled` (it goes in the next release)."""
+        _deprecated("InvertResult.images", "InvertResult.styled")
         return self.styled
+
+
+class Names(list):
+    """A list of names (:attr:`Studio.sources`, :attr:`Studio.styles`); calling it, as when these were methods,
+    still gives the list, with a deprecation warning."""
+
+    def __call__(self) -> list[str]:
+        _deprecated("studio.sources() / studio.styles()", "studio.sources / studio.styles (properties)")
+        return list(self)
+
+
+def _deprecated(old: str, new: str) -> None:
+    """Warn that ``old`` works for one more release and ``new`` replaces it."""
+    warnings.warn(f"{old} is deprecated and goes in the next release: use {new}.", DeprecationWarning, stacklevel=3)
 
 
 class Studio:
@@ -82,7 +91,7 @@ class Studio:
     ``"cuda"``, ``"cpu"``, ... (default: ``NADA_DEVICE``, else the best one here; tiny mode: the CPU)."""
 
     def __init__(self, tiny: bool | None = None, device: torch.device | str | None = None) -> None:
-        self.store = ModelStore(tiny=tiny_mode() if tiny is None else bool(tiny), device=device)
+        self.store = ModelStore(tiny=tiny_mode() if tiny is None else bool(tiny), device=device, local_files=True)
 
     @property
     def tiny(self) -> bool:
@@ -99,10 +108,11 @@ class Studio:
         """The default source generator: the one photos are inverted into ("ffhq"; tiny mode: "tiny-invert")."""
         return self.store.invert_source()
 
-    def sources(self) -> list[str]:
-        """Names of the source generators ``source=`` accepts."""
+    @property
+    def sources(self) -> Names:
+        """Names of the source generators ``source=`` accepts (a local checkpoint's path works too)."""
         names = [name for _, name in self.store.source_choices()]
-        return names if self.source in names else [self.source, *names]
+        return Names(names if self.source in names else [self.source, *names])
 
     def __repr__(self) -> str:
         return f"Studio(tiny={self.tiny}, device='{self.device}', loaded={self.store.loaded()})"
@@ -123,9 +133,10 @@ class Studio:
         is_path = key.endswith(STYLE_SUFFIX) or os.sep in key or bool(os.altsep and os.altsep in key)
         return save_style(style, Path(key).expanduser() if is_path else style_path(key))
 
-    def styles(self) -> list[str]:
+    @property
+    def styles(self) -> Names:
         """Names :meth:`load_style` accepts: the published (tiny mode: demo) styles, then the saved ones."""
-        return [*self.store.published(), *list_saved_styles()]
+        return Names([*self.store.published(), *list_saved_styles()])
 
     # ------------------------------------------------------------------------------------------ generate
     def generate(self, seeds: int | Iterable[int], style: StyleLike | None = None, source: str | None = None,
@@ -146,45 +157,28 @@ class Studio:
 
     # ------------------------------------------------------------------------------------------ adapt
     def adapt(self, source_text: str, target_text: str, recipe: str = "paper", source: str | None = None, *,
-              stop: threading.Event | None = None, style_every: int = 1, **overrides) -> Iterator[StudioProgress]:
+              stop: threading.Event | None = None, style_every: int = 1, **overrides) -> Iterator[Progress]:
         """Train a style from ``source_text`` to ``target_text`` with a recipe (``nada.RECIPES``) and any
-        :class:`~nada.train.AdaptConfig` field as an override (``iterations=100``); yields a record per step.
+        :class:`~nada.train.AdaptConfig` field as an override (``iterations=100``); yields a
+        :class:`~nada.train.Progress` record per step.
 
         Each record's ``.style`` holds the weights trained so far (a CPU copy of the changed tensors: keep the records
         you need, not all of them); ``style_every=k`` snapshots every k-th record only (0: only the last), and the
         last record always has one. ``stop``: set it to end training after the current step. The source generator
-        is never modified. Tiny mode trains with the tiny CLIP whatever ``clip_models`` says; the identity loss
-        (``lambda_id``) needs a face generator. Settings are checked, and the models loaded, when this is called."""
+        is never modified. Tiny mode trains with the tiny CLIP whatever ``clip_models`` says. The identity loss
+        (``lambda_id``) applies to face generators with ArcFace at hand; elsewhere it is turned off with a warning
+        (:meth:`nada.style_trainer.StyleTrainer.identity_rule`). Settings are checked, and the models loaded, when
+        this is called."""
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(AdaptConfig)})
         if unknown:
             raise ValueError(f"Unknown training setting(s) {', '.join(unknown)}: use AdaptConfig fields "
                              "(iterations, lr, layers_k, ...).")
         every = limits.whole_number(style_every, "style_every", 0, limits.MAX_ITERATIONS)
         config = AdaptConfig.from_recipe(recipe, source_text=source_text, target_text=target_text, **overrides)
-        source = self._source(source)
-        config.validate(self.store.generator_rows(source))  # bad settings fail before anything loads
-        generator = self.store.generator(source)
-        id_loss = self.store.id_loss() if config.lambda_id > 0 else None
-        clips = self.store.clips(list(config.clip_models))
-        meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text,
-                "mode": config.mode, "config": config.to_dict()}
-        fingerprint = self.store.fingerprint(source)
-        return self._adapt_steps(generator, clips, config, id_loss, stop, every, meta, fingerprint)
-
-    def _adapt_steps(self, generator: torch.nn.Module, clips: list, config: AdaptConfig,
-                     id_loss: torch.nn.Module | None, stop: threading.Event | None, every: int, meta: dict,
-                     fingerprint: str) -> Iterator[StudioProgress]:
-        """The training records of :meth:`adapt`, each with its ``.style`` snapshot when due."""
-        steps = adapt(generator, clips, config, id_loss, stop=stop)
-        try:
-            for rec in steps:
-                style = None
-                if rec.generator is not None and (rec.done or (every and rec.step % every == 0)):
-                    style = style_from_generators(generator, rec.generator,
-                                                  {**meta, "layers": rec.layers, "steps": rec.step}, fingerprint)
-                yield StudioProgress(**{f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}, style=style)
-        finally:
-            steps.close()
+        trainer = StyleTrainer(self.store, self._source(source), config, stop=stop)
+        for text in trainer.warnings:
+            warnings.warn(text, UserWarning, stacklevel=2)
+        return trainer.run(style_every=every)
 
     # ------------------------------------------------------------------------------------------ invert
     def invert(self, photo: ImageSource | Image.Image | InvertResult, styles: Sequence[StyleLike] = (),
@@ -211,25 +205,43 @@ class Studio:
     # ------------------------------------------------------------------------------------------ judge
     def evaluate(self, style: StyleLike, source_text: str | None = None, target_text: str | None = None,
                  n: int = 64, seed: int = 0, truncation: float = 0.7, clip_models: Sequence[str] | None = None,
-                 identity: bool = False) -> dict:
+                 identity: bool = False) -> Evaluation:
         """The figures of :func:`nada.metrics.evaluate` (CLIP direction score ``s_dir``, target scores, diversity;
-        ``id`` with ``identity=True``) for ``style`` against its source generator, on ``n`` seeded samples; the
-        prompts default to the style's own, the judge to the held-out ViT-L/14 (``JUDGE_CLIP``; tiny mode: the
-        tiny CLIP)."""
+        ``id`` with ``identity=True``) for ``style`` against its source generator, on ``n`` seeded samples, as an
+        :class:`~nada.metrics.Evaluation` that names its judge. The prompts default to the style's own, the judge to
+        the held-out ViT-L/14 (``JUDGE_CLIP``; tiny mode: the tiny CLIP)."""
         style, name = self._resolve(style)
         source_text = source_text if source_text is not None else style.meta.get("source_text") or ""
         target_text = target_text if target_text is not None else style.meta.get("target_text") or ""
         generator = self.store.generator(name)
-        clips = self.store.clips(list(clip_models or (JUDGE_CLIP,)))
+        judges = list(clip_models or (JUDGE_CLIP,))
+        clips = self.store.clips(judges)
         id_loss = self.store.id_loss() if identity else None
-        return evaluate(generator, apply_style(generator, style, check_source=False, source_name=name), clips,
-                        source_text, target_text, n=n, seed=seed, id_loss=id_loss, truncation=truncation)
+        figures = evaluate(generator, apply_style(generator, style, check_source=False, source_name=name), clips,
+                           source_text, target_text, n=n, seed=seed, id_loss=id_loss, truncation=truncation)
+        config = style.meta.get("config")
+        trained_with = config.get("clip_models") if isinstance(config, dict) else None
+        return Evaluation.from_figures(figures, judge=["tiny-clip"] if self.tiny else judges,
+                                       trained_with=trained_with, id_trained=bool(isinstance(config, dict)
+                                                                                  and config.get("lambda_id")))
 
     # ------------------------------------------------------------------------------------------ video
-    def video(self, style: StyleLike | None, path: str | os.PathLike, seeds: Sequence[int] = (0, 1, 2, 3),
-              source: str | None = None, **plan) -> Path:
-        """An MP4 at ``path`` walking through ``seeds`` while ``style`` fades in; ``plan``: any
-        :class:`~nada.video.VideoPlan` field (``seconds_per_seed``, ``fps``, ``truncation``, ``ramp``, ``size``)."""
+    def video(self, seeds: Sequence[int] | StyleLike | None = (0, 1, 2, 3), style: StyleLike | None = None,
+              path: str | os.PathLike | None = None, source: str | None = None, **plan) -> Path:
+        """An MP4 at ``path`` walking through ``seeds`` while ``style`` fades in (the source alone without one), in
+        the order :meth:`generate` takes them: ``studio.video([0, 1, 2], style="sketch", path="walk.mp4")``.
+        ``plan``: any :class:`~nada.video.VideoPlan` field (``seconds_per_seed``, ``fps``, ``truncation``, ``ramp``,
+        ``size``). The old order, ``video(style, path, seeds)``, works for one more release, with a warning."""
+        if seeds is None or isinstance(seeds, (str, os.PathLike, Style)):  # the old order: (style, path, seeds)
+            _deprecated("studio.video(style, path, seeds)", "studio.video(seeds, style=..., path=...)")
+            old_style = seeds
+            if style is not None:  # video(style, path[, seeds]) by position: they sit in (seeds, style, path)
+                seeds, path = (path if path is not None else (0, 1, 2, 3)), style
+            else:  # video(style, path=..., ...)
+                seeds = (0, 1, 2, 3)
+            style = old_style
+        if path is None:
+            raise ValueError("Say where to write the video: path='walk.mp4'.")
         fields = {f.name for f in dataclasses.fields(VideoPlan)} - {"seeds"}
         unknown = sorted(set(plan) - fields)
         if unknown:
@@ -247,7 +259,7 @@ class Studio:
         """The source generator's name: the one asked for, else the style's, else :attr:`source`."""
         name = source or (style.source if style is not None else None) or self.source
         if not self.store.is_source(name):
-            raise ValueError(f"Unknown source generator '{name}'. Choose one of: {', '.join(self.sources())}.")
+            raise ValueError(f"Unknown source generator '{name}'. Choose one of: {', '.join(self.sources)}.")
         return name
 
     def _resolve(self, name_or_path: StyleLike, source: str | None = None) -> tuple[Style, str]:
@@ -324,4 +336,12 @@ def _fraction(value: float, what: str) -> float:
     return float(value)
 
 
-__all__ = ["Studio", "StudioProgress", "InvertResult"]
+def __getattr__(name: str):
+    """``StudioProgress``: the old name of :class:`~nada.train.Progress`, whose records now carry ``.style``."""
+    if name == "StudioProgress":
+        _deprecated("nada.StudioProgress", "nada.Progress (records carry .style)")
+        return Progress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Studio", "InvertResult", "Names"]

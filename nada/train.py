@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,10 @@ from .probe import ProbeResult, probe_layers, row_modules
 from .render import image_grid, seed_latents
 from .stylegan2 import Generator, mix_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
+
+if TYPE_CHECKING:  # record fields filled in above this module (nada.style_trainer)
+    from .metrics import Evaluation
+    from .styles import Style
 
 PARAMS = ("weights", "modulation")  # AdaptConfig.params: what a run trains
 IMAGE_GUIDED_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # image-guided runs, unless the caller names models
@@ -228,7 +233,8 @@ RECIPES: dict[str, Recipe] = {
 
 @dataclasses.dataclass
 class Progress:
-    """One training step's report."""
+    """One training step's report: what :func:`adapt` yields, and what ``nada.Studio.adapt``, the app and ``nada adapt``
+    pass on (with the fields below ``timings`` filled in by :class:`nada.style_trainer.StyleTrainer`)."""
 
     step: int  # steps done so far
     total: int  # steps planned
@@ -242,6 +248,12 @@ class Progress:
     done: bool = False  # True on the last record
     error: str | None = None  # why training stopped early (weights are the last good ones)
     timings: dict[str, float] | None = None  # seconds per phase of this step, with config.profile
+    # Filled in by nada.style_trainer.StyleTrainer, which runs adapt() for the app, the CLI and nada.Studio:
+    style: Style | None = None  # this step's weights as a ready-to-save style (when due; the last record always)
+    saved_step: int = 0  # the step the run's style file holds (0: nothing saved yet, or no file)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # settings turned off, for the user (first record)
+    metrics: Evaluation | None = None  # the finished run's figures (nada.metrics), when asked for, on the last record
+    stopping: bool = False  # a stop was asked for and the current step is finishing
 
     @property
     def eta_s(self) -> float:

@@ -135,7 +135,7 @@ def _no_training(*args, **kwargs):
 
 @pytest.mark.parametrize("flag", ["-o", "--export-pt", "--preview-dir"])
 def test_adapt_checks_every_output_before_loading_anything(tmp_path, monkeypatch, capsys, flag):
-    monkeypatch.setattr("nada.cli.adapt.load_models", _no_training)
+    monkeypatch.setattr("nada.cli.adapt.trainer_for", _no_training)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     target = {"-o": "x.safetensors", "--export-pt": "x.pt", "--preview-dir": "previews"}[flag]

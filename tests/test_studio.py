@@ -131,7 +131,7 @@ def test_generate_refuses_bad_input(studio: nada.Studio, run: dict) -> None:
 def test_every_record_has_a_style_and_the_last_is_the_trained_generator(run: dict) -> None:
     records, source = run["records"], run["source"]
     assert [r.step for r in records] == [1, 2, 3] and records[-1].done
-    assert all(isinstance(r, nada.StudioProgress) and isinstance(r.style, Style) for r in records)
+    assert all(isinstance(r, nada.Progress) and isinstance(r.style, Style) for r in records)
     assert all(r.style.source == TINY_NAME and r.style.meta["steps"] == r.step for r in records)
     assert records[1].preview is not None and records[-1].preview is not None
     last = records[-1]
@@ -158,8 +158,10 @@ def test_style_every_and_bad_settings(studio: nada.Studio) -> None:
         studio.adapt("Photo", "Sketch", iteratons=3)
     with pytest.raises(ValueError, match="recipe"):
         studio.adapt("Photo", "Sketch", recipe="fast")
-    with pytest.raises(ValueError, match="identity"):  # no face generator in tiny mode
-        studio.adapt("Photo", "Sketch", source=TINY_NAME, lambda_id=0.1, iterations=1)
+    with pytest.warns(UserWarning, match="identity loss needs a face generator"):  # none in tiny mode: one rule
+        no_id = list(studio.adapt("Photo", "Sketch", source=TINY_NAME, lambda_id=0.1, iterations=1))
+    assert no_id[-1].style.meta["config"]["lambda_id"] == 0.0  # the style records what ran
+    assert "needs a face generator" in no_id[0].warnings[0]
     fresh = nada.Studio(tiny=True)
     with pytest.raises(ValueError, match="Iterations must be at least 1"):
         fresh.adapt("Photo", "Sketch", iterations=0)
@@ -172,7 +174,7 @@ def test_save_and_load_style_by_name_and_path(studio: nada.Studio, run: dict, hu
     style = run["records"][-1].style
     path = studio.save_style(style, "My Sketch")
     assert path == (hub_cache / "styles" / "my-sketch.safetensors").resolve() and path.is_file()
-    assert "my-sketch" in studio.styles() and "tiny-invert-demo" in studio.styles()
+    assert "my-sketch" in studio.styles and "tiny-invert-demo" in studio.styles
     for key in ("my-sketch", "My Sketch", path, str(path)):
         loaded = studio.load_style(key)
         assert set(loaded.tensors) == set(style.tensors)
@@ -224,23 +226,44 @@ def test_the_tiny_invert_source_is_the_generator_the_tiny_encoder_was_made_for(s
 
 
 # ------------------------------------------------------------------------------------------------ evaluate, video
-def test_evaluate_returns_the_metric_keys(studio: nada.Studio, run: dict) -> None:
+def test_evaluate_returns_a_record_that_names_its_judge(studio: nada.Studio, run: dict) -> None:
     metrics = studio.evaluate(run["records"][-1].style, n=4)
-    assert set(CLIP_KEYS) <= set(metrics)
-    assert all(math.isfinite(metrics[k]) for k in CLIP_KEYS)
-    assert metrics["source_text"] == "Photo" and metrics["target_text"] == "Sketch" and metrics["n"] == 4
-    assert metrics["s_dir"] != 0.0  # the style moved the images
+    assert isinstance(metrics, nada.Evaluation)
+    assert all(math.isfinite(getattr(metrics, k)) for k in CLIP_KEYS)
+    assert metrics.source_text == "Photo" and metrics.target_text == "Sketch" and metrics.n == 4
+    assert metrics.s_dir != 0.0  # the style moved the images
+    assert metrics.judge == ("tiny-clip",) and metrics.id is None and "judged by tiny-clip" in metrics.judged_by
+    assert set(CLIP_KEYS) <= set(metrics.as_dict())
+    with pytest.warns(DeprecationWarning, match="record"):  # the dict it used to be still reads, for one release
+        assert metrics["s_dir"] == metrics.s_dir
     with pytest.raises(ValueError, match="identity"):
         studio.evaluate(run["records"][-1].style, n=4, identity=True)
 
 
 def test_video_writes_an_mp4(studio: nada.Studio, run: dict, tmp_path: Path) -> None:
-    path = studio.video(run["records"][-1].style, tmp_path / "walk.mp4", seeds=[0, 1], seconds_per_seed=0.5, fps=8)
+    style = run["records"][-1].style
+    path = studio.video([0, 1], style=style, path=tmp_path / "walk.mp4", seconds_per_seed=0.5, fps=8)
     assert path == tmp_path / "walk.mp4"
     data = path.read_bytes()
     assert len(data) > 1000 and data[4:8] == b"ftyp"  # an MP4 container
+    with pytest.warns(DeprecationWarning, match="video"):  # the old order, (style, path, seeds), for one release
+        old = studio.video(style, tmp_path / "old.mp4", [0, 1], seconds_per_seed=0.5, fps=8)
+    assert old == tmp_path / "old.mp4" and old.read_bytes() == data  # the same video
     with pytest.raises(ValueError, match="fsp"):
-        studio.video(None, tmp_path / "x.mp4", fsp=8)
+        studio.video([0], path=tmp_path / "x.mp4", fsp=8)
+    with pytest.raises(ValueError, match="path="):
+        studio.video([0])
+
+
+def test_old_names_still_work_with_a_deprecation_warning(studio: nada.Studio, run: dict) -> None:
+    with pytest.warns(DeprecationWarning, match="nada.Progress"):
+        import nada.studio
+        assert nada.studio.StudioProgress is nada.Progress
+    with pytest.warns(DeprecationWarning, match="properties"):
+        assert studio.styles() == list(studio.styles) and studio.sources() == list(studio.sources)
+    result = nada.InvertResult(*[studio.generate([0])[0]] * 2, styled=[studio.generate([1])[0]])
+    with pytest.warns(DeprecationWarning, match="styled"):
+        assert result.images is result.styled
 
 
 # ------------------------------------------------------------------------------------------------ README

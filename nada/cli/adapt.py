@@ -12,15 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-from ..clip_models import DEFAULT_CLIPS, load_clip
-from ..id_loss import load_id_loss
-from ..model_store import load_source
-from ..runtime import pick_device
-from ..styles import export_style_pt, safe_style_name, save_style, style_from_generators, style_path, styles_dir
+from ..clip_models import DEFAULT_CLIPS
+from ..model_store import ModelStore
+from ..style_trainer import StyleTrainer
+from ..styles import export_style_pt, safe_style_name, save_style, style_path, styles_dir
 from ..target_images import load_target_images
-from ..tiny import TINY_NAME, tiny_clip
-from ..train import RECIPES, AdaptConfig, adapt
-from ..weights import REGISTRY, CheckpointError, WeightsUnavailableError
+from ..tiny import TINY_NAME
+from ..train import RECIPES, AdaptConfig
 from .args import check_writable, iterations, learning_rate, parse_seeds, seed
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
@@ -98,29 +96,12 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
                                    **given, **clips)
 
 
-def load_models(args: argparse.Namespace, config: AdaptConfig, device):
-    """(generator, source name, [(clip, weight)], id_loss or None, config) for the arguments; the config is
-    ``config`` with lambda_id 0 when the identity loss cannot load."""
-    if args.tiny:
-        return load_source(TINY_NAME, device), TINY_NAME, [(tiny_clip().to(device), 1.0)], None, config
-    generator = load_source(args.source, device)
-    names = list(config.clip_models)
-    weights = [float(w) for w in args.clip_weights.split(",")] if args.clip_weights else [1.0] * len(names)
-    if len(weights) != len(names):
-        raise ValueError(f"{len(names)} CLIP models but {len(weights)} weights.")
-    clips = [(load_clip(n, device), w) for n, w in zip(names, weights) if w > 0]
-    id_loss = None
-    if config.lambda_id > 0:
-        asset = REGISTRY.get(str(args.source))
-        if asset is not None and not asset.faces:
-            raise ValueError(f"The identity loss only makes sense for face generators; '{args.source}' is not one. "
-                             "Use --lambda-id 0.")
-        try:
-            id_loss = load_id_loss(args.arcface, device)
-        except (WeightsUnavailableError, CheckpointError) as exc:
-            print(f"warning: identity loss off (lambda_id=0): {exc}", file=sys.stderr)
-            config = dataclasses.replace(config, lambda_id=0.0)
-    return generator, str(args.source), clips, id_loss, config
+def trainer_for(args: argparse.Namespace, config: AdaptConfig, stop: threading.Event) -> StyleTrainer:
+    """The run the arguments describe, its models loaded (``--tiny``: the tiny generator and CLIP)."""
+    store = ModelStore(tiny=args.tiny, device=args.device, arcface_source=args.arcface, local_files=True)
+    weights = [float(w) for w in args.clip_weights.split(",")] if args.clip_weights else None
+    source = TINY_NAME if args.tiny else str(args.source)
+    return StyleTrainer(store, source, config, clip_weights=weights, stop=stop)
 
 
 class _StopOnSigterm:
@@ -187,14 +168,15 @@ def run_adapt(args: argparse.Namespace) -> int:
     preview_dir = Path(args.preview_dir) if args.preview_dir else None
     if preview_dir:
         check_writable(preview_dir / "step0000.png", "preview folder")
-    device = pick_device(args.device)
-    generator, source_name, clips, id_loss, config = load_models(args, config, device)
+    stop = threading.Event()
+    trainer = trainer_for(args, config, stop)
+    for text in trainer.warnings:
+        print(f"warning: {text}", file=sys.stderr)
     last = None
     interrupted = False
     bar = None
-    stop = threading.Event()
     with _StopOnSigterm(stop) as sigterm:
-        it = adapt(generator, clips, config, id_loss, stop=stop)
+        it = trainer.run(style_every=0)
         try:
             for rec in it:
                 last = rec
@@ -213,18 +195,14 @@ def run_adapt(args: argparse.Namespace) -> int:
     if last is None or last.generator is None or last.step == 0:
         print("error: stopped before the first step finished; nothing to save", file=sys.stderr)
         return code if interrupted or sigterm.received else 1
-    mode = "text+image" if config.target_images and config.target_text else \
-        "image" if config.target_images else "text"
-    meta = {"source": source_name, "source_text": config.source_text, "target_text": config.target_text,
-            "mode": mode, "config": config.to_dict(), "layers": last.layers, "steps": last.step}
-    style = style_from_generators(generator, last.generator, meta)
+    style = last.style or trainer.style(last)  # an interrupted run's last record has none yet
     saved, failure = save_with_fallback(style, out)
     print(saved)
     if failure:
         print(f"error: could not write '{out}' ({failure}); the style was saved to '{saved}' instead", file=sys.stderr)
     if args.export_pt:
         try:
-            print(export_style_pt(generator, style, args.export_pt))
+            print(export_style_pt(trainer.generator, style, args.export_pt))
         except OSError as exc:
             print(f"error: could not write '{args.export_pt}' ({exc.strerror or exc}); the style itself is in "
                   f"'{saved}' (python -m nada adapt --export-pt needs a writable place)", file=sys.stderr)
