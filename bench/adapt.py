@@ -15,7 +15,7 @@ import torch
 
 from nada.clip_models import import_clip
 from nada.model_store import serving_impl
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.styles import load_style, save_style, style_from_generators
 from nada.train import COMPACT_LR, RECIPES, AdaptConfig, adapt
 

@@ -19,7 +19,7 @@ import torch
 
 from nada.clip_loss import ClipGuide, indomain_loss
 from nada.metrics import evaluate
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.tiny import tiny_clip, tiny_generator
 from nada.train import RECIPES, AdaptConfig, adapt
 

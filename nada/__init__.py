@@ -1,8 +1,9 @@
 """nada: text-driven domain adaptation of StyleGAN2 generators with CLIP (StyleGAN-NADA, re-implemented).
 
 The front door is :class:`nada.Studio`; :class:`nada.AdaptConfig`, :data:`nada.RECIPES` and :class:`nada.Style` are
-here too, and every library module is reachable as ``nada.<module>`` (``nada.stylegan2``, ``nada.train``, ...).
-Importing ``nada`` loads no torch: each name is imported on first use.
+here too, and every library module is reachable as ``nada.<module>`` (``nada.train``, ``nada.weights``, ...), the
+networks as ``nada.nets.<module>`` (``nada.nets.stylegan2``, ...). Importing ``nada`` loads no torch: each name is
+imported on first use.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .clip_loss import ClipGuide, check_prompts
-from .stylegan2 import Generator, truncate
+from .nets.stylegan2 import Generator, truncate
 from .styles import atomic_write, generator_fingerprint, read_tagged_safetensors
 from .weights import cache_dir
 

@@ -26,7 +26,8 @@ from . import styles as _styles
 from .align import FaceAligner
 from .e4e import INPUT_SIZE, Encoder4Editing
 from .images import ImageInputError, ImageSource, load_image
-from .stylegan2 import Generator
+from .nets.e4e import INPUT_SIZE, Encoder4Editing
+from .nets.stylegan2 import Generator
 from .tiny import tiny_generator
 
 STYLE_DIM = 512  # e4e codes are 512-d W vectors

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .stylegan2 import Generator, channels_for
+from .nets.stylegan2 import Generator, channels_for
 from .weights import (
     REGISTRY,
     CheckpointError,

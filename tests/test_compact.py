@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from nada.nets.stylegan2 import Generator, seeded_z
 from nada.render import render_seeds, to_pil
-from nada.stylegan2 import Generator, seeded_z
 from nada.styles import (
     Style,
     StyleMismatchError,

@@ -34,7 +34,7 @@ from nada.edits import (
     save_edit,
     verify_edit,
 )
-from nada.stylegan2 import truncate
+from nada.nets.stylegan2 import truncate
 from nada.tiny import tiny_generator
 from nada.video import PhotoVideoPlan, photo_frames
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from nada.clip_loss import ClipGuide, indomain_loss
 from nada.metrics import evaluate
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.train import RECIPES, AdaptConfig, adapt
 
 from .helpers import ColourClip, adapt_args

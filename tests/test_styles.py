@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nada import styles, weights
-from nada.stylegan2 import Generator, seeded_z
+from nada.nets.stylegan2 import Generator, seeded_z
 from nada.styles import (
     Style,
     StyleFileError,

@@ -2,7 +2,7 @@
 
 Module and parameter names follow the public checkpoint layout, so a ``model_ir_se50.pth`` state dict loads
 with ``strict=True``: ``input_layer.{0,1,2}``, ``body.<i>.{shortcut_layer,res_layer}.*``, ``output_layer.{0,3,4}``.
-The residual body (``build_input_layer`` + ``build_body``) is shared with :mod:`nada.e4e`.
+The residual body (``build_input_layer`` + ``build_body``) is shared with :mod:`nada.nets.e4e`.
 """
 
 from __future__ import annotations
