@@ -20,9 +20,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import shutil
 import subprocess
+import sys
+import textwrap
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +42,8 @@ NETS = "nada.nets"
 # What each layer may import (of the project's own modules).
 ALLOWED = {"nets": {"nets"}, "library": {"library", "nets"}, "cli": {"library", "nets", "cli"},
            "app": {"library", "nets", "app"}}
+SHIMS = {"nada.stylegan2": "nada.nets.stylegan2", "nada.e4e": "nada.nets.e4e", "nada.irse": "nada.nets.irse"}
+LOADERS = {"nada.e4e": ("E4ECheckpointError", "encoder_from_checkpoint", "load_e4e")}  # shim names from nada.weights
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,48 @@ def test_the_tree_shows_the_layers():
     assert folders <= packages, f"pyproject.toml's [tool.setuptools] packages miss {sorted(folders - packages)}"
 
 
+@pytest.mark.parametrize("old, new", sorted(SHIMS.items()))
+def test_the_old_network_paths_still_work_and_warn(old, new):
+    """``nada.stylegan2``, ``nada.e4e`` and ``nada.irse`` (the contracts' names) give the very objects of their new
+    homes, and say where those live now with a DeprecationWarning, each time they are imported afresh."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the first import may warn here: reloading warns below
+        module, moved = importlib.import_module(new), importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"{old} moved to {new}\b.*works for one release"):
+        importlib.reload(moved)
+    public = [n for n in vars(module) if not n.startswith("_") and getattr(module, n).__class__.__name__ != "module"
+              and getattr(getattr(module, n), "__module__", new) == new]
+    assert public and set(public) <= set(moved.__all__), f"{old} lacks {sorted(set(public) - set(moved.__all__))}"
+    for name in moved.__all__:
+        assert getattr(moved, name) is getattr(module, name, None) or name in LOADERS.get(old, ()), name
+    for name in LOADERS.get(old, ()):
+        assert getattr(moved, name) is getattr(importlib.import_module("nada.weights"), name), name
+
+
+def test_the_old_network_paths_warn_in_a_fresh_process():
+    """The warning is seen by a program that imports an old path first (no module cached), and the contracts' classes
+    are the networks' own."""
+    code = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error", DeprecationWarning)
+        for old in ("nada.stylegan2", "nada.e4e", "nada.irse"):
+            try:
+                __import__(old)
+            except DeprecationWarning as exc:
+                assert "moved to nada.nets." in str(exc), exc
+            else:
+                raise AssertionError(old + " imported without a DeprecationWarning")
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import nada, nada.stylegan2, nada.e4e, nada.irse, nada.nets.stylegan2, nada.nets.e4e, nada.nets.irse
+        assert nada.stylegan2.Generator is nada.nets.stylegan2.Generator
+        assert nada.e4e.Encoder4Editing is nada.nets.e4e.Encoder4Editing
+        assert nada.irse.Backbone is nada.nets.irse.Backbone
+        assert nada.e4e.load_e4e is nada.weights.load_e4e
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def test_gradio_stays_in_the_app_layer():
     bad = [f"{imp.where()}: {imp.importer} imports {imp.target}" for imp in project_imports()
            if imp.importer not in APP_LAYER and (imp.target in UI_PACKAGES or imp.target in APP_LAYER)]
@@ -254,6 +302,7 @@ def test_the_checks_see_what_they_check():
     assert ("nada.id_loss", "nada.weights", False) in imports  # from nada import weights
     assert ("nada.nets.e4e", "nada.nets.irse", False) in imports  # from .irse import ... (inside the networks)
     assert ("nada.tiny", "nada.nets.stylegan2", False) in imports  # from .nets.stylegan2 import Generator
+    assert ("nada.stylegan2", "nada.nets.stylegan2", False) in imports  # the old path's shim
     assert ("nada.styles", "nada", False) in imports  # from . import __version__
     assert all(layer(m) == "nets" for m in ("nada.nets", "nada.nets.ops")) and layer("nada.networks") == "library"
     assert any(importer in APP_LAYER and target == "gradio" for importer, target, _ in imports)
