@@ -1,4 +1,4 @@
-"""``python -m bench.diversity``: what the in-domain loss (issue 25) buys and costs, recipe against recipe.
+"""``python -m bench.diversity``: what the in-domain loss buys and costs, recipe against recipe.
 
 Trains the same source towards one target with "paper", "diverse", "compact" and compact + in-domain, each for the
 same steps and batch, and reports per variant: the target-score gain (``clip_target_adapted - clip_target_source`` of

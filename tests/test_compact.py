@@ -1,6 +1,6 @@
-"""Compact (modulation) styles, issue 24: per-channel offsets on the style vectors, s * (1 + delta), trained with
-every generator weight untouched; files under 64 KB; folding into the affine layers for --export-pt; style
-arithmetic (nada.styles.blend); videos through several styles."""
+"""Compact (modulation) styles: per-channel offsets on the style vectors, s * (1 + delta), trained with every
+generator weight untouched; files under 64 KB; folding into the affine layers for --export-pt; style arithmetic
+(nada.styles.blend); videos through several styles."""
 
 from __future__ import annotations
 
