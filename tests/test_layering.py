@@ -237,6 +237,14 @@ def test_the_tree_shows_the_layers():
     assert folders <= packages, f"pyproject.toml's [tool.setuptools] packages miss {sorted(folders - packages)}"
 
 
+def test_no_module_is_too_long():
+    """One module per job: no module of nada/, app.py or bench/ is over MAX_MODULE_LINES lines (tests excluded)."""
+    files = [PROJECT_ROOT / "app.py", *(PROJECT_ROOT / PACKAGE).rglob("*.py"), *(PROJECT_ROOT / "bench").rglob("*.py")]
+    long = {str(p.relative_to(PROJECT_ROOT)): n for p in files
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
+
+
 @pytest.mark.parametrize("old, new", sorted(SHIMS.items()))
 def test_the_old_network_paths_still_work_and_warn(old, new):
     """``nada.stylegan2``, ``nada.e4e`` and ``nada.irse`` (the contracts' names) give the very objects of their new
@@ -303,7 +311,9 @@ def test_the_checks_see_what_they_check():
     assert ("nada.nets.e4e", "nada.nets.irse", False) in imports  # from .irse import ... (inside the networks)
     assert ("nada.tiny", "nada.nets.stylegan2", False) in imports  # from .nets.stylegan2 import Generator
     assert ("nada.stylegan2", "nada.nets.stylegan2", False) in imports  # the old path's shim
-    assert ("nada.styles", "nada", False) in imports  # from . import __version__
+    assert ("nada.styles", "nada.styles.style", False) in imports  # from .style import ... (a package's __init__)
+    assert ("nada.styles.style", "nada", False) in imports  # from .. import __version__
+    assert ("nada.styles.saved", "nada.weights", False) in imports  # from ..weights import ...
     assert all(layer(m) == "nets" for m in ("nada.nets", "nada.nets.ops")) and layer("nada.networks") == "library"
     assert any(importer in APP_LAYER and target == "gradio" for importer, target, _ in imports)
     assert ("nada.clip_models", "clip", True) in imports  # heavy: imported inside import_clip()
