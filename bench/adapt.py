@@ -15,7 +15,7 @@ import torch
 
 from nada.clip_models import import_clip
 from nada.model_store import serving_impl
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.styles import load_style, save_style, style_from_generators
 from nada.train import COMPACT_LR, RECIPES, AdaptConfig, adapt
 
@@ -83,12 +83,12 @@ CASES = {
     "adapt1024_probe": adapt_case(1024, probe=True),
     # the default recipe (the official README command: every row, so no probe is needed) at 256 px
     "adapt256_paper": adapt_case(256, probe=True, layers_k=None),
-    # issue 24: the same step training only the style offsets ("compact" recipe), with the style file it makes
+    # the same step training only the style offsets ("compact" recipe), with the style file it makes
     "adapt256_compact": adapt_case(256, probe=True, style_file=True, layers_k=None, params="modulation", lr=COMPACT_LR),
     "adapt1024_compact": adapt_case(1024, probe=True, style_file=True, layers_k=None, params="modulation",
                                     lr=COMPACT_LR),
     "adapt256_paper_file": adapt_case(256, probe=True, style_file=True, layers_k=None),  # the weight style's file
-    # issue 25: the "diverse" recipe (the paper's step on a batch of 4 plus the in-domain loss); the same batch without
+    # the "diverse" recipe (the paper's step on a batch of 4 plus the in-domain loss); the same batch without
     # the loss (what the loss itself costs); compact + in-domain
     "adapt256_diverse": adapt_case(256, probe=True, layers_k=None, **RECIPES["diverse"].settings),
     "adapt256_paper_b4": adapt_case(256, probe=True, layers_k=None,

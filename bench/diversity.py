@@ -1,4 +1,4 @@
-"""``python -m bench.diversity``: what the in-domain loss (issue 25) buys and costs, recipe against recipe.
+"""``python -m bench.diversity``: what the in-domain loss buys and costs, recipe against recipe.
 
 Trains the same source towards one target with "paper", "diverse", "compact" and compact + in-domain, each for the
 same steps and batch, and reports per variant: the target-score gain (``clip_target_adapted - clip_target_source`` of
@@ -19,7 +19,7 @@ import torch
 
 from nada.clip_loss import ClipGuide, indomain_loss
 from nada.metrics import evaluate
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.tiny import tiny_clip, tiny_generator
 from nada.train import RECIPES, AdaptConfig, adapt
 

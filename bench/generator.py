@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from nada.model_store import serving_impl
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 
 from .common import tuner_figures
 

@@ -47,9 +47,9 @@ from pathlib import Path
 import torch
 
 from nada.clip_models import import_clip
-from nada.e4e import Encoder4Editing
-from nada.irse import Backbone
-from nada.stylegan2 import Generator, channels_for
+from nada.nets.e4e import Encoder4Editing
+from nada.nets.irse import Backbone
+from nada.nets.stylegan2 import Generator, channels_for
 from nada.weights import build_generator
 
 from .local_hub import LocalHub
@@ -213,7 +213,7 @@ def pad_file(path: os.PathLike, nbytes: int) -> Path:
 
 # ---------------------------------------------------------------------------------------------- generators
 def generator_config(size: int = FULL_SIZE, channel_multiplier: int = 2, small: bool = True) -> dict:
-    """``nada.stylegan2.Generator`` arguments: the real config, or 16 channels everywhere when ``small``.
+    """``nada.nets.stylegan2.Generator`` arguments: the real config, or 16 channels everywhere when ``small``.
 
     Small configs read back (``nada.weights.generator_config``) with channel_multiplier 2, whatever was asked:
     with 16 channels everywhere the multiplier changes nothing."""
@@ -384,7 +384,7 @@ def e4e_checkpoint(size: int | None = None, *, small: bool = True, seed: int = 0
 
 
 def arcface_state_dict(small: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``model_ir_se50.pth``: the state dict of ``nada.irse.Backbone(112, 50, "ir_se")`` (compact when small)."""
+    """``model_ir_se50.pth``: the state dict of ``nada.nets.irse.Backbone(112, 50, "ir_se")`` (compact when small)."""
     with torch.device("meta"):
         shapes = state_shapes(Backbone(112, 50, "ir_se"))
     return synth_tensors(shapes, seed, "arcface", compact=small)

@@ -18,7 +18,7 @@ from PIL import Image
 from nada.align import FaceAligner
 from nada.invert import encode_face, invert, random_e4e
 from nada.model_store import serving_impl
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 
 from .common import tuner_figures
 

@@ -5,9 +5,9 @@ seconds of each synthesis block (forward hooks on ``conv1``, ``convs.i`` and ``t
 the most self CPU time (``torch.profiler``). ``--step`` profiles one no-probe adaptation step instead (the
 ``adapt<size>_noprobe`` benchmark case: batch 2, ViT-B/32 + ViT-B/16): its phase split and its operators by input
 shape, which tells CLIP's matrix products from the generator's convolutions. The generator convolves as the app's
-does (per-shape timed paths, ``nada.autotune``; ``NADA_AUTOTUNE=0`` for the fixed ones). To see what an AVX2 machine
-runs, start it with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (ATen and oneDNN then dispatch their AVX2
-kernels; the capability line says which). Random weights, nothing downloaded; a map, not a benchmark case.
+does (per-shape timed paths, ``nada.nets.autotune``; ``NADA_AUTOTUNE=0`` for the fixed ones). To see what an AVX2
+machine runs, start it with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (ATen and oneDNN then dispatch their
+AVX2 kernels; the capability line says which). Random weights, nothing downloaded; a map, not a benchmark case.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections import defaultdict
 import torch
 
 from nada.model_store import serving_impl
+from nada.nets.stylegan2 import Generator
 from nada.runtime import tune_allocator
-from nada.stylegan2 import Generator
 
 
 def layer_seconds(g: Generator, z: torch.Tensor, repeat: int) -> dict[str, float]:

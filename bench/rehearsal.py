@@ -341,7 +341,7 @@ def memory_estimates() -> dict:
     import torch
 
     from nada.memory import estimate_adapt_bytes
-    from nada.stylegan2 import Generator
+    from nada.nets.stylegan2 import Generator
 
     with torch.no_grad():
         g = Generator(1024)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.styles import style_from_generators
 from nada.video import VideoPlan, render_video
 

@@ -2,8 +2,9 @@
 
 The front door is :class:`nada.Studio`; :class:`nada.AdaptConfig`, :data:`nada.RECIPES`, :class:`nada.Progress` (a
 training step's record), :class:`nada.Style` and :class:`nada.Evaluation` (a style's figures) are here too, and every
-library module is reachable as ``nada.<module>`` (``nada.train``, ``nada.styles``, ...). Importing ``nada`` loads no
-torch: each name is imported on first use.
+library module is reachable as ``nada.<module>`` (``nada.train``, ``nada.styles``, ...), the networks as
+``nada.nets.<module>`` (``nada.nets.stylegan2``, ...). Importing ``nada`` loads no torch: each name is imported on
+first use.
 """
 
 from __future__ import annotations

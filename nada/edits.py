@@ -44,8 +44,9 @@ import torch.nn.functional as F
 
 from . import __version__
 from .clip_loss import ClipGuide, check_prompts
-from .stylegan2 import Generator, truncate
-from .styles import atomic_write, generator_fingerprint, read_tagged_safetensors
+from .files import atomic_write, read_tagged_safetensors
+from .nets.stylegan2 import Generator, truncate
+from .styles import generator_fingerprint
 from .weights import cache_dir
 
 # The face presets: name -> (source text, target text). Each text goes through the 79 prompt templates

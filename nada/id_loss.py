@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nada import weights
-from nada.irse import Backbone
+from nada.nets.irse import Backbone
 
 FACE_SIZE = 256  # the crop below is defined on 256x256 aligned faces
 CROP_ROWS = (35, 223)

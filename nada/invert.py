@@ -5,9 +5,9 @@ styled image go through :func:`render_codes`, i.e. ``generator.synthesis(codes, 
 ``nada.render.to_pil``: the same generator path as Generate. ``stylize`` renders the codes through an adapted
 generator, blending source and adapted *weights* by ``strength`` (reusing :mod:`nada.styles`).
 
-Name note: :func:`nada.styles.apply_style` turns (source generator, Style) into a styled generator. The function
-the issue calls ``apply_style(inversion, style_generator, strength)`` is :func:`stylize` here; ``nada.invert.
-apply_style`` is kept as an alias with that signature.
+Name note: :func:`nada.styles.apply_style` turns (source generator, Style) into a styled generator. Rendering an
+inversion in a style is :func:`stylize` here; ``nada.invert.apply_style(inversion, style_generator, strength)`` is
+kept as an alias of it, for callers that know it by that name.
 
 Devices: the encoder runs where its weights are, the generator where its weights are; nothing picks a device.
 """
@@ -24,9 +24,9 @@ from PIL import Image
 from . import render
 from . import styles as _styles
 from .align import FaceAligner
-from .e4e import INPUT_SIZE, Encoder4Editing
 from .images import ImageInputError, ImageSource, load_image
-from .stylegan2 import Generator
+from .nets.e4e import INPUT_SIZE, Encoder4Editing
+from .nets.stylegan2 import Generator
 from .tiny import tiny_generator
 
 STYLE_DIM = 512  # e4e codes are 512-d W vectors
@@ -177,7 +177,7 @@ def stylize(inversion: Inversion, style_generator: Generator | _styles.Style, st
 
 def apply_style(inversion: Inversion, style_generator: Generator | _styles.Style, strength: float = 1.0,
                 source: Generator | None = None) -> Image.Image:
-    """Alias of :func:`stylize` (the issue's name; not to be confused with :func:`nada.styles.apply_style`)."""
+    """Alias of :func:`stylize` (another name for it; not to be confused with :func:`nada.styles.apply_style`)."""
     return stylize(inversion, style_generator, strength, source)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .stylegan2 import Generator
+from .nets.stylegan2 import Generator
 
 GIB = 2**30
 _SAVED_PER_LAYER = 6.0  # full-size tensors per StyledConv kept for backward, with headroom (fit to CPU peaks)

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .clip_loss import ClipGuide, text_embedding
-from .stylegan2 import Generator, truncate
+from .nets.stylegan2 import Generator, truncate
 
 ZERO_CHANGE = 1e-6  # an image whose unit CLIP features moved less than this counts as unchanged (s_dir term 0)
 CLIP_KEYS = ("s_dir", "clip_target_source", "clip_target_adapted", "diversity_source", "diversity_adapted")

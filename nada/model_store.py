@@ -19,17 +19,24 @@ from typing import Any
 import torch
 
 from .align import AlignmentUnavailableError, FaceAligner
-from .autotune import ConvTuner
 from .clip_models import DEFAULT_CLIPS, load_clip
-from .e4e import load_e4e
 from .id_loss import load_id_loss
 from .invert import TINY_INVERT_GENERATOR, tiny_inversion_models
+from .nets.autotune import ConvTuner
+from .nets.stylegan2 import Generator
 from .registry import FEATURE_ASSETS
 from .runtime import pick_device
-from .stylegan2 import Generator
 from .styles import Style, generator_fingerprint, import_style_pt, style_from_generators
 from .tiny import TINY_GENERATOR, TINY_INVERT, TINY_NAME, tiny_clip, tiny_generator
-from .weights import REGISTRY, CheckpointError, WeightsStatus, WeightsUnavailableError, asset_status, load_generator
+from .weights import (
+    REGISTRY,
+    CheckpointError,
+    WeightsStatus,
+    WeightsUnavailableError,
+    asset_status,
+    load_e4e,
+    load_generator,
+)
 
 TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with their convolutions from seed 1
     "tiny-demo": ("Tiny demo style (random, tiny mode)", TINY_NAME),

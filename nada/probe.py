@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .clip_loss import ClipGuide
-from .stylegan2 import Generator
+from .nets.stylegan2 import Generator
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .stylegan2 import Generator, seeded_z, truncate
+from .nets.stylegan2 import Generator, seeded_z, truncate
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

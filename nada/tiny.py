@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .clip_models import import_clip
-from .stylegan2 import Generator
+from .nets.stylegan2 import Generator
 
 TINY_GENERATOR = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 16}
 TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator (see nada.model_store)

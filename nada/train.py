@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .autotune import ConvTuner
 from .clip_loss import ClipGuide, check_prompts, clean_prompt
 from .memory import check_fits
+from .nets.autotune import ConvTuner
+from .nets.stylegan2 import Generator, mix_latents
 from .probe import ProbeResult, probe_layers, row_modules
 from .render import image_grid, seed_latents
-from .stylegan2 import Generator, mix_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
 if TYPE_CHECKING:  # record fields filled in above this module (nada.style_trainer)

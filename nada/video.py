@@ -20,9 +20,10 @@ import torch
 from PIL import Image
 
 from .edits import apply_edit
+from .files import atomic_write
+from .nets.stylegan2 import Generator, seeded_z, truncate
 from .render import to_pil
-from .stylegan2 import Generator, seeded_z, truncate
-from .styles import Style, atomic_write, check_style_fits, combine_tensors, is_offset_key
+from .styles import Style, check_style_fits, combine_tensors, is_offset_key
 
 MAX_FRAMES = 3000  # about 2 minutes at 24 fps: longer requests are refused, not rendered for hours
 MAX_STYLES = 16  # styles in one video (a morph through them, or a 4x4 grid)

@@ -5,6 +5,8 @@ A registry name resolves through ``huggingface_hub.hf_hub_download`` into a cach
 ``HF_HUB_OFFLINE=1`` (or ``NADA_OFFLINE=1``) never touches the network. Every failure is a
 ``WeightsUnavailableError`` or ``CheckpointError`` whose message names the file, the repo and what to do. Nothing
 here runs at import time. Source names that are not files (the tiny generator) are resolved by :mod:`nada.model_store`.
+The loaders build the networks of :mod:`nada.nets` from files: :func:`load_generator` (StyleGAN2) and
+:func:`load_e4e` (the e4e encoder); the networks themselves read no files.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from urllib.parse import urlparse
 
 import torch
 
+from .nets.e4e import Encoder4Editing
+from .nets.irse import body_num_layers
+from .nets.stylegan2 import Generator, channels_for
 from .registry import REGISTRY, Asset, Mirror
-from .stylegan2 import Generator, channels_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -309,7 +313,7 @@ def generator_config(sd: dict) -> dict:
 
 
 def build_generator(sd: dict, where: str = "checkpoint") -> Generator:
-    """A :class:`nada.stylegan2.Generator` built to the state dict's own config and loaded strictly."""
+    """A :class:`nada.nets.stylegan2.Generator` built to the state dict's own config and loaded strictly."""
     cfg = generator_config(sd)
     g = Generator(**cfg)
     expected = g.state_dict()
@@ -339,3 +343,93 @@ def load_generator(name_or_path: str | os.PathLike, device: torch.device | str =
     if isinstance(avg, torch.Tensor) and avg.numel() >= g.style_dim:
         g.latent_avg = avg.float().reshape(-1, g.style_dim)[:1].clone()  # [1, 512]
     return g.to(device).eval()
+
+
+# ------------------------------------------------------------------------------------------- e4e encoders
+class E4ECheckpointError(CheckpointError):
+    """The file is not an e4e checkpoint (or not a usable one); the message says what was found."""
+
+
+def _load_e4e_checkpoint(path: os.PathLike) -> dict:
+    """:func:`load_state_dict_file` (which allows ``argparse.Namespace``, the ``opts`` of some forks), with its errors
+    as :class:`E4ECheckpointError`."""
+    try:
+        return load_state_dict_file(path)
+    except CheckpointError as exc:
+        raise E4ECheckpointError(str(exc)) from exc
+
+
+def _opts_dict(opts: object) -> dict:
+    if isinstance(opts, argparse.Namespace):
+        return vars(opts)
+    return opts if isinstance(opts, dict) else {}
+
+
+def _latent_avg(ckpt: dict, n_latent: int, where: str) -> torch.Tensor:
+    """The checkpoint's ``latent_avg`` as [n_latent, 512] (a stored [512] row is repeated)."""
+    latent_avg = ckpt.get("latent_avg")
+    if latent_avg is None:
+        if _opts_dict(ckpt.get("opts")).get("start_from_latent_avg", True):
+            raise E4ECheckpointError(
+                f"{where} has no 'latent_avg' although the encoder was trained to start from it "
+                "(opts.start_from_latent_avg); this checkpoint cannot be used as it is.")
+        return torch.zeros(n_latent, 512)  # trained without it: the codes are used as they are
+    if not isinstance(latent_avg, torch.Tensor):
+        raise E4ECheckpointError(f"{where}: 'latent_avg' is a {type(latent_avg).__name__}, not a tensor.")
+    if tuple(latent_avg.shape) in ((512,), (1, 512)):
+        latent_avg = latent_avg.reshape(1, 512).repeat(n_latent, 1)
+    if tuple(latent_avg.shape) != (n_latent, 512):
+        raise E4ECheckpointError(
+            f"{where}: 'latent_avg' has shape {list(latent_avg.shape)}, expected [{n_latent}, 512].")
+    return latent_avg.float()
+
+
+def encoder_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> tuple[Encoder4Editing, torch.Tensor]:
+    """Build the encoder from a loaded e4e checkpoint dict -> (encoder on CPU, latent_avg [n_latent, 512]).
+
+    ``n_latent`` is the number of ``styles.<i>`` blocks and the body depth is read off the ``body.*`` keys.
+    Only ``encoder.*`` weights are used (see :func:`load_e4e`); ``where`` names the source in error messages.
+    """
+    state = ckpt.get("state_dict", ckpt)
+    if not isinstance(state, dict):
+        raise E4ECheckpointError(f"{where}: 'state_dict' is a {type(state).__name__}, not a dict of tensors.")
+    enc = {k[len("encoder."):]: v for k, v in state.items() if isinstance(k, str) and k.startswith("encoder.")}
+    if not enc:
+        sample = ", ".join(list(map(str, state))[:5])
+        raise E4ECheckpointError(
+            f"{where} is not an e4e checkpoint: it has no 'encoder.*' weights (first keys: {sample or 'none'}). "
+            "Expected a file like e4e_ffhq_encode.pt from encoder4editing.")
+    style_ids = sorted({int(m.group(1)) for k in enc if (m := re.match(r"styles\.(\d+)\.", k))})
+    if not style_ids or style_ids != list(range(len(style_ids))):
+        raise E4ECheckpointError(f"{where}: the encoder has no contiguous 'styles.<i>' blocks; not an e4e encoder.")
+    n_latent = len(style_ids)
+    latent_avg = _latent_avg(ckpt, n_latent, where)
+    units = {k.split(".")[1] for k in enc if k.startswith("body.")}
+    mode = "ir_se" if "body.0.res_layer.5.fc1.weight" in enc else "ir"
+    try:
+        with torch.device("meta"):  # no random init of ~270M weights: the checkpoint's tensors are assigned
+            encoder = Encoder4Editing(n_latent=n_latent, num_layers=body_num_layers(len(units)), mode=mode)
+        encoder.load_state_dict(enc, strict=True, assign=True)
+    except (ValueError, RuntimeError) as exc:
+        raise E4ECheckpointError(
+            f"{where}: the encoder weights do not match the e4e architecture: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+    return encoder.float().eval().requires_grad_(False), latent_avg
+
+
+def load_e4e(
+    source: str | os.PathLike = "e4e-ffhq", device: torch.device | str = "cpu"
+) -> tuple[Encoder4Editing, torch.Tensor]:
+    """Load an e4e checkpoint (registry name such as ``"e4e-ffhq"`` or a path) -> (encoder, latent_avg [n_latent, 512]).
+
+    Reads ``{"state_dict": {"encoder.*", "decoder.*"}, "latent_avg", "opts"}`` with ``weights_only=True``.
+    Only the ``encoder.*`` half is used: the ``decoder.*`` half is the FFHQ StyleGAN2 generator, which nada
+    loads from its own registry entry, so it is ignored here. ``opts`` (a dict, or an argparse Namespace in
+    some forks) is consulted only for ``start_from_latent_avg``: if that is false and no ``latent_avg`` is
+    stored, zeros are returned. The encoder is frozen, in eval mode, on ``device``. Callers add
+    ``latent_avg`` to the encoder's output. Errors: ``WeightsUnavailableError`` (no such file or registry
+    entry, or offline without a cached copy), ``E4ECheckpointError`` (unreadable or not an e4e checkpoint).
+    """
+    path = resolve(source)
+    encoder, latent_avg = encoder_from_checkpoint(_load_e4e_checkpoint(path), where=str(path))
+    return encoder.to(device), latent_avg.to(device)

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tes
 
 from nada.app.sessions import SessionStyles  # noqa: E402
 from nada.model_store import ModelStore  # noqa: E402
-from nada.stylegan2 import Generator  # noqa: E402
+from nada.nets.stylegan2 import Generator  # noqa: E402
 
 from .fixtures import load_synth_weights  # noqa: E402
 from .helpers import make_tiny_clip, make_tiny_generator  # noqa: E402

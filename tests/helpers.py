@@ -13,7 +13,7 @@ from torch import nn
 
 from nada import tiny
 from nada.clip_models import import_clip
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

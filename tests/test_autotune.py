@@ -12,9 +12,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from nada.autotune import ConvTuner, autotune_enabled, machine_key
 from nada.model_store import load_source
-from nada.ops import CONV3X3_PATHS, UP_PATHS, conv3x3_paths, fixed_up_path, up_paths
+from nada.nets.autotune import ConvTuner, autotune_enabled, machine_key
+from nada.nets.ops import CONV3X3_PATHS, UP_PATHS, conv3x3_paths, fixed_up_path, up_paths
 from nada.tiny import tiny_generator
 
 from .helpers import synthesis_and_wplus_grad

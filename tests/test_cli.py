@@ -125,7 +125,7 @@ def test_adapt_bad_prompt_is_one_line(tmp_path):
     assert out.stderr.strip().startswith("error: ") and "Traceback" not in out.stderr
 
 
-# ------------------------------------------------------------------------------------- issue 15: nothing lost
+# -------------------------------------------------------------------------------- a failed or stopped run loses no work
 ADAPT = ["adapt", "--tiny", "--from", "Photo", "--to", "Sketch", "--device", "cpu"]
 
 

@@ -1,6 +1,6 @@
-"""Compact (modulation) styles, issue 24: per-channel offsets on the style vectors, s * (1 + delta), trained with
-every generator weight untouched; files under 64 KB; folding into the affine layers for --export-pt; style
-arithmetic (nada.styles.blend); videos through several styles."""
+"""Compact (modulation) styles: per-channel offsets on the style vectors, s * (1 + delta), trained with every
+generator weight untouched; files under 64 KB; folding into the affine layers for --export-pt; style arithmetic
+(nada.styles.blend); videos through several styles."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from nada.nets.stylegan2 import Generator, seeded_z
 from nada.render import render_seeds, to_pil
-from nada.stylegan2 import Generator, seeded_z
 from nada.styles import (
     Style,
     StyleMismatchError,

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from nada import weights
-from nada.e4e import E4ECheckpointError, Encoder4Editing, encoder_from_checkpoint, load_e4e
+from nada.nets.e4e import Encoder4Editing
+from nada.weights import E4ECheckpointError, encoder_from_checkpoint, load_e4e
 
 from .fixtures import fixture_path, load_synth_weights
 

@@ -34,7 +34,7 @@ from nada.edits import (
     save_edit,
     verify_edit,
 )
-from nada.stylegan2 import truncate
+from nada.nets.stylegan2 import truncate
 from nada.tiny import tiny_generator
 from nada.video import PhotoVideoPlan, photo_frames
 
@@ -165,7 +165,7 @@ def test_edit_files_round_trip_and_are_refused_on_another_generator(colour_edit,
     g, direction = colour_edit
     config = EditConfig(source_text="photo", target_text="red", steps=40, clip_models=("colour",))
     edit = make_edit(direction, g, config, source="tiny")
-    path = save_edit(edit, tmp_path / "red.pt")  # the suffix: still a safetensors file
+    path = save_edit(edit, tmp_path / "red.pt")  # a .pt name asked for: still a safetensors file
     loaded = load_edit(path)
     assert torch.equal(loaded.direction, direction) and loaded.meta["target_text"] == "red"
     assert loaded.meta["config"]["steps"] == 40 and loaded.label == "photo -> red"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nada.ops import conv_transpose2x, winograd_conv3x3, winograd_pays
+from nada.nets.ops import conv_transpose2x, winograd_conv3x3, winograd_pays
 from nada.tiny import tiny_generator
 
 from .helpers import synthesis_and_wplus_grad

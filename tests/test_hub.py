@@ -138,8 +138,8 @@ def test_published_style_imports_against_its_generator(hub):
 
 def test_e4e_arcface_and_dlib_download_and_load(hub):
     from nada.align import FaceAligner, load_predictor
-    from nada.e4e import load_e4e
     from nada.id_loss import load_id_loss
+    from nada.weights import load_e4e
 
     encoder, latent_avg = load_e4e("e4e-ffhq")
     assert latent_avg.shape == (14, 512) and len(encoder.styles) == 14

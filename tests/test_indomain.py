@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from nada.clip_loss import ClipGuide, indomain_loss
 from nada.metrics import evaluate
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 from nada.train import RECIPES, AdaptConfig, adapt
 
 from .helpers import ColourClip, adapt_args
@@ -158,8 +158,8 @@ def paper_and_diverse(source: Generator, clip, target: str, lr: float, n: int) -
 
 
 def test_held_out_diverse_keeps_the_angles_and_most_of_the_gain(tiny_generator):
-    """Held-out check (the issue's, towards "red" on the colour stand-in, same steps and batch): the recipe's weight was
-    measured on "green" and "blue". Here (k=10) the paper recipe does not collapse (its diversity rises, 0.14 -> 0.24),
+    """Held-out check (towards "red" on the colour stand-in, same steps and batch): the recipe's weight was measured
+    on "green" and "blue". Here (k=10) the paper recipe does not collapse (its diversity rises, 0.14 -> 0.24),
     so "1.5x the paper's diversity" cannot be asked; asked instead: the pairwise angles of held-out samples move less
     (measured 0.0100 vs 0.0161) at >= half the target-score gain (measured 0.95x)."""
     clip = ColourClip()
@@ -172,7 +172,7 @@ def test_held_out_diverse_keeps_the_angles_and_most_of_the_gain(tiny_generator):
 
 
 def test_where_the_paper_recipe_collapses_diverse_keeps_the_variety(tiny_generator):
-    """The issue's criteria where its premise holds: with colours weighing more (k=1) the paper recipe collapses
+    """The recipe's aim where its premise holds: with colours weighing more (k=1) the paper recipe collapses
     (diversity 0.80 -> 0.32 towards "blue"); "diverse" keeps >= 1.5x that (measured 1.82x) at >= half the target-score
     gain (0.75x). Not held out: "blue" is one of the targets the weight was measured on (a regression check)."""
     runs = {recipe: (r["clip_target_adapted"] - r["clip_target_source"], r["diversity_adapted"])

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from nada import weights
 from nada.id_loss import IDLoss, load_id_loss
-from nada.irse import Backbone
+from nada.nets.irse import Backbone
 
 from .fixtures import fixture_path, load_synth_weights
 

@@ -1,8 +1,14 @@
 """The project's import structure, read from the source with ``ast`` (nothing is imported, so this runs in ms).
 
-- Three layers, visible in the tree: the library (``nada/*.py``), the command line (``nada/cli/``) and the app
-  (``nada/app/`` and ``app.py``). Imports run downwards only: the library never imports ``nada.cli`` or ``nada.app``,
-  and ``nada.cli`` never imports ``nada.app``. The library stays at most :data:`MAX_LIBRARY_MODULES` files.
+- Four layers, visible in the tree, from the bottom up:
+  - the networks (``nada/nets/``: StyleGAN2, e4e, IR-SE and their low-level ops), which import only each other;
+  - the library (``nada/*.py`` and its packages such as ``nada/styles/``), which imports the networks;
+  - the command line (``nada/cli/`` and ``python -m nada``'s ``nada/__main__.py``) and
+  - the app (``nada/app/`` and ``app.py``), side by side on top: each imports the library and the networks, never the
+    other. Imports run downwards only: the networks import nothing else of nada, the library never imports
+    ``nada.cli`` or ``nada.app``, and ``nada.cli`` never imports ``nada.app``. The library stays at most
+    :data:`MAX_LIBRARY_MODULES` files at the top of ``nada/``.
+- No module is longer than :data:`MAX_MODULE_LINES` lines (aim for ~500): one module per job.
 - No import cycle among ``nada/**/*.py`` and ``app.py``, counting imports inside functions too (a cycle hidden in a
   function is still a cycle: it only fails later, at call time, and hides the layering).
 - Gradio belongs to the app layer: no other ``nada`` module imports ``gradio`` / ``gradio_client``, or imports an
@@ -14,8 +20,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import shutil
 import subprocess
+import sys
+import textwrap
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +36,14 @@ from .helpers import PROJECT_ROOT
 
 PACKAGE = "nada"
 MAX_LIBRARY_MODULES = 30  # files at the top of nada/, __init__.py and __main__.py included
+MAX_MODULE_LINES = 600  # no module of nada/, app.py or bench/ is longer (aim for ~500)
 UI_PACKAGES = {"gradio", "gradio_client"}
-# Modules still allowed to import project modules inside functions, each with the reason; a stale entry fails.
-# Empty: nada/service.py, the last one (its `from . import invert` inside a handler), now imports at the top too.
-FUNCTION_LEVEL_ALLOWED: set[str] = set()
+NETS = "nada.nets"
+# What each layer may import (of the project's own modules).
+ALLOWED = {"nets": {"nets"}, "library": {"library", "nets"}, "cli": {"library", "nets", "cli"},
+           "app": {"library", "nets", "app"}}
+SHIMS = {"nada.stylegan2": "nada.nets.stylegan2", "nada.e4e": "nada.nets.e4e", "nada.irse": "nada.nets.irse"}
+LOADERS = {"nada.e4e": ("E4ECheckpointError", "encoder_from_checkpoint", "load_e4e")}  # shim names from nada.weights
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,10 @@ def _module_files() -> dict[str, Path]:
 
 
 def layer(module: str) -> str:
-    """"app" (``app.py``, ``nada.app.*``), "cli" (``nada.cli.*`` and ``python -m nada``'s ``nada.__main__``) or
-    "library" (everything else under ``nada``)."""
+    """"nets" (``nada.nets``, ``nada.nets.*``), "app" (``app.py``, ``nada.app.*``), "cli" (``nada.cli.*`` and
+    ``python -m nada``'s ``nada.__main__``) or "library" (everything else under ``nada``)."""
+    if module == NETS or module.startswith(NETS + "."):
+        return "nets"
     if module == "app" or module == "nada.app" or module.startswith("nada.app."):
         return "app"
     if module in ("nada.cli", "nada.__main__") or module.startswith("nada.cli."):
@@ -187,24 +204,87 @@ def test_no_import_cycles():
 
 
 def test_layers_import_downwards_only():
-    """The library never imports the command line or the app; the command line never imports the app."""
-    allowed = {"library": {"library"}, "cli": {"library", "cli"}, "app": {"library", "app"}}
+    """The networks import only networks; the library never imports the command line or the app; the command line
+    never imports the app (see :data:`ALLOWED`)."""
     known = set(_module_files())
     bad = [f"{imp.where()}: {imp.importer} ({layer(imp.importer)}) imports {imp.target} ({layer(imp.target)})"
            for imp in project_imports()
-           if imp.target in known and layer(imp.target) not in allowed[layer(imp.importer)]]
+           if imp.target in known and layer(imp.target) not in ALLOWED[layer(imp.importer)]]
     assert not bad, "imports across layers:\n" + "\n".join(bad)
 
 
+def test_the_networks_import_nothing_above_them():
+    """``nada.nets`` imports no other part of nada, not even the package ``nada`` itself (``from nada import x``)."""
+    bad = [f"{imp.where()}: {imp.importer} imports {imp.target}" for imp in project_imports()
+           if layer(imp.importer) == "nets" and imp.target.split(".")[0] == PACKAGE and layer(imp.target) != "nets"]
+    assert not bad, "the networks must not import the rest of nada:\n" + "\n".join(bad)
+
+
 def test_the_tree_shows_the_layers():
-    """The library sits at the top of nada/ in at most MAX_LIBRARY_MODULES files; the app and the command line are
-    packages of their own, and nothing named ``app_*`` or ``cli_*`` is left beside the library."""
+    """The library sits at the top of nada/ in at most MAX_LIBRARY_MODULES files; the networks, the app and the
+    command line are packages of their own, and nothing named ``app_*`` or ``cli_*`` is left beside the library."""
     top = sorted(p.name for p in (PROJECT_ROOT / PACKAGE).glob("*.py"))
     assert len(top) <= MAX_LIBRARY_MODULES, f"{len(top)} modules at the top of nada/: {top}"
     assert not [n for n in top if n.startswith(("app_", "cli_"))], top
-    assert (PROJECT_ROOT / PACKAGE / "app" / "__init__.py").is_file()
-    assert (PROJECT_ROOT / PACKAGE / "cli" / "__init__.py").is_file()
-    assert {"nada.app.handlers", "nada.app.sessions", "nada.cli.adapt"} <= set(_module_files())
+    for package in ("nets", "app", "cli"):
+        assert (PROJECT_ROOT / PACKAGE / package / "__init__.py").is_file(), package
+    assert {"nada.nets.stylegan2", "nada.nets.e4e", "nada.nets.irse", "nada.nets.ops", "nada.nets.autotune",
+            "nada.app.handlers", "nada.app.sessions", "nada.cli.adapt"} <= set(_module_files())
+    listed = re.search(r"^packages = \[(.*)\]", (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
+    packages = set(re.findall(r'"([\w.]+)"', listed[1])) if listed else set()
+    folders = {".".join(init.parent.relative_to(PROJECT_ROOT).parts)
+               for init in (PROJECT_ROOT / PACKAGE).rglob("__init__.py")}
+    assert folders <= packages, f"pyproject.toml's [tool.setuptools] packages miss {sorted(folders - packages)}"
+
+
+def test_no_module_is_too_long():
+    """One module per job: no module of nada/, app.py or bench/ is over MAX_MODULE_LINES lines (tests excluded)."""
+    files = [PROJECT_ROOT / "app.py", *(PROJECT_ROOT / PACKAGE).rglob("*.py"), *(PROJECT_ROOT / "bench").rglob("*.py")]
+    long = {str(p.relative_to(PROJECT_ROOT)): n for p in files
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by job): {long}"
+
+
+@pytest.mark.parametrize("old, new", sorted(SHIMS.items()))
+def test_the_old_network_paths_still_work_and_warn(old, new):
+    """``nada.stylegan2``, ``nada.e4e`` and ``nada.irse`` (the contracts' names) give the very objects of their new
+    homes, and say where those live now with a DeprecationWarning, each time they are imported afresh."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the first import may warn here: reloading warns below
+        module, moved = importlib.import_module(new), importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"{old} moved to {new}\b.*works for one release"):
+        importlib.reload(moved)
+    public = [n for n in vars(module) if not n.startswith("_") and getattr(module, n).__class__.__name__ != "module"
+              and getattr(getattr(module, n), "__module__", new) == new]
+    assert public and set(public) <= set(moved.__all__), f"{old} lacks {sorted(set(public) - set(moved.__all__))}"
+    for name in moved.__all__:
+        assert getattr(moved, name) is getattr(module, name, None) or name in LOADERS.get(old, ()), name
+    for name in LOADERS.get(old, ()):
+        assert getattr(moved, name) is getattr(importlib.import_module("nada.weights"), name), name
+
+
+def test_the_old_network_paths_warn_in_a_fresh_process():
+    """The warning is seen by a program that imports an old path first (no module cached), and the contracts' classes
+    are the networks' own."""
+    code = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error", DeprecationWarning)
+        for old in ("nada.stylegan2", "nada.e4e", "nada.irse"):
+            try:
+                __import__(old)
+            except DeprecationWarning as exc:
+                assert "moved to nada.nets." in str(exc), exc
+            else:
+                raise AssertionError(old + " imported without a DeprecationWarning")
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import nada, nada.stylegan2, nada.e4e, nada.irse, nada.nets.stylegan2, nada.nets.e4e, nada.nets.irse
+        assert nada.stylegan2.Generator is nada.nets.stylegan2.Generator
+        assert nada.e4e.Encoder4Editing is nada.nets.e4e.Encoder4Editing
+        assert nada.irse.Backbone is nada.nets.irse.Backbone
+        assert nada.e4e.load_e4e is nada.weights.load_e4e
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_gradio_stays_in_the_app_layer():
@@ -216,13 +296,9 @@ def test_gradio_stays_in_the_app_layer():
 
 def test_project_modules_are_imported_at_module_level():
     known = set(_module_files())
-    late = [imp for imp in project_imports() if imp.in_function and imp.target in known and imp.importer != "app"]
-    bad = [f"{imp.where()}: {imp.importer} imports {imp.target} inside a function" for imp in late
-           if imp.importer not in FUNCTION_LEVEL_ALLOWED]
+    bad = [f"{imp.where()}: {imp.importer} imports {imp.target} inside a function" for imp in project_imports()
+           if imp.in_function and imp.target in known and imp.importer != "app"]
     assert not bad, "import the project's own modules at the top of the module:\n" + "\n".join(bad)
-    stale = FUNCTION_LEVEL_ALLOWED - {imp.importer for imp in late}
-    assert not stale, f"{sorted(stale)} no longer import project modules inside functions: remove them from " \
-                      "FUNCTION_LEVEL_ALLOWED in tests/test_layering.py"
 
 
 def test_the_checks_see_what_they_check():
@@ -231,9 +307,14 @@ def test_the_checks_see_what_they_check():
     imports = {(i.importer, i.target, i.in_function) for i in project_imports()}
     assert ("nada.cli", "nada.cli.adapt", False) in imports  # from . import adapt, evaluate, ... (a package)
     assert ("nada.cli.adapt", "nada.train", False) in imports  # from ..train import ... (two dots)
-    assert ("nada.e4e", "nada.weights", False) in imports  # from nada import weights
-    assert ("nada.tiny", "nada.stylegan2", False) in imports  # from .stylegan2 import Generator
-    assert ("nada.styles", "nada", False) in imports  # from . import __version__
+    assert ("nada.id_loss", "nada.weights", False) in imports  # from nada import weights
+    assert ("nada.nets.e4e", "nada.nets.irse", False) in imports  # from .irse import ... (inside the networks)
+    assert ("nada.tiny", "nada.nets.stylegan2", False) in imports  # from .nets.stylegan2 import Generator
+    assert ("nada.stylegan2", "nada.nets.stylegan2", False) in imports  # the old path's shim
+    assert ("nada.styles", "nada.styles.style", False) in imports  # from .style import ... (a package's __init__)
+    assert ("nada.styles.style", "nada", False) in imports  # from .. import __version__
+    assert ("nada.styles.saved", "nada.weights", False) in imports  # from ..weights import ...
+    assert all(layer(m) == "nets" for m in ("nada.nets", "nada.nets.ops")) and layer("nada.networks") == "library"
     assert any(importer in APP_LAYER and target == "gradio" for importer, target, _ in imports)
     assert ("nada.clip_models", "clip", True) in imports  # heavy: imported inside import_clip()
     edges = {"a": {"b": None}, "b": {"c": None}, "c": {"a": None}, "d": {"a": None}}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nada.memory import GIB, check_fits, cuda_free_bytes, estimate_adapt_bytes, synthesis_activation_bytes
-from nada.stylegan2 import Generator
+from nada.nets.stylegan2 import Generator
 
 
 def test_estimate_grows_with_size_batch_and_shrinks_with_bf16_and_checkpointing():

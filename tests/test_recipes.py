@@ -1,4 +1,4 @@
-"""The recipes equal the official commands field by field, and the figures are named and judged honestly (issue 23).
+"""The recipes equal the official commands field by field, and the figures are named and judged honestly.
 
 Each official value is quoted with its source:
 - README: the command in rinongal/StyleGAN-nada's README (also ZSSGAN/scripts in public forks):

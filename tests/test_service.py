@@ -453,7 +453,7 @@ def test_offline_real_mode_names_missing_weights(hub_cache, session):
     assert real.loaded() == []  # the failure is not cached: a later call retries
 
 
-# ------------------------------------------------------------------------------- issue 15: the error paths
+# ------------------------------------------------------------------------ the error paths: messages that say what to do
 def test_upload_errors_name_the_file_and_what_to_pick_in_the_page(store, session, tmp_path):
     """Messages name an upload by its own name (never the server's temp path) and say what to do in the page."""
     upload_dir = tmp_path / "gradio" / "0123abcd"  # where Gradio keeps an upload

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from nada.ops import fir_kernel, upfirdn2d, upfirdn2d_ref
+from nada.nets.ops import fir_kernel, upfirdn2d, upfirdn2d_ref
+from nada.nets.stylegan2 import Generator, mix_latents, truncate
 from nada.render import render_seeds
-from nada.stylegan2 import Generator, mix_latents, truncate
 
 from .fixtures import fixture_path
 
@@ -176,8 +176,8 @@ def test_batched_modulated_conv_equals_grouped_reference(fixture_256):
 def test_upsampling_never_checks_its_kernel_per_call(tiny_generator, monkeypatch):
     """The kernel's symmetry is read once (at construction and on load), not per forward: on a GPU that check is a
     host sync in every 2x up-sampling."""
-    from nada import ops
-    from nada.stylegan2 import Upsample
+    from nada.nets import ops
+    from nada.nets.stylegan2 import Upsample
 
     calls = []
     real = ops.is_symmetric

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nada import styles, weights
-from nada.stylegan2 import Generator, seeded_z
+from nada.nets.stylegan2 import Generator, seeded_z
 from nada.styles import (
     Style,
     StyleFileError,
@@ -417,7 +417,7 @@ def test_list_saved_styles(hub_cache, style):
     assert not (hub_cache / "evil.safetensors").exists()
 
 
-# ----------------------------------------------------------------------------------- issue 15: wrong answers
+# ----------------------------------------------------------------------------------------------- refusing wrong answers
 def test_import_refuses_an_unrelated_generator_of_the_same_architecture(tmp_path, tiny_generator):
     """A separately trained generator has its own mapping network, which adaptation never changes: refused."""
     path = tmp_path / "unrelated.pt"

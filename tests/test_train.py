@@ -269,7 +269,7 @@ def test_adaptation_runs_wide_convs_by_winograd_with_the_same_result(tiny_clip, 
     """With the tuner's fixed choices (NADA_AUTOTUNE=0), both copies use Winograd on the CPU for wide layers;
     training matches the reference formulation, and the caller's generator and the returned one compute with the
     default convolutions afterwards."""
-    import nada.ops as ops
+    import nada.nets.ops as ops
     from nada.tiny import tiny_generator
 
     monkeypatch.setenv("NADA_AUTOTUNE", "0")
@@ -325,7 +325,7 @@ def test_the_shape_recipe_probes_two_thirds_of_the_rows_and_mixes(tiny_generator
 
 
 def test_style_mixing_feeds_both_copies_the_same_mixed_latents(tiny_generator, tiny_clip, monkeypatch):
-    from nada.stylegan2 import Generator
+    from nada.nets.stylegan2 import Generator
 
     seen = []
     synthesis = Generator.synthesis

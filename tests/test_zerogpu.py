@@ -133,7 +133,7 @@ def test_warnings_from_the_worker_reach_the_page(store, tmp_path):
 def test_uploads_are_checked_without_reading_the_generator(store, session, tmp_path, monkeypatch):
     """On ZeroGPU the main process cannot read offloaded weights: a .safetensors upload uses the fingerprint taken
     when the generator loaded."""
-    import nada.styles as styles
+    from nada.styles import style as style_core  # the module whose checks (verify_source) would fingerprint
 
     path = save_style(store.published_style("tiny-demo"), tmp_path / "demo.safetensors")
     store.fingerprint("tiny")  # taken at load (preload, on ZeroGPU)
@@ -141,7 +141,7 @@ def test_uploads_are_checked_without_reading_the_generator(store, session, tmp_p
     def unreadable(_):
         raise RuntimeError("Cannot apply function torch.Tensor.detach on disk-offloaded Tensor")
 
-    monkeypatch.setattr(styles, "generator_fingerprint", unreadable)
+    monkeypatch.setattr(style_core, "generator_fingerprint", unreadable)
     assert service.upload_style(store, session, str(path)).session.names() == ["demo"]
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from ..model_store import load_source
+from ..nets.stylegan2 import Generator
 from ..render import render_seeds, to_pil
 from ..runtime import pick_device
-from ..stylegan2 import Generator
 from ..styles import Style, apply_style, blend, load_any_style
 from ..weights import REGISTRY
 from .args import CliError, parse_seeds, positive_int, unit_float

@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 from ..align import SOFT_FACE_WARNING, AlignmentUnavailableError, FaceAligner
-from ..e4e import load_e4e
 from ..edits import (
     EditConfig,
     apply_edit,
@@ -48,7 +47,7 @@ from ..runtime import pick_device
 from ..styles import apply_style, generator_fingerprint, load_any_style, safe_style_name
 from ..tiny import TINY_INVERT as TINY_SOURCE  # the source name recorded for / checked against styles in --tiny mode
 from ..video import PhotoVideoPlan, render_photo_video
-from ..weights import REGISTRY
+from ..weights import REGISTRY, load_e4e
 from .args import CliError, check_writable, positive_int, unit_float
 from .edit import TINY_STEPS, learn_with_bar, load_edit_models
 

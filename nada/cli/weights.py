@@ -15,7 +15,6 @@ import torch
 
 from ..align import load_predictor
 from ..clip_models import load_clip
-from ..e4e import load_e4e
 from ..id_loss import load_id_loss
 from ..registry import APP_ASSETS, FEATURE_ASSETS, REGISTRY, Asset
 from ..weights import (
@@ -26,6 +25,7 @@ from ..weights import (
     cached_path,
     fetch,
     hub_mirrors,
+    load_e4e,
     load_generator,
     offline,
 )

@@ -1,17 +1,9 @@
-"""Style files: a trained style is the set of generator tensors that differ from its source, plus metadata.
+"""The :class:`Style` type and what is done with styles in memory: building one from a source and an adapted
+generator, fingerprints of generators, checking that a style fits and belongs to a generator, applying it, blending.
 
-A style is saved as ``.safetensors`` (no pickled code) holding only the tensors that changed during adaptation,
-with metadata that names the source generator and its fingerprint (a hash of its tensors). Applying a style to a
-generator first checks that it is the generator the style was trained from, then blends
-``source + strength * (style - source)`` into a copy. Full rosinality ``{"g_ema": ...}`` files (other tools, and the
-published StyleGAN-NADA models) are imported by diffing them against the source, and exported the same way.
-
-Two kinds of style (``Style.kind``, recorded as ``meta["kind"]``; files without it are "weights"):
-- "weights": changed state-dict tensors (``AdaptConfig.params="weights"``, the paper; ~60 MB at 1024 px);
-- "modulation": per-channel style offsets ``"<module>.style_offset"`` -> [in] (``params="modulation"``, the
-  "compact" recipe; every weight unchanged, the style vector becomes ``s * (1 + offset)``; ~25 KB at 1024 px);
-- "mixed": both, from :func:`blend` of a weight style with a modulation style.
-Strength scales a modulation style's offsets (0: none, 1: as trained). :func:`blend` combines styles of one source.
+A style holds the generator tensors that differ from its source and/or per-channel style offsets, with metadata that
+names the source generator and its fingerprint (a hash of its tensors). Applying a style to a generator first checks
+that it is the generator the style was trained from, then blends ``source + strength * (style - source)`` into a copy.
 """
 
 from __future__ import annotations
@@ -20,48 +12,21 @@ import copy
 import dataclasses
 import datetime as _dt
 import hashlib
-import json
 import math
 import os
-import re
-import tempfile
-import threading
-import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from . import __version__
-from .stylegan2 import Generator, channels_for
-from .weights import (
-    REGISTRY,
-    CheckpointError,
-    cache_dir,
-    generator_config,
-    generator_state_dict,
-    load_state_dict_file,
-    resolve,
-)
+from .. import __version__
+from ..nets.stylegan2 import Generator, channels_for
 
 KINDS = ("weights", "modulation", "mixed")  # Style.kind
 OFFSET_SUFFIX = ".style_offset"  # keys of style offsets (Generator.style_offsets), beside state-dict keys
-FORMAT_KEY = "nada_style_format"  # safetensors metadata key that marks a nada style file
-FORMAT_VERSION = 1
-STYLE_SUFFIX = ".safetensors"
-MAX_NAME_LEN = 64
-# Names Windows refuses as file names (with any extension); a slug equal to one gets a suffix.
-_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
-_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class StyleMismatchError(ValueError):
     """A style does not belong to the generator it is applied to (other weights or another architecture)."""
-
-
-class StyleFileError(CheckpointError):
-    """A file that should hold a nada style does not (missing, corrupt, or another kind of file)."""
 
 
 @dataclass
@@ -224,118 +189,6 @@ def _make_style(source: Generator, tensors: dict[str, torch.Tensor], meta: dict 
     return Style(tensors, full)
 
 
-# ----------------------------------------------------------------------------------------------- save / load
-def current_umask() -> int:
-    """The process's file-creation mask: from ``/proc`` on Linux, else by setting it and putting it back at once."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):  # no /proc (not Linux): read it the portable way below
-        pass
-    with _UMASK_LOCK:
-        mask = os.umask(0o077)
-        os.umask(mask)
-    return mask
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then move it into place (never a half file). The file
-    gets the permissions any new file gets (``0o666`` less the umask), not the temp file's private ``0o600``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Path:
-    """Write ``style`` as safetensors (atomically); metadata values are JSON strings.
-
-    ``fp16=True`` halves the file; each weight is then rounded to float16 (relative error <= 2**-11, measured in
-    tests/test_styles.py). fp32 files round-trip exactly."""
-    from safetensors.torch import save_file  # third-party; looked up per call, so a test can make it fail
-
-    path = Path(path)
-    if path.suffix != STYLE_SUFFIX:
-        raise ValueError(f"A style file name must end in {STYLE_SUFFIX}, got '{path.name}'.")
-    dtype = torch.float16 if fp16 else torch.float32
-    tensors = {k: v.detach().to("cpu", dtype).contiguous().clone() for k, v in style.tensors.items()}
-    meta = {**_plain(style.meta), "storage_dtype": "float16" if fp16 else "float32"}
-    meta.pop(FORMAT_KEY, None)
-    header = {k: json.dumps(v) for k, v in meta.items()}
-    header[FORMAT_KEY] = str(FORMAT_VERSION)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
-    return path
-
-
-def read_tagged_safetensors(path: Path, format_key: str, format_version: int, error: type[Exception], what: str,
-                            unreadable: str, untagged: str = "") -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, JSON metadata) of a nada safetensors file (``what``: "style", "edit") whose header marks it with
-    ``format_key`` at a version up to ``format_version``; else ``error`` with a readable message (``unreadable``:
-    what to say of a file safetensors cannot read, ``untagged``: advice for another safetensors file). Nothing
-    executable is loaded."""
-    from safetensors import safe_open  # third-party, only reading nada files needs it
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types for bad headers and truncated files
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise error(f"'{path}' could not be read as a safetensors file ({type(exc).__name__}: {first}); "
-                    f"{unreadable}") from exc
-    version = header.get(format_key)
-    if version is None:
-        raise error(f"'{path}' is a safetensors file but not a nada {what} (no '{format_key}' metadata)"
-                    + (f"; {untagged}" if untagged else "."))
-    if not version.isdigit() or int(version) > format_version:
-        raise error(f"'{path}' is a nada {what} of format {version!r}; this nada ({__version__}) reads format "
-                    f"{format_version}. Update nada.")
-    try:
-        meta = {k: json.loads(v) for k, v in header.items() if k != format_key}
-    except json.JSONDecodeError as exc:
-        raise error(f"'{path}' has corrupt {what} metadata ({exc}).") from exc
-    return tensors, meta
-
-
-def load_style(path: str | os.PathLike) -> Style:
-    """Read a nada style (``.safetensors`` only: nothing executable is loaded); raise StyleFileError otherwise."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise StyleFileError(f"Style file '{path}' does not exist.")
-    if path.suffix != STYLE_SUFFIX:
-        raise StyleFileError(f"'{path}' is not a nada style file ({STYLE_SUFFIX}). Full generator checkpoints "
-                             "(.pt, e.g. StyleGAN-NADA models) are read with import_style_pt.")
-    tensors, meta = read_tagged_safetensors(
-        path, FORMAT_KEY, FORMAT_VERSION, StyleFileError, "style",
-        unreadable="it may be corrupt or truncated.",
-        untagged="a generator checkpoint goes to --source, not --style.")
-    missing = [k for k in ("source_fingerprint", "generator_config") if not meta.get(k)]
-    if missing or not isinstance(meta.get("generator_config"), dict):
-        raise StyleFileError(f"'{path}' lacks the style metadata {missing or ['generator_config']}; it was not "
-                             "written by nada's save_style.")
-    bad = [k for k, v in tensors.items() if not v.is_floating_point()]
-    if bad:
-        raise StyleFileError(f"'{path}' holds non-float tensors {bad[:3]}; not a nada style.")
-    if meta.get("kind", "weights") not in KINDS:
-        raise StyleFileError(f"'{path}' is a nada style of kind {meta.get('kind')!r}; this nada ({__version__}) "
-                             f"reads {', '.join(KINDS)}. Update nada.")
-    style = Style(tensors, meta)
-    meta["kind"] = style.kind  # files written before modulation styles record none: they hold weights
-    return style
-
-
 # ------------------------------------------------------------------------------------------------- applying
 def verify_source(style: Style, source: Generator, source_name: str | None = None,
                   source_fingerprint: str | None = None, *, advice: str | None = None) -> None:
@@ -487,156 +340,3 @@ def blend(pairs, source: Generator | None = None, *, source_fingerprint: str | N
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "blend": record}
     meta["kind"] = _kind_of(tensors, first.kind)
     return Style(tensors, _plain(meta))
-
-
-# ---------------------------------------------------------------------------------------- full .pt files
-def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) -> Path:
-    """Write the styled generator as a rosinality checkpoint ``{"g_ema": state_dict}`` (plus the source's
-    ``latent_avg`` when it has one), for tools that expect full StyleGAN2 files. Style offsets are folded into the
-    affine layers (:meth:`Generator.fold_style_offsets`): same images up to float rounding."""
-    styled = apply_style(source, style, 1.0).fold_style_offsets()
-    ckpt: dict = {"g_ema": {k: v.detach().to("cpu").clone() for k, v in styled.state_dict().items()}}
-    if getattr(source, "latent_avg", None) is not None:
-        ckpt["latent_avg"] = source.latent_avg.detach().to("cpu").reshape(-1).clone()  # [512]
-    path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
-    return path
-
-
-def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator, meta: dict | None = None,
-                    source_fingerprint: str | None = None) -> Style:
-    """A Style from a full generator checkpoint (``{"g_ema": ...}``, e.g. a published StyleGAN-NADA model, by
-    registry name or path): its tensors that differ from ``source``, which must have the same architecture and the
-    same mapping network (see :func:`_check_frozen_parts`)."""
-    path = resolve(path_or_registry_name)  # registry name -> hub cache; else an existing file
-    sd = generator_state_dict(load_state_dict_file(path), str(path))
-    label = str(path_or_registry_name)
-    src_sd = source.state_dict()
-    problem = _arch_mismatch(sd, src_sd) or (f"missing {sorted(set(src_sd) - set(sd))[:4]}"
-                                             if set(src_sd) - set(sd) else "")
-    if problem:  # keys and shapes pin the architecture down completely
-        try:
-            theirs = f"a {generator_config(sd)['size']}px generator"
-        except CheckpointError:
-            theirs = "not a StyleGAN2 generator"
-        raise StyleMismatchError(
-            f"'{label}' ({theirs}) does not fit the source generator ({source.config()['size']}px, channels "
-            f"{source.channels}): {problem}. Use the source it was trained from.")
-    tensors: dict[str, torch.Tensor] = {}
-    for key, s in src_sd.items():
-        s_cpu = s.detach().to("cpu", torch.float32)
-        v = sd[key].detach().to("cpu", torch.float32)
-        if not torch.equal(s_cpu, v):
-            tensors[key] = v.clone()
-    _check_frozen_parts(tensors, src_sd, label)
-    asset = REGISTRY.get(str(path_or_registry_name)) if isinstance(path_or_registry_name, str) else None
-    base = {"source": asset.source if asset else None, "imported_from": str(path)}
-    if asset is not None:
-        base.update(published=f"{asset.repo_id}/{asset.filename}", description=asset.description, note=asset.note)
-    full = {**base, **(meta or {})}
-    return _make_style(source, tensors, full, source_fingerprint)
-
-
-FROZEN_PREFIXES = ("style.",)  # the mapping network: StyleGAN-NADA never trains it, so a style keeps it bit for bit
-
-
-def _check_frozen_parts(changed: dict[str, torch.Tensor], source_sd: dict[str, torch.Tensor], label: str) -> None:
-    """Refuse a full generator whose mapping network differs from the source's: it was not adapted from it.
-
-    Adaptation (the paper's, and :mod:`nada.train`) freezes the mapping network and, by default, the ToRGB layers.
-    Only the mapping network is checked: ToRGB layers may legitimately change (``AdaptConfig.train_to_rgb``, and
-    other fine-tuning tools train them), while no adapted copy ever changes a mapping weight, and a separately
-    trained generator of the same architecture never shares one bit for bit."""
-    frozen = [k for k in source_sd if k.startswith(FROZEN_PREFIXES)]
-    differ = [k for k in frozen if k in changed]
-    if differ:
-        raise StyleMismatchError(
-            f"'{label}' is not a style of this source generator: its mapping network ({len(differ)} of {len(frozen)} "
-            "style.* tensors) differs from the source's, and StyleGAN-NADA adaptation never changes the mapping "
-            "network. It is most likely a separately trained StyleGAN2 generator of the same size (another dataset, "
-            "or another checkpoint), not a style adapted from this source.")
-
-
-# -------------------------------------------------------------------------------------------- user names
-def safe_style_name(text: str) -> str:
-    """A user's style name as a safe slug: lower-case ASCII ``[a-z0-9_-]``, 1..64 chars, never a path."""
-    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
-    slug = re.sub(r"[^a-z0-9_-]+", "-", ascii_text)
-    slug = re.sub(r"-{2,}", "-", slug).strip("-_")[:MAX_NAME_LEN].strip("-_")
-    if not slug:
-        raise ValueError(f"Style name {text!r} has no usable characters: use letters, digits, '-' or '_'.")
-    if slug in _RESERVED:
-        slug += "-style"
-    return slug
-
-
-def styles_dir() -> Path:
-    """Where named styles are saved: ``<weights cache>/styles``."""
-    return cache_dir() / "styles"
-
-
-def style_path(name: str) -> Path:
-    """``styles_dir()/<safe name>.safetensors``; the name is slugged first, so it can never leave that folder."""
-    root = styles_dir().resolve()
-    path = (root / (safe_style_name(name) + STYLE_SUFFIX)).resolve()
-    if path.parent != root:  # cannot happen for a slug; kept as a guard against future edits
-        raise ValueError(f"Style name {name!r} does not stay inside {root}.")
-    return path
-
-
-def list_saved_styles() -> list[str]:
-    """Names of the styles saved in :func:`styles_dir`, sorted."""
-    root = styles_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.stem for p in root.glob("*" + STYLE_SUFFIX) if p.is_file() and _SLUG_RE.fullmatch(p.stem))
-
-
-# ----------------------------------------------------------------------------------------- name or path
-def load_any_style(name_or_path: str | os.PathLike, source: Generator, source_name: str) -> Style:
-    """A style from a published registry name ("nada-pixar"), a saved style name, a ``.safetensors`` style or a
-    full ``.pt`` generator; checked against ``source`` (StyleMismatchError when it belongs to another)."""
-    key = os.fspath(name_or_path)
-    asset = REGISTRY.get(key) if isinstance(name_or_path, str) else None
-    if asset is not None:
-        if asset.kind != "style":
-            raise StyleFileError(f"'{key}' is a {asset.kind} in the weights registry, not a style. Published styles: "
-                                 f"{', '.join(n for n, a in REGISTRY.items() if a.kind == 'style')}.")
-        if source_name in REGISTRY and asset.source and source_name != asset.source:
-            raise StyleMismatchError(f"The published style '{key}' was trained from the '{asset.source}' generator, "
-                                     f"but the source is '{source_name}'. Use --source {asset.source}.")
-        return import_style_pt(key, source, {"source": asset.source})
-    path = Path(key).expanduser()
-    if not path.is_file() and isinstance(name_or_path, str) and _SLUG_RE.fullmatch(key) and \
-            style_path(key).is_file():
-        path = style_path(key)
-    if not path.is_file():
-        published = ", ".join(n for n, a in REGISTRY.items() if a.kind == "style")
-        saved = ", ".join(list_saved_styles()) or "none"
-        raise StyleFileError(f"Style '{key}' not found: it is not a file, a saved style ({saved}) or a published "
-                             f"style ({published}).")
-    if path.suffix == STYLE_SUFFIX:
-        style = load_style(path)
-        verify_source(style, source, source_name)
-        return style
-    if path.suffix in {".pt", ".pth", ".ckpt"}:
-        return import_style_pt(path, source, {"source": source_name})
-    raise StyleFileError(f"'{path}' is neither a nada style ({STYLE_SUFFIX}) nor a generator checkpoint (.pt).")
-
-
-def apply_style_file(generator: Generator, name_or_path: str | os.PathLike, strength: float = 1.0,
-                     source_name: str = "ffhq") -> Generator:
-    """Load a style by name or path (see :func:`load_any_style`) and return a styled copy of ``generator``."""
-    if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
-        raise ValueError(f"Style strength must be between 0 (source) and 1 (full style), got {strength!r}.")
-    style = load_any_style(name_or_path, generator, str(source_name))
-    return apply_style(generator, style, strength, check_source=False, source_name=str(source_name))
-
-
-__all__ = [
-    "Style", "StyleMismatchError", "StyleFileError", "generator_fingerprint",
-    "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt", "blend",
-    "combine_tensors", "is_offset_key", "check_style_fits", "KINDS",
-    "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
-    "list_saved_styles", "atomic_write",
-]

@@ -1,16 +1,16 @@
 """Choose each CPU convolution path by timing it, as cuDNN's benchmark mode does on GPUs.
 
-The first time a convolution shape is met, a :class:`ConvTuner` times every candidate path (plain, Winograd, the
-layout and phase variants of ``nada.ops``) and keeps the fastest for that shape. A call without gradients races the
+The first time a convolution shape is met, a :class:`ConvTuner` times every candidate path (plain, Winograd, the layout
+and phase variants of ``nada.nets.ops``) and keeps the fastest for that shape. A call without gradients races the
 candidates on its own input (the whole batch: a race on one sample chose paths that were 1.2x slower at batch 4 on
-AVX-512) and returns the winner's output, so tuning costs only the losers' time. Calls that need gradients
-(training, the layer probe) keep the fixed choices unless ``gradients=True``: their trials (forward and backward of
-a copy of the input) cost about one training step at 256 px on an AVX2 core even at batch 1, and bought ~2% there,
-and trials on crops of the map, which cost less, ranked the paths differently (cache behaviour changes with size)
-and made the probe 1.4x slower (bench/README.md, issue 28). Choices are kept in memory, and optionally in a JSON
-file keyed by CPU capability, torch threads (the cores it uses) and torch version. Every candidate computes the same
-function, so a choice changes speed and float rounding only. ``NADA_AUTOTUNE=0`` turns timing off: the tuner then
-runs the fixed choice written beside each call (the crossovers measured on AVX-512).
+AVX-512) and returns the winner's output, so tuning costs only the losers' time. Calls that need gradients (training,
+the layer probe) keep the fixed choices unless ``gradients=True``: their trials (forward and backward of a copy of the
+input) cost about one training step at 256 px on an AVX2 core even at batch 1, and bought ~2% there, and trials on crops
+of the map, which cost less, ranked the paths differently (cache behaviour changes with size) and made the probe 1.4x
+slower (measured in bench/README.md, "Measure, then choose"). Choices are kept in memory, and optionally in a JSON file
+keyed by CPU capability, torch threads (the cores it uses) and torch version. Every candidate computes the same
+function, so a choice changes speed and float rounding only. ``NADA_AUTOTUNE=0`` turns timing off: the tuner then runs
+the fixed choice written beside each call (the crossovers measured on AVX-512).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def conv_transpose2x_phases(x: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     return y
 
 
-# The paths a tuner (nada.autotune) may choose between; each computes the same function as the first one.
+# The paths a tuner (nada.nets.autotune) may choose between; each computes the same function as the first one.
 UP_PATHS = {
     "transposed": lambda x, w: F.conv_transpose2d(x, w, stride=2),
     "transposed-contiguous-wgrad": lambda x, w: _ConvTranspose2x.apply(x, w),

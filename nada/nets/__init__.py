@@ -1,0 +1,7 @@
+"""The networks, the bottom layer of nada: StyleGAN2 (:mod:`~nada.nets.stylegan2`), the e4e encoder
+(:mod:`~nada.nets.e4e`), the IR-SE ArcFace backbone (:mod:`~nada.nets.irse`), and their low-level ops
+(:mod:`~nada.nets.ops`: FIR filtering, fast convolution paths) with the per-shape choice among those paths
+(:mod:`~nada.nets.autotune`). These modules import nothing from the rest of nada (only torch): they build modules
+whose state dicts match the public checkpoints and read no checkpoint files; turning a file into a network is the
+library's job (:func:`nada.weights.load_generator`, :func:`nada.weights.load_e4e`, :func:`nada.id_loss.load_id_loss`).
+"""

@@ -1,0 +1,60 @@
+"""Styles: a trained style is the set of generator tensors that differ from its source, plus metadata.
+
+A style is saved as ``.safetensors`` (no pickled code) holding only the tensors that changed during adaptation,
+with metadata that names the source generator and its fingerprint (a hash of its tensors). Applying a style to a
+generator first checks that it is the generator the style was trained from, then blends
+``source + strength * (style - source)`` into a copy. Full rosinality ``{"g_ema": ...}`` files (other tools, and the
+published StyleGAN-NADA models) are imported by diffing them against the source, and exported the same way.
+
+Two kinds of style (``Style.kind``, recorded as ``meta["kind"]``; files without it are "weights"):
+- "weights": changed state-dict tensors (``AdaptConfig.params="weights"``, the paper; ~60 MB at 1024 px);
+- "modulation": per-channel style offsets ``"<module>.style_offset"`` -> [in] (``params="modulation"``, the
+  "compact" recipe; every weight unchanged, the style vector becomes ``s * (1 + offset)``; ~25 KB at 1024 px);
+- "mixed": both, from :func:`blend` of a weight style with a modulation style.
+Strength scales a modulation style's offsets (0: none, 1: as trained). :func:`blend` combines styles of one source.
+
+Every name is imported from here (``nada.styles.X``); the modules hold one job each:
+:mod:`~nada.styles.style` (the Style type, fingerprints, source checks, applying, blending),
+:mod:`~nada.styles.style_file` (the ``.safetensors`` style format), :mod:`~nada.styles.pt_files` (full ``.pt``
+generator files in and out) and :mod:`~nada.styles.saved` (the saved-styles folder, and a style by any name or path).
+"""
+
+from __future__ import annotations
+
+from ..files import atomic_write as atomic_write  # its old home: nada.styles.atomic_write keeps working
+from ..files import current_umask as current_umask
+from ..files import read_tagged_safetensors as read_tagged_safetensors
+from .pt_files import FROZEN_PREFIXES, export_style_pt, import_style_pt
+from .saved import (
+    MAX_NAME_LEN,
+    apply_style_file,
+    list_saved_styles,
+    load_any_style,
+    safe_style_name,
+    style_path,
+    styles_dir,
+)
+from .style import (
+    KINDS,
+    OFFSET_SUFFIX,
+    Style,
+    StyleMismatchError,
+    apply_style,
+    blend,
+    check_style_fits,
+    combine_tensors,
+    generator_fingerprint,
+    is_offset_key,
+    style_from_generators,
+    verify_source,
+)
+from .style_file import FORMAT_KEY, FORMAT_VERSION, STYLE_SUFFIX, StyleFileError, load_style, save_style
+
+__all__ = [
+    "Style", "StyleMismatchError", "StyleFileError", "generator_fingerprint",
+    "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt", "blend",
+    "combine_tensors", "is_offset_key", "check_style_fits", "KINDS",
+    "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
+    "list_saved_styles", "atomic_write",
+    "OFFSET_SUFFIX", "FORMAT_KEY", "FORMAT_VERSION", "STYLE_SUFFIX", "MAX_NAME_LEN", "FROZEN_PREFIXES",
+]
