@@ -2,7 +2,7 @@
 
 Both generators render the same ``n`` images' latents and noise: ``z_i`` from one CPU ``torch.Generator`` seeded with
 ``seed`` (so every device gives the same numbers), mapped by the SOURCE generator's mapping network and truncated
-towards its :meth:`~nada.stylegan2.Generator.truncation_center` by ``truncation``; then one noise map per layer and
+towards its :meth:`~nada.nets.stylegan2.Generator.truncation_center` by ``truncation``; then one noise map per layer and
 image from the same stream, image by image (the numbers do not depend on ``batch``). ``S_i`` and ``A_i`` are the
 source's and the adapted generator's image ``i``; nothing is clamped (as in the CLIP guidance during training).
 
