@@ -17,8 +17,9 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 import gradio as gr  # noqa: E402
 
 from nada.app import handlers, mix, page_load  # noqa: E402
-from nada.app.sessions import BrowserSessions, SessionStyles, TrainingRuns  # noqa: E402
+from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
+from nada.app.training_queue import TrainingRuns  # noqa: E402
 from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
 from nada.runtime import configure_torch, env_flag, tune_allocator  # noqa: E402

@@ -132,7 +132,8 @@ def test_the_command_line_takes_pictures_as_the_target(tmp_path):
 
 def test_the_app_trains_towards_uploaded_pictures_and_says_so_in_the_style(tmp_path):
     from nada.app import handlers as service
-    from nada.app.sessions import SessionStyles, TrainingRuns
+    from nada.app.sessions import SessionStyles
+    from nada.app.training_queue import TrainingRuns
 
     files = []
     for i, picture in enumerate(pictures((220, 40, 40), 3)):

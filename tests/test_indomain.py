@@ -206,7 +206,7 @@ def test_the_app_offers_keep_variety(store):
 
 def test_the_app_streams_the_term_as_its_own_line(store, session):
     from nada.app import handlers
-    from nada.app.sessions import TrainingRuns
+    from nada.app.training_queue import TrainingRuns
 
     args = adapt_args(iterations=3, recipe="diverse", batch_size=3)
     outs = list(handlers.adapt_stream(store, TrainingRuns(), session, **args, min_interval_s=0.0))

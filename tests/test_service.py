@@ -17,7 +17,8 @@ from PIL import Image
 from nada import weights
 from nada.app import handlers as service
 from nada.app.glue import KEEP
-from nada.app.sessions import SessionStyles, TrainingBusyError, TrainingRuns
+from nada.app.sessions import SessionStyles
+from nada.app.training_queue import TrainingBusyError, TrainingRuns
 from nada.invert import render_codes
 from nada.model_store import TINY_INVERT, ModelStore
 from nada.styles import export_style_pt, load_style, save_style, style_from_generators

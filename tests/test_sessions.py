@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from nada.app.sessions import BrowserSessions, SessionStyles, TrainingBusyError, TrainingRuns, TrainingStopped
+from nada.app.sessions import BrowserSessions, SessionStyles
+from nada.app.training_queue import TrainingBusyError, TrainingRuns, TrainingStopped
 
 KEY = re.compile(r"[A-Za-z0-9_-]{20,64}")
 FAST = dict(poll_s=0.01, heartbeat_s=0.05)  # short sleeps for the waiting loop

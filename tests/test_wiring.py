@@ -10,7 +10,7 @@ import pytest
 
 from nada.app import handlers as service
 from nada.app.glue import KEEP, Outputs, handler_inputs, wire
-from nada.app.sessions import TrainingRuns
+from nada.app.training_queue import TrainingRuns
 
 from .test_app import import_app
 

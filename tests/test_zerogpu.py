@@ -17,7 +17,7 @@ from nada.app import gpu_calls
 from nada.app import handlers as service
 from nada.app.glue import bind
 from nada.app.gpu_tasks import style_file_step, train_style
-from nada.app.sessions import StopFlag, TrainingRuns
+from nada.app.training_queue import StopFlag, TrainingRuns
 from nada.app.zerogpu import GpuTaskAborted, forked, gpu_mode, on_gpu
 from nada.styles import load_style, save_style
 from nada.train import AdaptConfig

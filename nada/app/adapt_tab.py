@@ -21,7 +21,8 @@ from .glue import KEEP, Outputs, display_image, format_seconds, session_id, user
 from .gpu_calls import GpuCalls, train_seconds, train_time_limit
 from .gpu_tasks import TrainUpdate, style_file_step
 from .inputs import SESSION_PREFIX, check_adapt, invert_choices, style_choices, style_source
-from .sessions import SessionStyles, TrainingRuns, TrainingStopped
+from .sessions import SessionStyles
+from .training_queue import TrainingRuns, TrainingStopped
 from .zerogpu import gpu_mode
 
 

@@ -26,7 +26,7 @@ from ..images import ImageInputError
 from ..registry import REGISTRY
 from ..styles import StyleFileError, StyleMismatchError
 from ..weights import CheckpointError, WeightsUnavailableError, cache_dir
-from .sessions import TrainingBusyError
+from .training_queue import TrainingBusyError
 
 if TYPE_CHECKING:
     from .gpu_tasks import StyleRef

@@ -214,7 +214,7 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names:
                 meta: dict, stop: Any = None) -> Iterator[TrainUpdate]:
     """Adapt ``source`` with ``config``, streaming :class:`TrainUpdate` s; the style is written to ``style_file`` with
     every preview and at the end (so a worker stopped at its time limit loses at most one preview interval).
-    ``stop``: an object with ``is_set()`` (a :class:`~nada.app.sessions.StopFlag` crosses processes)."""
+    ``stop``: an object with ``is_set()`` (a :class:`~nada.app.training_queue.StopFlag` crosses processes)."""
     warnings: list[str] = []
     gen = store.generator(source)
     config.validate(gen.n_latent)  # a local override may have another size than the registry says
