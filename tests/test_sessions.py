@@ -1,4 +1,5 @@
-"""Browser sessions kept across reloads, and the line of sessions waiting for the training slot."""
+"""Browser sessions kept across reloads (their styles kept as files, not tensors), and the line of sessions waiting
+for the training slot."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import threading
 import time
 
 import pytest
+import torch
 
-from nada.app.sessions import BrowserSessions, SessionStyles
+from nada.app.sessions import BrowserSessions, SessionStyle, SessionStyles
 from nada.app.training_queue import TrainingBusyError, TrainingRuns, TrainingStopped
+from nada.styles import load_style, save_style
 
 KEY = re.compile(r"[A-Za-z0-9_-]{20,64}")
 FAST = dict(poll_s=0.01, heartbeat_s=0.05)  # short sleeps for the waiting loop
@@ -119,6 +122,34 @@ def test_session_styles_deep_copy_gets_its_own_lock_and_folder():
     assert clone.names() == [] and clone.directory() != styles.directory()
     clone.cleanup()
     styles.cleanup()
+
+# ------------------------------------------------------------------------------------------------ a session's styles
+def test_a_session_keeps_a_styles_file_and_metadata_not_its_tensors(store, session):
+    demo = store.published_style("tiny-demo")
+    kept, dropped = session.add("demo", demo)
+    assert dropped == [] and session.styles["demo"] is kept and isinstance(kept, SessionStyle)
+    assert not hasattr(kept, "tensors")  # renders read the file
+    assert kept.file == session.directory() / "demo.safetensors" and kept.nbytes == kept.file.stat().st_size
+    assert kept.source == "tiny" and kept.kind == "weights" and kept.meta["target_text"] == demo.meta["target_text"]
+    saved = load_style(kept.file)
+    assert set(saved.tensors) == set(demo.tensors)
+    assert all(torch.equal(saved.tensors[k], demo.tensors[k]) for k in demo.tensors)
+
+
+def test_a_finished_style_file_is_moved_into_the_session_not_rewritten(store, session):
+    demo = store.published_style("tiny-demo")
+    finished = save_style(demo, session.scratch(".training-run.safetensors"))  # as a training run leaves it
+    inode, size = finished.stat().st_ino, finished.stat().st_size
+    kept, _ = session.add_file("sketch", finished)
+    assert not finished.exists() and kept.file == session.directory() / "sketch.safetensors"
+    assert kept.file.stat().st_ino == inode and kept.nbytes == size  # the same file, moved
+    assert kept.meta == load_style(kept.file).meta  # its header, read without the tensors
+    small = SessionStyles(max_mb=size / 2 / 2**20)
+    refused = save_style(demo, small.scratch(".training-big.safetensors"))
+    with pytest.raises(ValueError, match="more than a session may keep"):
+        small.add_file("big", refused)
+    assert not refused.exists() and len(small) == 0  # a refused file is not left behind
+    small.cleanup()
 
 
 # ------------------------------------------------------------------------------------------------ the line

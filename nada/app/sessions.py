@@ -1,15 +1,18 @@
 """Per-browser-session styles, kept on the server across page reloads.
 
-A :class:`SessionStyles` holds one browser's styles: the styles trained or uploaded there, their files in a private
-temp folder, capped in number and in memory. Nothing in it is visible to other browsers.
-:class:`BrowserSessions` keeps those stores on the server under an opaque random key that the browser keeps in
-``gr.BrowserState`` (localStorage), so a reload finds its styles again; idle sessions expire and are cleaned up.
-(The training line is :mod:`nada.app.training_queue`.)
+A :class:`SessionStyles` holds one browser's styles: those trained, uploaded or mixed there, each a ``.safetensors``
+file in the session's private temp folder, capped in number and in total file size. It keeps each style's file and
+metadata (:class:`SessionStyle`), never its tensors: a render reads them from the file. Nothing in it is visible to
+other browsers. :class:`BrowserSessions` keeps those stores under an opaque random key that the browser keeps in
+``gr.BrowserState`` (localStorage), so a reload finds its styles again (:func:`restore_session`, as the page opens);
+idle sessions expire and are cleaned up.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 import secrets
 import shutil
@@ -17,41 +20,82 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import gradio as gr
 import torch
 
-from ..styles import Style, safe_style_name, save_style
+from ..model_store import ModelStore
+from ..styles import FORMAT_KEY, Style, safe_style_name, save_style
+from .style_menus import invert_choices, style_choices
+from .wiring import Outputs
 
 MAX_SESSION_STYLES = 8  # styles kept per browser session (the oldest goes first)
-MAX_SESSION_STYLE_MB = 1024  # their total tensor size (a full-resolution FFHQ style is ~60-130 MB)
+MAX_SESSION_STYLE_MB = 1024  # their files' total size (a full-resolution FFHQ style is ~60-130 MB)
+
+Clock = Callable[[], float]  # seconds, as time.monotonic (tests pass their own)
 
 
-def style_nbytes(style: Style) -> int:
-    """Bytes held by a style's tensors."""
-    return sum(t.numel() * t.element_size() for t in style.tensors.values())
+@dataclass(frozen=True)
+class SessionStyle:
+    """One style of a session, as the session keeps it: its file and its metadata. The tensors stay in the file;
+    a render reads them from there."""
+
+    file: Path  # <session folder>/<name>.safetensors: rendered from, and downloaded
+    meta: dict  # the file's metadata: source, source_text, target_text, kind, imported_from, mixed_from, ...
+    nbytes: int  # the file's size (the session's cap counts these)
+
+    @property
+    def source(self) -> str | None:
+        """The generator the style was made from (as recorded)."""
+        return self.meta.get("source")
+
+    @property
+    def kind(self) -> str:
+        """"weights", "modulation" or "mixed" (:attr:`nada.styles.Style.kind`, as recorded)."""
+        return self.meta.get("kind") or "weights"
+
+
+def style_file_meta(path: str | os.PathLike) -> dict:
+    """The metadata of a style file written by :func:`nada.styles.save_style`, from its header: its tensors are not
+    read."""
+    from safetensors import safe_open  # third-party, as nada.styles reads it
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        header = f.metadata() or {}
+    return {k: json.loads(v) for k, v in header.items() if k != FORMAT_KEY}
+
+
+def _file_bytes(style: Style) -> int:
+    """The bytes of ``style``'s tensors in its file (:func:`nada.styles.save_style` writes float32)."""
+    return sum(t.numel() * 4 for t in style.tensors.values())
 
 
 class SessionStyles:
-    """One session's styles: name -> :class:`Style`, each saved as a downloadable ``.safetensors`` file."""
+    """One session's styles: name -> :class:`SessionStyle`, each a downloadable ``.safetensors`` file in the
+    session's folder. ``clock``: seconds, as ``time.monotonic`` (when the store was last used)."""
 
-    def __init__(self, max_count: int = MAX_SESSION_STYLES, max_mb: float = MAX_SESSION_STYLE_MB) -> None:
-        self.styles: dict[str, Style] = {}  # insertion order = age
-        self.files: dict[str, Path] = {}
+    def __init__(self, max_count: int = MAX_SESSION_STYLES, max_mb: float = MAX_SESSION_STYLE_MB,
+                 clock: Clock = time.monotonic) -> None:
+        self.styles: dict[str, SessionStyle] = {}  # insertion order = age
         self.max_count = int(max_count)
         self.max_bytes = int(max_mb * 2**20)
+        self._clock = clock
         self._dir: Path | None = None  # created on first save (a deep copy of an empty store has none)
         self._lock = threading.RLock()  # two tabs of one browser share this store
-        self.last_used = time.monotonic()  # the last save or download (BrowserSessions expires idle stores)
+        self.last_used = clock()  # the last save or download (BrowserSessions expires idle stores)
         self._inversion: tuple[str, torch.Tensor, str] | None = None  # (photo key, [1, n_latent, 512] codes, edit)
 
     def __deepcopy__(self, memo: dict) -> SessionStyles:
-        """A copy with its own lock (``gr.State`` deep-copies its initial value for every page)."""
+        """A copy with its own lock and the same clock (``gr.State`` deep-copies its initial value for every page)."""
         new = self.__class__.__new__(self.__class__)
         memo[id(self)] = new
+        shared = {"_lock": threading.RLock(), "_clock": self._clock}
         for name, value in self.__dict__.items():
-            setattr(new, name, threading.RLock() if name == "_lock" else copy.deepcopy(value, memo))
+            setattr(new, name, shared[name] if name in shared else copy.deepcopy(value, memo))
         return new
 
     def __len__(self) -> int:
@@ -68,7 +112,7 @@ class SessionStyles:
     def directory(self) -> Path:
         """This session's private temp folder (created on first use)."""
         with self._lock:
-            self.last_used = time.monotonic()
+            self.last_used = self._clock()
             if self._dir is None or not self._dir.is_dir():
                 self._dir = Path(tempfile.mkdtemp(prefix="nada-session-"))
             return self._dir
@@ -83,37 +127,47 @@ class SessionStyles:
                 i += 1
         return name
 
-    def add(self, name: str, style: Style) -> tuple[Path, list[str]]:
-        """Keep ``style`` as ``name`` and save its file; returns (file, names of the oldest styles dropped to make
-        room). Raises ``ValueError`` if the style alone is larger than the session's cap."""
-        size = style_nbytes(style)
-        if size > self.max_bytes:
-            raise ValueError(f"This style holds {size / 2**20:.0f} MB of weights, more than a session may keep "
-                             f"({self.max_bytes / 2**20:.0f} MB).")
-        dropped = []
+    def add(self, name: str, style: Style) -> tuple[SessionStyle, list[str]]:
+        """Write ``style`` into this session's folder as ``name`` (once) and keep its file and metadata; returns (what
+        is kept, names of the oldest styles dropped to make room). ``ValueError`` if the style alone is larger than
+        the session's cap."""
+        size = _file_bytes(style)
+        self._refuse_over_cap(size)
         with self._lock:
-            while self.styles and (len(self.styles) >= self.max_count or
-                                   sum(map(style_nbytes, self.styles.values())) + size > self.max_bytes):
-                old = next(iter(self.styles))
-                self.remove(old)
-                dropped.append(old)
-            path = save_style(style, self.directory() / f"{name}.safetensors")
-            self.styles[name] = style
-            self.files[name] = path
-        return path, dropped
+            dropped = self._make_room(size)
+            path = save_style(style, self._file(name))
+            return self._keep(name, path, dict(style.meta)), dropped
+
+    def add_file(self, name: str, path: str | os.PathLike) -> tuple[SessionStyle, list[str]]:
+        """Keep the style file at ``path`` (in this session's folder, e.g. a finished training run's) as ``name``: it
+        is moved into place (``os.replace``), its tensors unread; returns (what is kept, names of the oldest styles
+        dropped to make room). The file is the session's from then on: refused (``ValueError``: larger than the
+        session's cap), it is deleted."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+            self._refuse_over_cap(size)
+            meta = style_file_meta(path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            dropped = self._make_room(size)
+            target = self._file(name)
+            os.replace(path, target)
+            return self._keep(name, target, meta), dropped
 
     def remove(self, name: str) -> None:
         """Forget one style and delete its file."""
         with self._lock:
-            self.styles.pop(name, None)
-            path = self.files.pop(name, None)
-        if path is not None:
-            path.unlink(missing_ok=True)
+            kept = self.styles.pop(name, None)
+        if kept is not None:
+            kept.file.unlink(missing_ok=True)
 
     def keep_inversion(self, photo: str, codes: torch.Tensor, edit: str = "") -> None:
         """Keep the W+ codes [1, n_latent, 512] of the photo inverted last (``photo``: a key of its content, see
-        ``nada.app.handlers.photo_key``; ``edit``: the edit in them, as captioned, or ""), replacing the earlier one:
-        a new strength redraws them without inverting again."""
+        ``nada.app.invert_tab.photo_key``; ``edit``: the edit in them, as captioned, or ""), replacing the earlier
+        one: a new strength redraws them without inverting again."""
         with self._lock:
             self._inversion = (str(photo), codes.detach().cpu(), str(edit))
 
@@ -132,11 +186,35 @@ class SessionStyles:
         """Drop every style and delete the session's folder (called when the session ends)."""
         with self._lock:
             self.styles.clear()
-            self.files.clear()
             self._inversion = None
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
+
+    def _refuse_over_cap(self, size: int) -> None:
+        """``ValueError`` for a style of ``size`` bytes, larger than the whole cap."""
+        if size > self.max_bytes:
+            raise ValueError(f"This style holds {size / 2**20:.0f} MB of weights, more than a session may keep "
+                             f"({self.max_bytes / 2**20:.0f} MB).")
+
+    # The helpers below run with the lock held.
+    def _make_room(self, size: int) -> list[str]:
+        """Drop the oldest styles until one more of ``size`` bytes fits; returns their names."""
+        dropped = []
+        while self.styles and (len(self.styles) >= self.max_count or
+                               sum(s.nbytes for s in self.styles.values()) + size > self.max_bytes):
+            old = next(iter(self.styles))
+            self.remove(old)
+            dropped.append(old)
+        return dropped
+
+    def _file(self, name: str) -> Path:
+        return self.directory() / f"{name}.safetensors"
+
+    def _keep(self, name: str, path: Path, meta: dict) -> SessionStyle:
+        kept = SessionStyle(file=path, meta=meta, nbytes=path.stat().st_size)
+        self.styles[name] = kept
+        return kept
 
 
 _BROWSER_KEY = re.compile(r"[A-Za-z0-9_-]{20,64}")  # what secrets.token_urlsafe makes; anything else is unknown
@@ -147,7 +225,7 @@ class _Browser:
     """One browser's entry in :class:`BrowserSessions`."""
 
     styles: SessionStyles
-    used: float  # time.monotonic() of the last open/touch
+    used: float  # the clock's time of the last open/touch
 
 
 class BrowserSessions:
@@ -155,10 +233,11 @@ class BrowserSessions:
     A known key finds the same store after a reload; sessions idle for ``ttl_s`` expire, and past
     ``max_sessions`` the least recently used goes; either way its files are deleted."""
 
-    def __init__(self, ttl_s: float = 6 * 3600, max_sessions: int = 256) -> None:
+    def __init__(self, ttl_s: float = 6 * 3600, max_sessions: int = 256, clock: Clock = time.monotonic) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {max_sessions}")
         self.ttl_s = float(ttl_s)
+        self._clock = clock  # seconds, as time.monotonic; each browser's store keeps time with it too
         self.max_sessions = int(max_sessions)
         self._lock = threading.Lock()
         self._browsers: OrderedDict[str, _Browser] = OrderedDict()  # least recently used first
@@ -174,7 +253,7 @@ class BrowserSessions:
     def open(self, key: str | None) -> tuple[str, SessionStyles]:
         """The (key, styles) of the browser that sent ``key``; a missing, malformed, unknown or expired key gets a
         new key and an empty store. Expires idle sessions and drops the least recently used past the cap."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             gone = self._expire_locked(now)
             known = isinstance(key, str) and _BROWSER_KEY.fullmatch(key) and key in self._browsers
@@ -182,7 +261,7 @@ class BrowserSessions:
                 key = secrets.token_urlsafe(24)
                 while key in self._browsers:
                     key = secrets.token_urlsafe(24)
-                self._browsers[key] = _Browser(SessionStyles(), now)
+                self._browsers[key] = _Browser(SessionStyles(clock=self._clock), now)
             entry = self._browsers[key]
             entry.used = now
             self._browsers.move_to_end(key)
@@ -197,13 +276,14 @@ class BrowserSessions:
         with self._lock:
             entry = self._browsers.get(key)
             if entry is not None:
-                entry.used = time.monotonic()
+                entry.used = self._clock()
                 self._browsers.move_to_end(key)
 
     def expire(self, now: float | None = None) -> list[str]:
-        """Drop the sessions idle for longer than ``ttl_s`` (deleting their files); returns their keys."""
+        """Drop the sessions idle for longer than ``ttl_s`` at ``now`` (default: the clock's), deleting their files;
+        returns their keys."""
         with self._lock:
-            gone = self._expire_locked(time.monotonic() if now is None else now)
+            gone = self._expire_locked(self._clock() if now is None else now)
         for _, old in gone:
             old.styles.cleanup()
         return [key for key, _ in gone]
@@ -233,4 +313,20 @@ class BrowserSessions:
         return gone
 
 
-__all__ = ["SessionStyles", "BrowserSessions", "style_nbytes", "MAX_SESSION_STYLES", "MAX_SESSION_STYLE_MB"]
+# ------------------------------------------------------------------------------ as the page opens (demo.load)
+@dataclass
+class RestoreOutputs(Outputs):
+    """What finding the browser's session again updates."""
+
+    browser_key: str  # the opaque key the browser keeps
+    session: SessionStyles
+    generate_style: Any  # the style pickers, offering the session's styles
+    invert_styles: Any
+
+
+def restore_session(store: ModelStore, sessions: BrowserSessions, browser_key: str | None) -> RestoreOutputs:
+    """This browser's session (the same styles after a reload), or a new one with a new key."""
+    key, session = sessions.open(browser_key if isinstance(browser_key, str) else None)
+    return RestoreOutputs(browser_key=key, session=session,
+                          generate_style=gr.Dropdown(choices=style_choices(store, session)),
+                          invert_styles=gr.Dropdown(choices=invert_choices(store, session)))
