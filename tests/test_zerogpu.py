@@ -194,7 +194,7 @@ def test_the_tiny_app_in_fork_mode_stops_a_run_in_the_worker_and_keeps_its_style
     """The whole app with every GPU task in a forked worker: Stop (a main-process request) reaches the run."""
     from gradio_client import Client
 
-    from .test_app import ADAPT_ARGS, cleanup_sessions, free_port, import_app
+    from .test_app import adapt_values, cleanup_sessions, free_port, import_app
 
     monkeypatch.setenv("NADA_FORK_GPU", "1")
     app = import_app()
@@ -203,9 +203,8 @@ def test_the_tiny_app_in_fork_mode_stops_a_run_in_the_worker_and_keeps_its_style
                 **app.launch_kwargs())
     client = Client(demo.local_url, verbose=False)
     try:
-        args = [*ADAPT_ARGS]
-        args[2], args[3], args[5] = "Zombie", 100, False  # a long run (the tiny slider's maximum), no probing
-        job = client.submit(*args, api_name="/adapt")
+        long_run = adapt_values(target_text="Zombie", iterations=100, probe=False)  # a long run, no probing
+        job = client.submit(*long_run, api_name="/adapt")
         deadline = time.monotonic() + 90
         while not any(isinstance(o[0], str) for o in job.outputs()):  # the first preview came from the worker
             assert time.monotonic() < deadline and not job.done(), "training produced no preview"
