@@ -1,4 +1,5 @@
-"""nada's Gradio app: Adapt, Generate and Invert tabs. Layout and wiring only; handlers: ``nada.app``.
+"""nada's Gradio app: Adapt, Generate and Invert tabs. Layout and wiring only; the handlers are in ``nada.app``, a
+module per tab (``adapt_tab``, ``generate_tab`` with its ``mix`` box, ``invert_tab``).
 
 ``python app.py`` serves on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 127.0.0.1:7860). ``NADA_TINY=1`` runs
 every model as a tiny random stand-in (offline demos, CI). Importing this module loads no model.
@@ -16,9 +17,14 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 
 import gradio as gr  # noqa: E402
 
-from nada.app import handlers, mix, page_load  # noqa: E402
-from nada.app.sessions import BrowserSessions, SessionStyles, TrainingRuns  # noqa: E402
+from nada.app import adapt_tab, generate_tab, invert_tab, mix  # noqa: E402
+from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
+from nada.app.sessions import BrowserSessions, RestoreOutputs, SessionStyles, restore_session  # noqa: E402
+from nada.app.style_menus import invert_choices, style_choices  # noqa: E402
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
+from nada.app.training_queue import TrainingRuns  # noqa: E402
+from nada.app.wiring import bind, wire, wire_live  # noqa: E402
+from nada.edits import MAX_STRENGTH as MAX_EDIT_STRENGTH  # noqa: E402
 from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
 from nada.runtime import configure_torch, env_flag, tune_allocator  # noqa: E402
@@ -31,66 +37,17 @@ EXAMPLE_PROMPTS = [["Photo", "Witcher"], ["Photo", "Pixar character"], ["Photo",
 SESSION_TTL_S = 6 * 3600  # a browser session's styles are dropped after this long without use
 MAX_WAITING = 8  # training runs that may wait in line behind the running one
 SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web-font download (works offline)
-PAGE_CSS = """
-#published-styles .grid-container { grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)) !important; }
-/* Galleries as tall as their pictures (Gradio's fixed height cuts the second row or leaves an empty box); the
-   published styles scroll past a few rows. */
-#published-styles, #published-styles .gallery-container, #published-styles .grid-wrap {
-  height: auto !important; min-height: 0 !important; max-height: 540px; }
-/* A dropdown's text ends before its arrow (on a phone it ran under it). */
-.wrap-inner .secondary-wrap input { padding-right: 24px !important; text-overflow: ellipsis; }
-#source-gallery .gallery-container, #source-gallery .grid-wrap, #styled-gallery .gallery-container,
-#styled-gallery .grid-wrap, #invert-gallery .gallery-container, #invert-gallery .grid-wrap {
-  height: auto !important; max-height: none !important; }
-#adapt-train[disabled] { cursor: progress; opacity: 0.75; }
-/* Gradio sizes a chart's drawing to its block but draws the legend below the axes: give the legend room. */
-#adapt-losses .vega-embed, #adapt-layers .vega-embed { height: calc(100% - 64px) !important; }
-"""
-# A slider moved with the keys (arrows, Page Up/Down, Home, End) or typed into its box (Enter) is released like a
-# drag: Gradio's slider fires `release` on pointerup (a mouse or a finger let go) and when its box loses focus, never
-# after keys, so once the keys have stopped for KEYS_SETTLE_MS the script sends the slider one pointerup (the live
-# re-render, handlers.wire_live, runs once).
-KEYS_SETTLE_MS = 300
-SLIDER_KEYS_HEAD = """<script>
-(() => {
-  const keys = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End",
-                        "Enter"]);
-  const timers = new WeakMap();
-  document.addEventListener("keyup", (e) => {
-    const el = e.target;
-    if (!(el instanceof HTMLInputElement) || !keys.has(e.key)) return;
-    if (el.type !== "range" && el.dataset.testid !== "number-input") return;  // a slider's bar or its number box
-    clearTimeout(timers.get(el));
-    timers.set(el, setTimeout(() => el.dispatchEvent(new PointerEvent("pointerup", {bubbles: true})), SETTLE));
-  }, true);
-})();
-</script>""".replace("SETTLE", str(KEYS_SETTLE_MS))
-# Every picture gets a text alternative: Gradio leaves some without one (a gallery's preview strip, the example
-# photos); they take their caption (title), the label of the block they are in, or say that they are an example.
-PAGE_HEAD = """<script>
-(() => {
-  const describe = () => document.querySelectorAll("img:not([alt]), img[alt='']").forEach((img) => {
-    const block = img.closest("[id]");
-    const label = block && block.querySelector("[data-testid='block-label']");
-    const example = img.closest(".gallery-item") && "Example photo: click to use it";
-    const text = img.getAttribute("title") || (label && label.textContent.trim()) || example;
-    if (text) img.setAttribute("alt", text);
-  });
-  new MutationObserver(describe).observe(document.documentElement,
-    {subtree: true, childList: true, attributes: true, attributeFilter: ["src", "alt"]});
-})();
-</script>""" + SLIDER_KEYS_HEAD
 
 
 # ----------------------------------------------------------------------------------------------------- tabs
 def show_notice(store: ModelStore, tab: str) -> None:
     """The tab's notice (tiny models, missing weights), as Markdown at the top, when there is one."""
-    notice = handlers.tab_notice(store, tab)
+    notice = tab_notice(store, tab)
     if notice:
         gr.Markdown(notice)
 
 
-def adapt_tab(store: ModelStore) -> SimpleNamespace:
+def adapt_layout(store: ModelStore) -> SimpleNamespace:
     """Layout of the Adapt tab: prompts, settings, Train/Stop, live preview, losses and probed layers."""
     ui = SimpleNamespace()
     show_notice(store, "adapt")
@@ -112,10 +69,10 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
                     "averaged. The style records the pictures' hashes, not the pictures.")
     paper = AdaptConfig.from_recipe("paper")
     ui.recipe = gr.Radio([(r.description, name) for name, r in RECIPES.items()], value="paper", label="Recipe")
-    steps = 8 if store.tiny else handlers.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
-    # A number, not a slider: a slider's box silently clamps a typed 5000 to its maximum; handlers.check_adapt
+    steps = 8 if store.tiny else adapt_tab.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
+    # A number, not a slider: a slider's box silently clamps a typed 5000 to its maximum; adapt_tab.check_adapt
     # refuses it with a message on the field instead.
-    ui.iterations = gr.Number(steps, step=1, label="Training steps", info=f"1 to {handlers.max_steps(store)}")
+    ui.iterations = gr.Number(steps, step=1, label="Training steps", info=f"1 to {adapt_tab.max_steps(store)}")
     with gr.Accordion("Advanced settings", open=False):
         with gr.Row():
             ui.layers_k = gr.Slider(0, n_rows, value=0, step=1, label="W+ rows trained per step",
@@ -131,21 +88,21 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
             ui.lambda_global = gr.Slider(0, 2, value=0.0, step=0.05, label="Global loss weight")
             ui.lambda_id = gr.Slider(0, 2, value=0.0, step=0.05, label="Identity loss weight (faces)")
             ui.lambda_l2 = gr.Slider(0, 2, value=0.0, step=0.05, label="L2 loss weight")
-            ui.lambda_indomain = gr.Slider(0, handlers.MAX_INDOMAIN_WEIGHT, value=paper.lambda_indomain, step=0.1,
+            ui.lambda_indomain = gr.Slider(0, adapt_tab.MAX_INDOMAIN_WEIGHT, value=paper.lambda_indomain, step=0.1,
                                            label="Keep variety (in-domain loss weight)",
                                            info="keeps the samples as different from each other as they were; "
                                                 "needs a batch of 2 or more (Keep variety recipe: "
                                                 f"{AdaptConfig.from_recipe('diverse').lambda_indomain:g})")
         with gr.Row():
             # No precision/minimum/maximum on typed numbers: Gradio would round 1.5 to 2 or refuse -1 with a bare
-            # error before nada's checks (handlers.check_adapt), which name the field and its range instead.
+            # error before nada's checks (adapt_tab.check_adapt), which name the field and its range instead.
             ui.seed = gr.Number(0, step=1, label="Seed")
             ui.lr = gr.Number(0.002, label="Learning rate", info=f"above 0, at most {MAX_LR:g}")
-            ui.batch_size = gr.Slider(1, handlers.MAX_BATCH, value=2, step=1, label="Batch size")
+            ui.batch_size = gr.Slider(1, adapt_tab.MAX_BATCH, value=2, step=1, label="Batch size")
     with gr.Row():
         ui.train = gr.Button("Train", variant="primary", elem_id="adapt-train")
         ui.stop = gr.Button("Stop", variant="stop", elem_id="adapt-stop")
-    ui.cost = gr.Markdown(handlers.run_cost(steps, False, list(paper.clip_models)))
+    ui.cost = gr.Markdown(adapt_tab.run_cost(steps, False, list(paper.clip_models)))
     ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.",
                             elem_id="adapt-status")
     gr.Markdown("**Preview** (the same seeds throughout): source row above, adapted row below.")
@@ -165,33 +122,33 @@ def adapt_tab(store: ModelStore) -> SimpleNamespace:
     return ui
 
 
-def generate_tab(store: ModelStore) -> SimpleNamespace:
+def generate_layout(store: ModelStore) -> SimpleNamespace:
     """Layout of the Generate tab: style, seed, truncation, strength; source and styled images side by side."""
     ui = SimpleNamespace()
     show_notice(store, "generate")
-    d = page_load.GENERATE_DEFAULTS
-    # Filled as the page opens (page_load.published_gallery); a click picks the style below.
+    d = generate_tab.GENERATE_DEFAULTS
+    # Filled as the page opens (generate_tab.published_gallery); a click picks the style below.
     ui.published = gr.Gallery(label="Published styles: click one to use it", columns=8, height=None,
                               allow_preview=False, object_fit="cover", format="png", elem_id="published-styles")
     ui.published_names = gr.State([])  # the style name of each thumbnail, in the gallery's order
     with gr.Row(equal_height=True):
-        ui.style = gr.Dropdown(handlers.style_choices(store, None), value=handlers.default_style(store), label="Style",
+        ui.style = gr.Dropdown(style_choices(store, None), value=generate_tab.default_style(store), label="Style",
                                info="trained in this session, uploaded, or published", scale=4,
-                               allow_custom_value=True,  # a stale choice reaches handlers.check_generate's message
+                               allow_custom_value=True,  # a stale choice reaches generate_tab.check_generate's message
                                elem_id="generate-style")
         ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
-                                    file_types=list(handlers.STYLE_SUFFIXES), scale=1)
+                                  file_types=list(generate_tab.STYLE_SUFFIXES), scale=1)
     with gr.Row():
-        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2,  # checked by handlers.check_generate, never rounded
+        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2,  # checked (check_generate), never rounded
                             elem_id="generate-seed")
         ui.dice = gr.Button("Random seed", scale=1)
         ui.truncation = gr.Slider(0, 1, value=d.truncation, step=0.01, label="Truncation", scale=2)
-        ui.n_images = gr.Slider(1, handlers.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
+        ui.n_images = gr.Slider(1, generate_tab.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
         ui.strength = gr.Slider(0, 1, value=d.strength, step=0.01, label="Style strength (0 = source)", scale=2)
     with gr.Row():
         ui.run = gr.Button("Generate", variant="primary", scale=3)
         ui.make_video = gr.Button("Video: walk through the seeds, the style fading in", scale=2)
-    mix_styles_box(store, ui)
+    mix_layout(store, ui)
     with gr.Row(equal_height=True):  # side by side; one under the other on a phone
         ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height="auto",
                                        format="png", min_width=300, elem_id="source-gallery")
@@ -206,7 +163,7 @@ def generate_tab(store: ModelStore) -> SimpleNamespace:
     return ui
 
 
-def mix_styles_box(store: ModelStore, ui: SimpleNamespace) -> None:
+def mix_layout(store: ModelStore, ui: SimpleNamespace) -> None:
     """The Generate tab's "Mix styles" (nada.app.mix): up to four styles with weights, saved as a new style, and a
     video through the picked styles; its components join the tab's ``ui``."""
     low, high = mix.MIX_WEIGHT_RANGE
@@ -235,15 +192,15 @@ def mix_styles_box(store: ModelStore, ui: SimpleNamespace) -> None:
     ui.mix_box = box
 
 
-def invert_tab(store: ModelStore) -> SimpleNamespace:
+def invert_layout(store: ModelStore) -> SimpleNamespace:
     """Layout of the Invert tab: a photo in, its aligned face, reconstruction and styled versions out."""
     ui = SimpleNamespace()
     show_notice(store, "invert")
-    choices = handlers.invert_choices(store, None)
+    choices = invert_choices(store, None)
     with gr.Row():
         with gr.Column():
             # The file reaches the handler undecoded: nada's image loader explains a bad file, Gradio's would not.
-            ui.image = handlers.photo_input(sources=["upload", "webcam", "clipboard"], label="Photo with a face",
+            ui.image = photo_input(sources=["upload", "webcam", "clipboard"], label="Photo with a face",
                                            elem_id="invert-photo")
             gr.Examples([[str(EXAMPLES / p)] for p in EXAMPLE_PHOTOS if (EXAMPLES / p).is_file()], [ui.image],
                         label="Example photos (public domain)")
@@ -252,11 +209,11 @@ def invert_tab(store: ModelStore) -> SimpleNamespace:
                                     multiselect=True, label="Styles", allow_custom_value=True)
             ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength")
             with gr.Row(equal_height=True):  # the Edit row: learned once per edit with CLIP (nada.edits), then instant
-                ui.edit = gr.Dropdown(handlers.edit_choices(), value=handlers.NO_EDIT, allow_custom_value=True,
+                ui.edit = gr.Dropdown(invert_tab.edit_choices(), value=invert_tab.NO_EDIT, allow_custom_value=True,
                                       label="Edit", info="a preset, or type what the face should become "
                                                          "(e.g. face with freckles)", scale=2, min_width=200,
                                       elem_id="invert-edit")
-                ui.edit_strength = gr.Slider(-handlers.MAX_EDIT_STRENGTH, handlers.MAX_EDIT_STRENGTH, value=1.5,
+                ui.edit_strength = gr.Slider(-MAX_EDIT_STRENGTH, MAX_EDIT_STRENGTH, value=1.5,
                                              step=0.1, label="Edit strength", info="0 = none, below 0 = the other way",
                                              scale=1, min_width=200, elem_id="invert-edit-strength")
             with gr.Row():
@@ -288,21 +245,21 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
     store = store or ModelStore(tiny=env_flag("NADA_TINY") if tiny is None else tiny)
     runs = runs or TrainingRuns(max_waiting=MAX_WAITING)
     sessions = sessions or BrowserSessions(ttl_s=SESSION_TTL_S)
-    opening = page_load.OpeningImages()
+    opening = generate_tab.OpeningImages()
     thumbnails = StyleThumbnails.beside_weights(store.tiny)
     with gr.Blocks(title="nada · StyleGAN-NADA", delete_cache=(3600, 7200)) as demo:
-        gr.Markdown(handlers.header_markdown(store))
+        gr.Markdown(header_markdown(store))
         # A page's styles live in `sessions` under an opaque random key the browser keeps (localStorage), so a reload
         # finds them again; `session` holds them for the handlers once the page has loaded (restore_session).
         browser_key = gr.BrowserState("", storage_key="nada-session")
         session = gr.State(SessionStyles(), time_to_live=SESSION_TTL_S, delete_callback=sessions.release)
         with gr.Tabs():
             with gr.Tab("Adapt"):
-                ad = adapt_tab(store)
+                ad = adapt_layout(store)
             with gr.Tab("Generate"):
-                ge = generate_tab(store)
+                ge = generate_layout(store)
             with gr.Tab("Invert"):
-                inv = invert_tab(store)
+                inv = invert_layout(store)
 
         # Handlers are wired by name: their parameters and the fields of their Outputs records name components.
         # Errors never paint other components: `check` validates the inputs before an event runs (the message shows
@@ -311,90 +268,88 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles,
                   "browser_key": browser_key}
         ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
-        gpu = handlers.GpuCalls.wrapped(store)  # the GPU halves, wrapped once for ZeroGPU / NADA_FORK_GPU
+        # Each tab's GPU tasks, wrapped once for ZeroGPU / NADA_FORK_GPU (a worker process per call).
+        adapt_gpu, generate_gpu = adapt_tab.AdaptGpu.wrapped(store), generate_tab.GenerateGpu.wrapped(store)
+        invert_gpu, mix_gpu = invert_tab.InvertGpu.wrapped(store), mix.MixGpu.wrapped(store)
 
         # As the page opens: this browser's styles, the Generate tab's opening pictures, the published styles.
-        handlers.wire(demo.load, handlers.bind(page_load.restore_session, store, sessions), ge_names,
-                     page_load.RestoreOutputs, api_name=False, queue=False, show_progress="hidden")
-        handlers.wire(demo.load, handlers.bind(page_load.opening_images, store, opening, gpu=gpu), ge_names,
-                     page_load.OpeningOutputs, api_name=False, progress_on=["source_gallery", "styled_gallery"],
-                     concurrency_limit=None)
-        handlers.wire(demo.load, handlers.bind(page_load.published_gallery, store, thumbnails, gpu=gpu), ge_names,
-                     page_load.PublishedOutputs, api_name=False, progress_on=["published"], concurrency_limit=None)
-        handlers.wire(ge.published.select, page_load.select_published, ge_names, "generate_style", api_name=False,
-                     queue=False)
+        wire(demo.load, bind(restore_session, store, sessions), ge_names, RestoreOutputs, api_name=False, queue=False,
+             show_progress="hidden")
+        wire(demo.load, bind(generate_tab.opening_images, store, opening, gpu=generate_gpu), ge_names,
+             generate_tab.OpeningOutputs, api_name=False, progress_on=["source_gallery", "styled_gallery"],
+             concurrency_limit=None)
+        wire(demo.load, bind(generate_tab.published_gallery, store, thumbnails, gpu=generate_gpu), ge_names,
+             generate_tab.PublishedOutputs, api_name=False, progress_on=["published"], concurrency_limit=None)
+        wire(ge.published.select, generate_tab.select_published, ge_names, "generate_style", api_name=False,
+             queue=False)
 
         # Train (or Enter in the target text): the run waits in line while another one trains (in words, on the
         # status line); the button says it is running and cannot be pressed twice, and comes back when it ends.
         for trigger in (ad.train.click, ad.target_text.submit):
-            run = handlers.wire(trigger, handlers.bind(handlers.adapt_stream, store, runs, gpu=gpu), ad_names,
-                               handlers.AdaptOutputs, check=handlers.bind(handlers.check_adapt, store),
-                               progress_on=["status"], api_name="adapt" if trigger == ad.train.click else False,
-                               concurrency_limit=MAX_WAITING + 1, concurrency_id="train")
-            handlers.wire(run.then, handlers.bind(handlers.train_button_state, runs), ad_names, "train", api_name=False,
-                         queue=False, show_progress="hidden")
+            run = wire(trigger, bind(adapt_tab.adapt_stream, store, runs, gpu=adapt_gpu), ad_names,
+                       adapt_tab.AdaptOutputs, check=bind(adapt_tab.check_adapt, store), progress_on=["status"],
+                       api_name="adapt" if trigger == ad.train.click else False,
+                       concurrency_limit=MAX_WAITING + 1, concurrency_id="train")
+            wire(run.then, bind(adapt_tab.train_button_state, runs), ad_names, "train", api_name=False, queue=False,
+                 show_progress="hidden")
         for control in (ad.iterations, ad.probe, ad.clip_names, ad.layers_k, ad.recipe):
-            handlers.wire(control.change, handlers.run_cost, ad_names, "cost", api_name=False, queue=False)
-        handlers.wire(ad.target_pictures.change, handlers.picture_thumbnails, ad_names, "target_thumbnails",
-                     api_name=False)
-        handlers.wire(ad.recipe.change, handlers.recipe_settings, ad_names, handlers.RecipeOutputs, api_name=False,
-                     queue=False)
-        handlers.wire(ad.stop.click, handlers.bind(handlers.stop_training, runs), ad_names, "status", api_name="stop",
-                     concurrency_limit=None)
-        handlers.wire(ge.dice.click, handlers.random_seed, ge_names, "seed", api_name="random_seed",
-                     concurrency_limit=None)
-        handlers.wire(ge.file.upload, handlers.bind(handlers.upload_style, store, gpu=gpu), ge_names,
-                     handlers.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
-        handlers.wire(ge.run.click, handlers.bind(handlers.generate, store, gpu=gpu), ge_names,
-                      handlers.GenerateOutputs,
-                     check=handlers.bind(handlers.check_generate, store), progress_on=["info"], api_name="generate",
-                     concurrency_limit=2, concurrency_id="render")
+            wire(control.change, adapt_tab.run_cost, ad_names, "cost", api_name=False, queue=False)
+        wire(ad.target_pictures.change, adapt_tab.picture_thumbnails, ad_names, "target_thumbnails", api_name=False)
+        wire(ad.recipe.change, adapt_tab.recipe_settings, ad_names, adapt_tab.RecipeOutputs, api_name=False,
+             queue=False)
+        wire(ad.stop.click, bind(adapt_tab.stop_training, runs), ad_names, "status", api_name="stop",
+             concurrency_limit=None)
+        wire(ge.dice.click, generate_tab.random_seed, ge_names, "seed", api_name="random_seed", concurrency_limit=None)
+        wire(ge.file.upload, bind(generate_tab.upload_style, store, gpu=generate_gpu), ge_names,
+             generate_tab.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
+        wire(ge.run.click, bind(generate_tab.generate, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
+             check=bind(generate_tab.check_generate, store), progress_on=["info"], api_name="generate",
+             concurrency_limit=2, concurrency_id="render")
         # Live: a released slider, a new seed (typed or the dice) or a picked style (a thumbnail, an upload, a finished
         # training run) re-renders without Generate; a change made meanwhile waits, and only the newest one runs.
-        handlers.wire_live([ge.truncation, ge.strength, ge.n_images, ge.seed, ge.style],
-                           handlers.bind(handlers.generate_live, store, gpu=gpu), ge_names, handlers.GenerateOutputs,
-                           check=handlers.bind(handlers.check_generate, store), progress_on=["info"],
-                           concurrency_limit=2, concurrency_id="render")
-        handlers.wire_live([inv.strength], handlers.bind(handlers.restyle_photo, store, gpu=gpu), inv_names, "gallery",
-                           check=handlers.bind(handlers.check_restyle, store), progress_on=["status"],
-                           concurrency_limit=1)  # the last inverted photo's kept codes, redrawn: no new inversion
-        handlers.wire(ge.make_video.click, handlers.bind(handlers.make_video, store, gpu=gpu), ge_names, "video",
-                     check=handlers.bind(handlers.check_generate, store), progress_on=["info"], api_name="video",
-                     concurrency_limit=1)
-        handlers.wire(inv.run.click, handlers.bind(handlers.invert_photo, store, gpu=gpu), inv_names,
-                     handlers.InvertOutputs, check=handlers.bind(handlers.check_invert, store), progress_on=["status"],
-                     api_name="invert", concurrency_limit=1)
-        handlers.wire(inv.make_video.click, handlers.bind(handlers.invert_video, store, gpu=gpu), inv_names,
-                      handlers.InvertVideoOutputs, check=handlers.bind(handlers.check_invert, store),
-                      progress_on=["status"], api_name="invert_video", concurrency_limit=1)
+        wire_live([ge.truncation, ge.strength, ge.n_images, ge.seed, ge.style],
+                  bind(generate_tab.generate_live, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
+                  check=bind(generate_tab.check_generate, store), progress_on=["info"], concurrency_limit=2,
+                  concurrency_id="render")
+        wire_live([inv.strength], bind(invert_tab.restyle_photo, store, gpu=invert_gpu), inv_names, "gallery",
+                  check=bind(invert_tab.check_restyle, store), progress_on=["status"],
+                  concurrency_limit=1)  # the last inverted photo's kept codes, redrawn: no new inversion
+        wire(ge.make_video.click, bind(generate_tab.make_video, store, gpu=generate_gpu), ge_names, "video",
+             check=bind(generate_tab.check_generate, store), progress_on=["info"], api_name="video",
+             concurrency_limit=1)
+        wire(inv.run.click, bind(invert_tab.invert_photo, store, gpu=invert_gpu), inv_names, invert_tab.InvertOutputs,
+             check=bind(invert_tab.check_invert, store), progress_on=["status"], api_name="invert",
+             concurrency_limit=1)
+        wire(inv.make_video.click, bind(invert_tab.invert_video, store, gpu=invert_gpu), inv_names,
+             invert_tab.InvertVideoOutputs, check=bind(invert_tab.check_invert, store), progress_on=["status"],
+             api_name="invert_video", concurrency_limit=1)
 
         # Mix styles (Generate tab): a released weight previews the mix in the tab's pictures (not saved); Mix and
         # save keeps it as a session style and picks it above (whose live event renders it); the rows offer the
         # session's styles whenever the box opens or the tab's style changes (a training run, an upload, a mix).
-        mix_gpu = mix.MixGpu.wrapped(store)
-        handlers.wire(ge.mix_run.click, handlers.bind(mix.mix_styles, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
-                      check=handlers.bind(mix.check_mix, store), progress_on=["mix_status"], api_name="mix_styles",
-                      concurrency_limit=1, concurrency_id="mix")
-        handlers.wire_live([getattr(ge, f"mix_weight_{i}") for i in range(1, mix.MAX_MIX + 1)],
-                           handlers.bind(mix.mix_preview, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
-                           check=handlers.bind(mix.check_mix_preview, store), progress_on=["info"],
-                           concurrency_limit=2, concurrency_id="render")
-        handlers.wire(ge.mix_make_video.click, handlers.bind(mix.mix_video, store, gpu=mix_gpu), ge_names, "video",
-                      check=handlers.bind(mix.check_mix_video, store), progress_on=["video"], api_name="mix_video",
-                      concurrency_limit=1)
+        wire(ge.mix_run.click, bind(mix.mix_styles, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
+             check=bind(mix.check_mix, store), progress_on=["mix_status"], api_name="mix_styles", concurrency_limit=1,
+             concurrency_id="mix")
+        wire_live([getattr(ge, f"mix_weight_{i}") for i in range(1, mix.MAX_MIX + 1)],
+                  bind(mix.mix_preview, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
+                  check=bind(mix.check_mix_preview, store), progress_on=["info"], concurrency_limit=2,
+                  concurrency_id="render")
+        wire(ge.mix_make_video.click, bind(mix.mix_video, store, gpu=mix_gpu), ge_names, "video",
+             check=bind(mix.check_mix_video, store), progress_on=["video"], api_name="mix_video", concurrency_limit=1)
         for trigger in (ge.mix_box.expand, ge.style.change):
-            handlers.wire(trigger, handlers.bind(mix.refresh_rows, store), ge_names, mix.MixRowsOutputs,
-                          api_name=False, queue=False, show_progress="hidden")
+            wire(trigger, bind(mix.refresh_rows, store), ge_names, mix.MixRowsOutputs, api_name=False, queue=False,
+                 show_progress="hidden")
     demo.queue(max_size=64)
     return demo
 
 
 def launch_kwargs() -> dict:
-    """Settings ``launch()`` takes in gradio 6 (theme, upload cap, example folder), shared with the tests."""
+    """Settings ``launch()`` takes in gradio 6 (theme, upload cap, example folder, the page's style and script),
+    shared with the tests."""
     return {"theme": gr.themes.Soft(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
-            "max_file_size": f"{handlers.MAX_STYLE_FILE_MB}mb", "css": PAGE_CSS,
+            "max_file_size": f"{generate_tab.MAX_STYLE_FILE_MB}mb", "css": page_css(),
             "allowed_paths": [str(EXAMPLES), str(StyleThumbnails.beside_weights(False).directory)],  # and tiny/
-            "head": PAGE_HEAD}
+            "head": page_head()}
 
 
 def main() -> None:

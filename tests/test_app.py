@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
+
+from .helpers import adapt_args  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio's own pandas calls
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +74,61 @@ def image(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
-ADAPT_ARGS = ["tiny", "Photo", "Sketch", 4, 0, True, ["clip-vit-b32"], 1.0, 0.0, 0.0, 0.0, 0, 0.002, 2]
+def adapt_values(**over) -> list:
+    """The /adapt endpoint's values in order: the Adapt tab's (``helpers.adapt_args``), with ``over``."""
+    return list(adapt_args(**over).values())
 
 
-def test_import_has_no_side_effects():
-    app = import_app()
-    assert callable(app.build_demo) and callable(app.main)
-    demo = app.build_demo(tiny=True)  # building loads no model either
-    assert demo.title.startswith("nada")
+# Run in a fresh interpreter (this one may have imported app already): every ModelStore made, every torch module
+# constructed and every read of weights (torch.load, safetensors) is recorded while `import app` and build_demo run.
+SPY = """
+import json, sys
+import safetensors, safetensors.torch, torch
+from nada import model_store
+
+seen = {"stores": [], "modules": 0, "reads": []}
+
+def spy(owner, name):
+    real = getattr(owner, name)
+    def call(*args, **kwargs):
+        seen["reads"].append(name)
+        return real(*args, **kwargs)
+    setattr(owner, name, call)
+
+for owner, name in [(torch, "load"), (safetensors, "safe_open"), (safetensors.torch, "load_file"),
+                    (safetensors.torch, "load")]:
+    spy(owner, name)
+module_init, store_init = torch.nn.Module.__init__, model_store.ModelStore.__init__
+
+def count_module(self, *args, **kwargs):
+    seen["modules"] += 1
+    module_init(self, *args, **kwargs)
+
+def keep_store(self, *args, **kwargs):
+    store_init(self, *args, **kwargs)
+    seen["stores"].append(self)
+
+torch.nn.Module.__init__, model_store.ModelStore.__init__ = count_module, keep_store
+import app
+imported = {"stores": len(seen["stores"]), "modules": seen["modules"], "reads": list(seen["reads"])}
+app.build_demo(tiny=True)
+app.build_demo(tiny=False)  # offline, nothing cached: the page says what is missing
+print(json.dumps({"import": imported, "stores": len(seen["stores"]), "modules": seen["modules"],
+                  "reads": seen["reads"], "loaded": [s.loaded() for s in seen["stores"]]}))
+"""
+
+
+def test_import_has_no_side_effects(tmp_path):
+    """Importing app.py and building the page (tiny and real mode) constructs no model and reads no weights: the
+    models load on first use, in a handler."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NADA_CACHE": str(tmp_path), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("NADA_TINY", None)
+    out = subprocess.run([sys.executable, "-c", SPY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["import"] == {"stores": 0, "modules": 0, "reads": []}  # importing app makes nothing
+    assert seen["stores"] == 2 and seen["loaded"] == [[], []]  # each build makes its store, and loads nothing
+    assert seen["modules"] == 0 and seen["reads"] == []  # no network constructed, no weights read
 
 
 def test_page_has_the_three_tabs_and_the_tiny_label(served):
@@ -113,7 +164,7 @@ def test_generate_changes_with_seed_and_truncation(client):
 
 
 def test_adapt_streams_previews_and_its_style_feeds_generate(client):
-    job = client.submit(*ADAPT_ARGS, api_name="/adapt")
+    job = client.submit(*adapt_values(), api_name="/adapt")
     outputs = list(job)
     assert job.status().success
     previews = [o[0] for o in outputs if isinstance(o[0], str)]
@@ -146,10 +197,8 @@ def test_invert_astronaut(client):
 def test_bad_inputs_come_back_as_messages(client, tmp_path):
     """Bad values are refused by the inputs' check before the event runs (gradio_client: ValidationError naming the
     input); failures only the run can find (no face, a corrupt file) come back as the handler's AppError."""
-    bad_prompt = [*ADAPT_ARGS]
-    bad_prompt[2] = "  "
     with pytest.raises(ValidationError, match="target_text: The target prompt is empty"):
-        client.predict(*bad_prompt, api_name="/adapt")
+        client.predict(*adapt_values(target_text="  "), api_name="/adapt")
     with pytest.raises(ValidationError, match="image: Upload a photo with a face"):
         client.predict(None, [], 1.0, api_name="/invert")
     blank = tmp_path / "wall.png"
@@ -173,13 +222,11 @@ def test_bad_inputs_come_back_as_messages(client, tmp_path):
 def test_wrong_numbers_are_refused_not_rounded_or_clamped(client):
     with pytest.raises(ValidationError, match="seed: The seed must be a whole number .*got 1.5"):
         client.predict("tiny-demo", 1.5, 0.7, 8, 1.0, api_name="/generate")  # was: seeds 2-9, silently
-    for index, value, message in [(12, 1000, "lr: The learning rate must be above 0 and at most 0.1"),
-                                  (12, 0, "lr: The learning rate must be above 0"),
-                                  (11, 0.5, "seed: The seed must be a whole number")]:
-        args = [*ADAPT_ARGS]
-        args[index] = value
+    for over, message in [({"lr": 1000}, "lr: The learning rate must be above 0 and at most 0.1"),
+                          ({"lr": 0}, "lr: The learning rate must be above 0"),
+                          ({"seed": 0.5}, "seed: The seed must be a whole number")]:
         with pytest.raises(ValidationError, match=message):
-            client.predict(*args, api_name="/adapt")
+            client.predict(*adapt_values(**over), api_name="/adapt")
 
 
 def test_invert_decodes_uploads_itself_and_names_them_by_their_own_names(client, tmp_path):
@@ -201,9 +248,8 @@ def test_invert_decodes_uploads_itself_and_names_them_by_their_own_names(client,
 
 
 def test_stop_keeps_the_style_and_a_shared_file_works_elsewhere(served, client):
-    args = [*ADAPT_ARGS]
-    args[2], args[3], args[5] = "Zombie", 100, False  # long run, no probing
-    job = client.submit(*args, api_name="/adapt")
+    long_run = adapt_values(target_text="Zombie", iterations=100, probe=False)  # no probing
+    job = client.submit(*long_run, api_name="/adapt")
     deadline = time.monotonic() + 60
     while not any(isinstance(o[0], str) for o in job.outputs()):  # wait for the first preview (step 10)
         assert time.monotonic() < deadline and not job.done(), "training produced no preview"

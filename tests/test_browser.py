@@ -175,13 +175,27 @@ def test_generate_opens_on_pictures_and_a_click_picks_a_published_style(browser,
 
 
 def test_a_second_visit_gets_the_cached_opening_pictures(browser, server):
+    """The opening pictures and the thumbnails are rendered once: a later visitor gets the same files, and the store
+    (which counts every render) renders nothing for them."""
+    first = open_generate(browser, server)  # the first visit, unless other tests made it already
+    pictures, thumbnails = styled_sources(first), published_sources(first)
+    first.close()
+    renders = server.store.renders
     page = open_page(browser, server)
     try:
         page.get_by_role("tab", name="Generate").click()
         gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=20_000)
         gallery_images(page, "published-styles").nth(1).wait_for(state="visible", timeout=20_000)
+        page.wait_for_timeout(1500)  # anything the visit started would have rendered by now
+        assert server.store.renders == renders
+        assert styled_sources(page) == pictures and published_sources(page) == thumbnails
     finally:
         page.close()
+
+
+def published_sources(page) -> list[str]:
+    """The addresses of the published styles' thumbnails shown."""
+    return page.evaluate("() => [...document.querySelectorAll('#published-styles img')].map(i => i.src)")
 
 
 # ---------------------------------------------------------------------------------------------- live controls

@@ -298,25 +298,25 @@ def test_edit_learn_checks_its_arguments(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------------- app
 @needs_dlib
 def test_invert_handler_edits_the_face_in_each_style(store, session, hub_cache):
-    from nada.app import handlers
+    from nada.app import invert_tab
 
-    plain = handlers.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
-    out = handlers.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0, "smile", 1.5)
+    plain = invert_tab.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
+    out = invert_tab.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0, "smile", 1.5)
     assert [c for _, c in out.gallery] == ["edited: smile +1.5", "tiny-invert-demo (strength 1) · smile +1.5"]
     assert np.array_equal(np.asarray(out.reconstruction), np.asarray(plain.reconstruction))  # the plain one stays
     styled_plain, styled_edit = np.asarray(plain.gallery[0][0], np.int16), np.asarray(out.gallery[1][0], np.int16)
     assert np.abs(styled_plain - styled_edit).mean() > 1  # the style shows the edited face
     assert list((hub_cache / "edits").glob("smiling-face-*.safetensors"))  # learned once, cached
-    zero = handlers.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0, "smile", 0)
+    zero = invert_tab.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0, "smile", 0)
     assert np.array_equal(np.asarray(zero.gallery[1][0]), np.asarray(plain.gallery[0][0]))  # strength 0: no change
-    video = handlers.invert_video(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0, "smile", 1.5)
+    video = invert_tab.invert_video(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0, "smile", 1.5)
     assert Path(video.video).suffix == ".mp4" and Path(video.video).stat().st_size > 1000
     assert Image.open(video.gif).n_frames > 3
 
 
 def test_invert_checks_the_edit_row_before_any_work(store, session):
-    from nada.app import handlers
-    from nada.app.glue import InputError
+    from nada.app import invert_tab
+    from nada.app.errors import InputError
 
     for edit, strength, field, message in (("   ", 1.0, "edit", "The edit is empty"),
                                            ("face", 1.0, "edit", "are the same"),
@@ -324,10 +324,10 @@ def test_invert_checks_the_edit_row_before_any_work(store, session):
                                            ("smile", "x", "edit_strength", "must be a number"),
                                            (7, 1.0, "edit", "must be text")):
         with pytest.raises(InputError, match=message) as exc:
-            handlers.check_invert(store, session, str(ASTRONAUT), [], 1.0, edit, strength)
+            invert_tab.check_invert(store, session, str(ASTRONAUT), [], 1.0, edit, strength)
         assert exc.value.field == field
-    assert handlers.check_edit("none", 0.5) == (None, 0.5) and handlers.check_edit(None, 1) == (None, 1.0)
-    assert handlers.check_edit("smile", -2) == (PRESETS["smile"], -2.0)
+    assert invert_tab.check_edit("none", 0.5) == (None, 0.5) and invert_tab.check_edit(None, 1) == (None, 1.0)
+    assert invert_tab.check_edit("smile", -2) == (PRESETS["smile"], -2.0)
 
 
 def free_port() -> int:

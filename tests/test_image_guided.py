@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nada.app.gpu_tasks import train_style
+from nada.app.adapt_tab import train_style
 from nada.clip_loss import ClipGuide
 from nada.images import ImageInputError
 from nada.model_store import ModelStore
@@ -131,8 +131,9 @@ def test_the_command_line_takes_pictures_as_the_target(tmp_path):
 
 
 def test_the_app_trains_towards_uploaded_pictures_and_says_so_in_the_style(tmp_path):
-    from nada.app import handlers as service
-    from nada.app.sessions import SessionStyles, TrainingRuns
+    from nada.app import adapt_tab
+    from nada.app.sessions import SessionStyles
+    from nada.app.training_queue import TrainingRuns
 
     files = []
     for i, picture in enumerate(pictures((220, 40, 40), 3)):
@@ -140,8 +141,8 @@ def test_the_app_trains_towards_uploaded_pictures_and_says_so_in_the_style(tmp_p
         picture.save(files[-1])
     store, session = ModelStore(tiny=True), SessionStyles()
     try:
-        assert service.picture_thumbnails(files) == files  # shown under the upload
-        outs = list(service.adapt_stream(store, TrainingRuns(), session, "tiny", "Photo", "", 3, 0, False,
+        assert adapt_tab.picture_thumbnails(files) == files  # shown under the upload
+        outs = list(adapt_tab.adapt_stream(store, TrainingRuns(), session, "tiny", "Photo", "", 3, 0, False,
                                          ["clip-vit-b32"], 1.0, 0.0, 0.0, 0.0, 0, 0.002, 2, "paper", None, files,
                                          min_interval_s=0.0))
         style = load_style(outs[-1].style_file)

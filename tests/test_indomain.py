@@ -184,33 +184,34 @@ def test_where_the_paper_recipe_collapses_diverse_keeps_the_variety(tiny_generat
 
 # ------------------------------------------------------------------------------------------------------- the app
 def test_the_app_offers_keep_variety(store):
-    from nada.app import handlers
-    from nada.app.glue import InputError
+    from nada.app import adapt_tab
+    from nada.app.errors import InputError
 
-    settings = handlers.recipe_settings("diverse")  # picking the recipe sets its weight and its batch
+    settings = adapt_tab.recipe_settings("diverse")  # picking the recipe sets its weight and its batch
     diverse = AdaptConfig.from_recipe("diverse")
     assert (settings.lambda_indomain, settings.batch_size) == (diverse.lambda_indomain, diverse.batch_size)
-    assert handlers.recipe_settings("paper").lambda_indomain == 0.0
-    config = handlers.check_adapt(store, None, **adapt_args(iterations=3, recipe="diverse", batch_size=4))
+    assert adapt_tab.recipe_settings("paper").lambda_indomain == 0.0
+    config = adapt_tab.check_adapt(store, None, **adapt_args(iterations=3, recipe="diverse", batch_size=4))
     assert config.lambda_indomain == diverse.lambda_indomain  # the slider untouched (None): the recipe's weight
-    assert handlers.check_adapt(store, None, **adapt_args(iterations=3, lambda_indomain=1.5)).lambda_indomain == 1.5
+    assert adapt_tab.check_adapt(store, None, **adapt_args(iterations=3, lambda_indomain=1.5)).lambda_indomain == 1.5
     with pytest.raises(InputError, match="pairs of samples") as err:
-        handlers.check_adapt(store, None, **adapt_args(iterations=3, recipe="diverse", batch_size=1))
+        adapt_tab.check_adapt(store, None, **adapt_args(iterations=3, recipe="diverse", batch_size=1))
     assert err.value.field == "batch_size"
     with pytest.raises(InputError, match="from 0 to 10") as err:
-        handlers.check_adapt(store, None, **adapt_args(iterations=3, lambda_indomain=-1))
+        adapt_tab.check_adapt(store, None, **adapt_args(iterations=3, lambda_indomain=-1))
     assert err.value.field == "lambda_indomain"
-    rows = handlers.loss_rows(2, {"direction": 0.5, "indomain": 0.01, "total": 0.51})
+    rows = adapt_tab.loss_rows(2, {"direction": 0.5, "indomain": 0.01, "total": 0.51})
     assert {r["term"] for r in rows} == {"directional CLIP", "keep variety (in-domain)", "total"}
 
 
 def test_the_app_streams_the_term_as_its_own_line(store, session):
-    from nada.app import handlers
-    from nada.app.sessions import TrainingRuns
+    from nada.app import adapt_tab
+    from nada.app.training_queue import TrainingRuns
+    from nada.app.wiring import KEEP
 
     args = adapt_args(iterations=3, recipe="diverse", batch_size=3)
-    outs = list(handlers.adapt_stream(store, TrainingRuns(), session, **args, min_interval_s=0.0))
-    losses = [o.losses for o in outs if o.losses is not handlers.KEEP][-1]
+    outs = list(adapt_tab.adapt_stream(store, TrainingRuns(), session, **args, min_interval_s=0.0))
+    losses = [o.losses for o in outs if o.losses is not KEEP][-1]
     lines = set(losses["term"])
     assert lines == {"directional CLIP", "keep variety (in-domain)", "total"}
     assert losses[losses["term"] == "keep variety (in-domain)"]["step"].max() == 3

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from nada.app import handlers as service
-from nada.app import mix
-from nada.app.glue import InputError, handler_inputs, validator
+from nada.app import generate_tab, invert_tab, mix
+from nada.app.errors import InputError
+from nada.app.wiring import bind, handler_inputs, validator
 from nada.model_store import TINY_INVERT, ModelStore
 from nada.styles import load_style, style_from_generators
 
@@ -73,7 +73,7 @@ def test_refused_mixes_name_their_row_and_change_nothing(store, session, sketch,
         mix.mix_styles(store, session, **rows(*pairs))
     assert session.names() == before  # nothing saved, nothing dropped
     # The page runs the same check before the event: the message sits on that row's input only.
-    check = service.bind(mix.check_mix, store)
+    check = bind(mix.check_mix, store)
     verdicts = validator(check)(session, *rows(*pairs).values())
     marked = [name for name, v in zip(handler_inputs(check), verdicts) if not v["is_valid"]]
     assert marked == [field]
@@ -91,13 +91,14 @@ def test_more_than_four_styles_and_an_unusable_name_are_refused(store, session, 
 # ------------------------------------------------------------------------------------------------------- saving
 def test_a_mix_is_the_weighted_blend_and_a_session_style_like_a_trained_one(store, session, sketch):
     demo = store.published_style("tiny-demo")
-    mine = session.styles["sketch"]
+    mine = load_style(session.styles["sketch"].file)
     src = store.generator("tiny").state_dict()
     out = mix.mix_styles(store, session, **rows(("tiny-demo", 0.6), (sketch, -0.5), name="My Mix!"))
     assert session.names() == ["sketch", "my-mix"]
     assert out.generate_style.value == "session:my-mix"  # picked in Generate (its live event renders it)
     assert ("my-mix (this session: 0.6·tiny-demo - 0.5·sketch)", "session:my-mix") in out.generate_style.choices
     saved = load_style(out.mix_file)  # the download is the session's style file
+    assert out.mix_file == str(session.styles["my-mix"].file) and not list(session.directory().glob(".mix-*"))
     assert saved.meta["mixed_from"] == [{"name": "tiny-demo", "weight": 0.6}, {"name": "sketch", "weight": -0.5}]
     for key in ("convs.1.conv.weight", "convs.0.conv.weight"):  # in both styles / in the demo style only
         a = demo.tensors[key].double()
@@ -107,14 +108,14 @@ def test_a_mix_is_the_weighted_blend_and_a_session_style_like_a_trained_one(stor
         assert not torch.allclose(saved.tensors[key].double(), a)
     assert "Saved the mix **my-mix**" in out.mix_status and "Generate tab" in out.mix_status
     # Generate draws it and offers its file, like a trained style.
-    gen = service.generate(store, session, "session:my-mix", 0, 0.7, 1, 1.0)
-    assert str(session.files["my-mix"]) in gen.files
+    gen = generate_tab.generate(store, session, "session:my-mix", 0, 0.7, 1, 1.0)
+    assert str(session.styles["my-mix"].file) in gen.files
 
 
 def test_weights_one_and_zero_give_the_first_style_exactly(store, session, sketch):
     mix.mix_styles(store, session, **rows((sketch, 1.0), ("tiny-demo", 0.0)))
     assert session.names() == ["sketch", "sketch-mix"]
-    first, copy_ = session.styles["sketch"], session.styles["sketch-mix"]
+    first, copy_ = (load_style(session.styles[name].file) for name in ("sketch", "sketch-mix"))
     assert set(copy_.tensors) == set(first.tensors)
     assert all(torch.equal(copy_.tensors[k], first.tensors[k]) for k in first.tensors)
 
@@ -143,13 +144,13 @@ def test_a_mix_of_the_inversion_generator_is_offered_in_invert(store, session):
     name = "tiny-invert-demo-invert-sketch-mix"
     assert ("session:" + name) in [v for _, v in out.invert_styles.choices]
     assert "Generate and Invert tabs" in out.mix_status
-    refs, _ = service.check_invert(store, session, str(service_photo()), ["session:" + name], 1.0)
-    assert refs[0].file == str(session.files[name])
+    refs, _ = invert_tab.check_invert(store, session, str(astronaut_photo()), ["session:" + name], 1.0)
+    assert refs[0].file == str(session.styles[name].file)
     # The rows offer it too (for a mix of mixes).
     assert ("session:" + name) in [v for _, v in mix.refresh_rows(store, session).mix_style_3.choices]
 
 
-def service_photo():
+def astronaut_photo():
     from .test_service import ASTRONAUT
 
     return ASTRONAUT
@@ -163,11 +164,11 @@ def test_the_live_preview_draws_what_generate_draws_of_the_saved_mix(store, sess
     assert session.names() == ["sketch"]  # a preview saves nothing
     assert "not saved" in preview.info and "seeds 5–6" in preview.info
     mix.mix_styles(store, session, **values, mix_name=name)
-    shown = service.generate(store, session, "session:tiny-demo-sketch-mix", 5, 0.6, 2, 0.8)
+    shown = generate_tab.generate(store, session, "session:tiny-demo-sketch-mix", 5, 0.6, 2, 0.8)
     assert len(preview.styled_gallery) == 2
     for (a, _), (b, _) in zip(preview.styled_gallery, shown.styled_gallery):
         assert np.array_equal(pixels(a), pixels(b))
-    plain = service.generate(store, session, "tiny-demo", 5, 0.6, 2, 0.8)
+    plain = generate_tab.generate(store, session, "tiny-demo", 5, 0.6, 2, 0.8)
     assert not np.array_equal(pixels(preview.styled_gallery[0][0]), pixels(plain.styled_gallery[0][0]))
 
 
@@ -185,15 +186,15 @@ def test_a_video_morphs_through_the_picked_styles_or_shows_them_side_by_side(sto
     assert [r.name for r in refs] == ["tiny-demo", "sketch"] and plan.seeds == (3, 4) and not plan.grid
     morph = decode(mix.mix_video(store, session, **choices, **args, mix_grid=False, progress=lambda *a, **k: None))
     assert len(morph) == plan.frames == 36 and morph[0].shape == (256, 256, 3)
-    start = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0).styled_gallery[0][0]
-    end = service.generate(store, session, sketch, 4, 0.7, 1, 1.0).styled_gallery[0][0]
+    start = generate_tab.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0).styled_gallery[0][0]
+    end = generate_tab.generate(store, session, sketch, 4, 0.7, 1, 1.0).styled_gallery[0][0]
     # H.264 is lossy: the first frame is the first style at the first seed, the last the second style at the last.
     for frame, image in ((morph[0], start), (morph[-1], end)):
         assert np.abs(frame.astype(np.int16) - pixels(image)).mean() < 6
     assert np.abs(morph[0].astype(np.int16) - pixels(end)).mean() > 10
     grid = decode(mix.mix_video(store, session, **choices, **args, mix_grid=True, progress=lambda *a, **k: None))
     assert grid[0].shape == (256, 512, 3)  # two tiles side by side
-    right = service.generate(store, session, sketch, 3, 0.7, 1, 1.0).styled_gallery[0][0]
+    right = generate_tab.generate(store, session, sketch, 3, 0.7, 1, 1.0).styled_gallery[0][0]
     for tile, image in ((grid[0][:, :256], start), (grid[0][:, 256:], right)):  # each style throughout, no fade
         assert np.abs(tile.astype(np.int16) - pixels(image)).mean() < 6
     with pytest.raises(gr.Error, match="Pick at least one style"):

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from bench.hub_files import BIN_FILE, SAFETENSORS_FILE
-from nada.app.handlers import metrics_markdown
+from nada.app.adapt_tab import metrics_markdown
 from nada.cli.evaluate import table
 from nada.clip_models import JUDGE_CLIP
 from nada.metrics import LABELS, judged_by
@@ -117,7 +117,7 @@ def test_the_figures_say_who_judged_them():
 def test_picking_a_recipe_in_the_app_sets_its_learning_rate():
     """The Adapt tab's learning-rate field is passed with every run, so a recipe choice must set it: "compact" trains
     ~6K offsets at its own rate, and the paper's 0.002 would barely move them."""
-    from nada.app.handlers import recipe_settings
+    from nada.app.adapt_tab import recipe_settings
 
     for name in RECIPES:
         assert recipe_settings(name).lr == AdaptConfig.from_recipe(name).lr

@@ -15,9 +15,14 @@ import torch
 from PIL import Image
 
 from nada import weights
-from nada.app import handlers as service
-from nada.app.glue import KEEP
-from nada.app.sessions import SessionStyles, TrainingBusyError, TrainingRuns
+from nada.app import adapt_tab, generate_tab, invert_tab, page
+from nada.app.errors import InputError, user_errors
+from nada.app.page import header_markdown, photo_input, tab_notice
+from nada.app.sessions import SessionStyles
+from nada.app.style_menus import NO_STYLE
+from nada.app.training_queue import TrainingBusyError, TrainingRuns
+from nada.app.wiring import KEEP, bind, validator, wire
+from nada.app.zerogpu import on_gpu
 from nada.invert import render_codes
 from nada.model_store import TINY_INVERT, ModelStore
 from nada.styles import export_style_pt, load_style, save_style, style_from_generators
@@ -34,7 +39,7 @@ def pixels(img: Image.Image) -> np.ndarray:
 
 def run_adapt(store, runs, session, **over):
     """Consume a training stream -> list of output tuples."""
-    return list(service.adapt_stream(store, runs, session, **adapt_args(**over), min_interval_s=0.0))
+    return list(adapt_tab.adapt_stream(store, runs, session, **adapt_args(**over), min_interval_s=0.0))
 
 
 # ------------------------------------------------------------------------------------------------- the store
@@ -77,7 +82,7 @@ def test_tiny_demo_styles_fit_their_generators(store):
 
 # --------------------------------------------------------------------------------------------------- generate
 def test_generate_source_and_styled_change_with_seed_and_truncation(store, session):
-    out = service.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
+    out = generate_tab.generate(store, session, "tiny-demo", 3, 0.7, 2, 1.0)
     source, styled, files, info = out.source_gallery, out.styled_gallery, out.files, out.info
     assert [c for _, c in source] == ["seed 3 · source (tiny)", "seed 4 · source (tiny)"]
     assert [c for _, c in styled] == ["seed 3 · tiny-demo", "seed 4 · tiny-demo"]
@@ -85,9 +90,9 @@ def test_generate_source_and_styled_change_with_seed_and_truncation(store, sessi
     assert src3.shape == (256, 256, 3)  # 32 px tiny images enlarged for display
     assert np.abs(src3 - sty3).mean() > 5  # the style changes the picture
     assert np.abs(src3 - src4).mean() > 5  # so does the seed
-    again = service.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0).source_gallery
+    again = generate_tab.generate(store, session, "tiny-demo", 3, 0.7, 1, 1.0).source_gallery
     assert np.array_equal(pixels(again[0][0]), src3)  # and the same seed gives the same image
-    trunc = service.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0).source_gallery
+    trunc = generate_tab.generate(store, session, "tiny-demo", 3, 0.2, 1, 1.0).source_gallery
     assert np.abs(pixels(trunc[0][0]) - src3).mean() > 2  # truncation matters
     with zipfile.ZipFile(files[0]) as zf:
         assert sorted(zf.namelist()) == ["seed0003-source.png", "seed0003-styled.png", "seed0004-source.png",
@@ -97,10 +102,10 @@ def test_generate_source_and_styled_change_with_seed_and_truncation(store, sessi
 
 
 def test_generate_strength_zero_is_the_source_and_no_style_is_source_only(store, session):
-    out = service.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
+    out = generate_tab.generate(store, session, "tiny-demo", 7, 0.7, 1, 0.0)
     source, styled = out.source_gallery, out.styled_gallery
     assert np.array_equal(pixels(source[0][0]), pixels(styled[0][0]))
-    out = service.generate(store, session, service.NO_STYLE, 7, 0.7, 3, 1.0)
+    out = generate_tab.generate(store, session, NO_STYLE, 7, 0.7, 3, 1.0)
     plain, none, files = out.source_gallery, out.styled_gallery, out.files
     assert len(plain) == 3 and none == [] and np.array_equal(pixels(plain[0][0]), pixels(source[0][0]))
     with zipfile.ZipFile(files[0]) as zf:
@@ -119,7 +124,7 @@ def test_generate_strength_zero_is_the_source_and_no_style_is_source_only(store,
 ])
 def test_generate_bad_input_is_a_readable_error(store, session, args, message):
     with pytest.raises(gr.Error, match=message):
-        service.generate(store, session, *args)
+        generate_tab.generate(store, session, *args)
 
 
 # ------------------------------------------------------------------------------------------------------ adapt
@@ -145,7 +150,7 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     assert gen_dd.value == "session:sketch" and ("sketch (this session: Sketch)", "session:sketch") in gen_dd.choices
     assert all(v != "session:sketch" for _, v in inv_dd.choices)  # a 32 px style does not fit the inversion model
     assert not runs.busy()
-    out = service.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
+    out = generate_tab.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
     source, styled, files = out.source_gallery, out.styled_gallery, out.files
     assert len(styled) == 1 and files[1] == style_file  # the style file is offered for download
     assert np.abs(pixels(source[0][0]) - pixels(styled[0][0])).mean() > 0.5
@@ -153,8 +158,8 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
 
 def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
     runs = TrainingRuns()
-    stream = service.adapt_stream(store, runs, session, **adapt_args(iterations=50, target_text="Zombie", probe=False),
-                                  min_interval_s=0.0)
+    stream = adapt_tab.adapt_stream(store, runs, session,
+                                    **adapt_args(iterations=50, target_text="Zombie", probe=False), min_interval_s=0.0)
     outs = []
     for out in stream:
         outs.append(out)
@@ -190,14 +195,14 @@ def test_adapt_bad_input_is_a_readable_error(store, session, over, field, messag
     with pytest.raises(gr.Error, match=message):
         run_adapt(store, TrainingRuns(), session, **over)
     assert len(session) == 0
-    with pytest.raises(service.InputError, match=message) as err:  # what the page's validator shows on the input
-        service.check_adapt(store, session, **adapt_args(**over))
+    with pytest.raises(InputError, match=message) as err:  # what the page's validator shows on the input
+        adapt_tab.check_adapt(store, session, **adapt_args(**over))
     assert err.value.field == field
 
 
 def test_adapt_waits_in_line_while_another_run_trains_and_starts_by_itself(store, session):
     runs = TrainingRuns()
-    stream = service.adapt_stream(store, runs, session, **adapt_args(iterations=1), min_interval_s=0.0)
+    stream = adapt_tab.adapt_stream(store, runs, session, **adapt_args(iterations=1), min_interval_s=0.0)
     with runs.slot("someone-else", total=300):
         first = next(stream)
         assert "Waiting in line: 1 training run is ahead of yours (you are **number 2**)" in first.status
@@ -212,18 +217,18 @@ def test_adapt_waits_in_line_while_another_run_trains_and_starts_by_itself(store
 
 
 def test_the_loss_chart_has_one_line_per_term_or_a_single_loss_line():
-    assert service.loss_rows(1, {"direction": 0.5, "total": 0.5}) == [{"step": 1, "loss": 0.5, "term": "loss"}]
-    rows = service.loss_rows(3, {"direction": 0.5, "global": 0.25, "total": 0.75})
+    assert adapt_tab.loss_rows(1, {"direction": 0.5, "total": 0.5}) == [{"step": 1, "loss": 0.5, "term": "loss"}]
+    rows = adapt_tab.loss_rows(3, {"direction": 0.5, "global": 0.25, "total": 0.75})
     assert [(r["term"], r["loss"]) for r in rows] == [("directional CLIP", 0.5), ("global CLIP", 0.25), ("total", 0.75)]
-    assert service.loss_rows(4, {}) == []  # a step that failed before its losses
+    assert adapt_tab.loss_rows(4, {}) == []  # a step that failed before its losses
 
 
 def test_stop_takes_a_waiting_run_out_of_the_line(store, session):
     runs = TrainingRuns()
-    stream = service.adapt_stream(store, runs, session, **adapt_args(), min_interval_s=0.0)
+    stream = adapt_tab.adapt_stream(store, runs, session, **adapt_args(), min_interval_s=0.0)
     with runs.slot("someone-else", total=300):
         assert "Waiting in line" in next(stream).status
-        assert service.stop_training(runs) == "Leaving the line..."
+        assert adapt_tab.stop_training(runs) == "Leaving the line..."
         rest = list(stream)
     assert rest[-1].status == "Left the line before training started; nothing was trained."
     assert rest[-1].train.interactive is True and len(session) == 0
@@ -245,14 +250,14 @@ def test_training_runs_stale_run_loses_the_slot():
 def test_upload_safetensors_and_pt_styles(store, session, tmp_path):
     demo = store.published_style("tiny-demo")
     path = save_style(demo, tmp_path / "My Style!.safetensors")
-    out = service.upload_style(store, session, str(path))
+    out = generate_tab.upload_style(store, session, str(path))
     gen_dd, sess = out.generate_style, out.session
     assert sess.names() == ["my-style"] and gen_dd.value == "session:my-style"
     pt = export_style_pt(store.generator("tiny"), demo, tmp_path / "full.pt")
-    gen_dd = service.upload_style(store, session, str(pt)).generate_style
-    assert gen_dd.value == "session:full" and set(session.styles["full"].tensors) == set(demo.tensors)
-    a = service.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0).styled_gallery
-    b = service.generate(store, session, "session:full", 1, 0.7, 1, 1.0).styled_gallery
+    gen_dd = generate_tab.upload_style(store, session, str(pt)).generate_style
+    assert gen_dd.value == "session:full" and set(load_style(session.styles["full"].file).tensors) == set(demo.tensors)
+    a = generate_tab.generate(store, session, "session:my-style", 1, 0.7, 1, 1.0).styled_gallery
+    b = generate_tab.generate(store, session, "session:full", 1, 0.7, 1, 1.0).styled_gallery
     assert np.array_equal(pixels(a[0][0]), pixels(b[0][0]))  # the same style either way
 
 
@@ -260,18 +265,18 @@ def test_upload_bad_files_are_readable_errors(store, session, tmp_path):
     txt = tmp_path / "notes.txt"
     txt.write_text("hello")
     with pytest.raises(gr.Error, match="is not a style file"):
-        service.upload_style(store, session, str(txt))
+        generate_tab.upload_style(store, session, str(txt))
     fake = tmp_path / "fake.safetensors"
     fake.write_bytes(b"not really")
     with pytest.raises(gr.Error, match="could not be read as a safetensors file"):
-        service.upload_style(store, session, str(fake))
+        generate_tab.upload_style(store, session, str(fake))
     other = tiny_generator(seed=5)  # a style trained on another generator that is also called "tiny"
     adapted = tiny_generator(seed=6)
     foreign = save_style(style_from_generators(other, adapted, {"source": "tiny"}), tmp_path / "other.safetensors")
     with pytest.raises(gr.Error, match="trained on the source generator"):
-        service.upload_style(store, session, str(foreign))
+        generate_tab.upload_style(store, session, str(foreign))
     with pytest.raises(gr.Error, match="Choose a style file"):
-        service.upload_style(store, session, None)
+        generate_tab.upload_style(store, session, None)
     assert len(session) == 0
 
 
@@ -279,14 +284,14 @@ def test_upload_bad_files_are_readable_errors(store, session, tmp_path):
 def test_invert_astronaut_gives_aligned_reconstruction_and_styles(store, session):
     if not ASTRONAUT.is_file():
         pytest.skip("examples/astronaut.jpg is missing")
-    out = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
+    out = invert_tab.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 1.0)
     aligned, recon, gallery = out.aligned, out.reconstruction, out.gallery
     assert aligned.size == (256, 256) and recon.size == (256, 256)
     a = pixels(aligned)
     assert 60 < a.mean() < 200 and a.std() > 20  # a real photo crop, not a blank
     assert len(gallery) == 1 and gallery[0][1] == "tiny-invert-demo (strength 1)"
     assert np.abs(pixels(gallery[0][0]) - pixels(recon)).mean() > 2  # the style changes the reconstruction
-    out = service.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.0)
+    out = invert_tab.invert_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.0)
     recon0, g0 = out.reconstruction, out.gallery
     assert np.array_equal(pixels(g0[0][0]), pixels(recon0))  # strength 0 = the reconstruction
 
@@ -295,28 +300,28 @@ def test_a_new_strength_redraws_the_kept_inversion_without_inverting_again(store
     if not ASTRONAUT.is_file():
         pytest.skip("examples/astronaut.jpg is missing")
     photo, styles = str(ASTRONAUT), ["tiny-invert-demo"]
-    assert service.restyle_photo(store, session, photo, styles, 0.5) == gr.skip()  # not inverted yet: unchanged
-    service.invert_photo(store, session, photo, styles, 1.0)
-    codes, edit = session.inversion(service.photo_key(photo))
+    assert invert_tab.restyle_photo(store, session, photo, styles, 0.5) == gr.skip()  # not inverted yet: unchanged
+    invert_tab.invert_photo(store, session, photo, styles, 1.0)
+    codes, edit = session.inversion(invert_tab.photo_key(photo))
     assert codes.shape == (1, 14, 512) and codes.device.type == "cpu" and edit == ""  # small, kept for this session
     with monkeypatch.context() as m:  # neither the face finder nor the encoder runs again
         m.setattr(store, "e4e", lambda: pytest.fail("inverted again"))
         m.setattr(store, "aligner", lambda: pytest.fail("aligned again"))
-        gallery = service.restyle_photo(store, session, photo, styles, 0.5)
-        same_bytes = service.restyle_photo(store, session, ASTRONAUT.read_bytes(), styles, 0.25)  # pasted: same key
-    reference = service.invert_photo(store, session, photo, styles, 0.5).gallery  # the reference path: all again
+        gallery = invert_tab.restyle_photo(store, session, photo, styles, 0.5)
+        same_bytes = invert_tab.restyle_photo(store, session, ASTRONAUT.read_bytes(), styles, 0.25)  # pasted: same key
+    reference = invert_tab.invert_photo(store, session, photo, styles, 0.5).gallery  # the reference path: all again
     assert [c for _, c in gallery] == ["tiny-invert-demo (strength 0.5)"] == [c for _, c in reference]
     assert np.array_equal(pixels(gallery[0][0]), pixels(reference[0][0]))
     assert same_bytes[0][1] == "tiny-invert-demo (strength 0.25)"
     assert np.abs(pixels(same_bytes[0][0]) - pixels(gallery[0][0])).mean() > 1  # the strength matters
     other = ASTRONAUT.read_bytes() + b"\0"  # another photo in the input, not inverted: nothing changes
-    assert service.restyle_photo(store, session, other, styles, 0.5) == gr.skip()
-    assert service.restyle_duration({"refs": [1, 2]}) < service.invert_duration({"refs": [1, 2]})
-    session.keep_inversion(service.photo_key(photo), codes, "smile +1")  # codes with an edit: its face comes first
-    edited = service.restyle_photo(store, session, photo, styles, 0.5)
+    assert invert_tab.restyle_photo(store, session, other, styles, 0.5) == gr.skip()
+    assert invert_tab.restyle_duration({"refs": [1, 2]}) < invert_tab.invert_duration({"refs": [1, 2]})
+    session.keep_inversion(invert_tab.photo_key(photo), codes, "smile +1")  # codes with an edit: its face comes first
+    edited = invert_tab.restyle_photo(store, session, photo, styles, 0.5)
     assert [c for _, c in edited] == ["edited: smile +1", "tiny-invert-demo (strength 0.5) · smile +1"]
     face = render_codes(store.generator(store.invert_source()), codes)  # the edited face: the source generator's
-    source_drawn = service.styled_gallery([(face, None)], 1.0)[0][0]
+    source_drawn = invert_tab.styled_gallery([(face, None)], 1.0)[0][0]
     assert np.array_equal(pixels(edited[0][0]), pixels(source_drawn))
     assert np.array_equal(pixels(edited[1][0]), pixels(gallery[0][0]))
 
@@ -326,11 +331,11 @@ def test_the_strength_redraw_is_one_gpu_task_whose_codes_cross_to_a_forked_worke
         pytest.skip("needs fork (Linux, macOS)")
     monkeypatch.setenv("NADA_FORK_GPU", "1")  # as on ZeroGPU: the redraw runs in a worker, arguments pickled
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    gpu = service.GpuCalls.wrapped(store)
+    gpu = invert_tab.InvertGpu.wrapped(store)
     codes = store.generator(store.invert_source()).mean_latent(64).unsqueeze(1).repeat(1, 14, 1)  # [1, 14, 512]
-    session.keep_inversion(service.photo_key(str(ASTRONAUT)), codes)
-    forked = service.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5, gpu=gpu)
-    direct = service.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5)
+    session.keep_inversion(invert_tab.photo_key(str(ASTRONAUT)), codes)
+    forked = invert_tab.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5, gpu=gpu)
+    direct = invert_tab.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5)
     assert [c for _, c in forked] == ["tiny-invert-demo (strength 0.5)"]
     assert np.array_equal(pixels(forked[0][0]), pixels(direct[0][0]))
 
@@ -338,25 +343,25 @@ def test_the_strength_redraw_is_one_gpu_task_whose_codes_cross_to_a_forked_worke
 def test_live_generate_is_generate_and_first_says_what_a_cpu_render_costs(store, session, monkeypatch):
     from types import SimpleNamespace
 
-    records = list(service.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5))
-    direct = service.generate(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
+    records = list(generate_tab.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5))
+    direct = generate_tab.generate(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
     assert len(records) == 1 and records[0].info == direct.info  # tiny models: quick, nothing to announce
     assert all(np.array_equal(pixels(a), pixels(b)) for (a, _), (b, _) in zip(records[0].styled_gallery,
                                                                                direct.styled_gallery))
     cpu, gpu = SimpleNamespace(tiny=False, device=torch.device("cpu")), SimpleNamespace(tiny=False,
                                                                                         device=torch.device("cuda"))
-    assert service.cpu_render_notice(cpu, 8) == "Rendering 8 images on the CPU: about 12 s (1.5 s an image)..."
-    assert service.cpu_render_notice(gpu, 8) == ""
+    assert generate_tab.cpu_render_notice(cpu, 8) == "Rendering 8 images on the CPU: about 12 s (1.5 s an image)..."
+    assert generate_tab.cpu_render_notice(gpu, 8) == ""
     monkeypatch.setenv("SPACES_ZERO_GPU", "1")
-    assert service.cpu_render_notice(cpu, 8) == ""  # a ZeroGPU Space renders on the GPU
+    assert generate_tab.cpu_render_notice(cpu, 8) == ""  # a ZeroGPU Space renders on the GPU
     monkeypatch.delenv("SPACES_ZERO_GPU")
     seen = []
-    monkeypatch.setattr(service, "cpu_render_notice", lambda store, images: seen.append(images) or "Rendering...")
-    first, last = service.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
+    monkeypatch.setattr(generate_tab, "cpu_render_notice", lambda store, images: seen.append(images) or "Rendering...")
+    first, last = generate_tab.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
     assert seen == [4]  # 2 seeds, source and styled
     assert first.values()[:3] == (gr.skip(),) * 3 and first.info == "Rendering..."  # the pictures stay meanwhile
     assert last.info == direct.info
-    _, source_only = service.generate_live(store, session, "none", 3, 0.5, 2, 0.5)
+    _, source_only = generate_tab.generate_live(store, session, "none", 3, 0.5, 2, 0.5)
     assert seen == [4, 2] and source_only.styled_gallery == []  # no style: the source images only
 
 
@@ -364,25 +369,25 @@ def test_invert_bad_inputs_are_readable_errors(store, session, tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 300), (120, 130, 140)).save(blank)
     with pytest.raises(gr.Error, match="No face was found"):
-        service.invert_photo(store, session, str(blank), [], 1.0)
+        invert_tab.invert_photo(store, session, str(blank), [], 1.0)
     with pytest.raises(gr.Error, match="Upload a photo"):
-        service.invert_photo(store, session, None, [], 1.0)
+        invert_tab.invert_photo(store, session, None, [], 1.0)
     junk = tmp_path / "photo.jpg"
     junk.write_bytes(b"this is not a jpeg")
     with pytest.raises(gr.Error, match="not an image"):
-        service.invert_photo(store, session, str(junk), [], 1.0)
+        invert_tab.invert_photo(store, session, str(junk), [], 1.0)
     run_adapt(store, TrainingRuns(), session, iterations=1)  # a 32 px style: not for the inversion generator
     with pytest.raises(gr.Error, match="inversion works with the 'tiny-invert'"):
-        service.invert_photo(store, session, str(blank), ["session:sketch"], 1.0)
+        invert_tab.invert_photo(store, session, str(blank), ["session:sketch"], 1.0)
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
 def test_user_errors_explain_oom_and_unexpected_failures():
-    @service.user_errors
+    @user_errors
     def oom():
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    @service.user_errors
+    @user_errors
     def boom():
         raise KeyError("x")
         yield
@@ -398,13 +403,13 @@ def test_bind_keeps_streaming_and_request_injection():
     import typing
 
     runs = TrainingRuns()
-    stop = service.bind(service.stop_training, runs)
+    stop = bind(adapt_tab.stop_training, runs)
     hints = typing.get_type_hints(stop)
     assert list(inspect.signature(stop).parameters) == ["request"] and hints["request"] == gr.Request | None
-    stream = service.bind(service.adapt_stream, ModelStore(tiny=True), runs)
+    stream = bind(adapt_tab.adapt_stream, ModelStore(tiny=True), runs)
     assert inspect.isgeneratorfunction(stream)
     assert list(inspect.signature(stream).parameters)[:2] == ["session", "source"]
-    assert service.on_gpu(stop, 30) is stop  # no `spaces` package here: unchanged
+    assert on_gpu(stop, 30) is stop  # no `spaces` package here: unchanged
 
 
 def test_a_session_keeps_the_codes_of_its_last_inverted_photo_only():
@@ -427,13 +432,17 @@ def test_a_session_keeps_the_codes_of_its_last_inverted_photo_only():
 def test_session_styles_caps_and_cleanup(store):
     demo = store.published_style("tiny-demo")
     s = SessionStyles(max_count=2)
-    paths = [s.add(s.unique_name("Witcher"), demo)[0] for _ in range(2)]
+    kept = [s.add(s.unique_name("Witcher"), demo)[0] for _ in range(2)]
     assert s.names() == ["witcher", "witcher-2"]
     _, dropped = s.add(s.unique_name("Witcher"), demo)
-    assert dropped == ["witcher"] and not paths[0].exists() and s.names() == ["witcher-2", "witcher-3"]
+    assert dropped == ["witcher"] and not kept[0].file.exists() and s.names() == ["witcher-2", "witcher-3"]
     tiny_cap = SessionStyles(max_mb=1e-4)
     with pytest.raises(ValueError, match="more than a session may keep"):
         tiny_cap.add("x", demo)
+    one_and_a_half = SessionStyles(max_mb=1.5 * kept[1].nbytes / 2**20)  # the cap counts the styles' files
+    one_and_a_half.add("a", demo)
+    assert one_and_a_half.add("b", demo)[1] == ["a"] and one_and_a_half.names() == ["b"]
+    one_and_a_half.cleanup()
     folder = s.directory()
     s.cleanup()
     assert not folder.exists() and len(s) == 0
@@ -441,19 +450,19 @@ def test_session_styles_caps_and_cleanup(store):
 
 def test_offline_real_mode_names_missing_weights(hub_cache, session):
     real = ModelStore(tiny=False, device="cpu")
-    notice = service.tab_notice(real, "adapt")
+    notice = tab_notice(real, "adapt")
     assert "`ffhq`" in notice and "`clip-vit-b32`" in notice and "offline mode is on" in notice
-    assert "`e4e-ffhq`" in service.tab_notice(real, "invert")
-    assert "TINY MODE" not in service.header_markdown(real) and "TINY MODE" in service.header_markdown(
+    assert "`e4e-ffhq`" in tab_notice(real, "invert")
+    assert "TINY MODE" not in header_markdown(real) and "TINY MODE" in header_markdown(
         ModelStore(tiny=True))
     with pytest.raises(gr.Error, match="Weights 'ffhq'.*not cached in the app's weights cache") as err:
-        service.generate(real, session, service.NO_STYLE, 0, 0.7, 1, 1.0)
+        generate_tab.generate(real, session, NO_STYLE, 0, 0.7, 1, 1.0)
     cache = str(weights.cache_dir())
     assert cache not in err.value.message and cache not in notice  # the page names no server folder
     assert real.loaded() == []  # the failure is not cached: a later call retries
 
 
-# ------------------------------------------------------------------------ the error paths: messages that say what to do
+# ------------------------------------ the error paths: uploads named by their own names, advice for the page
 def test_upload_errors_name_the_file_and_what_to_pick_in_the_page(store, session, tmp_path):
     """Messages name an upload by its own name (never the server's temp path) and say what to do in the page."""
     upload_dir = tmp_path / "gradio" / "0123abcd"  # where Gradio keeps an upload
@@ -468,12 +477,12 @@ def test_upload_errors_name_the_file_and_what_to_pick_in_the_page(store, session
                           (fake, "'fake.safetensors' could not be read as a safetensors file"),
                           (unrelated, "'unrelated.pt' is not a style of this source generator: its mapping network")]:
         with pytest.raises(gr.Error, match=message) as err:
-            service.upload_style(store, session, str(path))
+            generate_tab.upload_style(store, session, str(path))
         text = str(err.value.message)
         assert str(tmp_path) not in text and "0123abcd" not in text, text
         assert "--source" not in text  # no command-line flags in the page
     with pytest.raises(gr.Error, match="pick the source generator in the Adapt tab") as err:
-        service.upload_style(store, session, str(foreign))
+        generate_tab.upload_style(store, session, str(foreign))
     assert "this page offers 'Tiny random (32 px" in err.value.message
     assert len(session) == 0
 
@@ -483,31 +492,32 @@ def test_input_checks_name_the_input_and_read_no_weights(store, session, tmp_pat
     renamed = tmp_path / "selfie.jpg"
     renamed.write_text("text, not a photo")
     for check, args, field, message in [
-            (service.check_generate, ("tiny-demo", 1.5, 0.7, 8, 1.0), "seed", "got 1.5"),
-            (service.check_generate, ("session:gone", 0, 0.7, 1, 1.0), "style", "no longer in this session"),
-            (service.check_generate, ("tiny-demo", 0, 0.7, 2.5, 1.0), "n_images", "whole number from 1 to 8"),
-            (service.check_invert, (None, [], 1.0), "image", "Upload a photo"),
-            (service.check_invert, (str(renamed), [], 1.0), "image", "'selfie.jpg' is not an image"),
-            (service.check_invert, (str(renamed.with_name("gone.jpg")), [], 1.0), "image", "could not be found"),
-            (service.check_invert, (str(ASTRONAUT), ["tiny-demo"], 1.0), "styles", "belongs to the 'tiny' generator"),
-            (service.check_invert, (str(ASTRONAUT), [], 2.0), "strength", "Style strength must be from 0 to 1")]:
-        with pytest.raises(service.InputError, match=message) as err:
+            (generate_tab.check_generate, ("tiny-demo", 1.5, 0.7, 8, 1.0), "seed", "got 1.5"),
+            (generate_tab.check_generate, ("session:gone", 0, 0.7, 1, 1.0), "style", "no longer in this session"),
+            (generate_tab.check_generate, ("tiny-demo", 0, 0.7, 2.5, 1.0), "n_images", "whole number from 1 to 8"),
+            (invert_tab.check_invert, (None, [], 1.0), "image", "Upload a photo"),
+            (invert_tab.check_invert, (str(renamed), [], 1.0), "image", "'selfie.jpg' is not an image"),
+            (invert_tab.check_invert, (str(renamed.with_name("gone.jpg")), [], 1.0), "image", "could not be found"),
+            (invert_tab.check_invert, (str(ASTRONAUT), ["tiny-demo"], 1.0), "styles",
+             "belongs to the 'tiny' generator"),
+            (invert_tab.check_invert, (str(ASTRONAUT), [], 2.0), "strength", "Style strength must be from 0 to 1")]:
+        with pytest.raises(InputError, match=message) as err:
             check(fresh, session, *args)
         assert err.value.field == field and str(tmp_path) not in str(err.value)
     assert fresh.loaded() == []  # cheap enough to run before every event
-    ref, seed, truncation, n, strength = service.check_generate(fresh, session, "tiny-demo", 3.0, 0.5, 2, 1)
+    ref, seed, truncation, n, strength = generate_tab.check_generate(fresh, session, "tiny-demo", 3.0, 0.5, 2, 1)
     assert (ref.name, seed, truncation, n, strength) == ("tiny-demo", 3, 0.5, 2, 1.0) and type(seed) is int
 
 
 def test_validator_puts_the_message_on_the_input_it_names(store, session):
-    validate = service.validator(service.bind(service.check_generate, store))
+    validate = validator(bind(generate_tab.check_generate, store))
     verdicts = validate(session, "tiny-demo", 1.5, 0.7, 1, 1.0)
     assert [v["is_valid"] for v in verdicts] == [True, True, False, True, True, True]
     assert "got 1.5" in verdicts[2]["message"] and all(v["__type__"] == "validate" for v in verdicts)
     assert all(v["is_valid"] for v in validate(session, "tiny-demo", 2, 0.7, 1, 1.0))
     with pytest.raises(ValueError, match="takes"):  # a check must take exactly the handler's inputs
-        service.wire(lambda *a, **k: None, service.bind(service.generate, store), {}, None,
-                     check=service.bind(service.check_invert, store))
+        wire(lambda *a, **k: None, bind(generate_tab.generate, store), {}, None,
+                     check=bind(invert_tab.check_invert, store))
 
 
 def test_a_webcam_or_pasted_photo_as_a_data_url_reaches_the_handler_as_bytes(store, session):
@@ -519,20 +529,20 @@ def test_a_webcam_or_pasted_photo_as_a_data_url_reaches_the_handler_as_bytes(sto
     buf = io.BytesIO()
     Image.open(ASTRONAUT).save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    photo = service.photo_input()
+    photo = photo_input()
     data = photo.preprocess(ImageData(url=url))
     assert data == buf.getvalue()
     assert photo.get_block_name() == "image"  # the page shows the ordinary image input
-    assert not (Path(service.__file__).parent / "glue.pyi").exists()  # no stub written beside the module
+    assert not list(Path(page.__file__).parent.glob("*.pyi"))  # no stub written beside the app's modules
     assert photo.preprocess(ImageData(path=str(ASTRONAUT))) == str(ASTRONAUT)  # an upload: its path, not decoded
-    out = service.invert_photo(store, session, data, [], 1.0)
+    out = invert_tab.invert_photo(store, session, data, [], 1.0)
     assert out.aligned.size == (256, 256)
 
 
 def test_real_models_refuse_a_run_longer_than_the_app_allows(hub_cache, session):
     real = ModelStore(tiny=False, device="cpu")
     args = adapt_args(source="ffhq", clip_names=["clip-vit-b32"])
-    assert service.check_adapt(real, session, **{**args, "iterations": 1000}).iterations == 1000
-    with pytest.raises(service.InputError, match="Training steps must be a whole number from 1 to 1000, got 5000"):
-        service.check_adapt(real, session, **{**args, "iterations": 5000})  # the page's box used to clamp it
+    assert adapt_tab.check_adapt(real, session, **{**args, "iterations": 1000}).iterations == 1000
+    with pytest.raises(InputError, match="Training steps must be a whole number from 1 to 1000, got 5000"):
+        adapt_tab.check_adapt(real, session, **{**args, "iterations": 5000})  # the page's box used to clamp it
     assert real.loaded() == []

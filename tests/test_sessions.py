@@ -1,4 +1,5 @@
-"""Browser sessions kept across reloads, and the line of sessions waiting for the training slot."""
+"""Browser sessions kept across reloads (their styles kept as files, not tensors), and the line of sessions waiting
+for the training slot."""
 
 from __future__ import annotations
 
@@ -9,11 +10,24 @@ import threading
 import time
 
 import pytest
+import torch
 
-from nada.app.sessions import BrowserSessions, SessionStyles, TrainingBusyError, TrainingRuns, TrainingStopped
+from nada.app.sessions import BrowserSessions, SessionStyle, SessionStyles
+from nada.app.training_queue import TrainingBusyError, TrainingRuns, TrainingStopped
+from nada.styles import load_style, save_style
 
 KEY = re.compile(r"[A-Za-z0-9_-]{20,64}")
 FAST = dict(poll_s=0.01, heartbeat_s=0.05)  # short sleeps for the waiting loop
+
+
+class Clock:
+    """A clock the test moves by hand (seconds, as time.monotonic)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def finished(gen) -> bool:
@@ -84,17 +98,21 @@ def test_expired_session_is_cleaned_up_and_its_key_forgotten():
 
 
 def test_open_expires_idle_sessions_and_touch_keeps_them():
-    sessions = BrowserSessions(ttl_s=0.5)
+    clock = Clock()
+    sessions = BrowserSessions(ttl_s=60, clock=clock)
     idle_key, idle = sessions.open(None)
     kept_key, kept = sessions.open(None)
     folder = idle.directory()
-    time.sleep(0.3)
+    clock.now += 40
     sessions.touch(kept_key)
     sessions.touch("not-a-known-key-aaaaaaaaaaaa")  # ignored
-    time.sleep(0.3)
+    clock.now += 20  # idle for exactly the TTL: not expired yet
     sessions.open(None)  # any page load sweeps
+    assert folder.is_dir() and idle_key in sessions
+    clock.now += 1
+    sessions.open(None)
     assert not folder.exists() and idle_key not in sessions
-    assert kept_key in sessions and sessions.open(kept_key)[1] is kept
+    assert kept_key in sessions and sessions.open(kept_key)[1] is kept  # touched 21 s ago
     sessions.close_all()
 
 
@@ -112,12 +130,45 @@ def test_least_recently_used_session_goes_past_the_cap():
 
 
 def test_session_styles_deep_copy_gets_its_own_lock_and_folder():
-    styles = SessionStyles(max_count=3)
+    clock = Clock()
+    styles = SessionStyles(max_count=3, clock=clock)
     clone = copy.deepcopy(styles)  # what gr.State does with its initial value for every page
     assert clone is not styles and clone._lock is not styles._lock and clone.max_count == 3
     assert clone.names() == [] and clone.directory() != styles.directory()
+    clock.now += 5
+    clone.directory()
+    assert clone.last_used == 1005.0  # the copy keeps time with the same clock
     clone.cleanup()
     styles.cleanup()
+
+
+# ------------------------------------------------------------------------------------------------ a session's styles
+def test_a_session_keeps_a_styles_file_and_metadata_not_its_tensors(store, session):
+    demo = store.published_style("tiny-demo")
+    kept, dropped = session.add("demo", demo)
+    assert dropped == [] and session.styles["demo"] is kept and isinstance(kept, SessionStyle)
+    assert not hasattr(kept, "tensors")  # renders read the file
+    assert kept.file == session.directory() / "demo.safetensors" and kept.nbytes == kept.file.stat().st_size
+    assert kept.source == "tiny" and kept.kind == "weights" and kept.meta["target_text"] == demo.meta["target_text"]
+    saved = load_style(kept.file)
+    assert set(saved.tensors) == set(demo.tensors)
+    assert all(torch.equal(saved.tensors[k], demo.tensors[k]) for k in demo.tensors)
+
+
+def test_a_finished_style_file_is_moved_into_the_session_not_rewritten(store, session):
+    demo = store.published_style("tiny-demo")
+    finished = save_style(demo, session.scratch(".training-run.safetensors"))  # as a training run leaves it
+    inode, size = finished.stat().st_ino, finished.stat().st_size
+    kept, _ = session.add_file("sketch", finished)
+    assert not finished.exists() and kept.file == session.directory() / "sketch.safetensors"
+    assert kept.file.stat().st_ino == inode and kept.nbytes == size  # the same file, moved
+    assert kept.meta == load_style(kept.file).meta  # its header, read without the tensors
+    small = SessionStyles(max_mb=size / 2 / 2**20)
+    refused = save_style(demo, small.scratch(".training-big.safetensors"))
+    with pytest.raises(ValueError, match="more than a session may keep"):
+        small.add_file("big", refused)
+    assert not refused.exists() and len(small) == 0  # a refused file is not left behind
+    small.cleanup()
 
 
 # ------------------------------------------------------------------------------------------------ the line
@@ -347,13 +398,14 @@ def test_a_hand_over_not_taken_runs_out():
 
 
 def test_a_store_in_use_is_not_expired_but_an_idle_one_is():
-    sessions = BrowserSessions(ttl_s=0.3)
+    clock = Clock()
+    sessions = BrowserSessions(ttl_s=60, clock=clock)
     key, styles = sessions.open(None)
-    time.sleep(0.2)
+    clock.now += 40
     styles.scratch("images.zip")  # the page made a download: in use, though not reloaded
-    time.sleep(0.2)
+    clock.now += 40  # 80 s since the page opened, 40 s since the download
     assert sessions.expire() == [] and sessions.open(key)[1] is styles
-    time.sleep(0.4)
+    clock.now += 61
     assert sessions.expire() == [key]
 
 

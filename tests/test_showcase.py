@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nada.app.gpu_tasks import StyleRef, render_images, render_style_thumbnails
+from nada.app.generate_tab import render_images, render_style_thumbnails
+from nada.app.style_menus import StyleRef
 from nada.app.thumbnails import THUMBNAIL_SEED, THUMBNAIL_SIZE, THUMBNAIL_TRUNCATION, StyleThumbnails, resize_thumbnail
 from nada.model_store import ModelStore
 

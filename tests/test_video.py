@@ -88,19 +88,19 @@ def test_the_command_line_writes_a_video(tmp_path):
 
 
 def test_the_generate_tab_makes_a_video_of_the_chosen_style():
-    from nada.app import handlers as service
+    from nada.app import generate_tab
     from nada.app.sessions import SessionStyles
 
     store, session = ModelStore(tiny=True), SessionStyles()
     try:
         told = []
-        path = service.make_video(store, session, "tiny-demo", 3, 0.7, 2, 1.0, lambda f, desc: told.append(f))
+        path = generate_tab.make_video(store, session, "tiny-demo", 3, 0.7, 2, 1.0, lambda f, desc: told.append(f))
         assert told[0] == pytest.approx(1 / 36) and told[-1] == 1.0 and told == sorted(told)  # the progress bar
         frames = decode(path)
         assert len(frames) == 36 and frames[0].shape == (256, 256, 3)  # 2 seeds, 1.5 s at 24 fps, enlarged
         assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 5  # it moves and the style fades in
         with pytest.raises(Exception, match="[Ss]eed"):
-            service.make_video(store, session, "tiny-demo", 1.5, 0.7, 2, 1.0)  # the same checks as Generate
+            generate_tab.make_video(store, session, "tiny-demo", 1.5, 0.7, 2, 1.0)  # the same checks as Generate
     finally:
         session.cleanup()
 

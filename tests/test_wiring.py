@@ -8,9 +8,10 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from nada.app import handlers as service
-from nada.app.glue import KEEP, Outputs, handler_inputs, wire
-from nada.app.sessions import TrainingRuns
+from nada.app import adapt_tab
+from nada.app.errors import InputError
+from nada.app.training_queue import TrainingRuns
+from nada.app.wiring import KEEP, Outputs, bind, handler_inputs, wire, wire_live
 
 from .test_app import import_app
 
@@ -31,7 +32,7 @@ def demo() -> gr.Blocks:
 
 
 def test_adapt_inputs_follow_the_handler_parameters(demo):
-    handler = service.bind(service.adapt_stream, object(), TrainingRuns())
+    handler = bind(adapt_tab.adapt_stream, object(), TrainingRuns())
     assert handler_inputs(handler) == [
         "session", "source", "source_text", "target_text", "iterations", "layers_k", "probe", "clip_names",
         "lambda_direction", "lambda_global", "lambda_id", "lambda_l2", "seed", "lr", "batch_size", "recipe", "mixing",
@@ -97,13 +98,13 @@ def test_a_live_event_skips_blank_inputs_and_checks_the_others():
 
     def check(a: float, b: float) -> None:
         if a < 0:
-            raise service.InputError("a", "a must not be negative")
+            raise InputError("a", "a must not be negative")
 
     with gr.Blocks() as demo:
         a, b, total, note = gr.Number(label="a"), gr.Slider(label="b"), gr.Number(), gr.Markdown()
-        service.wire_live([a, b], double, {"a": a, "b": b, "total": total, "note": note}, _Two, check=check)
+        wire_live([a, b], double, {"a": a, "b": b, "total": total, "note": note}, _Two, check=check)
         with pytest.raises(TypeError, match="no live event for a Button"):
-            service.wire_live([gr.Button()], double, {"a": a, "b": b, "total": total, "note": note}, _Two)
+            wire_live([gr.Button()], double, {"a": a, "b": b, "total": total, "note": note}, _Two)
     fn = _by_handler(demo, "double")
     assert _triggers(demo, fn) == {("a", "change"), ("b", "release")} and fn.trigger_mode == "always_last"
     assert fn.fn(None, 2.0) == (gr.skip(), gr.skip()) and fn.fn("  ", 2.0) == (gr.skip(), gr.skip())
@@ -114,9 +115,9 @@ def test_a_live_event_skips_blank_inputs_and_checks_the_others():
 
 
 def test_unset_outputs_are_left_as_they_are():
-    values = service.AdaptOutputs(status="Loading").values()
-    assert len(values) == len(service.AdaptOutputs.names()) == 10
-    assert values[service.AdaptOutputs.names().index("status")] == "Loading"
+    values = adapt_tab.AdaptOutputs(status="Loading").values()
+    assert len(values) == len(adapt_tab.AdaptOutputs.names()) == 10
+    assert values[adapt_tab.AdaptOutputs.names().index("status")] == "Loading"
     assert sum(v == gr.skip() for v in values) == 9
 
 

@@ -8,38 +8,39 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
 from PIL import Image
 
-from nada.app import gpu_calls
-from nada.app import handlers as service
-from nada.app.glue import bind
-from nada.app.gpu_tasks import style_file_step, train_style
-from nada.app.sessions import StopFlag, TrainingRuns
+from nada.app import adapt_tab, generate_tab
+from nada.app.adapt_tab import AdaptGpu, style_file_step, train_style
+from nada.app.generate_tab import GenerateGpu
+from nada.app.training_queue import StopFlag, TrainingRuns
+from nada.app.wiring import bind
 from nada.app.zerogpu import GpuTaskAborted, forked, gpu_mode, on_gpu
 from nada.styles import load_style, save_style
 from nada.train import AdaptConfig
 
+from . import helpers
 from .helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (Linux, macOS)")
 
 
 @pytest.fixture
-def fork_gpu(monkeypatch, store) -> service.GpuCalls:
+def fork_gpu(monkeypatch, store) -> SimpleNamespace:
+    """The Adapt and Generate tabs' GPU tasks, each call in a forked worker (``.adapt``, ``.generate``)."""
     monkeypatch.setenv("NADA_FORK_GPU", "1")
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
     assert gpu_mode() == "fork"
-    return service.GpuCalls.wrapped(store)
+    return SimpleNamespace(adapt=AdaptGpu.wrapped(store), generate=GenerateGpu.wrapped(store))
 
 
 def adapt_args(**over):
-    values = dict(source="tiny", source_text="Photo", target_text="Sketch", iterations=4, layers_k=0, probe=False,
-                  clip_names=["clip-vit-b32"], lambda_direction=1.0, lambda_global=0.0, lambda_id=0.0, lambda_l2=0.0,
-                  seed=0, lr=0.002, batch_size=2)
-    return {**values, **over}
+    """The Adapt tab's values (``helpers.adapt_args``) without probing, with ``over``."""
+    return helpers.adapt_args(**{"probe": False, **over})
 
 
 def test_forked_calls_cross_pickled_and_errors_come_back_readable():
@@ -70,13 +71,13 @@ def test_forked_calls_cross_pickled_and_errors_come_back_readable():
 
 def test_a_run_in_the_worker_stops_from_another_request_and_is_saved(store, session, fork_gpu):
     runs = TrainingRuns()
-    stream = service.adapt_stream(store, runs, session, **adapt_args(iterations=400, target_text="Zombie"),
-                                  min_interval_s=0.0, gpu=fork_gpu)
+    stream = adapt_tab.adapt_stream(store, runs, session, **adapt_args(iterations=400, target_text="Zombie"),
+                                    min_interval_s=0.0, gpu=fork_gpu.adapt)
     outs = []
     for out in stream:
         outs.append(out)
         if isinstance(out.preview, Image.Image) and len(outs) < 50:
-            assert service.stop_training(runs).startswith("Stopping")  # the main process's Stop handler
+            assert adapt_tab.stop_training(runs).startswith("Stopping")  # the main process's Stop handler
     style = load_style(outs[-1].style_file)
     assert 1 <= style.meta["steps"] < 400 and "stopped at step" in outs[-1].status
     assert session.names() == ["zombie"] and not runs.busy()
@@ -84,11 +85,11 @@ def test_a_run_in_the_worker_stops_from_another_request_and_is_saved(store, sess
 
 
 def test_a_run_reaching_its_time_limit_ends_cleanly_and_keeps_the_work(store, session, fork_gpu, monkeypatch):
-    monkeypatch.setattr(gpu_calls, "train_seconds", lambda *args: 16.0)  # granted 16 s: training must end by 6 s
-    assert service.train_time_limit(AdaptConfig(), ["x"]) == pytest.approx(6.0)
+    monkeypatch.setattr(adapt_tab, "train_seconds", lambda *args: 16.0)  # granted 16 s: training must end by 6 s
+    assert adapt_tab.train_time_limit(AdaptConfig(), ["x"]) == pytest.approx(6.0)
     t0 = time.monotonic()
-    outs = list(service.adapt_stream(store, TrainingRuns(), session, **adapt_args(iterations=100_000),
-                                     min_interval_s=0.0, gpu=service.GpuCalls.wrapped(store)))
+    outs = list(adapt_tab.adapt_stream(store, TrainingRuns(), session, **adapt_args(iterations=100_000),
+                                       min_interval_s=0.0, gpu=AdaptGpu.wrapped(store)))
     assert time.monotonic() - t0 < 16  # not killed: it stopped itself
     style = load_style(outs[-1].style_file)
     assert 1 <= style.meta["steps"] < 100_000 and "stopped at step" in outs[-1].status
@@ -115,11 +116,11 @@ def test_an_upload_during_a_run_survives_it(store, session, fork_gpu, tmp_path):
     mine = save_style(store.published_style("tiny-demo"), tmp_path / "Uploaded.safetensors")
     runs = TrainingRuns()
     outs = []
-    for out in service.adapt_stream(store, runs, session, **adapt_args(iterations=6), min_interval_s=0.0,
-                                    gpu=fork_gpu):
+    for out in adapt_tab.adapt_stream(store, runs, session, **adapt_args(iterations=6), min_interval_s=0.0,
+                                      gpu=fork_gpu.adapt):
         outs.append(out)
         if len(outs) == 2:  # mid-run, another request of the same browser adds a style
-            service.upload_style(store, session, str(mine), gpu=fork_gpu)
+            generate_tab.upload_style(store, session, str(mine), gpu=fork_gpu.generate)
     assert outs[-1].session is session and session.names() == ["uploaded", "sketch"]
 
 
@@ -142,7 +143,7 @@ def test_uploads_are_checked_without_reading_the_generator(store, session, tmp_p
         raise RuntimeError("Cannot apply function torch.Tensor.detach on disk-offloaded Tensor")
 
     monkeypatch.setattr(style_core, "generator_fingerprint", unreadable)
-    assert service.upload_style(store, session, str(path)).session.names() == ["demo"]
+    assert generate_tab.upload_style(store, session, str(path)).session.names() == ["demo"]
 
 
 def test_stop_flag_crosses_processes(tmp_path):
@@ -166,14 +167,14 @@ def test_zero_gpu_app_starts_on_a_cpu_with_spaces_installed():
 
 
 def test_zero_gpu_defaults_fit_a_free_quota_and_the_page_says_the_cost(monkeypatch):
-    assert service.train_seconds(service.ZERO_GPU_DEFAULT_STEPS, False, 2) <= 120  # under 2 min unauthenticated
+    assert adapt_tab.train_seconds(adapt_tab.ZERO_GPU_DEFAULT_STEPS, False, 2) <= 120  # under 2 min unauthenticated
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    line = service.run_cost(service.ZERO_GPU_DEFAULT_STEPS, True, ["clip-vit-b32", "clip-vit-b16"])
+    line = adapt_tab.run_cost(adapt_tab.ZERO_GPU_DEFAULT_STEPS, True, ["clip-vit-b32", "clip-vit-b16"])
     assert "GPU time" in line and "3.5 min" in line and "1 min 30 s" in line  # every row: the probe is skipped
-    shape = service.run_cost(service.ZERO_GPU_DEFAULT_STEPS, True, ["clip-vit-b32"], 0, "shape")
+    shape = adapt_tab.run_cost(adapt_tab.ZERO_GPU_DEFAULT_STEPS, True, ["clip-vit-b32"], 0, "shape")
     assert shape != line  # the shape recipe probes: it costs more per step, one CLIP model less
     monkeypatch.delenv("SPACES_ZERO_GPU")
-    assert service.run_cost(300, True, None) == ""  # elsewhere there is no quota to speak of
+    assert adapt_tab.run_cost(300, True, None) == ""  # elsewhere there is no quota to speak of
     assert on_gpu(len, 5) is len
 
 
@@ -193,7 +194,7 @@ def test_the_tiny_app_in_fork_mode_stops_a_run_in_the_worker_and_keeps_its_style
     """The whole app with every GPU task in a forked worker: Stop (a main-process request) reaches the run."""
     from gradio_client import Client
 
-    from .test_app import ADAPT_ARGS, cleanup_sessions, free_port, import_app
+    from .test_app import adapt_values, cleanup_sessions, free_port, import_app
 
     monkeypatch.setenv("NADA_FORK_GPU", "1")
     app = import_app()
@@ -202,9 +203,8 @@ def test_the_tiny_app_in_fork_mode_stops_a_run_in_the_worker_and_keeps_its_style
                 **app.launch_kwargs())
     client = Client(demo.local_url, verbose=False)
     try:
-        args = [*ADAPT_ARGS]
-        args[2], args[3], args[5] = "Zombie", 100, False  # a long run (the tiny slider's maximum), no probing
-        job = client.submit(*args, api_name="/adapt")
+        long_run = adapt_values(target_text="Zombie", iterations=100, probe=False)  # a long run, no probing
+        job = client.submit(*long_run, api_name="/adapt")
         deadline = time.monotonic() + 90
         while not any(isinstance(o[0], str) for o in job.outputs()):  # the first preview came from the worker
             assert time.monotonic() < deadline and not job.done(), "training produced no preview"

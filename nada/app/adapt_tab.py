@@ -1,30 +1,258 @@
-"""The Adapt tab's handlers: train a style in a GPU task while streaming previews, losses, the probed rows and the
-status; the training line; recipe choices; what a run costs; the figures at the end."""
+"""The Adapt tab: train a style from a source text and a target text (or target pictures), streaming previews,
+losses, the probed rows and the status; the line of runs waiting for the GPU; recipe choices; what a run costs; the
+figures at the end.
+
+:func:`adapt_stream` checks the tab's values (:func:`check_adapt`, also run by the page before the event), waits its
+turn in the training line (:mod:`nada.app.training_queue`), then streams the training GPU task (:class:`AdaptGpu`:
+:func:`train_style`, a module-level function of the model store that writes the style file as it goes, so a worker
+stopped at its time limit loses at most one preview interval). The finished file is moved into the session.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 
+from .. import limits
+from ..clip_loss import check_prompts, clean_prompt
 from ..clip_models import JUDGE_CLIP
-from ..metrics import LABELS
+from ..images import ImageInputError
+from ..metrics import LABELS, evaluate
 from ..model_store import DEFAULT_CLIPS, ModelStore
-from ..styles import load_style
-from ..train import RECIPES, AdaptConfig
-from .glue import KEEP, Outputs, display_image, format_seconds, session_id, user_errors
-from .gpu_calls import GpuCalls, train_seconds, train_time_limit
-from .gpu_tasks import TrainUpdate, style_file_step
-from .inputs import SESSION_PREFIX, check_adapt, invert_choices, style_choices, style_source
-from .sessions import SessionStyles, TrainingRuns, TrainingStopped
+from ..styles import load_style, save_style, style_from_generators
+from ..target_images import load_target_images
+from ..train import RECIPES, AdaptConfig, adapt
+from ..weights import WeightsUnavailableError
+from .errors import InputError, hide_upload_paths, user_errors
+from .input_checks import number_value, on_field, seed_value, unit_value
+from .page import display_image, format_seconds, session_id
+from .sessions import SessionStyles
+from .style_menus import SESSION_PREFIX, invert_choices, style_choices, style_source
+from .training_queue import TrainingRuns, TrainingStopped
+from .wiring import KEEP, BoundTasks, Outputs
 from .zerogpu import gpu_mode
 
+MAX_BATCH = 8  # training batch size (the Batch size slider's maximum)
+MAX_LOSS_WEIGHT = 2.0  # the loss-weight sliders' maximum
+MAX_INDOMAIN_WEIGHT = 10.0  # the in-domain ("keep variety") weight slider's maximum (the "diverse" recipe: 1)
+METRICS_SAMPLES = 16  # images per generator for the figures shown when a run ends (seconds on a GPU) ...
+METRICS_SAMPLES_CPU = 4  # ... and on a CPU, where 16 at 1024 px took ~100 s (python -m bench.rehearsal)
 
+
+# ------------------------------------------------------------------------------------------- the GPU task
+@dataclass
+class TrainUpdate:
+    """A training run's report to the page (picklable: it crosses from the GPU worker)."""
+
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    scores: list[float] | None = None  # probe scores, on steps that probed
+    rows: list[int] | None = None  # the rows the probe chose, on steps that probed
+    preview: Image.Image | None = None
+    elapsed_s: float = 0.0
+    eta_s: float = 0.0
+    stopping: bool = False  # a stop was asked for and the current step is finishing
+    done: bool = False
+    error: str | None = None  # why training stopped early
+    layers: list[str] = field(default_factory=list)
+    saved_step: int = 0  # the step the style file holds (0: nothing saved yet)
+    warnings: list[str] = field(default_factory=list)  # for the page to show (a worker cannot raise UI toasts)
+    metrics: dict | None = None  # nada.metrics.evaluate's figures with the training CLIPs, on a run's last update
+
+
+def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names: list[str], style_file: str,
+                meta: dict, stop: Any = None) -> Iterator[TrainUpdate]:
+    """Adapt ``source`` with ``config``, streaming :class:`TrainUpdate` s; the style is written to ``style_file`` with
+    every preview and at the end (so a worker stopped at its time limit loses at most one preview interval).
+    ``stop``: an object with ``is_set()`` (a :class:`~nada.app.training_queue.StopFlag` crosses processes)."""
+    warnings: list[str] = []
+    gen = store.generator(source)
+    config.validate(gen.n_latent)  # a local override may have another size than the registry says
+    config, id_loss = _identity_loss(store, source, config, warnings)
+    clips = store.clips(list(clip_names))
+    fingerprint = store.fingerprint(source)
+    saved = 0
+    settings = config.to_dict()  # target pictures become their hashes here, once
+
+    def save(rec) -> int:
+        info = {**meta, "mode": config.mode, "config": settings, "layers": rec.layers, "steps": rec.step}
+        save_style(style_from_generators(gen, rec.generator, info, fingerprint), style_file)
+        return rec.step
+
+    it = adapt(gen, clips, config, id_loss, stop=stop)
+    try:
+        for rec in it:
+            if rec.step > saved and (rec.preview is not None or rec.done):  # at previews: cheap next to a step
+                saved = save(rec)
+            metrics = None
+            if rec.done and rec.step > 0 and config.target_text.strip():  # after the save (a worker stopped
+                #  meanwhile loses no training); the figures are defined against a target text
+                n = METRICS_SAMPLES if gen.input.input.is_cuda else METRICS_SAMPLES_CPU
+                metrics = evaluate(gen, rec.generator, clips, config.source_text, config.target_text,
+                                   n=n, id_loss=id_loss, truncation=config.truncation)
+                metrics.update(clip_models=list(clip_names), id_trained=id_loss is not None)  # what judged it
+            yield TrainUpdate(step=rec.step, total=rec.total, losses=rec.losses, scores=rec.scores, rows=rec.rows,
+                              metrics=metrics,
+                              preview=rec.preview, elapsed_s=rec.elapsed_s, eta_s=rec.eta_s,
+                              stopping=stop is not None and stop.is_set() and not rec.done, done=rec.done,
+                              error=rec.error,
+                              layers=rec.layers, saved_step=saved, warnings=warnings)
+            warnings = []
+    finally:
+        it.close()
+
+
+def _identity_loss(store: ModelStore, source: str, config: AdaptConfig, warnings: list[str]
+                   ) -> tuple[AdaptConfig, Any]:
+    """(config, identity loss or None): the identity weight is turned off, with a warning, where it cannot apply."""
+    if config.lambda_id <= 0:
+        return config, None
+    if not store.faces(source):
+        warnings.append(f"The identity loss needs a face generator; '{source}' is not one, so it is off.")
+        return dataclasses.replace(config, lambda_id=0.0), None
+    try:
+        return config, store.id_loss()
+    except WeightsUnavailableError as exc:
+        warnings.append(f"Identity loss off: {exc}")
+        return dataclasses.replace(config, lambda_id=0.0), None
+
+
+def style_file_step(path: str | Path) -> int:
+    """The number of steps a saved training style holds (0 when there is none)."""
+    try:
+        return int(load_style(path).meta.get("steps") or 0)
+    except Exception:  # not written yet, or cut off by the worker's end: nothing to keep
+        return 0
+
+
+GPU_SETUP_S = 30.0  # worker start, moving the models to the GPU, text directions, the first preview
+S_PER_STEP = 0.6  # one step at 1024 px, batch 2, two CLIP models, no probe, on a ZeroGPU slice: an estimate until
+#                   bench/gpu_check.sh measures it (probing about doubles it; one CLIP model saves about a third)
+ZERO_GPU_DEFAULT_STEPS = 100  # ~90 s of GPU time: inside a free account's daily ZeroGPU quota (about 3.5 min)
+MAX_GPU_S = 1800.0  # the most GPU time a run asks for
+
+
+def train_seconds(iterations: int, probe: bool, n_clips: int) -> float:
+    """Estimated GPU seconds of a training run (setup included)."""
+    per_step = S_PER_STEP * (2.0 if probe else 1.0) * (0.67 + 0.33 * max(1, n_clips) / 2)
+    return min(GPU_SETUP_S + per_step * iterations, MAX_GPU_S)
+
+
+def adapt_duration(args: dict) -> float:
+    """GPU seconds to ask for a training run (arguments of :func:`train_style`)."""
+    config = args.get("config")
+    if not isinstance(config, AdaptConfig):
+        return 60 + S_PER_STEP * 300
+    return train_seconds(config.iterations, config.probing(), len(args.get("clip_names") or DEFAULT_CLIPS))
+
+
+def train_time_limit(config: AdaptConfig, clip_names: list[str]) -> float:
+    """When training must end to leave the worker time to save and return: a margin under the granted duration."""
+    granted = adapt_duration({"config": config, "clip_names": clip_names})
+    return max(5.0, granted - max(10.0, 0.1 * granted))
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptGpu(BoundTasks):
+    """The tab's GPU task bound to the store (:class:`~nada.app.wiring.BoundTasks`)."""
+
+    train: Callable
+
+    @classmethod
+    def tasks(cls) -> tuple[tuple[Callable, Any], ...]:
+        return ((train_style, adapt_duration),)
+
+
+# ------------------------------------------------------------------------------------------------- checks
+def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: Any, lambda_global: Any,
+                 lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
+                 target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
+                 clip_names: list[str] | None = None, max_iterations: int = limits.MAX_ITERATIONS,
+                 target_pictures: list[Any] | None = None, lambda_indomain: Any = None) -> AdaptConfig:
+    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe``, every value checked (an
+    :class:`InputError` naming the input; nothing is clamped or rounded). ``layers_k`` 0 keeps the recipe's rows;
+    ``probe`` off trains every convolution. ``target_pictures`` (uploaded files): image-guided, the text optional.
+    ``lambda_indomain`` None keeps the recipe's in-domain weight."""
+    if recipe not in RECIPES:
+        raise InputError("recipe", f"Choose a recipe ({', '.join(RECIPES)}).")
+    iters = on_field("iterations", lambda: limits.iterations(iterations, max_iterations))
+    k = int(on_field("layers_k", lambda: limits.whole_number(layers_k or 0, "W+ rows trained per step", 0, n_latent)))
+    batch = on_field("batch_size", lambda: limits.whole_number(batch_size, "Batch size", 1, MAX_BATCH))
+    names = ("lambda_direction", "lambda_global", "lambda_id", "lambda_l2")
+    lams = [number_value(v, "A loss weight", name, 0.0, MAX_LOSS_WEIGHT)
+            for v, name in zip((lambda_direction, lambda_global, lambda_id, lambda_l2), names)]
+    if lams[0] + lams[1] <= 0:
+        raise InputError("lambda_direction", "At least one CLIP loss (directional or global weight) must be on.")
+    indomain = RECIPES[recipe].settings.get("lambda_indomain", 0.0) if lambda_indomain is None else \
+        number_value(lambda_indomain, "The keep-variety (in-domain) loss weight", "lambda_indomain", 0.0,
+                MAX_INDOMAIN_WEIGHT)
+    if indomain > 0 and batch < 2:
+        raise InputError("batch_size", "The keep-variety (in-domain) loss compares pairs of samples: set the batch "
+                                       "size to 2 or more, or its weight to 0.")
+    lr = on_field("lr", lambda: limits.learning_rate(lr))
+    mix = (RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None
+           else unit_value(mixing, "Style mixing", "mixing"))
+    pictures: tuple = ()
+    if target_pictures:  # decoded and checked here, before any model loads
+        files = [getattr(f, "name", f) for f in target_pictures]  # gr.File gives paths (or objects with .name)
+        try:
+            pictures = tuple(load_target_images(files))
+        except ImageInputError as exc:  # named by their own names, never the server's temp paths
+            raise InputError("target_pictures", hide_upload_paths(str(exc), [Path(f) for f in files])) from None
+    try:
+        if pictures and not str(target_text or "").strip():
+            clean_prompt(str(source_text or ""), "source prompt")  # the pictures name the target
+        else:
+            check_prompts(str(source_text or ""), str(target_text or ""))
+    except ValueError as exc:
+        raise InputError("source_text" if "source prompt" in str(exc) else "target_text", str(exc)) from None
+    rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else RECIPES[recipe].settings.get("layers_k")}
+    clips = {"clip_models": tuple(clip_names)} if clip_names else {}
+    config = AdaptConfig.from_recipe(
+        recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
+        iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
+        lambda_id=lams[2], lambda_l2=lams[3], lambda_indomain=indomain, seed=seed_value(seed), mixing=mix,
+        preview_every=max(1, iters // 10),
+        target_images=pictures, **rows, **clips)
+    on_field("target_text", lambda: config.validate(n_latent))  # anything the checks above missed
+    return config
+
+
+def max_steps(store: ModelStore) -> int:
+    """The most training steps one run of the app may take: 1000 with the real models (a run must fit a shared
+    GPU's time), the command line's limit with the tiny ones (a tiny step takes milliseconds)."""
+    return limits.MAX_ITERATIONS if store.tiny else 1000
+
+
+def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, source_text: str, target_text: str,
+                iterations: Any, layers_k: Any, probe: bool, clip_names: list[str] | None, lambda_direction: Any,
+                lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any,
+                recipe: str = "paper", mixing: Any = None, target_pictures: list[Any] | None = None,
+                lambda_indomain: Any = None) -> AdaptConfig:
+    """The training settings of the Adapt tab's values (:func:`adapt_config`), or an :class:`InputError` naming the
+    input. Cheap: reads no weights (the page runs it before the event)."""
+    if not store.is_source(source):
+        raise InputError("source", f"Choose a source generator (one of: "
+                                   f"{', '.join(n for _, n in store.source_choices())}).")
+    if not store.tiny and not clip_names:
+        raise InputError("clip_names", "Choose at least one CLIP model in Advanced settings.")
+    return adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
+                        batch_size, source_text, target_text, store.generator_rows(source), recipe, mixing,
+                        clip_names, max_iterations=max_steps(store), target_pictures=target_pictures,
+                        lambda_indomain=lambda_indomain)
+
+
+# ----------------------------------------------------------------------------------------------- handlers
 @dataclasses.dataclass
 class AdaptOutputs(Outputs):
     """What a training stream updates; a field left at ``KEEP`` stays as it is."""
@@ -147,12 +375,12 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                  lambda_direction: Any, lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any,
                  batch_size: Any, recipe: str = "paper", mixing: Any = None, target_pictures: list | None = None,
                  lambda_indomain: Any = None, request: gr.Request | None = None, min_interval_s: float = 0.25, *,
-                 gpu: GpuCalls | None = None) -> Iterator[AdaptOutputs]:
+                 gpu: AdaptGpu | None = None) -> Iterator[AdaptOutputs]:
     """Train a style, streaming previews, losses, the layer chart and the status; at the end the style is in the
     session and both style dropdowns offer it. Stop keeps what was trained, and so does a GPU worker stopped at its
     time limit (the style file is saved as training goes). The training itself is a GPU task; the session stays here,
     so a style uploaded meanwhile is kept."""
-    gpu = gpu or GpuCalls.direct(store)
+    gpu = gpu or AdaptGpu.direct(store)
     config = check_adapt(store, session, source, source_text, target_text, iterations, layers_k, probe, clip_names,
                          lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr, batch_size, recipe,
                          mixing, target_pictures, lambda_indomain)  # before any output changes or any loading
@@ -204,12 +432,10 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         if steps == 0:
             style_file.unlink(missing_ok=True)
             yield AdaptOutputs(status="Stopped before the first step finished; nothing to save.",
-                           train=train_button(False))
+                               train=train_button(False))
             return
-        style = load_style(style_file)
-        style_file.unlink(missing_ok=True)
     name = session.unique_name(config.target_text or "image-style")
-    path, dropped = session.add(name, style)
+    kept, dropped = session.add_file(name, style_file)  # moved into place, not read again
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
     if halted:
@@ -218,10 +444,10 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         gr.Warning(f"{last.error} The style was kept from step {steps}.")
     how = "finished" if steps == config.iterations else f"stopped at step {steps}/{config.iterations}"
     took = f" in {format_seconds(last.elapsed_s)}" if last is not None else ""
-    tabs = "Generate and Invert tabs" if style_source(store, style) == store.invert_source() else "Generate tab"
+    tabs = "Generate and Invert tabs" if style_source(store, kept) == store.invert_source() else "Generate tab"
     status = f"Training {how}{took}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
-    yield AdaptOutputs(losses=pd.DataFrame(rows), layers=bars, status=status, style_file=str(path), session=session,
-                       train=train_button(False),
+    yield AdaptOutputs(losses=pd.DataFrame(rows), layers=bars, status=status, style_file=str(kept.file),
+                       session=session, train=train_button(False),
                        metrics=metrics_markdown(last.metrics if last is not None and not halted else None),
                        generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
                        invert_styles=gr.Dropdown(choices=invert_choices(store, session)))

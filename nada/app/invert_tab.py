@@ -1,5 +1,10 @@
-"""The Invert tab's handlers: align, invert with e4e, edit in W+ (:mod:`nada.edits`) and draw in every style; the
-photo's video; a new strength redraws the session's kept codes without inverting again."""
+"""The Invert tab: a photo's face aligned, inverted with e4e, edited in W+ (:mod:`nada.edits`) and drawn in every
+chosen style; the photo's video; a new strength redraws the session's kept codes without inverting again.
+
+Handlers (``invert_photo``, ``invert_video``, ``restyle_photo``) run :func:`check_invert` first (the page runs it
+before the event too); the face is aligned on the CPU, and the inversion and drawing run as GPU tasks
+(:class:`InvertGpu`): module-level functions of the model store and small picklable arguments, as ZeroGPU needs.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,204 @@ import dataclasses
 import hashlib
 import os
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+import torch
 from PIL import Image
 
 from ..align import SOFT_FACE_WARNING
 from ..e4e import INPUT_SIZE as E4E_INPUT
 from ..edits import PRESETS as EDIT_PRESETS
-from ..edits import EditConfig, cached_edit
-from ..images import load_image
+from ..edits import EditConfig, apply_edit, cached_edit, edit_prompts, learn_cached
+from ..edits import check_strength as check_edit_strength
+from ..images import load_image, probe_image
+from ..invert import invert, render_codes
 from ..model_store import ModelStore
-from ..video import PhotoVideoPlan
-from .glue import Outputs, display_image, format_seconds, loading_notice, user_errors
-from .gpu_calls import GpuCalls, learn_edit_duration
-from .gpu_tasks import StyleRef
-from .inputs import NO_EDIT, check_edit, check_invert, own_names
+from ..styles import apply_style
+from ..video import PhotoVideoPlan, render_photo_video
+from ..weights import WeightsUnavailableError
+from .errors import InputError, own_names, user_errors
+from .input_checks import check_upload, on_field, unit_value
+from .page import display_image, format_seconds, loading_notice
 from .sessions import SessionStyles
+from .style_menus import NO_STYLE, StyleRef, load_ref, resolve_style
+from .wiring import BoundTasks, Outputs
 from .zerogpu import gpu_mode
 
+MAX_IMAGE_MB = 20  # photo uploads
+NO_EDIT = "none"  # the Edit dropdown's value for no edit
+EDIT_TINY = {"steps": 4, "batch": 1}  # tiny mode learns an edit in a few seconds (the tiny models are noise anyway)
+PHOTO_VIDEO = {"fps": 24, "hold_s": 1.5, "morph_s": 1.0}  # the tab's video
+PHOTO_VIDEO_TINY = {"fps": 8, "hold_s": 1.0, "morph_s": 0.5}  # tiny mode: a few frames (tests, demos)
 
+
+# ---------------------------------------------------------------------------------------------- GPU tasks
+def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef], strength: float,
+                     edit: torch.Tensor | None = None, edit_strength: float = 0.0
+                     ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str | None]], torch.Tensor]:
+    """(aligned face, e4e reconstruction, [(styled image, style name)], W+ codes) of an aligned face crop; the codes
+    ([1, n_latent, 512], on the CPU) are those the styled images were drawn from (:func:`styled_codes` redraws them).
+    With an ``edit`` direction ([n_latent, 512]) the codes are edited at ``edit_strength`` (:func:`nada.edits.
+    apply_edit`) and the list starts with the edited face drawn by the source generator, named None."""
+    source = store.invert_source()
+    gen = store.generator(source)
+    encoder, latent_avg = store.e4e()
+    with torch.no_grad():
+        result = invert(face, encoder, latent_avg, gen, align=False)
+    codes = result.codes if edit is None else apply_edit(result.codes, edit, edit_strength)  # [1, n_latent, 512]
+    edited = [(render_codes(gen, codes), None)] if edit is not None else []
+    styled = edited + styled_codes(store, codes, refs, strength)
+    return result.aligned, result.reconstruction, styled, codes.cpu()
+
+
+def styled_codes(store: ModelStore, codes: torch.Tensor, refs: list[StyleRef | None], strength: float
+                 ) -> list[tuple[Image.Image, str | None]]:
+    """[(image, style name)]: W+ codes [1, n_latent, 512] of the inversion generator drawn in each style at
+    ``strength`` (the Invert tab's results again at another strength, without inverting the photo again); a None
+    in ``refs`` is the source generator itself (an edited face), named None."""
+    source = store.invert_source()
+    gen = store.generator(source)
+    styled = []
+    with torch.no_grad():
+        for ref in refs:  # one styled copy in memory at a time
+            if ref is None:
+                styled.append((render_codes(gen, codes), None))
+                continue
+            copy = apply_style(gen, load_ref(store, ref), strength, check_source=False, source_name=source)
+            styled.append((render_codes(copy, codes), ref.name))
+            del copy
+    return styled
+
+
+@dataclass
+class EditUpdate:
+    """Learning an edit direction, reported to the page (picklable: it crosses from the GPU worker)."""
+
+    step: int
+    total: int
+    elapsed_s: float = 0.0
+    done: bool = False
+    direction: torch.Tensor | None = None  # [n_latent, 512] on the CPU, on the last update
+
+
+def learn_edit(store: ModelStore, source: str, config: EditConfig) -> Iterator[EditUpdate]:
+    """Learn (or take from the weights cache) the edit direction of ``config`` for ``source``, streaming progress;
+    the identity loss takes part for face generators when ArcFace is available (:func:`nada.edits.learn_cached`)."""
+    gen = store.generator(source)
+    clips = store.clips(list(config.clip_models))
+    id_loss = None
+    if not store.tiny and store.faces(source):
+        try:
+            id_loss = store.id_loss()
+        except WeightsUnavailableError:
+            id_loss = None
+    for rec in learn_cached(gen, clips, config, id_loss, source=source, fingerprint=store.fingerprint(source)):
+        yield EditUpdate(rec.step, rec.total, rec.elapsed_s, rec.done, rec.direction)
+
+
+def render_invert_video(store: ModelStore, face: Image.Image, refs: list[StyleRef], plan: PhotoVideoPlan,
+                        edit: torch.Tensor | None, path: str, gif_path: str,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[str, str]:
+    """(MP4, GIF) of an aligned face: inverted, then drawn at each stop (the reconstruction, then each style at
+    ``plan.style_strength``) while the ``edit`` goes forth and back (:func:`nada.video.render_photo_video`)."""
+    source = store.invert_source()
+    gen = store.generator(source)
+    encoder, latent_avg = store.e4e()
+    with torch.no_grad():
+        result = invert(face, encoder, latent_avg, gen, align=False)
+    styles = [load_ref(store, ref) for ref in refs]
+    mp4, gif = render_photo_video(gen, styles, result.codes, path, plan, edit, gif_path, progress)
+    return str(mp4), str(gif)
+
+
+def invert_duration(args: dict) -> float:
+    """ZeroGPU seconds for an inversion (arguments of :func:`invert_in_styles`)."""
+    return 20 + 5 * len(args.get("refs") or [])
+
+
+def restyle_duration(args: dict) -> float:
+    """ZeroGPU seconds for redrawing kept codes (arguments of :func:`styled_codes`)."""
+    return 10 + 3 * len(args.get("refs") or [])
+
+
+EDIT_S_PER_STEP = 0.8  # GPU seconds per learning step at 1024 px, batch 4, ViT-B/32: an estimate (nada.edits)
+
+
+def learn_edit_duration(args: dict) -> float:
+    """ZeroGPU seconds for learning an edit (arguments of :func:`learn_edit`)."""
+    config = args.get("config")
+    return 30 + EDIT_S_PER_STEP * (config.steps if isinstance(config, EditConfig) else EditConfig.steps)
+
+
+def invert_video_duration(args: dict) -> float:
+    """ZeroGPU seconds for a photo's video (arguments of :func:`render_invert_video`)."""
+    plan, refs = args.get("plan"), args.get("refs") or []
+    frames = plan.frames(len(refs) + 1) if isinstance(plan, PhotoVideoPlan) else 200
+    return 30 + 0.3 * frames
+
+
+@dataclasses.dataclass(frozen=True)
+class InvertGpu(BoundTasks):
+    """The tab's GPU tasks bound to the store (:class:`~nada.app.wiring.BoundTasks`)."""
+
+    invert: Callable
+    restyle: Callable
+    learn_edit: Callable
+    invert_video: Callable
+
+    @classmethod
+    def tasks(cls) -> tuple[tuple[Callable, Any], ...]:
+        return ((invert_in_styles, invert_duration), (styled_codes, restyle_duration),
+                (learn_edit, learn_edit_duration), (render_invert_video, invert_video_duration))
+
+
+# ------------------------------------------------------------------------------------------------- checks
+def check_edit(edit: Any, edit_strength: Any) -> tuple[tuple[str, str] | None, float]:
+    """((from, to) texts of the edit or None for no edit, its strength) from the Invert tab's Edit row: a preset
+    name or free text (:func:`nada.edits.edit_prompts`), a strength from -3 to 3; an :class:`InputError` otherwise."""
+    value = on_field("edit_strength", lambda: check_edit_strength(edit_strength))
+    if edit is None or (isinstance(edit, str) and edit.strip().casefold() == NO_EDIT):
+        return None, value
+    if not isinstance(edit, str):
+        raise InputError("edit", f"The edit must be text (a preset or what the face should become), got "
+                                 f"{type(edit).__name__}.")
+    return on_field("edit", lambda: edit_prompts(edit)), value
+
+
+def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
+                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0) -> tuple[list[StyleRef], float]:
+    """(styles, strength) from the Invert tab's values, once the photo is an image file within the limits (its
+    header is read, not its pixels) and the Edit row is usable (:func:`check_edit`); an :class:`InputError` naming
+    the input otherwise, files named by their own names. Cheap: the page runs it before the event."""
+    strength = unit_value(strength, "Style strength", "strength")
+    check_edit(edit, edit_strength)
+    if image is None or (isinstance(image, (str, bytes)) and not image):
+        raise InputError("image", "Upload a photo with a face first (or use the webcam, the clipboard or an example).")
+    with own_names(image if isinstance(image, (str, os.PathLike)) else None):
+        if isinstance(image, (str, os.PathLike)):
+            on_field("image", lambda: check_upload(image, MAX_IMAGE_MB, "photo"))
+        if isinstance(image, (str, os.PathLike, bytes)):
+            on_field("image", lambda: probe_image(image))
+    source = store.invert_source()
+    refs = [on_field("styles", lambda c=c: resolve_style(store, session, c)) for c in (styles or [])
+            if c and c != NO_STYLE]
+    for ref in refs:
+        if ref.source != source:
+            raise InputError("styles", f"The style '{ref.name}' belongs to the '{ref.source}' generator; inversion "
+                                       f"works with the '{source}' face generator only.")
+    return refs, strength
+
+
+def check_restyle(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
+                  strength: Any) -> tuple[list[StyleRef], float]:
+    """The checks of :func:`restyle_photo`: Invert's (:func:`check_invert`)."""
+    return check_invert(store, session, image, styles, strength)
+
+
+# ----------------------------------------------------------------------------------------------- handlers
 @dataclasses.dataclass
 class InvertOutputs(Outputs):
     """What an Invert click shows."""
@@ -48,11 +231,11 @@ class InvertVideoOutputs(Outputs):
 def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None,
                  strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0,
                  progress: Any = gr.Progress(),  # noqa: B008 - Gradio fills it
-                 *, gpu: GpuCalls | None = None) -> InvertOutputs:
+                 *, gpu: InvertGpu | None = None) -> InvertOutputs:
     """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values); with an
     ``edit`` (a preset or free text, :mod:`nada.edits`) the face is edited at ``edit_strength`` first, and the gallery
     starts with the edited face. An edit's direction is learned on its first use (with progress), then cached."""
-    gpu = gpu or GpuCalls.direct(store)
+    gpu = gpu or InvertGpu.direct(store)
     refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
     pair, edit_strength = check_edit(edit, edit_strength)
     loading_notice(refs)
@@ -76,9 +259,6 @@ def aligned_face(store: ModelStore, image: Any) -> Image.Image:
     return face
 
 
-EDIT_TINY = {"steps": 4, "batch": 1}  # tiny mode learns an edit in a few seconds (the tiny models are noise anyway)
-
-
 def edit_choices() -> list[tuple[str, str]]:
     """(label, value) of the Edit dropdown: no edit, then the face presets; free text may be typed."""
     return [("No edit", NO_EDIT)] + [(name, name) for name in EDIT_PRESETS]
@@ -90,7 +270,7 @@ def edit_settings(store: ModelStore, pair: tuple[str, str]) -> EditConfig:
     return EditConfig(source_text=pair[0], target_text=pair[1], clip_models=clips, **(EDIT_TINY if store.tiny else {}))
 
 
-def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progress: Any, gpu: GpuCalls) -> Any:
+def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progress: Any, gpu: InvertGpu) -> Any:
     """The direction [n_latent, 512] of the edit ``pair`` for the inversion generator: from the weights cache, or
     learned now on the GPU (once), saying so with progress."""
     source = store.invert_source()
@@ -115,20 +295,14 @@ def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progres
     return last.direction
 
 
-PHOTO_VIDEO = {"fps": 24, "hold_s": 1.5, "morph_s": 1.0}  # the Invert tab's video
-
-
-PHOTO_VIDEO_TINY = {"fps": 8, "hold_s": 1.0, "morph_s": 0.5}  # tiny mode: a few frames (tests, demos)
-
-
 @user_errors
 def invert_video(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
                  edit: Any = NO_EDIT, edit_strength: Any = 1.0, progress: Any = gr.Progress(),  # noqa: B008
-                 *, gpu: GpuCalls | None = None) -> InvertVideoOutputs:
+                 *, gpu: InvertGpu | None = None) -> InvertVideoOutputs:
     """A video of the photo, as the official demo made: the inverted face holds in each stop (the reconstruction,
     then each chosen style at ``strength``) while the edit goes forth and back, then morphs to the next stop; an MP4
     and a smaller GIF for sharing, with a progress bar when rendered in this process."""
-    gpu = gpu or GpuCalls.direct(store)
+    gpu = gpu or InvertGpu.direct(store)
     refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
     pair, edit_strength = check_edit(edit, edit_strength)
     loading_notice(refs)
@@ -167,19 +341,13 @@ def photo_key(image: Any) -> str:
     return digest.hexdigest()
 
 
-def check_restyle(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
-                  strength: Any) -> tuple[list[StyleRef], float]:
-    """The checks of :func:`restyle_photo`: Invert's (:func:`check_invert`)."""
-    return check_invert(store, session, image, styles, strength)
-
-
 @user_errors
 def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
-                  *, gpu: GpuCalls | None = None) -> Any:
+                  *, gpu: InvertGpu | None = None) -> Any:
     """The Invert tab's styled results again when its strength slider is released: the photo inverted last in this
     session (its W+ codes are kept) drawn in the chosen styles at the new strength, without aligning or inverting it
     again. A photo not inverted yet leaves the results as they are. Output: the gallery."""
-    gpu = gpu or GpuCalls.direct(store)
+    gpu = gpu or InvertGpu.direct(store)
     refs, strength = check_restyle(store, session, image, styles, strength)
     try:
         kept = session.inversion(photo_key(image))

@@ -1,11 +1,13 @@
 """The Generate tab's "Mix styles": up to four styles, each with a weight, blended into a new session style
 (:func:`nada.styles.blend`), previewed live when a weight is released, and a video through the picked styles.
 
-Rows are ``mix_style_1..4`` (dropdown values, :data:`~nada.app.inputs.NO_STYLE` for an empty row) and
-``mix_weight_1..4``; the handlers take them by those names (wired by name, :func:`nada.app.glue.wire`). The blend
+Rows are ``mix_style_1..4`` (dropdown values, :data:`~nada.app.style_menus.NO_STYLE` for an empty row) and
+``mix_weight_1..4``; the handlers take them by those names (wired by name, :func:`nada.app.wiring.wire`). The blend
 reads weights (published styles are imported against their generator), so it runs as a GPU task (:class:`MixGpu`):
 functions of the model store and small picklable arguments, the saved mix crossing back as a file, as training's does.
 A saved mix is an ordinary session style: Generate and Invert offer it, and its file downloads like a trained one.
+The box is part of the Generate tab (:mod:`nada.app.generate_tab`, whose checks, galleries and video settings it
+uses) with handlers, checks and GPU tasks of its own, so it has a module of its own.
 """
 
 from __future__ import annotations
@@ -20,22 +22,21 @@ import gradio as gr
 from PIL import Image
 
 from ..model_store import ModelStore
-from ..styles import Style, blend, load_style, safe_style_name, save_style
+from ..styles import Style, blend, safe_style_name, save_style
 from ..video import VideoPlan, render_video
-from .glue import KEEP, InputError, Outputs, loading_notice, user_errors
-from .gpu_calls import BoundTasks
-from .gpu_tasks import StyleRef, load_ref, render_pair
-from .handlers import (
-    DISPLAY_MIN,
+from .errors import InputError, user_errors
+from .generate_tab import (
     VIDEO_FPS,
     VIDEO_SECONDS_PER_SEED,
+    check_generate,
     cpu_render_notice,
-    invert_choices,
+    render_pair,
     rendered_galleries,
-    style_choices,
 )
-from .inputs import NO_STYLE, SESSION_PREFIX, check_generate, resolve_style
+from .page import DISPLAY_MIN, loading_notice
 from .sessions import SessionStyles
+from .style_menus import NO_STYLE, SESSION_PREFIX, StyleRef, invert_choices, load_ref, resolve_style, style_choices
+from .wiring import KEEP, BoundTasks, Outputs
 from .zerogpu import gpu_mode
 
 MAX_MIX = 4  # styles in one mix (rows of the accordion)
@@ -46,7 +47,7 @@ KIND_WORDS = {"weights": "a weight style", "modulation": "a compact style",
 GRID_TILE = 512  # pixels per tile of a side-by-side video with the real models (four 1024 px tiles: too large)
 
 
-# ------------------------------------------------------------------------------------------------ the GPU halves
+# ------------------------------------------------------------------------------------------------- GPU tasks
 def blend_refs(store: ModelStore, source: str, refs: list[StyleRef], weights: list[float]) -> Style:
     """The blend of the styles ``refs`` with ``weights`` (all of generator ``source``), its target text naming
     them ("0.6·witcher + 0.4·sketch") and ``mixed_from`` recording each style's name and weight."""
@@ -98,7 +99,7 @@ def styles_video_duration(args: dict) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class MixGpu(BoundTasks):
-    """The GPU halves of the mix handlers bound to the store (as :class:`nada.app.gpu_calls.GpuCalls`)."""
+    """The mix handlers' GPU tasks bound to the store (:class:`~nada.app.wiring.BoundTasks`)."""
 
     save: Callable
     preview: Callable
@@ -270,17 +271,18 @@ def mix_styles(store: ModelStore, session: SessionStyles, mix_style_1: str | Non
     loading_notice(refs)
     tmp = session.scratch(f".mix-{uuid.uuid4().hex[:12]}.safetensors")
     try:
-        style = load_style(gpu.save(source, refs, weights, str(tmp)))
-    finally:
+        gpu.save(source, refs, weights, str(tmp))
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     name = session.unique_name(base)
-    path, dropped = session.add(name, style)
+    kept, dropped = session.add_file(name, tmp)  # moved into place, not read again
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
     tabs = "Generate and Invert tabs" if source == store.invert_source() else "Generate tab"
-    status = (f"Saved the mix **{name}** ({mix_label(refs, weights)}; {KIND_WORDS.get(style.kind, style.kind)} of "
+    status = (f"Saved the mix **{name}** ({mix_label(refs, weights)}; {KIND_WORDS.get(kept.kind, kept.kind)} of "
               f"the '{source}' generator): it is picked above and offered in the {tabs}; download it below.")
-    return MixOutputs(session=session, mix_file=str(path), mix_status=status,
+    return MixOutputs(session=session, mix_file=str(kept.file), mix_status=status,
                       generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
                       invert_styles=gr.Dropdown(choices=invert_choices(store, session)))
 
@@ -328,8 +330,3 @@ def mix_video(store: ModelStore, session: SessionStyles, mix_style_1: str | None
     return gpu.video(source, refs, plan, path,
                      lambda done: progress(done / plan.frames, desc=f"Video: frame {done} of {plan.frames}"))
 
-
-__all__ = ["MAX_MIX", "MIX_WEIGHT_RANGE", "EMPTY_ROW", "MixGpu", "MixOutputs", "MixPreviewOutputs", "MixRowsOutputs",
-           "blend_refs", "save_mix", "preview_mix", "render_styles_video", "mix_label", "mix_rows", "check_mix",
-           "check_mix_preview", "check_mix_video", "row_choices", "refresh_rows", "mix_styles", "mix_preview",
-           "mix_video"]

@@ -2,9 +2,9 @@
 
 Thumbnails live beside the weights (``cache_dir() / "thumbnails"``; tiny mode in its own ``tiny/`` folder), one PNG per
 style, seed, truncation and size, so a Space renders each one once ever. :meth:`StyleThumbnails.fill` renders the
-missing ones through a render function (on a Space, :func:`nada.app.gpu_tasks.render_style_thumbnails` as a GPU task),
-one call per source generator; :meth:`StyleThumbnails.gallery` lists what is on disk. File names come from registry
-names only, checked against a strict pattern: user text never becomes a path.
+missing ones through a render function (on a Space, :func:`nada.app.generate_tab.render_style_thumbnails` as a GPU
+task), one call per source generator; :meth:`StyleThumbnails.gallery` lists what is on disk. File names come from
+registry names only, checked against a strict pattern: user text never becomes a path.
 """
 
 from __future__ import annotations

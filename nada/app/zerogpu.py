@@ -8,7 +8,8 @@ the worker is aborted when the duration runs out. ``spaces`` must be imported be
 ``NADA_FORK_GPU=1`` reproduces that split without ``spaces`` or a GPU (:func:`forked`): each call of a GPU handler
 runs in a freshly forked worker, its arguments and results are pickled, and the worker is killed at its duration.
 The tests and the tiny app use it to check that Stop, the time limit and uploads during a run work across the
-process boundary. Elsewhere :func:`on_gpu` returns the handler unchanged.
+process boundary. Elsewhere :func:`on_gpu` returns the handler unchanged. Each tab's GPU tasks are wrapped together
+(:class:`nada.app.wiring.BoundTasks`). This module imports nothing of nada's, nor torch: ``app.py`` imports it first.
 """
 
 from __future__ import annotations
@@ -160,5 +161,3 @@ def _rebuild(info: tuple[str, str, str | None]) -> Exception:
         return gr.Error(message, title=extra or "Error", print_exception=False)
     return GpuTaskAborted(f"The GPU worker failed ({kind}: {message}).")
 
-
-__all__ = ["gpu_mode", "import_spaces_first", "on_gpu", "forked", "GpuTaskAborted"]

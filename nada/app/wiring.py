@@ -1,104 +1,24 @@
-"""Gradio plumbing for the app's handlers: readable errors, binding models to handlers, wiring by name.
+"""Wiring handlers to the page by name: a handler's parameters name the components it reads, the fields of its
+:class:`Outputs` record those it updates (:func:`wire`, :func:`wire_live`).
 
-Nothing here knows about StyleGAN: it turns exceptions into ``gr.Error`` messages a person understands, keeps a
-bound handler looking like the original to Gradio (streaming, ``gr.Request`` injection) and wires a handler's
-parameters and its :class:`Outputs` record to components by name (:func:`wire`). GPU handlers: :mod:`nada.app.zerogpu`.
+Nothing here knows about StyleGAN: :func:`bind` fixes a handler's first arguments (the model store, the training line)
+while keeping it looking like the original to Gradio (streaming, ``gr.Request`` injection); :func:`validator` runs a
+handler's input check before the event, the message on the input it names (:class:`~nada.app.errors.InputError`).
+:class:`BoundTasks` binds a tab's GPU tasks to the store, wrapped for ZeroGPU (:mod:`nada.app.zerogpu`) or not.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import functools
-import html
 import inspect
-import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import gradio as gr
-import torch
-from PIL import Image
 
-from ..align import AlignmentUnavailableError, NoFaceError
-from ..images import ImageInputError
-from ..registry import REGISTRY
-from ..styles import StyleFileError, StyleMismatchError
-from ..weights import CheckpointError, WeightsUnavailableError, cache_dir
-from .sessions import TrainingBusyError
-
-if TYPE_CHECKING:
-    from .gpu_tasks import StyleRef
-
-log = logging.getLogger(__name__)
-
-OOM_HINT = ("The GPU ran out of memory. Try again with fewer images, a smaller batch size, or a single CLIP model "
-            "(ViT-B/32); if others are using the app, wait a minute and retry.")
-
-
-class InputError(ValueError):
-    """A value a person typed or picked cannot be used; ``field`` names the input (a handler parameter), so the page
-    can show the message on that input (see :func:`validator`)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def hide_server_paths(text: str) -> str:
-    """``text`` for the page: the weights cache's folder on the server is named, not shown (the command line's
-    messages keep the path; a visitor has no use for it)."""
-    return text.replace(str(cache_dir()), "the app's weights cache")
-
-
-def to_user_error(exc: BaseException) -> gr.Error:
-    """The ``gr.Error`` a person sees for ``exc`` (server paths of the weights cache hidden)."""
-    if isinstance(exc, gr.Error):
-        return exc
-    if isinstance(exc, torch.OutOfMemoryError):
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return gr.Error(OOM_HINT, title="Out of GPU memory", print_exception=False)
-    if isinstance(exc, MemoryError):
-        return gr.Error("The server ran out of memory for this request. Try fewer images or a smaller batch, or "
-                        "try again later.", title="Out of memory", print_exception=False)
-    titles = [(WeightsUnavailableError, "Weights missing"), (NoFaceError, "No face found"),
-              (ImageInputError, "Unusable image"), (StyleMismatchError, "Style does not fit"),
-              (StyleFileError, "Not a style file"), (CheckpointError, "Unusable file"),
-              (AlignmentUnavailableError, "Face alignment unavailable"), (TrainingBusyError, "Busy"),
-              (InputError, "Invalid input"), (ValueError, "Invalid input")]
-    for cls, title in titles:
-        if isinstance(exc, cls):
-            return gr.Error(html.escape(hide_server_paths(str(exc)), quote=False), title=title, print_exception=False)
-    log.exception("unexpected error in a handler", exc_info=exc)
-    text = html.escape(hide_server_paths(str(exc))[:300], quote=False)
-    return gr.Error(f"Something went wrong ({type(exc).__name__}: {text}). "
-                    "The app is still running; please try again.", title="Error", print_exception=False)
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Decorator: known failures of ``fn`` (a function or a generator function) become readable ``gr.Error``s."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as exc:
-                raise to_user_error(exc) from exc
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise to_user_error(exc) from exc
-    return wrapper
+from .errors import InputError, user_errors
+from .zerogpu import on_gpu
 
 
 def bind(fn: Callable, *deps: Any, **kw_deps: Any) -> Callable:
@@ -115,6 +35,31 @@ def bind(fn: Callable, *deps: Any, **kw_deps: Any) -> Callable:
             return fn(*deps, *args, **kw_deps, **kwargs)
     wrapper.__signature__ = inspect.signature(functools.partial(fn, *deps, **kw_deps))
     return wrapper
+
+
+_Bound = TypeVar("_Bound", bound="BoundTasks")
+
+
+class BoundTasks:
+    """A tab's GPU tasks (module-level functions of the model store and small picklable arguments, as ZeroGPU needs)
+    bound to the store, one field per task in the order of :meth:`tasks` (``(function, duration)`` pairs; a duration
+    takes the task's arguments by name). :meth:`wrapped` runs them as ZeroGPU tasks (or in a forked worker with
+    ``NADA_FORK_GPU=1``), :meth:`direct` in this process. Subclasses are frozen dataclasses."""
+
+    @classmethod
+    def tasks(cls) -> tuple[tuple[Callable, Any], ...]:
+        """``(function of the store, duration)`` per field, in field order."""
+        raise NotImplementedError
+
+    @classmethod
+    def direct(cls: type[_Bound], store: Any) -> _Bound:
+        """In this process (tests, CPU machines, dedicated GPUs)."""
+        return cls(*(user_errors(bind(fn, store)) for fn, _ in cls.tasks()))
+
+    @classmethod
+    def wrapped(cls: type[_Bound], store: Any) -> _Bound:
+        """As GPU tasks; build once per app (``spaces`` registers each wrapped function when it is wrapped)."""
+        return cls(*(on_gpu(user_errors(bind(fn, store)), duration) for fn, duration in cls.tasks()))
 
 
 class _Keep:
@@ -247,8 +192,8 @@ LIVE_EVENTS = {gr.Slider: "release", gr.Number: "change", gr.Dropdown: "change",
 
 def live_triggers(controls: list[Any]) -> list[Callable]:
     """The event after which each control's new value is final: a slider's ``release`` (the mouse or a finger let go;
-    keys and a typed number: ``app.SLIDER_KEYS_HEAD``), the ``change`` of a number (typed, or set by a button such as a
-    dice), of a dropdown (picked, or set by another event) and of a checkbox or radio."""
+    keys and a typed number: the page's script, ``nada/app/page.js``), the ``change`` of a number (typed, or set by a
+    button such as a dice), of a dropdown (picked, or set by another event) and of a checkbox or radio."""
     events = []
     for control in controls:
         kind = next((k for k in LIVE_EVENTS if isinstance(control, k)), None)
@@ -304,65 +249,3 @@ def wire_live(controls: list[Any], fn: Callable, components: Mapping[str, Any], 
     return wire(functools.partial(gr.on, live_triggers(controls)), _unless_blank(fn, outputs), components, outputs,
                 progress_on=progress_on, **event_kwargs)
 
-
-def photo_input(**kwargs: Any) -> gr.Image:
-    """A ``gr.Image`` input (upload, webcam, clipboard) whose value reaches the handler undecoded: the uploaded
-    file's path (bytes for a ``data:`` URL). Gradio's own decoding fails with a bare "Error" on a file that is not an
-    image or on a huge picture; the handler decodes with :func:`nada.images.load_image`, whose messages say what is
-    wrong. The page shows the ordinary image input. (The instance's ``preprocess`` is replaced rather than
-    subclassed: Gradio writes a ``.pyi`` stub beside the module of every Component subclass it sees.)"""
-    image = gr.Image(type="filepath", **kwargs)
-    image.preprocess = undecoded_photo
-    return image
-
-
-def undecoded_photo(payload: Any) -> str | bytes | None:
-    """An image input's value as it was uploaded (Gradio checked that the file is an upload of this app)."""
-    if payload is None:
-        return None
-    url = getattr(payload, "url", None)
-    if isinstance(url, str) and url.startswith("data:"):
-        _, _, encoded = url.partition(",")
-        try:
-            return base64.b64decode(encoded, validate=False)
-        except (binascii.Error, ValueError):
-            return b""
-    return str(payload.path) if payload.path else None
-
-
-def session_id(request: gr.Request | None) -> str:
-    """The browser session behind a request ("local" when called without one, e.g. from tests)."""
-    return str(getattr(request, "session_hash", None) or "local")
-
-
-
-# ------------------------------------------------------------------------------------------ page helpers
-def display_image(img: Image.Image) -> Image.Image:
-    """Enlarge small images (tiny mode) with nearest-neighbour so they are visible in the page."""
-    side = min(img.size)
-    if side >= DISPLAY_MIN:
-        return img
-    k = -(-DISPLAY_MIN // side)
-    return img.resize((img.width * k, img.height * k), Image.Resampling.NEAREST)
-
-
-def loading_notice(refs: list[StyleRef | None]) -> None:
-    """A toast for each published style, which may need a download first."""
-    for ref in refs:
-        asset = REGISTRY.get(ref.published) if ref is not None and ref.published else None
-        if asset is not None:
-            gr.Info(f"Loading the published style '{asset.description or ref.name}' (downloaded once, ~130 MB)...")
-
-
-def format_seconds(seconds: float) -> str:
-    """"42 s" or "3 min 05 s"."""
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-DISPLAY_MIN = 256  # small (tiny-mode) images are enlarged to this for display
-
-
-__all__ = ["OOM_HINT", "KEEP", "Outputs", "InputError", "handler_inputs", "validator", "wire", "wire_live",
-           "live_triggers", "is_blank", "LIVE_EVENTS", "user_errors",
-           "to_user_error", "hide_server_paths", "bind", "session_id", "photo_input"]

@@ -1,0 +1,86 @@
+"""The style pickers every tab shares: their values, their choices, and where a picked style is.
+
+A picker's value is :data:`NO_STYLE`, a published style's registry name, or :data:`SESSION_PREFIX` + the name of a
+style of this browser session. :func:`resolve_style` turns a value into a :class:`StyleRef` (a file path or a
+published name, never the weights: it crosses into a GPU worker pickled) and :func:`load_ref` reads the style in the
+worker. :func:`style_choices` lists a session's styles and the published ones for a dropdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..model_store import ModelStore
+from ..styles import Style, load_style
+
+if TYPE_CHECKING:
+    from .sessions import SessionStyle, SessionStyles
+
+NO_STYLE = "none"  # style dropdown value: the source generator alone
+SESSION_PREFIX = "session:"  # style dropdown values of this session's styles
+
+
+@dataclass(frozen=True)
+class StyleRef:
+    """Where a worker finds a style: a session style's file, or a published style's name."""
+
+    name: str  # what the user sees
+    source: str  # the generator it applies to
+    file: str | None = None  # a .safetensors file (this session's styles)
+    published: str | None = None  # a ready-made style's registry name
+
+
+def load_ref(store: ModelStore, ref: StyleRef) -> Style:
+    """The style a reference points to (checked against its generator when it entered the session)."""
+    if ref.published is not None:
+        return store.published_style(ref.published)
+    if ref.file is None:
+        raise ValueError(f"The style '{ref.name}' has no file.")
+    return load_style(ref.file)
+
+
+def style_source(store: ModelStore, style: Style | SessionStyle) -> str:
+    """The generator a style is applied to: the one it records, else the default source."""
+    return style.source if store.is_source(style.source) else store.default_source()
+
+
+def page_advice(store: ModelStore) -> str:
+    """What a person can do in the page about a style from another generator (the command line names a flag)."""
+    sources = ", ".join(f"'{label}'" for label, _ in store.source_choices())
+    return (f"A style only works with the generator it was trained from, and this page offers {sources}. Upload a "
+            "style trained from one of them, or train one here: pick the source generator in the Adapt tab.")
+
+
+def resolve_style(store: ModelStore, session: SessionStyles | None, choice: str | None) -> StyleRef | None:
+    """Where the style chosen in a dropdown is (None: the source generator alone); no weights are read."""
+    if not choice or choice == NO_STYLE:
+        return None
+    if choice.startswith(SESSION_PREFIX):
+        name = choice[len(SESSION_PREFIX):]
+        kept = session.styles.get(name) if session is not None else None
+        if kept is None:
+            raise ValueError(f"The style '{name}' is no longer in this session (it may have been dropped to make "
+                             "room, or the page was reloaded). Train or upload it again.")
+        return StyleRef(name, style_source(store, kept), file=str(kept.file))
+    if choice not in store.published():
+        raise ValueError(f"Unknown style '{choice}'.")
+    return StyleRef(choice, store.published()[choice][1], published=choice)
+
+
+def style_choices(store: ModelStore, session: SessionStyles | None, with_none: bool = True,
+                  source: str | None = None) -> list[tuple[str, str]]:
+    """(label, value) for the style dropdowns: this session's styles first, then the ready-made ones; only the
+    styles of generator ``source`` when given (the Invert tab lists those that fit its generator)."""
+    out = [("None: the source generator alone", NO_STYLE)] if with_none else []
+    for name, kept in (list(session.styles.items()) if session else []):
+        if source is not None and style_source(store, kept) != source:
+            continue
+        what = kept.meta.get("target_text") or kept.meta.get("imported_from") or ""
+        out.append((f"{name} (this session{': ' + str(what) if what else ''})", SESSION_PREFIX + name))
+    return out + store.published_choices(source)
+
+
+def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
+    """Styles that fit the inversion generator (for the Invert tab's multi-select)."""
+    return style_choices(store, session, with_none=False, source=store.invert_source())
