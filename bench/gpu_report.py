@@ -73,11 +73,12 @@ def _device() -> dict:
 
 
 def _duration_formula() -> str | None:
-    """What the app asks ZeroGPU for, for a 300-step run (``nada.app.handlers.adapt_duration``), when it can be read."""
+    """What the app asks ZeroGPU for, for a 300-step run (``nada.app.adapt_tab.adapt_duration``), when it can be read."""
     try:
-        from nada.app.handlers import adapt_duration
+        from nada.app.adapt_tab import adapt_duration
+        from nada.train import AdaptConfig
 
-        return f"{adapt_duration({'iterations': STEPS}):.0f} s for {STEPS} steps"
+        return f"{adapt_duration({'config': AdaptConfig(iterations=STEPS)}):.0f} s for {STEPS} steps"
     except Exception:  # the app layer may be mid-change; the figure is informative only
         return None
 
@@ -158,7 +159,7 @@ def print_summary(report: dict) -> None:
                 print(f"  {probe:<8} {r['s_per_step']:.3f} s/step -> {STEPS} steps {r[f'{STEPS}_steps_s']:.0f} s; "
                       f"after ~{LOAD_S:.0f} s of loading: {fits}")
         if "app_requests" in z:
-            print(f"  the app asks ZeroGPU for {z['app_requests']} (nada.app.handlers.adapt_duration)")
+            print(f"  the app asks ZeroGPU for {z['app_requests']} (nada.app.adapt_tab.adapt_duration)")
     reh = report.get("rehearsal")
     if reh and reh.get("calls"):
         print(f"\nrehearsal ({reh.get('device')}): app start {reh.get('startup_s')} s, peak RSS "

@@ -263,7 +263,7 @@ PROBE_ROWS = 12  # W+ rows trained per step with --probe: 2/3 of 18, as the "sha
 
 
 def adapt_kwargs(steps: int, probe: bool, lambda_id: float) -> dict:
-    """The Adapt tab's inputs by parameter name (``nada.app.handlers.adapt_stream``). Without ``probe`` every
+    """The Adapt tab's inputs by parameter name (``nada.app.adapt_tab.adapt_stream``). Without ``probe`` every
     convolution trains (the "paper" recipe); with it the probe picks :data:`PROBE_ROWS` rows each step."""
     return {"source": "ffhq", "source_text": "Photo", "target_text": "Sketch", "iterations": steps,
             "layers_k": PROBE_ROWS if probe else 0,

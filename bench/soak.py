@@ -44,7 +44,7 @@ class Mode:
     steps: int  # a training run's length (it is stopped after its first preview)
 
     def adapt_kwargs(self, user: int) -> dict:
-        """The Adapt tab's inputs (``nada.app.handlers.adapt_stream``), a target text that names the user."""
+        """The Adapt tab's inputs (``nada.app.adapt_tab.adapt_stream``), a target text that names the user."""
         return {"source": self.source, "source_text": "Photo", "target_text": f"Sketch u{user}",
                 "iterations": self.steps, "layers_k": 0, "probe": False, "clip_names": ["clip-vit-b32"],
                 "lambda_direction": 1.0, "lambda_global": 0.0, "lambda_id": 0.0, "lambda_l2": 0.0, "seed": user,

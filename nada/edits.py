@@ -21,7 +21,7 @@ Measured on a shared, busy 2-core CPU (load ~8; ``torch.backends.cpu.get_cpu_cap
   step of 135 s (text directions over 79 templates, the truncation centre); the default 100 steps of batch 4 would
   take about 7 hours there: learn on a GPU.
 - GPU: not measured (no GPU was lent to this task). Estimated from the training step's figure
-  (``nada.app.handlers.S_PER_STEP``, 0.6 s at 1024 px, batch 2, two CLIP models, itself an estimate): about 0.8 s a
+  (``nada.app.adapt_tab.S_PER_STEP``, 0.6 s at 1024 px, batch 2, two CLIP models, itself an estimate): about 0.8 s a
   step at batch 4 with one CLIP model, so 100 steps take about 1.5 min with setup; the app asks ZeroGPU for that.
 """
 

@@ -369,7 +369,7 @@ class _Trainer:
         self.guide = self._guide(generator, clip_models)
         # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
         # generator has no train/eval-dependent layers), so the caller's generator is never modified. On a CPU both
-        # copies run the "auto" impl with one tuner (nada.nets.autotune): the frozen copy's no-grad passes by the paths timed
+        # copies run the "auto" impl with one tuner (nada.nets.autotune): the frozen no-grad passes by the paths timed
         # fastest here, the trained copy's passes with gradients by the fixed choices (Winograd and the contiguous
         # weight gradient where they were measured faster); the trained copy gets the caller's formulation back when
         # training ends (:meth:`finish`).

@@ -77,7 +77,7 @@ def test_the_style_records_the_mode_and_picture_hashes_not_pictures(tmp_path):
     cfg = AdaptConfig(source_text="photo", target_text="", target_images=tuple(reds), iterations=2, layers_k=0,
                       preview_every=0, preview_seeds=(0,))
     path = tmp_path / "red.safetensors"
-    updates = list(train_style(store, "tiny", cfg, ["x"], str(path), {"source": "tiny"}))
+    updates = list(train_style(store, "tiny", cfg, str(path), {"source": "tiny"}))
     assert updates[-1].done and updates[-1].saved_step == 2
     meta = load_style(path).meta
     assert meta["mode"] == "image" and meta["config"]["target_images"] == picture_hashes(reds)

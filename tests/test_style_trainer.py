@@ -1,4 +1,4 @@
-"""nada.style_trainer: the one coordinator of a training run, shared by nada.Studio, the app's GPU task and `nada adapt`.
+"""nada.style_trainer: the one coordinator of a training run (nada.Studio, the app's GPU task, `nada adapt`).
 
 What a user relies on: the style a run hands back (or saves as it goes) holds exactly the weights of its step, with
 the run's metadata; the identity loss follows one rule everywhere; the figures at the end name their judge; and no

@@ -86,7 +86,7 @@ def test_a_run_in_the_worker_stops_from_another_request_and_is_saved(store, sess
 
 def test_a_run_reaching_its_time_limit_ends_cleanly_and_keeps_the_work(store, session, fork_gpu, monkeypatch):
     monkeypatch.setattr(adapt_tab, "train_seconds", lambda *args: 16.0)  # granted 16 s: training must end by 6 s
-    assert adapt_tab.train_time_limit(AdaptConfig(), ["x"]) == pytest.approx(6.0)
+    assert adapt_tab.train_time_limit(AdaptConfig()) == pytest.approx(6.0)
     t0 = time.monotonic()
     outs = list(adapt_tab.adapt_stream(store, TrainingRuns(), session, **adapt_args(iterations=100_000),
                                        min_interval_s=0.0, gpu=AdaptGpu.wrapped(store)))
@@ -102,7 +102,7 @@ def test_a_worker_killed_at_its_duration_loses_at_most_the_last_preview_interval
     task = forked(bind(train_style, store), lambda *a, **k: 4)
     seen = []
     with pytest.raises(GpuTaskAborted, match="granted 4 s"):
-        for upd in task("tiny", cfg, ["clip-vit-b32"], str(style_file), {"source": "tiny"}, None):
+        for upd in task("tiny", cfg, str(style_file), {"source": "tiny"}, None):
             seen.append(upd.saved_step)
     steps = style_file_step(style_file)
     # The last preview's weights are on disk: a whole preview, never older than the last step the page was told of.
@@ -127,7 +127,7 @@ def test_an_upload_during_a_run_survives_it(store, session, fork_gpu, tmp_path):
 def test_warnings_from_the_worker_reach_the_page(store, tmp_path):
     cfg = AdaptConfig(source_text="Photo", target_text="Sketch", iterations=1, layers_k=0, lambda_id=0.5)
     task = forked(bind(train_style, store), lambda *a, **k: 60)
-    first = next(iter(task("tiny", cfg, ["x"], str(tmp_path / "s.safetensors"), {}, None)))
+    first = next(iter(task("tiny", cfg, str(tmp_path / "s.safetensors"), {}, None)))
     assert first.warnings and "needs a face generator" in first.warnings[0]
 
 

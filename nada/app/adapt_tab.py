@@ -14,24 +14,22 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
-from PIL import Image
 
 from .. import limits
 from ..clip_loss import check_prompts, clean_prompt
 from ..clip_models import JUDGE_CLIP
 from ..images import ImageInputError
-from ..metrics import LABELS, evaluate
+from ..metrics import LABELS, Evaluation
 from ..model_store import DEFAULT_CLIPS, ModelStore
-from ..styles import load_style, save_style, style_from_generators
+from ..style_trainer import StyleTrainer
+from ..styles import read_style_meta
 from ..target_images import load_target_images
-from ..train import RECIPES, AdaptConfig, adapt
-from ..weights import WeightsUnavailableError
+from ..train import RECIPES, AdaptConfig, Progress
 from .errors import InputError, hide_upload_paths, user_errors
 from .input_checks import number_value, on_field, seed_value, unit_value
 from .page import display_image, format_seconds, session_id
@@ -49,88 +47,23 @@ METRICS_SAMPLES_CPU = 4  # ... and on a CPU, where 16 at 1024 px took ~100 s (py
 
 
 # ------------------------------------------------------------------------------------------- the GPU task
-@dataclass
-class TrainUpdate:
-    """A training run's report to the page (picklable: it crosses from the GPU worker)."""
-
-    step: int
-    total: int
-    losses: dict[str, float] = field(default_factory=dict)
-    scores: list[float] | None = None  # probe scores, on steps that probed
-    rows: list[int] | None = None  # the rows the probe chose, on steps that probed
-    preview: Image.Image | None = None
-    elapsed_s: float = 0.0
-    eta_s: float = 0.0
-    stopping: bool = False  # a stop was asked for and the current step is finishing
-    done: bool = False
-    error: str | None = None  # why training stopped early
-    layers: list[str] = field(default_factory=list)
-    saved_step: int = 0  # the step the style file holds (0: nothing saved yet)
-    warnings: list[str] = field(default_factory=list)  # for the page to show (a worker cannot raise UI toasts)
-    metrics: dict | None = None  # nada.metrics.evaluate's figures with the training CLIPs, on a run's last update
-
-
-def train_style(store: ModelStore, source: str, config: AdaptConfig, clip_names: list[str], style_file: str,
-                meta: dict, stop: Any = None) -> Iterator[TrainUpdate]:
-    """Adapt ``source`` with ``config``, streaming :class:`TrainUpdate` s; the style is written to ``style_file`` with
-    every preview and at the end (so a worker stopped at its time limit loses at most one preview interval).
+def train_style(store: ModelStore, source: str, config: AdaptConfig, style_file: str, meta: dict,
+                stop: Any = None) -> Iterator[Progress]:
+    """Adapt ``source`` with ``config`` through the library's coordinator (:class:`~nada.style_trainer.StyleTrainer`),
+    streaming its :class:`~nada.train.Progress` records without their weights (they cross from the GPU worker,
+    pickled). The style is written to ``style_file`` at every preview and at the end, so a worker stopped at its time
+    limit loses at most one preview interval; the last record carries the figures measured with the training CLIPs.
     ``stop``: an object with ``is_set()`` (a :class:`~nada.app.training_queue.StopFlag` crosses processes)."""
-    warnings: list[str] = []
-    gen = store.generator(source)
-    config.validate(gen.n_latent)  # a local override may have another size than the registry says
-    config, id_loss = _identity_loss(store, source, config, warnings)
-    clips = store.clips(list(clip_names))
-    fingerprint = store.fingerprint(source)
-    saved = 0
-    settings = config.to_dict()  # target pictures become their hashes here, once
-
-    def save(rec) -> int:
-        info = {**meta, "mode": config.mode, "config": settings, "layers": rec.layers, "steps": rec.step}
-        save_style(style_from_generators(gen, rec.generator, info, fingerprint), style_file)
-        return rec.step
-
-    it = adapt(gen, clips, config, id_loss, stop=stop)
-    try:
-        for rec in it:
-            if rec.step > saved and (rec.preview is not None or rec.done):  # at previews: cheap next to a step
-                saved = save(rec)
-            metrics = None
-            if rec.done and rec.step > 0 and config.target_text.strip():  # after the save (a worker stopped
-                #  meanwhile loses no training); the figures are defined against a target text
-                n = METRICS_SAMPLES if gen.input.input.is_cuda else METRICS_SAMPLES_CPU
-                metrics = evaluate(gen, rec.generator, clips, config.source_text, config.target_text,
-                                   n=n, id_loss=id_loss, truncation=config.truncation)
-                metrics.update(clip_models=list(clip_names), id_trained=id_loss is not None)  # what judged it
-            yield TrainUpdate(step=rec.step, total=rec.total, losses=rec.losses, scores=rec.scores, rows=rec.rows,
-                              metrics=metrics,
-                              preview=rec.preview, elapsed_s=rec.elapsed_s, eta_s=rec.eta_s,
-                              stopping=stop is not None and stop.is_set() and not rec.done, done=rec.done,
-                              error=rec.error,
-                              layers=rec.layers, saved_step=saved, warnings=warnings)
-            warnings = []
-    finally:
-        it.close()
-
-
-def _identity_loss(store: ModelStore, source: str, config: AdaptConfig, warnings: list[str]
-                   ) -> tuple[AdaptConfig, Any]:
-    """(config, identity loss or None): the identity weight is turned off, with a warning, where it cannot apply."""
-    if config.lambda_id <= 0:
-        return config, None
-    if not store.faces(source):
-        warnings.append(f"The identity loss needs a face generator; '{source}' is not one, so it is off.")
-        return dataclasses.replace(config, lambda_id=0.0), None
-    try:
-        return config, store.id_loss()
-    except WeightsUnavailableError as exc:
-        warnings.append(f"Identity loss off: {exc}")
-        return dataclasses.replace(config, lambda_id=0.0), None
+    trainer = StyleTrainer(store, source, config, meta=meta, stop=stop)
+    n = METRICS_SAMPLES if trainer.generator.input.input.is_cuda else METRICS_SAMPLES_CPU
+    for rec in trainer.run(style_every=0, style_file=style_file, metrics_samples=n):
+        yield dataclasses.replace(rec, generator=None, style=None)
 
 
 def style_file_step(path: str | Path) -> int:
-    """The number of steps a saved training style holds (0 when there is none)."""
+    """The number of steps a saved training style holds (0 when there is none), read from its header."""
     try:
-        return int(load_style(path).meta.get("steps") or 0)
+        return int(read_style_meta(path).get("steps") or 0)
     except Exception:  # not written yet, or cut off by the worker's end: nothing to keep
         return 0
 
@@ -153,12 +86,12 @@ def adapt_duration(args: dict) -> float:
     config = args.get("config")
     if not isinstance(config, AdaptConfig):
         return 60 + S_PER_STEP * 300
-    return train_seconds(config.iterations, config.probing(), len(args.get("clip_names") or DEFAULT_CLIPS))
+    return train_seconds(config.iterations, config.probing(), len(config.clip_models))
 
 
-def train_time_limit(config: AdaptConfig, clip_names: list[str]) -> float:
+def train_time_limit(config: AdaptConfig) -> float:
     """When training must end to leave the worker time to save and return: a margin under the granted duration."""
-    granted = adapt_duration({"config": config, "clip_names": clip_names})
+    granted = adapt_duration({"config": config})
     return max(5.0, granted - max(10.0, 0.1 * granted))
 
 
@@ -341,26 +274,25 @@ def recipe_settings(recipe: str) -> RecipeOutputs:
                          batch_size=config.batch_size, lr=config.lr)
 
 
-def metrics_markdown(metrics: dict | None) -> str:
-    """A finished run's figures (:func:`nada.metrics.evaluate`) as a small table under a line that says how they were
-    measured: with the CLIP models the run trained against (partly circular), on random samples (empty: none)."""
-    if not metrics:
+def metrics_markdown(metrics: Evaluation | None) -> str:
+    """A finished run's figures (:class:`nada.metrics.Evaluation`) as a small table under a line that says how they
+    were measured: with the CLIP models the run trained against (partly circular), on random samples (empty: none)."""
+    if metrics is None:
         return ""
-    rows = [(f"{_cap(LABELS['clip_target'])}: CLIP similarity to the target text", "clip_target_source",
-             "clip_target_adapted"),
-            (f"{_cap(LABELS['diversity'])}: mean CLIP distance between images", "diversity_source",
-             "diversity_adapted")]
-    judges = ", ".join(metrics.get("clip_models") or []) or "the training CLIP models"
+    rows = [(f"{_cap(LABELS['clip_target'])}: CLIP similarity to the target text", metrics.clip_target_source,
+             metrics.clip_target_adapted),
+            (f"{_cap(LABELS['diversity'])}: mean CLIP distance between images", metrics.diversity_source,
+             metrics.diversity_adapted)]
+    judges = ", ".join(metrics.judge) or "the training CLIP models"
     lines = [f"Measured with the CLIP models it trained against ({judges}), so partly circular, on "
-             f"{metrics.get('n', '')} random samples at truncation {metrics.get('truncation', 0.7):g}; "
+             f"{metrics.n} random samples at truncation {metrics.truncation:g}; "
              f"`nada evaluate` judges with a held-out CLIP ({JUDGE_CLIP}). Not the paper's tables.", "",
              "| figure | source | adapted |", "|---|---|---|"]
-    lines += [f"| {label} | {metrics[a]:.3f} | {metrics[b]:.3f} |" for label, a, b in rows]
-    lines.append(f"| {_cap(LABELS['s_dir'])} (s_dir): the change follows the text | | {metrics['s_dir']:.3f} |")
-    if "id" in metrics:
-        flag = " (trained with the identity loss: it optimised this)" if metrics.get("id_trained") else ""
-        lines.append(f"| {_cap(LABELS['id'])}: ArcFace similarity to the source image{flag} | | "
-                     f"{metrics['id']:.3f} |")
+    lines += [f"| {label} | {a:.3f} | {b:.3f} |" for label, a, b in rows]
+    lines.append(f"| {_cap(LABELS['s_dir'])} (s_dir): the change follows the text | | {metrics.s_dir:.3f} |")
+    if metrics.id is not None:
+        flag = " (trained with the identity loss: it optimised this)" if metrics.id_trained else ""
+        lines.append(f"| {_cap(LABELS['id'])}: ArcFace similarity to the source image{flag} | | {metrics.id:.3f} |")
     return "\n".join(lines)
 
 
@@ -384,9 +316,8 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     config = check_adapt(store, session, source, source_text, target_text, iterations, layers_k, probe, clip_names,
                          lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr, batch_size, recipe,
                          mixing, target_pictures, lambda_indomain)  # before any output changes or any loading
-    clips = list(config.clip_models)
     if gpu_mode() is not None:  # the worker is stopped at its granted duration: end cleanly a little before
-        config = dataclasses.replace(config, time_limit_s=train_time_limit(config, clips))
+        config = dataclasses.replace(config, time_limit_s=train_time_limit(config))
     sid = session_id(request)
     try:
         for ahead in runs.waiting(sid):  # returns at once when nobody trains; refuses a second run of this session
@@ -398,14 +329,14 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     yield AdaptOutputs(status="Loading the models...", train=train_button(True))
     rows: list[dict] = []
     bars = _layer_frame(None, None)
-    last: TrainUpdate | None = None
+    last: Progress | None = None
     halted = None
     meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text}
     with runs.slot(sid, config.iterations) as run:
         style_file = session.scratch(f".training-{uuid.uuid4().hex[:12]}.safetensors")
         try:
             shown = 0.0
-            for upd in gpu.train(source, config, clips, str(style_file), meta, run.stop_event):
+            for upd in gpu.train(source, config, str(style_file), meta, run.stop_event):
                 last = upd
                 runs.beat(run, upd.step)
                 for text in upd.warnings:

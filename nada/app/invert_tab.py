@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from ..align import SOFT_FACE_WARNING
-from ..e4e import INPUT_SIZE as E4E_INPUT
+from ..nets.e4e import INPUT_SIZE as E4E_INPUT
 from ..edits import PRESETS as EDIT_PRESETS
 from ..edits import EditConfig, apply_edit, cached_edit, edit_prompts, learn_cached
 from ..edits import check_strength as check_edit_strength

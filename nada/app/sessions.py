@@ -11,7 +11,6 @@ idle sessions expire and are cleaned up.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import secrets
@@ -29,7 +28,7 @@ import gradio as gr
 import torch
 
 from ..model_store import ModelStore
-from ..styles import FORMAT_KEY, Style, safe_style_name, save_style
+from ..styles import Style, read_style_meta, safe_style_name, save_style
 from .style_menus import invert_choices, style_choices
 from .wiring import Outputs
 
@@ -57,16 +56,6 @@ class SessionStyle:
     def kind(self) -> str:
         """"weights", "modulation" or "mixed" (:attr:`nada.styles.Style.kind`, as recorded)."""
         return self.meta.get("kind") or "weights"
-
-
-def style_file_meta(path: str | os.PathLike) -> dict:
-    """The metadata of a style file written by :func:`nada.styles.save_style`, from its header: its tensors are not
-    read."""
-    from safetensors import safe_open  # third-party, as nada.styles reads it
-
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        header = f.metadata() or {}
-    return {k: json.loads(v) for k, v in header.items() if k != FORMAT_KEY}
 
 
 def _file_bytes(style: Style) -> int:
@@ -147,7 +136,7 @@ class SessionStyles:
         try:
             size = path.stat().st_size
             self._refuse_over_cap(size)
-            meta = style_file_meta(path)
+            meta = read_style_meta(path)
         except BaseException:
             path.unlink(missing_ok=True)
             raise

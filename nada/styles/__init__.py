@@ -48,11 +48,20 @@ from .style import (
     style_from_generators,
     verify_source,
 )
-from .style_file import FORMAT_KEY, FORMAT_VERSION, STYLE_SUFFIX, StyleFileError, load_style, save_style
+from .style_file import (
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    STYLE_SUFFIX,
+    StyleFileError,
+    load_style,
+    read_style_meta,
+    save_style,
+)
 
 __all__ = [
     "Style", "StyleMismatchError", "StyleFileError", "generator_fingerprint",
-    "style_from_generators", "save_style", "load_style", "verify_source", "apply_style", "export_style_pt", "blend",
+    "style_from_generators", "save_style", "load_style", "read_style_meta", "verify_source", "apply_style",
+    "export_style_pt", "blend",
     "combine_tensors", "is_offset_key", "check_style_fits", "KINDS",
     "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
     "list_saved_styles", "atomic_write",

@@ -42,6 +42,15 @@ def save_style(style: Style, path: str | os.PathLike, fp16: bool = False) -> Pat
     return path
 
 
+def read_style_meta(path: str | os.PathLike) -> dict:
+    """The metadata of a style file written by :func:`save_style`, from its header alone (no tensor is read)."""
+    from safetensors import safe_open  # third-party, as save_style
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        header = f.metadata() or {}
+    return {k: json.loads(v) for k, v in header.items() if k != FORMAT_KEY}
+
+
 def load_style(path: str | os.PathLike) -> Style:
     """Read a nada style (``.safetensors`` only: nothing executable is loaded); raise StyleFileError otherwise."""
     path = Path(path).expanduser()
