@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 
 from ..align import SOFT_FACE_WARNING
-from ..nets.e4e import INPUT_SIZE as E4E_INPUT
 from ..edits import PRESETS as EDIT_PRESETS
 from ..edits import EditConfig, apply_edit, cached_edit, edit_prompts, learn_cached
 from ..edits import check_strength as check_edit_strength
 from ..images import load_image, probe_image
 from ..invert import invert, render_codes
 from ..model_store import ModelStore
+from ..nets.e4e import INPUT_SIZE as E4E_INPUT
 from ..styles import apply_style
 from ..video import PhotoVideoPlan, render_photo_video
 from ..weights import WeightsUnavailableError
