@@ -73,7 +73,7 @@ def _device() -> dict:
 
 
 def _duration_formula() -> str | None:
-    """What the app asks ZeroGPU for, for a 300-step run (``nada.app.adapt_tab.adapt_duration``), when it can be read."""
+    """What the app asks ZeroGPU for, for a 300-step run (``nada.app.adapt_tab.adapt_duration``), if it can be read."""
     try:
         from nada.app.adapt_tab import adapt_duration
         from nada.train import AdaptConfig

@@ -229,7 +229,8 @@ def test_the_tree_shows_the_layers():
     for package in ("nets", "app", "cli"):
         assert (PROJECT_ROOT / PACKAGE / package / "__init__.py").is_file(), package
     assert {"nada.nets.stylegan2", "nada.nets.e4e", "nada.nets.irse", "nada.nets.ops", "nada.nets.autotune",
-            "nada.app.generate_tab", "nada.app.adapt_tab", "nada.app.invert_tab", "nada.cli.adapt"} <= set(_module_files())
+            "nada.app.generate_tab", "nada.app.adapt_tab", "nada.app.invert_tab",
+            "nada.cli.adapt"} <= set(_module_files())
     listed = re.search(r"^packages = \[(.*)\]", (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
     packages = set(re.findall(r'"([\w.]+)"', listed[1])) if listed else set()
     folders = {".".join(init.parent.relative_to(PROJECT_ROOT).parts)
