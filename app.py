@@ -19,8 +19,8 @@ import gradio as gr  # noqa: E402
 
 from nada.app import adapt_tab, generate_tab, invert_tab, mix  # noqa: E402
 from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
-from nada.app.sessions import BrowserSessions, RestoreOutputs, SessionStyles, restore_session  # noqa: E402
-from nada.app.style_menus import invert_choices, style_choices  # noqa: E402
+from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
+from nada.app.style_menus import RestoreOutputs, invert_choices, restore_session, style_choices  # noqa: E402
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
 from nada.app.training_queue import TrainingRuns  # noqa: E402
 from nada.app.wiring import bind, wire, wire_live  # noqa: E402

@@ -1,4 +1,4 @@
-"""What the page does as it opens: the browser's styles found again (nada.app.sessions.restore_session), the Generate
+"""What the page does as it opens: the browser's styles found again (nada.app.style_menus.restore_session), the Generate
 tab's opening pictures rendered once per process, the published styles' thumbnails, a click on one picking it
 (nada.app.generate_tab)."""
 
@@ -14,8 +14,8 @@ from PIL import Image
 
 from nada.app import generate_tab
 from nada.app.generate_tab import GenerateGpu
-from nada.app.sessions import BrowserSessions, restore_session
-from nada.app.style_menus import NO_STYLE
+from nada.app.sessions import BrowserSessions
+from nada.app.style_menus import NO_STYLE, restore_session
 from nada.app.thumbnails import StyleThumbnails
 from nada.app.wiring import KEEP
 

@@ -4,8 +4,8 @@ A :class:`SessionStyles` holds one browser's styles: those trained, uploaded or 
 file in the session's private temp folder, capped in number and in total file size. It keeps each style's file and
 metadata (:class:`SessionStyle`), never its tensors: a render reads them from the file. Nothing in it is visible to
 other browsers. :class:`BrowserSessions` keeps those stores under an opaque random key that the browser keeps in
-``gr.BrowserState`` (localStorage), so a reload finds its styles again (:func:`restore_session`, as the page opens);
-idle sessions expire and are cleaned up.
+``gr.BrowserState`` (localStorage), so a reload finds its styles again (as the page opens:
+:func:`nada.app.style_menus.restore_session`); idle sessions expire and are cleaned up.
 """
 
 from __future__ import annotations
@@ -22,15 +22,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import gradio as gr
 import torch
 
-from ..model_store import ModelStore
 from ..styles import Style, read_style_meta, safe_style_name, save_style
-from .style_menus import invert_choices, style_choices
-from .wiring import Outputs
 
 MAX_SESSION_STYLES = 8  # styles kept per browser session (the oldest goes first)
 MAX_SESSION_STYLE_MB = 1024  # their files' total size (a full-resolution FFHQ style is ~60-130 MB)
@@ -300,22 +295,3 @@ class BrowserSessions:
         for key, _ in gone:
             del self._browsers[key]
         return gone
-
-
-# ------------------------------------------------------------------------------ as the page opens (demo.load)
-@dataclass
-class RestoreOutputs(Outputs):
-    """What finding the browser's session again updates."""
-
-    browser_key: str  # the opaque key the browser keeps
-    session: SessionStyles
-    generate_style: Any  # the style pickers, offering the session's styles
-    invert_styles: Any
-
-
-def restore_session(store: ModelStore, sessions: BrowserSessions, browser_key: str | None) -> RestoreOutputs:
-    """This browser's session (the same styles after a reload), or a new one with a new key."""
-    key, session = sessions.open(browser_key if isinstance(browser_key, str) else None)
-    return RestoreOutputs(browser_key=key, session=session,
-                          generate_style=gr.Dropdown(choices=style_choices(store, session)),
-                          invert_styles=gr.Dropdown(choices=invert_choices(store, session)))

@@ -3,19 +3,21 @@
 A picker's value is :data:`NO_STYLE`, a published style's registry name, or :data:`SESSION_PREFIX` + the name of a
 style of this browser session. :func:`resolve_style` turns a value into a :class:`StyleRef` (a file path or a
 published name, never the weights: it crosses into a GPU worker pickled) and :func:`load_ref` reads the style in the
-worker. :func:`style_choices` lists a session's styles and the published ones for a dropdown.
+worker. :func:`style_choices` lists a session's styles and the published ones for a dropdown, and
+:func:`restore_session` fills the pickers with a browser's styles again as the page opens.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
+
+import gradio as gr
 
 from ..model_store import ModelStore
 from ..styles import Style, load_style
-
-if TYPE_CHECKING:
-    from .sessions import SessionStyle, SessionStyles
+from .sessions import BrowserSessions, SessionStyle, SessionStyles
+from .wiring import Outputs
 
 NO_STYLE = "none"  # style dropdown value: the source generator alone
 SESSION_PREFIX = "session:"  # style dropdown values of this session's styles
@@ -84,3 +86,22 @@ def style_choices(store: ModelStore, session: SessionStyles | None, with_none: b
 def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
     """Styles that fit the inversion generator (for the Invert tab's multi-select)."""
     return style_choices(store, session, with_none=False, source=store.invert_source())
+
+
+# ------------------------------------------------------------------------------ as the page opens (demo.load)
+@dataclass
+class RestoreOutputs(Outputs):
+    """What finding the browser's session again updates."""
+
+    browser_key: str  # the opaque key the browser keeps
+    session: SessionStyles
+    generate_style: Any  # the style pickers, offering the session's styles
+    invert_styles: Any
+
+
+def restore_session(store: ModelStore, sessions: BrowserSessions, browser_key: str | None) -> RestoreOutputs:
+    """This browser's session (the same styles after a reload), or a new one with a new key."""
+    key, session = sessions.open(browser_key if isinstance(browser_key, str) else None)
+    return RestoreOutputs(browser_key=key, session=session,
+                          generate_style=gr.Dropdown(choices=style_choices(store, session)),
+                          invert_styles=gr.Dropdown(choices=invert_choices(store, session)))
