@@ -27,7 +27,7 @@ from bench.hub_files import BIN_FILE, SAFETENSORS_FILE
 from nada.app.adapt_tab import metrics_markdown
 from nada.cli.evaluate import table
 from nada.clip_models import JUDGE_CLIP
-from nada.metrics import LABELS, judged_by
+from nada.metrics import LABELS, Evaluation, judged_by
 from nada.registry import REGISTRY
 from nada.train import RECIPES, AdaptConfig
 
@@ -108,7 +108,8 @@ def test_the_figures_say_who_judged_them():
     shown = table(result)
     assert circular in shown and "[trained with the identity loss]" in shown
     assert all(LABELS[k] in shown for k in ("s_dir", "clip_target", "diversity", "id"))
-    page = metrics_markdown({**result, "clip_models": ["clip-vit-b32", "clip-vit-b16"]})
+    trained = ["clip-vit-b32", "clip-vit-b16"]
+    page = metrics_markdown(Evaluation.from_figures(result, judge=trained, trained_with=trained, id_trained=True))
     assert "Measured with the CLIP models it trained against (clip-vit-b32, clip-vit-b16)" in page
     assert "identity loss" in page and "8 random samples at truncation 0.7" in page and "CLIP direction score" in page
     assert "the paper's figures" not in page.lower()
