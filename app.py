@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 from nada.app import adapt_tab, generate_tab, invert_tab, mix  # noqa: E402
 from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
 from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
+from nada.app.status_line import failures_on_status, refusal  # noqa: E402
 from nada.app.style_menus import RestoreOutputs, invert_choices, restore_session, style_choices  # noqa: E402
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
 from nada.app.training_queue import TrainingRuns  # noqa: E402
@@ -69,6 +70,7 @@ def adapt_layout(store: ModelStore) -> SimpleNamespace:
                     "averaged. The style records the pictures' hashes, not the pictures.")
     paper = AdaptConfig.from_recipe("paper")
     ui.recipe = gr.Radio([(r.description, name) for name, r in RECIPES.items()], value="paper", label="Recipe")
+    ui.recipe_note = gr.Markdown(adapt_tab.RECIPE_HINT, elem_id="adapt-recipe-note")  # what a picked recipe set
     steps = 8 if store.tiny else adapt_tab.ZERO_GPU_DEFAULT_STEPS if gpu_mode() == "zero" else paper.iterations
     # A number, not a slider: a slider's box silently clamps a typed 5000 to its maximum; adapt_tab.check_adapt
     # refuses it with a message on the field instead.
@@ -110,15 +112,18 @@ def adapt_layout(store: ModelStore) -> SimpleNamespace:
     ui.preview = gr.Image(label="Preview (fixed seeds)", show_label=False, type="pil", interactive=False,
                           format="png", elem_id="adapt-preview",
                           alt_text="Training preview: source images in the top row, the adapted ones below")
-    ui.metrics = gr.Markdown()  # a run's figures (training CLIPs, said so), when it ends
+    ui.metrics = gr.Markdown(elem_id="adapt-metrics")  # a run's figures (training CLIPs, said so), when it ends
     with gr.Row():  # side by side on a desktop, one under the other on a phone
         ui.losses = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=300, min_width=340,
                                 x_title="step", y_title="loss", color_title="term", elem_id="adapt-losses")
-        ui.layers = gr.BarPlot(x="row", y="score", color="trains", label="Probed W+ rows", height=300, min_width=340,
-                               sort=[f"w{i}" for i in range(n_rows)], x_title="W+ row", y_title="probe score",
-                               color_title="this step", color_map={"trained": "#16a34a", "frozen": "#9ca3af"},
-                               elem_id="adapt-layers")
-    ui.style_file = gr.File(label="Trained style (.safetensors)", interactive=False, height=110)
+        with gr.Column(min_width=340):  # the rows chart, or (no probe) a line saying that every row trains
+            ui.layers = gr.BarPlot(x="row", y="score", color="trains", label="Probed W+ rows", height=300,
+                                   sort=[f"w{i}" for i in range(n_rows)], x_title="W+ row", y_title="probe score",
+                                   color_title="this step", color_map={"trained": "#16a34a", "frozen": "#9ca3af"},
+                                   elem_id="adapt-layers")
+            ui.rows_note = gr.Markdown("", elem_id="adapt-rows-note")
+    ui.style_file = gr.File(label="Trained style (.safetensors)", interactive=False, height=110,
+                            elem_id="adapt-style-file")
     return ui
 
 
@@ -285,8 +290,13 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
 
         # Train (or Enter in the target text): the run waits in line while another one trains (in words, on the
         # status line); the button says it is running and cannot be pressed twice, and comes back when it ends.
+        # A refused value also shows on the status line beside the button (`refusal`: that line alone changes), and
+        # a failure while running is written there too (`failures_on_status`).
         for trigger in (ad.train.click, ad.target_text.submit):
-            run = wire(trigger, bind(adapt_tab.adapt_stream, store, runs, gpu=adapt_gpu), ad_names,
+            wire(trigger, refusal(bind(adapt_tab.check_adapt, store), adapt_tab.FIELD_PLACES), ad_names, "status",
+                 api_name=False, queue=False, show_progress="hidden")  # first: the page stops at a refused event
+            run = wire(trigger, failures_on_status(bind(adapt_tab.adapt_stream, store, runs, gpu=adapt_gpu),
+                                                   adapt_tab.AdaptOutputs), ad_names,
                        adapt_tab.AdaptOutputs, check=bind(adapt_tab.check_adapt, store), progress_on=["status"],
                        api_name="adapt" if trigger == ad.train.click else False,
                        concurrency_limit=MAX_WAITING + 1, concurrency_id="train")

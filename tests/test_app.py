@@ -197,7 +197,7 @@ def test_invert_astronaut(client):
 def test_bad_inputs_come_back_as_messages(client, tmp_path):
     """Bad values are refused by the inputs' check before the event runs (gradio_client: ValidationError naming the
     input); failures only the run can find (no face, a corrupt file) come back as the handler's AppError."""
-    with pytest.raises(ValidationError, match="target_text: The target prompt is empty"):
+    with pytest.raises(ValidationError, match="target_text: Target text is empty"):
         client.predict(*adapt_values(target_text="  "), api_name="/adapt")
     with pytest.raises(ValidationError, match="image: Upload a photo with a face"):
         client.predict(None, [], 1.0, api_name="/invert")

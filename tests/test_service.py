@@ -170,10 +170,37 @@ def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
     assert not runs.stop("local")  # nothing left to stop
 
 
+def test_a_run_starts_on_a_clean_slate_and_a_run_without_probe_says_every_row_trains(store, session):
+    runs = TrainingRuns()
+    outs = run_adapt(store, runs, session, iterations=2, recipe="compact")  # every row trains: no probe
+    start = next(o for o in outs if o.status == "Loading the models...")
+    assert start.preview is None and start.losses is None and start.metrics == "" and start.style_file is None
+    assert start.layers.visible is False and start.rows_note == adapt_tab.EVERY_ROW  # no empty "NaN" chart
+    assert all(o.layers is KEEP for o in outs[outs.index(start) + 1:-1])  # never an empty chart
+    last = outs[-1]
+    assert last.layers.visible is False and "every row trains" in last.rows_note
+    assert last.status.startswith("Done in ") and "Training finished (2/2 steps)" in last.status
+    assert "photos take styles of 'tiny-invert' only" in last.status  # why Invert does not offer it
+    probed = run_adapt(store, runs, session, iterations=2, recipe="shape")  # 2/3 of the rows: the chart shows
+    start = next(o for o in probed if o.status == "Loading the models...")
+    assert start.layers.visible is True and start.rows_note == adapt_tab.PROBED_ROWS
+    assert list(probed[-1].layers["trains"]).count("trained") == 5
+
+
+def test_a_recipe_pick_says_which_fields_it_set():
+    note = adapt_tab.recipe_settings("compact").recipe_note
+    assert note.startswith("**Compact** set: Training steps 301 · Learning rate 0.05 · Batch size 2 · ")
+    assert "W+ rows: every row" in note and "trains the style offsets only" in note
+    assert "W+ rows: the 2/3 the probe picks" in adapt_tab.recipe_settings("shape").recipe_note
+    assert "Keep variety 1 " in adapt_tab.recipe_settings("diverse").recipe_note
+    assert "W+ rows: no probe" in adapt_tab.recipe_settings("notebook").recipe_note
+
+
 ADAPT_REFUSALS = [  # (values, the input the message belongs to, the message)
-    ({"target_text": ""}, "target_text", "target prompt is empty"),
-    ({"target_text": "photo"}, "target_text", "are the same"),
-    ({"source_text": " "}, "source_text", "source prompt is empty"),
+    ({"target_text": ""}, "target_text", "Target text is empty: type what to adapt to, e.g. 'Witcher'"),
+    ({"target_text": "photo"}, "target_text", "Source text and Target text are the same"),
+    ({"source_text": " "}, "source_text", "Source text is empty"),
+    ({"target_text": "witcher " * 70}, "target_text", "Target text is too long for CLIP"),
     ({"iterations": 0}, "iterations", r"Training steps must be a whole number from 1 to 100000, got 0\."),
     ({"iterations": 100_001}, "iterations", "from 1 to 100000, got 100001"),  # refused, not clamped
     ({"iterations": 2.5}, "iterations", "whole number from 1 to 100000, got 2.5"),

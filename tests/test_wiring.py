@@ -45,7 +45,8 @@ def test_adapt_inputs_follow_the_handler_parameters(demo):
         "Style mixing", "1 to 16 pictures", "Keep variety (in-domain loss weight)"]
     assert isinstance(adapt.inputs[0], gr.State)
     assert _labels(adapt.outputs) == ["Preview (fixed seeds)", "Losses", "Probed W+ rows", None,
-                                      "Trained style (.safetensors)", None, "Style", "Styles", None, None]
+                                      "Trained style (.safetensors)", None, "Style", "Styles", None,
+                                      None, None]  # + the line under the rows chart (no probe: every row trains)
     assert isinstance(adapt.outputs[-1], gr.Button) and adapt.outputs[-1].value == "Train"
 
 
@@ -116,9 +117,9 @@ def test_a_live_event_skips_blank_inputs_and_checks_the_others():
 
 def test_unset_outputs_are_left_as_they_are():
     values = adapt_tab.AdaptOutputs(status="Loading").values()
-    assert len(values) == len(adapt_tab.AdaptOutputs.names()) == 10
+    assert len(values) == len(adapt_tab.AdaptOutputs.names()) == 11
     assert values[adapt_tab.AdaptOutputs.names().index("status")] == "Loading"
-    assert sum(v == gr.skip() for v in values) == 9
+    assert sum(v == gr.skip() for v in values) == 10
 
 
 @dataclasses.dataclass
@@ -170,3 +171,35 @@ def test_a_handler_must_return_its_record():
         wire(gr.Button().click, positional, {"a": a, "total": total, "note": note}, _Two, api_name="p")
     with pytest.raises(TypeError, match="positional returned tuple, not _Two"):
         _event(demo, "p").fn(1.0)
+
+
+def test_a_refusal_and_a_failure_are_said_on_the_status_line():
+    """The words of a refused input also go to the status line (nothing else changes); a failure while running is
+    written there before the error is raised as before."""
+    from nada.app.status_line import done_in, failures_on_status, refusal
+
+    def check(a: float, b: float) -> None:
+        if a < 0:
+            raise InputError("b", "B must be positive")
+        if a > 9:
+            raise RuntimeError("not a refusal")
+
+    refused = refusal(check, {"b": "in Advanced settings"})
+    assert handler_inputs(refused) == ["a", "b"] and refused.__name__ == "refused_check"
+    assert refused(-1.0, 2.0) == "**Not started:** B must be positive (in Advanced settings)"
+    assert refused(1.0, 2.0) == gr.skip() and refused(10.0, 2.0) == gr.skip()  # the action's event reports those
+
+    def run(a: float, b: float) -> _Two:
+        if a < 0:
+            raise ValueError("no face in it")
+        return _Two(total=a * b, note="done")
+
+    shown = failures_on_status(run, _Two, "note")
+    assert handler_inputs(shown) == ["a", "b"] and shown.__name__ == "run"
+    assert [r.total for r in shown(2.0, 3.0)] == [6.0]
+    stream = shown(-1.0, 3.0)
+    first = next(stream)
+    assert first.note == "**Not done:** no face in it" and first.total is KEEP  # the status alone, the rest stays
+    with pytest.raises(gr.Error, match="no face in it"):
+        next(stream)
+    assert done_in(0.42) == "Done in 0.4 s" and done_in(125) == "Done in 2 min 05 s"

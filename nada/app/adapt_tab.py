@@ -14,6 +14,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import limits
-from ..clip_loss import check_prompts, clean_prompt
+from ..clip_loss import IMAGENET_TEMPLATES, tokenize
 from ..clip_models import JUDGE_CLIP
 from ..images import ImageInputError
 from ..metrics import LABELS, Evaluation
@@ -34,6 +35,7 @@ from .errors import InputError, hide_upload_paths, user_errors
 from .input_checks import number_value, on_field, seed_value, unit_value
 from .page import display_image, format_seconds, session_id
 from .sessions import SessionStyles
+from .status_line import done_in
 from .style_menus import SESSION_PREFIX, invert_choices, style_choices, style_source
 from .training_queue import TrainingRuns, TrainingStopped
 from .wiring import KEEP, BoundTasks, Outputs
@@ -121,9 +123,10 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
     iters = on_field("iterations", lambda: limits.iterations(iterations, max_iterations))
     k = int(on_field("layers_k", lambda: limits.whole_number(layers_k or 0, "W+ rows trained per step", 0, n_latent)))
     batch = on_field("batch_size", lambda: limits.whole_number(batch_size, "Batch size", 1, MAX_BATCH))
-    names = ("lambda_direction", "lambda_global", "lambda_id", "lambda_l2")
-    lams = [number_value(v, "A loss weight", name, 0.0, MAX_LOSS_WEIGHT)
-            for v, name in zip((lambda_direction, lambda_global, lambda_id, lambda_l2), names)]
+    names = {"lambda_direction": "The directional loss weight", "lambda_global": "The global loss weight",
+             "lambda_id": "The identity loss weight", "lambda_l2": "The L2 loss weight"}
+    lams = [number_value(v, what, name, 0.0, MAX_LOSS_WEIGHT)
+            for v, (name, what) in zip((lambda_direction, lambda_global, lambda_id, lambda_l2), names.items())]
     if lams[0] + lams[1] <= 0:
         raise InputError("lambda_direction", "At least one CLIP loss (directional or global weight) must be on.")
     indomain = RECIPES[recipe].settings.get("lambda_indomain", 0.0) if lambda_indomain is None else \
@@ -142,13 +145,7 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
             pictures = tuple(load_target_images(files))
         except ImageInputError as exc:  # named by their own names, never the server's temp paths
             raise InputError("target_pictures", hide_upload_paths(str(exc), [Path(f) for f in files])) from None
-    try:
-        if pictures and not str(target_text or "").strip():
-            clean_prompt(str(source_text or ""), "source prompt")  # the pictures name the target
-        else:
-            check_prompts(str(source_text or ""), str(target_text or ""))
-    except ValueError as exc:
-        raise InputError("source_text" if "source prompt" in str(exc) else "target_text", str(exc)) from None
+    check_prompt_texts(source_text, target_text, bool(pictures))
     rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else RECIPES[recipe].settings.get("layers_k")}
     clips = {"clip_models": tuple(clip_names)} if clip_names else {}
     config = AdaptConfig.from_recipe(
@@ -159,6 +156,34 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
         target_images=pictures, **rows, **clips)
     on_field("target_text", lambda: config.validate(n_latent))  # anything the checks above missed
     return config
+
+
+def check_prompt_texts(source_text: Any, target_text: Any, pictures: bool = False) -> None:
+    """The Source and Target texts, or an :class:`InputError` whose words name the field at fault (the page also
+    shows them beside Train, far from the fields): empty, the same, or too long for CLIP. With target ``pictures``
+    the target text is optional."""
+    source, target = str(source_text or "").strip(), str(target_text or "").strip()
+    if not source:
+        raise InputError("source_text", "Source text is empty: type what the source generator shows, e.g. 'Photo'.")
+    if not target and not pictures:
+        raise InputError("target_text", "Target text is empty: type what to adapt to, e.g. 'Witcher' (or add "
+                                        "target pictures).")
+    if target and " ".join(source.split()).casefold() == " ".join(target.split()).casefold():
+        raise InputError("target_text", f"Source text and Target text are the same ({source!r}): the target names "
+                                        "the new domain, e.g. 'Witcher'.")
+    try:  # too long for CLIP, also inside the prompt templates training reads them in: the library's words
+        for text, what in ((source, "source prompt"), (target, "target prompt")):
+            if text:
+                tokenize([template.format(text) for template in IMAGENET_TEMPLATES], what)
+    except ValueError as exc:
+        field = "source_text" if "source prompt" in str(exc) else "target_text"
+        text = str(exc).replace("The source prompt", "Source text").replace("The target prompt", "Target text")
+        raise InputError(field, text) from None
+
+
+FIELD_PLACES = {name: "in Advanced settings" for name in (  # where an Adapt input is, when it may be out of sight
+    "layers_k", "probe", "clip_names", "mixing", "lambda_direction", "lambda_global", "lambda_id", "lambda_l2",
+    "lambda_indomain", "seed", "lr", "batch_size")} | {"target_pictures": "in Target pictures (optional)"}
 
 
 def max_steps(store: ModelStore) -> int:
@@ -199,6 +224,7 @@ class AdaptOutputs(Outputs):
     generate_style: Any = KEEP  # Generate dropdown with the new style selected
     invert_styles: Any = KEEP  # Invert multi-select
     metrics: Any = KEEP  # Markdown: the run's figures once training ends (training CLIPs, said so)
+    rows_note: Any = KEEP  # Markdown under the rows chart: why there is no chart (no probe: every row trains)
     train: Any = KEEP  # the Train button: "Training…" and not pressable while this session trains or waits
 
 
@@ -214,6 +240,7 @@ class RecipeOutputs(Outputs):
     lambda_indomain: Any = KEEP  # the keep-variety weight ("diverse": on)
     batch_size: Any = KEEP  # the recipe's batch ("diverse" needs pairs)
     lr: Any = KEEP  # the recipe's learning rate ("compact": 0.05; the paper's 0.002 would barely move the offsets)
+    recipe_note: Any = KEEP  # Markdown beside the picker: which fields the recipe set, and to what
 
 
 LOSS_NAMES = {"direction": "directional CLIP", "global": "global CLIP", "id": "identity", "l2": "L2",
@@ -248,6 +275,22 @@ def waiting_status(ahead: int) -> str:
             "itself when its turn comes; keep this page open. Stop leaves the line.")
 
 
+EVERY_ROW = ("**W+ rows:** no probe runs with these settings: every row trains at each step, so there is no "
+             "probe chart.")
+PROBED_ROWS = "**W+ rows:** the probe picks the rows each step; the chart shows its latest choice."
+
+
+def probes_rows(config: AdaptConfig, n_rows: int | None) -> bool:
+    """True when a run with ``config`` probes which W+ rows train (a choice among the rows, not all of them)."""
+    return config.probing() and (n_rows is None or config.resolved_layers_k(n_rows) < n_rows)
+
+
+def rows_chart(probed: bool) -> tuple[gr.BarPlot, str]:
+    """(the rows chart, the line under it) as a run starts: an empty chart waiting for the first probe, or no chart
+    and a line saying that every row trains (an empty chart drew a "NaN" legend)."""
+    return gr.BarPlot(value=None, visible=probed), PROBED_ROWS if probed else EVERY_ROW
+
+
 def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataFrame:
     """Bar-chart data: one bar per W+ row, its probe score, and whether the probe chose it this step."""
     if not scores:
@@ -271,7 +314,32 @@ def recipe_settings(recipe: str) -> RecipeOutputs:
     steps = KEEP if gpu_mode() == "zero" else config.iterations  # ZeroGPU keeps its quota-sized default
     return RecipeOutputs(layers_k=0, probe=config.layers_k != 0, clip_names=list(config.clip_models),
                          mixing=config.mixing, iterations=steps, lambda_indomain=config.lambda_indomain,
-                         batch_size=config.batch_size, lr=config.lr)
+                         batch_size=config.batch_size, lr=config.lr,
+                         recipe_note=recipe_note(recipe, config, steps_set=steps is not KEEP))
+
+
+RECIPE_HINT = "A recipe sets Training steps and Advanced settings; this line says what it set."
+
+
+def recipe_note(recipe: str, config: AdaptConfig, steps_set: bool = True) -> str:
+    """The line beside the recipe picker once a recipe is picked: its name and every field it set, with the value
+    ("**Compact** set: Training steps 301 · Learning rate 0.05 · ...")."""
+    if config.layers_k is None:
+        rows = "every row"
+    elif config.layers_k == 0:
+        rows = "no probe (the constant input and every convolution)"
+    elif isinstance(config.layers_k, float) and 0 < config.layers_k < 1:
+        rows = f"the {Fraction(config.layers_k).limit_denominator(12)} the probe picks"
+    else:
+        rows = f"the {config.layers_k} the probe picks"
+    fields = [f"Training steps {config.iterations}" if steps_set else "Training steps unchanged (ZeroGPU quota)",
+              f"Learning rate {config.lr:g}", f"Batch size {config.batch_size}", f"Style mixing {config.mixing:g}",
+              f"Keep variety {config.lambda_indomain:g}", f"W+ rows: {rows}",
+              f"CLIP models {', '.join(config.clip_models)}"]
+    if config.params != "weights":
+        fields.append("trains the style offsets only (a small file)")
+    name = RECIPES[recipe].description.split(":")[0]
+    return f"**{name}** set: " + " · ".join(fields)
 
 
 def metrics_markdown(metrics: Evaluation | None) -> str:
@@ -326,9 +394,13 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         yield AdaptOutputs(status="Left the line before training started; nothing was trained.",
                            train=train_button(False))
         return
-    yield AdaptOutputs(status="Loading the models...", train=train_button(True))
+    probed = probes_rows(config, store.generator_rows(source))
+    chart, rows_line = rows_chart(probed)
+    # A new run starts on a clean slate: the previous run's pictures, charts, figures and file go.
+    yield AdaptOutputs(status="Loading the models...", train=train_button(True), preview=None, losses=None,
+                       layers=chart, rows_note=rows_line, metrics="", style_file=None)
     rows: list[dict] = []
-    bars = _layer_frame(None, None)
+    bars: pd.DataFrame | None = None  # the latest probe's chart (None until a probe has run)
     last: Progress | None = None
     halted = None
     meta = {"source": source, "source_text": config.source_text, "target_text": config.target_text}
@@ -353,7 +425,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                 status = (f"Step **{upd.step}/{upd.total}** · {format_seconds(upd.elapsed_s)} elapsed · about "
                           f"{format_seconds(upd.eta_s)} left · loss {loss:.4f}{stopping}")
                 yield AdaptOutputs(preview=display_image(upd.preview) if upd.preview is not None else KEEP,
-                                   losses=pd.DataFrame(rows), layers=bars, status=status)
+                                   losses=pd.DataFrame(rows), layers=KEEP if bars is None else bars, status=status)
         except Exception as exc:  # the worker failed or was stopped: keep what it saved, if anything
             if style_file_step(style_file) == 0:
                 style_file.unlink(missing_ok=True)
@@ -373,11 +445,15 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         gr.Warning(f"{halted} The style was kept from step {steps}.")
     elif last is not None and last.error:
         gr.Warning(f"{last.error} The style was kept from step {steps}.")
-    how = "finished" if steps == config.iterations else f"stopped at step {steps}/{config.iterations}"
-    took = f" in {format_seconds(last.elapsed_s)}" if last is not None else ""
-    tabs = "Generate and Invert tabs" if style_source(store, kept) == store.invert_source() else "Generate tab"
-    status = f"Training {how}{took}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
-    yield AdaptOutputs(losses=pd.DataFrame(rows), layers=bars, status=status, style_file=str(kept.file),
+    how = f"finished ({steps}/{steps} steps)" if steps == config.iterations else \
+        f"stopped at step {steps}/{config.iterations}"
+    done = done_in(last.elapsed_s) if last is not None else "Done"
+    tabs = ("Generate and Invert tabs" if style_source(store, kept) == store.invert_source() else
+            f"Generate tab (photos take styles of '{store.invert_source()}' only)")
+    status = f"{done}. Training {how}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
+    no_probe = bars is None  # no probe ran (or none finished): no chart, in words
+    yield AdaptOutputs(losses=pd.DataFrame(rows), layers=gr.BarPlot(visible=False) if no_probe else bars,
+                       rows_note=EVERY_ROW if no_probe else KEEP, status=status, style_file=str(kept.file),
                        session=session, train=train_button(False),
                        metrics=metrics_markdown(last.metrics if last is not None and not halted else None),
                        generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
