@@ -211,7 +211,8 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
                         label="Example photos (public domain)")
         with gr.Column():
             ui.styles = gr.Dropdown(choices, value=[choices[0][1]] if store.tiny and choices else [],
-                                    multiselect=True, label="Styles", allow_custom_value=True)
+                                    multiselect=True, label="Styles", allow_custom_value=True,
+                                    info=invert_tab.styles_info(store), elem_id="invert-styles")
             ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength")
             with gr.Row(equal_height=True):  # the Edit row: learned once per edit with CLIP (nada.edits), then instant
                 ui.edit = gr.Dropdown(invert_tab.edit_choices(), value=invert_tab.NO_EDIT, allow_custom_value=True,
@@ -222,7 +223,7 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
                                              step=0.1, label="Edit strength", info="0 = none, below 0 = the other way",
                                              scale=1, min_width=200, elem_id="invert-edit-strength")
             with gr.Row():
-                ui.run = gr.Button("Invert", variant="primary", scale=2)
+                ui.run = gr.Button("Invert", variant="primary", scale=2, elem_id="invert-run")
                 ui.make_video = gr.Button("Video: the face through each style, the edit going back and forth",
                                           scale=2, elem_id="invert-make-video")
             ui.status = gr.Markdown("The face is found and aligned, inverted with e4e, then shown in each style.",
@@ -235,7 +236,7 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
                                      alt_text="The face as the generator redraws it (e4e inversion)")
         ui.gallery = gr.Gallery(label="In each style", columns=2, fit_columns=False, object_fit="contain",
                                 height=None, format="png", scale=2, min_width=300, elem_id="invert-gallery")
-    with gr.Row(equal_height=True):  # the Video button's clip: MP4 to play, GIF to share
+    with gr.Row(equal_height=True):  # the Video button's clip: MP4 to play, GIF to share (hidden while empty: page.css)
         ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="invert-video", min_width=300)
         ui.gif = gr.Image(label="GIF (for sharing)", type="filepath", interactive=False, elem_id="invert-gif",
                           min_width=300, alt_text="The same video as an animated GIF")
@@ -321,16 +322,26 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
                   bind(generate_tab.generate_live, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
                   check=bind(generate_tab.check_generate, store), progress_on=["info"], concurrency_limit=2,
                   concurrency_id="render")
-        wire_live([inv.strength], bind(invert_tab.restyle_photo, store, gpu=invert_gpu), inv_names, "gallery",
-                  check=bind(invert_tab.check_restyle, store), progress_on=["status"],
-                  concurrency_limit=1)  # the last inverted photo's kept codes, redrawn: no new inversion
+        # Invert's results redrawn from the last inverted photo's kept codes (no new inversion) when a strength is
+        # released or another edit or style is picked; an edit not learned yet is not learned there (in words).
+        wire_live([inv.strength, inv.edit_strength, inv.edit, inv.styles],
+                  failures_on_status(bind(invert_tab.restyle_photo, store, gpu=invert_gpu), invert_tab.RestyleOutputs),
+                  inv_names, invert_tab.RestyleOutputs, check=bind(invert_tab.check_restyle, store),
+                  progress_on=["status"], concurrency_limit=1)
         wire(ge.make_video.click, bind(generate_tab.make_video, store, gpu=generate_gpu), ge_names, "video",
              check=bind(generate_tab.check_generate, store), progress_on=["info"], api_name="video",
              concurrency_limit=1)
-        wire(inv.run.click, bind(invert_tab.invert_photo, store, gpu=invert_gpu), inv_names, invert_tab.InvertOutputs,
+        # A refused photo or edit is said beside the buttons too; wired before the buttons' own events (the page
+        # sends a trigger's events in order and stops at one refused by its validator).
+        for trigger in (inv.run.click, inv.make_video.click):
+            wire(trigger, refusal(bind(invert_tab.check_invert, store)), inv_names, "status", api_name=False,
+                 queue=False, show_progress="hidden")
+        wire(inv.run.click, failures_on_status(bind(invert_tab.invert_photo, store, gpu=invert_gpu),
+                                               invert_tab.InvertOutputs), inv_names, invert_tab.InvertOutputs,
              check=bind(invert_tab.check_invert, store), progress_on=["status"], api_name="invert",
              concurrency_limit=1)
-        wire(inv.make_video.click, bind(invert_tab.invert_video, store, gpu=invert_gpu), inv_names,
+        wire(inv.make_video.click, failures_on_status(bind(invert_tab.invert_video, store, gpu=invert_gpu),
+                                                      invert_tab.InvertVideoOutputs), inv_names,
              invert_tab.InvertVideoOutputs, check=bind(invert_tab.check_invert, store), progress_on=["status"],
              api_name="invert_video", concurrency_limit=1)
 

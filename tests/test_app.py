@@ -186,8 +186,9 @@ def test_adapt_streams_previews_and_its_style_feeds_generate(client):
 def test_invert_astronaut(client):
     if not ASTRONAUT.is_file():
         pytest.skip("examples/astronaut.jpg is missing")
-    aligned, recon, gallery = client.predict(handle_file(str(ASTRONAUT)), ["tiny-invert-demo"], 1.0,
-                                             api_name="/invert")
+    aligned, recon, gallery, status = client.predict(handle_file(str(ASTRONAUT)), ["tiny-invert-demo"], 1.0,
+                                                     api_name="/invert")
+    assert status.startswith("Done in ") and "its reconstruction and 1 style" in status  # the status line says so
     a, r = image(aligned), image(recon)
     assert a.shape == r.shape == (256, 256, 3) and a.std() > 20
     assert len(gallery) == 1 and gallery[0]["caption"] == "tiny-invert-demo (strength 1)"

@@ -350,14 +350,16 @@ def test_the_invert_endpoint_takes_an_edit(hub_cache):
     try:
         client = gradio_client.Client(demo.local_url, verbose=False)
         photo = gradio_client.handle_file(str(ASTRONAUT))
-        _, _, gallery = client.predict(photo, ["tiny-invert-demo"], 1.0, edit="older", edit_strength=-1.0,
-                                       api_name="/invert")
+        _, _, gallery, _ = client.predict(photo, ["tiny-invert-demo"], 1.0, edit="older", edit_strength=-1.0,
+                                          api_name="/invert")
         assert [g["caption"] for g in gallery] == ["edited: older -1", "tiny-invert-demo (strength 1) · older -1"]
-        _, _, gallery = client.predict(photo, [], 1.0, api_name="/invert")  # the edit is optional
+        _, _, gallery, _ = client.predict(photo, [], 1.0, api_name="/invert")  # the edit is optional
         assert gallery == []
         with pytest.raises(gradio_client.exceptions.ValidationError, match="The edit is empty"):
             client.predict(photo, [], 1.0, edit=" ", edit_strength=1.0, api_name="/invert")
-        video, gif = client.predict(photo, [], 1.0, edit="older", edit_strength=1.0, api_name="/invert_video")
+        video, gif, status = client.predict(photo, [], 1.0, edit="older", edit_strength=1.0,
+                                            api_name="/invert_video")
+        assert status.startswith("Done in ") and "the edit 'older +1' going forth and back" in status
         assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size > 1000
         assert Image.open(gif).n_frames > 3
         client.close()

@@ -327,30 +327,48 @@ def test_a_new_strength_redraws_the_kept_inversion_without_inverting_again(store
     if not ASTRONAUT.is_file():
         pytest.skip("examples/astronaut.jpg is missing")
     photo, styles = str(ASTRONAUT), ["tiny-invert-demo"]
-    assert invert_tab.restyle_photo(store, session, photo, styles, 0.5) == gr.skip()  # not inverted yet: unchanged
-    invert_tab.invert_photo(store, session, photo, styles, 1.0)
+    untouched = invert_tab.restyle_photo(store, session, photo, styles, 0.5)  # not inverted yet: results unchanged
+    assert untouched.gallery is KEEP and "not inverted yet: press **Invert**" in untouched.status
+    inverted = invert_tab.invert_photo(store, session, photo, styles, 1.0)
+    assert inverted.status.startswith("Done in ") and "its reconstruction and 1 style" in inverted.status
     codes, edit = session.inversion(invert_tab.photo_key(photo))
     assert codes.shape == (1, 14, 512) and codes.device.type == "cpu" and edit == ""  # small, kept for this session
     with monkeypatch.context() as m:  # neither the face finder nor the encoder runs again
         m.setattr(store, "e4e", lambda: pytest.fail("inverted again"))
         m.setattr(store, "aligner", lambda: pytest.fail("aligned again"))
-        gallery = invert_tab.restyle_photo(store, session, photo, styles, 0.5)
-        same_bytes = invert_tab.restyle_photo(store, session, ASTRONAUT.read_bytes(), styles, 0.25)  # pasted: same key
+        redrawn = invert_tab.restyle_photo(store, session, photo, styles, 0.5)
+        gallery = redrawn.gallery
+        same_bytes = invert_tab.restyle_photo(store, session, ASTRONAUT.read_bytes(), styles, 0.25).gallery  # pasted
+    assert redrawn.status.startswith("Done in ") and "no new inversion" in redrawn.status
     reference = invert_tab.invert_photo(store, session, photo, styles, 0.5).gallery  # the reference path: all again
     assert [c for _, c in gallery] == ["tiny-invert-demo (strength 0.5)"] == [c for _, c in reference]
     assert np.array_equal(pixels(gallery[0][0]), pixels(reference[0][0]))
     assert same_bytes[0][1] == "tiny-invert-demo (strength 0.25)"
     assert np.abs(pixels(same_bytes[0][0]) - pixels(gallery[0][0])).mean() > 1  # the strength matters
     other = ASTRONAUT.read_bytes() + b"\0"  # another photo in the input, not inverted: nothing changes
-    assert invert_tab.restyle_photo(store, session, other, styles, 0.5) == gr.skip()
+    assert invert_tab.restyle_photo(store, session, other, styles, 0.5).gallery is KEEP
     assert invert_tab.restyle_duration({"refs": [1, 2]}) < invert_tab.invert_duration({"refs": [1, 2]})
-    session.keep_inversion(invert_tab.photo_key(photo), codes, "smile +1")  # codes with an edit: its face comes first
-    edited = invert_tab.restyle_photo(store, session, photo, styles, 0.5)
+    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair: None)  # an edit not learned yet
+    not_learned = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 1.0)  # is not learned here
+    assert not_learned.gallery is KEEP and "The edit 'smile' is not learned yet: press **Invert**" in \
+        not_learned.status
+    direction = torch.zeros(14, 512)
+    direction[0, :8] = 0.5
+    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair: direction)  # as if learned (cached)
+    with monkeypatch.context() as m:  # a new edit strength: the kept codes edited and redrawn, nothing inverted
+        m.setattr(store, "e4e", lambda: pytest.fail("inverted again"))
+        edited = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 1.0).gallery
+        stronger = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 2.0).gallery
     assert [c for _, c in edited] == ["edited: smile +1", "tiny-invert-demo (strength 0.5) · smile +1"]
-    face = render_codes(store.generator(store.invert_source()), codes)  # the edited face: the source generator's
+    assert [c for _, c in stronger] == ["edited: smile +2", "tiny-invert-demo (strength 0.5) · smile +2"]
+    face = render_codes(store.generator(store.invert_source()), codes + direction)  # the source generator's face
     source_drawn = invert_tab.styled_gallery([(face, None)], 1.0)[0][0]
     assert np.array_equal(pixels(edited[0][0]), pixels(source_drawn))
-    assert np.array_equal(pixels(edited[1][0]), pixels(gallery[0][0]))
+    assert np.abs(pixels(stronger[0][0]) - pixels(edited[0][0])).mean() > 0.5  # the edit strength matters
+    assert np.array_equal(pixels(invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 0.0)
+                                 .gallery[1][0]), pixels(gallery[0][0]))  # edit strength 0: the unedited codes
+    nothing = invert_tab.restyle_photo(store, session, photo, [], 0.5)  # no style, no edit: nothing to draw
+    assert nothing.gallery == [] and "no style or edit picked" in nothing.status
 
 
 def test_the_strength_redraw_is_one_gpu_task_whose_codes_cross_to_a_forked_worker(store, session, monkeypatch):
@@ -361,8 +379,8 @@ def test_the_strength_redraw_is_one_gpu_task_whose_codes_cross_to_a_forked_worke
     gpu = invert_tab.InvertGpu.wrapped(store)
     codes = store.generator(store.invert_source()).mean_latent(64).unsqueeze(1).repeat(1, 14, 1)  # [1, 14, 512]
     session.keep_inversion(invert_tab.photo_key(str(ASTRONAUT)), codes)
-    forked = invert_tab.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5, gpu=gpu)
-    direct = invert_tab.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5)
+    forked = invert_tab.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5, gpu=gpu).gallery
+    direct = invert_tab.restyle_photo(store, session, str(ASTRONAUT), ["tiny-invert-demo"], 0.5).gallery
     assert [c for _, c in forked] == ["tiny-invert-demo (strength 0.5)"]
     assert np.array_equal(pixels(forked[0][0]), pixels(direct[0][0]))
 

@@ -1,5 +1,7 @@
 """The Invert tab: a photo's face aligned, inverted with e4e, edited in W+ (:mod:`nada.edits`) and drawn in every
-chosen style; the photo's video; a new strength redraws the session's kept codes without inverting again.
+chosen style; the photo's video; a new style or edit strength (or another learned edit, or style pick) redraws the
+session's kept codes without inverting again. Each action ends its status line with what it did ("Done in 1.2 s:
+...").
 
 Handlers (``invert_photo``, ``invert_video``, ``restyle_photo``) run :func:`check_invert` first (the page runs it
 before the event too); the face is aligned on the CPU, and the inversion and drawing run as GPU tasks
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,8 +38,9 @@ from .errors import InputError, own_names, user_errors
 from .input_checks import check_upload, on_field, unit_value
 from .page import display_image, format_seconds, loading_notice
 from .sessions import SessionStyles
+from .status_line import done_in
 from .style_menus import NO_STYLE, StyleRef, load_ref, resolve_style
-from .wiring import BoundTasks, Outputs
+from .wiring import KEEP, BoundTasks, Outputs
 from .zerogpu import gpu_mode
 
 MAX_IMAGE_MB = 20  # photo uploads
@@ -51,9 +55,10 @@ def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef],
                      edit: torch.Tensor | None = None, edit_strength: float = 0.0
                      ) -> tuple[Image.Image, Image.Image, list[tuple[Image.Image, str | None]], torch.Tensor]:
     """(aligned face, e4e reconstruction, [(styled image, style name)], W+ codes) of an aligned face crop; the codes
-    ([1, n_latent, 512], on the CPU) are those the styled images were drawn from (:func:`styled_codes` redraws them).
-    With an ``edit`` direction ([n_latent, 512]) the codes are edited at ``edit_strength`` (:func:`nada.edits.
-    apply_edit`) and the list starts with the edited face drawn by the source generator, named None."""
+    ([1, n_latent, 512], on the CPU) are the inversion's, before any edit (:func:`restyle_photo` edits and redraws
+    them at other strengths). With an ``edit`` direction ([n_latent, 512]) the drawn codes are edited at
+    ``edit_strength`` (:func:`nada.edits.apply_edit`) and the list starts with the edited face drawn by the source
+    generator, named None."""
     source = store.invert_source()
     gen = store.generator(source)
     encoder, latent_avg = store.e4e()
@@ -62,7 +67,7 @@ def invert_in_styles(store: ModelStore, face: Image.Image, refs: list[StyleRef],
     codes = result.codes if edit is None else apply_edit(result.codes, edit, edit_strength)  # [1, n_latent, 512]
     edited = [(render_codes(gen, codes), None)] if edit is not None else []
     styled = edited + styled_codes(store, codes, refs, strength)
-    return result.aligned, result.reconstruction, styled, codes.cpu()
+    return result.aligned, result.reconstruction, styled, result.codes.cpu()
 
 
 def styled_codes(store: ModelStore, codes: torch.Tensor, refs: list[StyleRef | None], strength: float
@@ -204,27 +209,47 @@ def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, s
 
 
 def check_restyle(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
-                  strength: Any) -> tuple[list[StyleRef], float]:
+                  strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0) -> tuple[list[StyleRef], float]:
     """The checks of :func:`restyle_photo`: Invert's (:func:`check_invert`)."""
-    return check_invert(store, session, image, styles, strength)
+    return check_invert(store, session, image, styles, strength, edit, edit_strength)
 
 
 # ----------------------------------------------------------------------------------------------- handlers
 @dataclasses.dataclass
 class InvertOutputs(Outputs):
-    """What an Invert click shows."""
+    """What an Invert click shows; a field left at ``KEEP`` stays as it is (a failure changes the status alone)."""
 
-    aligned: Image.Image  # the aligned face (the encoder's input)
-    reconstruction: Image.Image  # e4e's reconstruction
-    gallery: list  # (styled image, caption) per chosen style (first the edited face, with an edit)
+    aligned: Any = KEEP  # the aligned face (the encoder's input)
+    reconstruction: Any = KEEP  # e4e's reconstruction
+    gallery: Any = KEEP  # (styled image, caption) per chosen style (first the edited face, with an edit)
+    status: Any = KEEP  # the line under the buttons: "Done in 1.2 s: ..."
+
+
+@dataclasses.dataclass
+class RestyleOutputs(Outputs):
+    """What a released strength (or a new edit or style pick) redraws from the kept codes."""
+
+    gallery: Any = KEEP  # as Invert's
+    status: Any = KEEP  # what was redrawn, or why nothing was
 
 
 @dataclasses.dataclass
 class InvertVideoOutputs(Outputs):
     """What the Invert tab's Video button shows."""
 
-    video: str  # the MP4: the face through each style, the edit going forth and back
-    gif: str  # the same as a smaller GIF, for sharing
+    video: Any = KEEP  # the MP4: the face through each style, the edit going forth and back
+    gif: Any = KEEP  # the same as a smaller GIF, for sharing
+    status: Any = KEEP  # "Done in 4.2 s: ..."
+
+
+def results_text(n_styles: int, edit: str, lead: tuple[str, ...] = ()) -> str:
+    """What was drawn, in words, after the ``lead`` items: "the aligned face, the edited face (smile +1.5) and
+    2 styles"."""
+    items = [*lead, *([f"the edited face ({edit})"] if edit else []),
+             *([f"{n_styles} style{'' if n_styles == 1 else 's'}"] if n_styles else [])]
+    if not items:
+        return "no style or edit picked"
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 @user_errors
@@ -236,16 +261,24 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: 
     ``edit`` (a preset or free text, :mod:`nada.edits`) the face is edited at ``edit_strength`` first, and the gallery
     starts with the edited face. An edit's direction is learned on its first use (with progress), then cached."""
     gpu = gpu or InvertGpu.direct(store)
+    start = time.monotonic()
     refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
     pair, edit_strength = check_edit(edit, edit_strength)
     loading_notice(refs)
     face = aligned_face(store, image)  # no face: fails here, before the GPU and before learning an edit
     direction = edit_direction(store, pair, str(edit).strip(), progress, gpu) if pair is not None else None
     aligned, reconstruction, styled, codes = gpu.invert(face, refs, strength, direction, edit_strength)
-    what = f"{str(edit).strip()} {edit_strength:+g}" if direction is not None else ""
-    session.keep_inversion(photo_key(image), codes, what)  # a new strength redraws these codes (restyle_photo)
+    what = edit_caption(edit, edit_strength) if direction is not None else ""
+    session.keep_inversion(photo_key(image), codes)  # unedited: a new strength or edit redraws them (restyle_photo)
+    drawn = results_text(len(refs), what, ("the aligned face", "its reconstruction"))
+    status = f"{done_in(time.monotonic() - start)}: {drawn}. A released slider redraws them at once."
     return InvertOutputs(aligned=display_image(aligned), reconstruction=display_image(reconstruction),
-                         gallery=styled_gallery(styled, strength, what))
+                         gallery=styled_gallery(styled, strength, what), status=status)
+
+
+def edit_caption(edit: Any, edit_strength: float) -> str:
+    """An edit as the gallery captions it: "smile +1.5"."""
+    return f"{str(edit).strip()} {edit_strength:+g}"
 
 
 def aligned_face(store: ModelStore, image: Any) -> Image.Image:
@@ -259,6 +292,17 @@ def aligned_face(store: ModelStore, image: Any) -> Image.Image:
     return face
 
 
+def styles_info(store: ModelStore) -> str:
+    """The line under the tab's Styles: which styles it offers (those of the inversion generator,
+    :func:`~nada.app.style_menus.invert_choices`), and why the others are absent."""
+    source = store.invert_source()
+    others = [name for _, name in store.source_choices() if name != source]
+    text = f"Styles of '{source}', the generator photos are inverted into: trained, uploaded, mixed or published."
+    if others:
+        text += f" Styles of other generators ({', '.join(others)}) can't be used on photos."
+    return text
+
+
 def edit_choices() -> list[tuple[str, str]]:
     """(label, value) of the Edit dropdown: no edit, then the face presets; free text may be typed."""
     return [("No edit", NO_EDIT)] + [(name, name) for name in EDIT_PRESETS]
@@ -270,16 +314,26 @@ def edit_settings(store: ModelStore, pair: tuple[str, str]) -> EditConfig:
     return EditConfig(source_text=pair[0], target_text=pair[1], clip_models=clips, **(EDIT_TINY if store.tiny else {}))
 
 
+def learned_direction(store: ModelStore, pair: tuple[str, str]) -> torch.Tensor | None:
+    """The direction [n_latent, 512] of the edit ``pair`` for the inversion generator when it is learned already
+    (the weights cache), else None; nothing is learned here."""
+    config = edit_settings(store, pair)
+    fingerprint = store.fingerprint(store.invert_source())
+    for identity in (True, False):
+        found = cached_edit(fingerprint, config, identity)
+        if found is not None:
+            return found.direction
+    return None
+
+
 def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progress: Any, gpu: InvertGpu) -> Any:
     """The direction [n_latent, 512] of the edit ``pair`` for the inversion generator: from the weights cache, or
     learned now on the GPU (once), saying so with progress."""
     source = store.invert_source()
     config = edit_settings(store, pair)
-    fingerprint = store.fingerprint(source)
-    for identity in (True, False):
-        found = cached_edit(fingerprint, config, identity)
-        if found is not None:
-            return found.direction
+    found = learned_direction(store, pair)
+    if found is not None:
+        return found
     seconds = format_seconds(learn_edit_duration({"config": config}))
     gr.Info(f"Learning the edit '{label}' for this generator: once (up to {seconds} on a GPU); later uses are "
             "instant.")
@@ -303,6 +357,7 @@ def invert_video(store: ModelStore, session: SessionStyles, image: Any, styles: 
     then each chosen style at ``strength``) while the edit goes forth and back, then morphs to the next stop; an MP4
     and a smaller GIF for sharing, with a progress bar when rendered in this process."""
     gpu = gpu or InvertGpu.direct(store)
+    start = time.monotonic()
     refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
     pair, edit_strength = check_edit(edit, edit_strength)
     loading_notice(refs)
@@ -319,7 +374,12 @@ def invert_video(store: ModelStore, session: SessionStyles, image: Any, styles: 
         video, animation = gpu.invert_video(face, refs, plan, direction, mp4, gif,
                                             lambda done, total: progress(done / total,
                                                                          desc=f"Video: frame {done} of {total}"))
-    return InvertVideoOutputs(video=video, gif=animation)
+    stops = f"the reconstruction and {len(refs)} style{'' if len(refs) == 1 else 's'}" if refs else \
+        "the reconstruction"
+    edited = f", the edit '{edit_caption(edit, edit_strength)}' going forth and back" if direction is not None else ""
+    return InvertVideoOutputs(video=video, gif=animation,
+                              status=f"{done_in(time.monotonic() - start)}: the video of {stops}{edited} (MP4 and "
+                                     "GIF below).")
 
 
 def styled_gallery(styled: list[tuple[Image.Image, str | None]], strength: float, edit: str = "") -> list:
@@ -343,18 +403,37 @@ def photo_key(image: Any) -> str:
 
 @user_errors
 def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
-                  *, gpu: InvertGpu | None = None) -> Any:
-    """The Invert tab's styled results again when its strength slider is released: the photo inverted last in this
-    session (its W+ codes are kept) drawn in the chosen styles at the new strength, without aligning or inverting it
-    again. A photo not inverted yet leaves the results as they are. Output: the gallery."""
+                  edit: Any = NO_EDIT, edit_strength: Any = 1.0, *, gpu: InvertGpu | None = None) -> RestyleOutputs:
+    """The Invert tab's results again when a strength slider is released (or another edit or style is picked): the
+    photo inverted last in this session (its unedited W+ codes are kept) edited and drawn in the chosen styles at
+    the new strengths, without aligning or inverting it again. An edit not learned yet is not learned here: the
+    status line says to press Invert. A photo not inverted yet leaves the results as they are, and the status line
+    says so too."""
     gpu = gpu or InvertGpu.direct(store)
-    refs, strength = check_restyle(store, session, image, styles, strength)
+    start = time.monotonic()
+    refs, strength = check_restyle(store, session, image, styles, strength, edit, edit_strength)
+    pair, edit_strength = check_edit(edit, edit_strength)
     try:
         kept = session.inversion(photo_key(image))
     except OSError:  # the upload is gone (the page was idle for hours): Invert says so
         kept = None
     if kept is None:
-        return gr.skip()
-    codes, edit = kept  # [1, n_latent, 512], and the edit in them ("" for none): its face leads the gallery
+        return RestyleOutputs(status="This photo is not inverted yet: press **Invert**; after that the sliders "
+                                     "redraw the results at once.")
+    codes = kept[0]  # [1, n_latent, 512], before any edit
+    what = ""
+    if pair is not None:
+        direction = learned_direction(store, pair)
+        if direction is None:
+            seconds = format_seconds(learn_edit_duration({"config": edit_settings(store, pair)}))
+            return RestyleOutputs(status=f"The edit '{str(edit).strip()}' is not learned yet: press **Invert** to "
+                                         f"learn it (once, up to {seconds} on a GPU). The results are as they were.")
+        codes, what = apply_edit(codes, direction, edit_strength), edit_caption(edit, edit_strength)
+    if not refs and not what:  # nothing to draw (no GPU call): the results are the face and its reconstruction
+        return RestyleOutputs(gallery=[], status=f"{done_in(time.monotonic() - start)}: no style or edit picked; "
+                                                 "the aligned face and its reconstruction stay.")
     loading_notice(refs)
-    return styled_gallery(gpu.restyle(codes, ([None] if edit else []) + refs, strength), strength, edit)
+    gallery = styled_gallery(gpu.restyle(codes, ([None] if what else []) + refs, strength), strength, what)
+    done = done_in(time.monotonic() - start)
+    return RestyleOutputs(gallery=gallery, status=f"{done}: redrew {results_text(len(refs), what)} from the kept "
+                                                  f"codes at style strength {strength:g} (no new inversion).")

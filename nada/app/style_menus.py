@@ -84,7 +84,8 @@ def style_choices(store: ModelStore, session: SessionStyles | None, with_none: b
 
 
 def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
-    """Styles that fit the inversion generator (for the Invert tab's multi-select)."""
+    """Styles that fit the inversion generator (for the Invert tab's multi-select): this session's styles of that
+    generator (trained, uploaded or mixed), then the published ones."""
     return style_choices(store, session, with_none=False, source=store.invert_source())
 
 
