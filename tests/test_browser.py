@@ -354,6 +354,7 @@ def test_training_shows_its_state_waits_in_line_and_keeps_styles_across_reloads(
     second = browser.new_context(viewport=DESKTOP)
     try:
         page = open_page(first, server)
+        page.get_by_role("tab", name="Adapt").click()
         page.get_by_text("Shape change").first.click()  # probes 2/3 of the rows: the rows chart has both kinds
         page.wait_for_timeout(500)  # the recipe sets its steps; ours is typed after it
         page.get_by_label("Training steps").fill("400")
@@ -366,6 +367,7 @@ def test_training_shows_its_state_waits_in_line_and_keeps_styles_across_reloads(
         page.locator("#adapt-preview img").wait_for(state="visible", timeout=LONG)
 
         other = open_page(second, server)
+        other.get_by_role("tab", name="Adapt").click()
         other.get_by_label("Target text").fill("Werewolf")
         other.locator("#adapt-train").click()
         wait_status(other, "adapt-status", "Waiting in line")
@@ -507,6 +509,226 @@ def test_invert_edit_row_edits_the_face_and_the_video_plays_as_mp4_and_gif(brows
         page.close()
 
 
+# ------------------------------------------------------------------------------------- adapt and invert: words
+def in_view(page, elem_id: str) -> bool:
+    """True if the element is wholly inside the viewport (the visitor sees it without scrolling)."""
+    return page.evaluate("""(id) => { const r = document.getElementById(id).getBoundingClientRect();
+        return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; }""", elem_id)
+
+
+def words_uncovered(page, elem_id: str) -> bool:
+    """True once the text of a status line is what the page shows at its start (no status mark drawn over it); the
+    button's own event, refused by its validator, may mark the line as pending for a moment before that."""
+    page.wait_for_function("""(id) => { const p = document.querySelector('#' + id + ' .prose');
+        const r = p.getBoundingClientRect(); const hit = document.elementFromPoint(r.left + 4, r.top + 6);
+        return hit !== null && p.contains(hit) && !hit.closest('[data-testid=status-tracker]'); }""", arg=elem_id,
+                           timeout=10_000)
+    return True
+
+
+def press_at_center(page, button) -> None:
+    """Scroll ``button`` to the middle of the viewport, as a visitor would to press it, and press it."""
+    button.evaluate("b => b.scrollIntoView({block: 'center'})")
+    button.click()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_refused_or_failed_action_says_why_beside_its_button(browser, server, viewport, tmp_path):
+    """Train with an empty or a 500-character target, Invert with no photo or with no face: the words are on the
+    status line under the pressed button (in view, nothing drawn over them) as well as on the input at fault, and
+    nothing else changes."""
+    from PIL import Image
+
+    page = open_page(browser, server, viewport)
+    try:
+        page.get_by_role("tab", name="Adapt").click()
+        train, target = page.locator("#adapt-train"), page.get_by_label("Target text")
+        for text, words in (("", "Target text is empty: type what to adapt to, e.g. 'Witcher'"),
+                            ("x" * 500, "Target text is too long for CLIP")):
+            target.fill(text)
+            press_at_center(page, train)
+            wait_status(page, "adapt-status", f"Not started: {words}", timeout=30_000)
+            page.locator("#target-text .validation-error").get_by_text(words).wait_for(timeout=10_000)  # and there
+            assert in_view(page, "adapt-status") and in_view(page, "adapt-train")  # where the eyes are
+            assert words_uncovered(page, "adapt-status") and _error_marks(page) == []
+        assert not train.is_disabled() and not page.locator("#adapt-preview img").count()  # nothing ran
+        keep_picture(page, f"adapt-refused-{viewport['width']}.png", tmp_path)
+
+        page.get_by_role("tab", name="Invert").click()
+        run = page.locator("#invert-run")
+        press_at_center(page, run)  # no photo yet
+        wait_status(page, "invert-status", "Not started: Upload a photo with a face first", timeout=30_000)
+        assert in_view(page, "invert-status") and words_uncovered(page, "invert-status") and _error_marks(page) == []
+        photo = page.locator("#invert-photo input[type=file]")
+        photo.set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        press_at_center(page, run)
+        wait_status(page, "invert-status", "Done in ")  # a finished run says so
+        assert "the aligned face, its reconstruction and 1 style" in status_text(page, "invert-status")
+        blank = tmp_path / "wall.png"
+        Image.new("RGB", (320, 240), (200, 190, 180)).save(blank)
+        photo.set_input_files(str(blank))
+        page.wait_for_timeout(1500)
+        press_at_center(page, run)
+        wait_status(page, "invert-status", "Not done: No face was found in this photo")
+        page.wait_for_timeout(1000)  # the event has ended (its "Error" state would show by now)
+        assert in_view(page, "invert-status") and words_uncovered(page, "invert-status") and _error_marks(page) == []
+        assert page.locator("#invert-aligned img").is_visible()  # the earlier results stay
+        keep_picture(page, f"invert-failed-{viewport['width']}.png", tmp_path)
+    finally:
+        page.close()
+
+
+def test_edit_strength_release_redraws_the_kept_codes_and_an_unlearned_edit_is_named(browser, server):
+    """Releasing Edit strength redraws the results from the kept W+ codes, as Style strength does (no new inversion),
+    and the status line says what was drawn; an edit not learned yet is not learned silently: the line says so."""
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Invert").click()
+        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        edit = page.locator("#invert-edit input")
+        edit.fill("smile")
+        edit.press("Enter")
+        page.wait_for_timeout(500)
+        page.locator("#invert-run").click()
+        gallery = page.locator("#invert-gallery")
+        gallery.get_by_text("edited: smile +1.5").first.wait_for(timeout=LONG)
+        wait_status(page, "invert-status", "Done in ")
+        first, inversions = gallery_images(page, "invert-gallery").first.get_attribute("src"), server.store.inversions
+        strength = page.get_by_label("range slider for Edit strength", exact=True)
+        strength.focus()
+        for _ in range(5):  # 1.5 -> 1.0, then the keys stop: released
+            page.keyboard.press("ArrowLeft")
+        gallery.get_by_text("edited: smile +1", exact=True).first.wait_for(timeout=LONG)
+        assert gallery.get_by_text("tiny-invert-demo (strength 1) · smile +1", exact=True).first.is_visible()
+        assert gallery_images(page, "invert-gallery").first.get_attribute("src") != first
+        wait_status(page, "invert-status", "no new inversion")
+        assert status_text(page, "invert-status").startswith("Done in ")
+        drag(page, strength, 0.5, 0.2)  # a drag: below 0, the other way
+        value = float(strength.input_value())
+        assert value < 0
+        gallery.get_by_text(f"edited: smile {value:+g}", exact=True).first.wait_for(timeout=LONG)
+        assert server.store.inversions == inversions  # redrawn from the kept codes, never inverted again
+
+        shown = gallery_images(page, "invert-gallery").first.get_attribute("src")
+        edit.fill("older")  # not learned yet in this app: said, not learned silently; the results stay
+        edit.press("Enter")
+        wait_status(page, "invert-status", "The edit 'older' is not learned yet: press Invert")
+        page.wait_for_timeout(1000)
+        assert gallery_images(page, "invert-gallery").first.get_attribute("src") == shown
+        assert server.store.inversions == inversions and _error_marks(page) == []
+    finally:
+        page.close()
+
+
+def test_invert_offers_the_styles_of_its_generator_and_says_why_others_are_absent(browser, server, tmp_path):
+    """A style of the inversion generator (trained elsewhere, uploaded here) is offered in Invert's Styles and
+    draws the photo; a style of the 32 px generator is not, and the line under Styles says why."""
+    import copy
+
+    import torch
+
+    from nada.model_store import TINY_INVERT, ModelStore
+    from nada.styles import save_style, style_from_generators
+
+    store = ModelStore(tiny=True)
+    files = []
+    for source, target in ((TINY_INVERT, "Sepia"), ("tiny", "Charcoal")):
+        gen = store.generator(source)
+        other = copy.deepcopy(gen)
+        with torch.no_grad():
+            other.state_dict()["convs.1.conv.weight"].add_(0.5)
+        files.append(save_style(style_from_generators(gen, other, {"source": source, "target_text": target}),
+                                tmp_path / f"{target.lower()}.safetensors"))
+    page = open_generate(browser, server)
+    try:
+        for file, name in zip(files, ("sepia", "charcoal")):
+            with page.expect_file_chooser() as chooser:
+                page.get_by_role("button", name=re.compile("Upload a style file")).click()
+            chooser.value.set_files(str(file))
+            page.wait_for_function("(name) => document.querySelector('#generate-style input').value.startsWith(name)",
+                                   arg=name, timeout=LONG)
+        page.get_by_role("tab", name="Invert").click()
+        styles = page.locator("#invert-styles")
+        assert styles.get_by_text("Styles of 'tiny-invert', the generator photos are inverted into: trained, "
+                                  "uploaded, mixed or published. Styles of other generators (tiny) can't be used on "
+                                  "photos.").is_visible()
+        styles.locator("input").click()
+        styles.get_by_role("option", name="sepia (this session: Sepia)").click()
+        assert styles.get_by_role("option", name=re.compile("charcoal")).count() == 0
+        page.keyboard.press("Escape")
+        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        page.locator("#invert-run").click()
+        page.locator("#invert-gallery").get_by_text("sepia (strength 1)").first.wait_for(timeout=LONG)
+        wait_status(page, "invert-status", "its reconstruction and 2 styles")
+    finally:
+        page.close()
+
+
+def test_invert_results_fit_a_phone(browser, server, tmp_path):
+    """On a phone each result takes the width with its whole caption, and no empty video boxes wait below them."""
+    page = open_page(browser, server, PHONE)
+    try:
+        page.get_by_role("tab", name="Invert").click()
+        assert page.locator("#invert-video").is_hidden() and page.locator("#invert-gif").is_hidden()
+        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+        page.wait_for_timeout(1500)
+        edit = page.locator("#invert-edit input")
+        edit.fill("smile")
+        edit.press("Enter")
+        page.wait_for_timeout(500)
+        page.locator("#invert-run").click()
+        gallery = page.locator("#invert-gallery")
+        gallery.get_by_text("tiny-invert-demo (strength 1) · smile +1.5").first.wait_for(timeout=LONG)
+        wait_status(page, "invert-status", "Done in ")
+        sizes = gallery.locator(".thumbnail-item").evaluate_all("""items => items.map(b => {
+            const c = b.querySelector('.caption-label'), i = b.querySelector('img').getBoundingClientRect();
+            return {w: i.width, cut: c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1}; })""")
+        assert len(sizes) == 2 and all(s["w"] >= 300 and not s["cut"] for s in sizes)  # whole, one a row
+        assert page.locator("#invert-video").is_hidden() and page.locator("#invert-gif").is_hidden()  # no empty box
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+        keep_picture(page, "invert-phone.png", tmp_path)
+    finally:
+        page.close()
+
+
+def test_a_recipe_says_what_it_set_and_a_run_without_probe_says_every_row_trains(browser, server, tmp_path):
+    """Picking a recipe lists the fields it set beside the picker; a run that probes no rows says that every row
+    trains instead of drawing an empty chart ("NaN"); a second run clears the first one's figures and file."""
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Adapt").click()
+        page.get_by_text("Compact:").first.click()
+        wait_status(page, "adapt-recipe-note", "Compact set: Training steps 301 · Learning rate 0.05 · Batch size 2")
+        assert page.get_by_label("Training steps").input_value() == "301"
+        page.get_by_label("Training steps").fill("8")
+        page.get_by_label("Target text").fill("Sepia")
+        page.locator("#adapt-train").click()
+        wait_status(page, "adapt-status", "Saved the style sepia")
+        assert status_text(page, "adapt-status").startswith("Done in ")
+        wait_status(page, "adapt-rows-note", "every row trains")
+        assert page.locator("#adapt-layers").is_hidden() and page.get_by_text("NaN").count() == 0
+        metrics, link = page.locator("#adapt-metrics"), page.locator("#adapt-style-file a[download]")
+        assert "Measured with the CLIP models" in metrics.inner_text() and link.count() == 1
+        keep_picture(page, "adapt-done.png", tmp_path)
+
+        page.get_by_text("Shape change").first.click()  # probes 2/3 of the rows: the chart comes back
+        wait_status(page, "adapt-recipe-note", "Shape change set: Training steps 151")
+        page.get_by_label("Training steps").fill("5000")
+        page.get_by_label("Target text").fill("Charcoal")
+        page.locator("#adapt-train").click()
+        wait_status(page, "adapt-status", "Step ")
+        assert metrics.inner_text().strip() == "" and link.count() == 0  # the first run's figures and file are gone
+        assert "every row trains" not in status_text(page, "adapt-rows-note")
+        page.locator("#adapt-layers .role-legend").first.wait_for(state="visible", timeout=LONG)
+        page.locator("#adapt-stop").click()
+        wait_status(page, "adapt-status", "Saved the style charcoal")
+    finally:
+        page.close()
+
+
 # ------------------------------------------------------------------------------------------------------- phone
 def test_the_page_fits_a_phone(browser, server, tmp_path):
     page = open_page(browser, server, PHONE)
@@ -545,13 +767,16 @@ def test_errors_leave_other_outputs_and_tabs_untouched(browser, server, tmp_path
 
     page = open_page(browser, server)
     try:
+        page.get_by_role("tab", name="Adapt").click()
         page.get_by_label("Target text").fill("Photo")  # the same as the source text: refused before the run
         page.get_by_role("button", name="Train", exact=True).click()
-        page.get_by_text("The source and target prompts are the same").first.wait_for(timeout=30_000)
+        page.locator("#target-text").get_by_text("Source text and Target text are the same").wait_for(timeout=30_000)
         page.wait_for_timeout(1500)
         assert _error_marks(page) == []
-        assert page.get_by_text("Press Train to start.").is_visible()  # the status line is as it was
+        # The status line alone changes, to the same words (beside the button); no run started.
+        assert status_text(page, "adapt-status").startswith("Not started: Source text and Target text are the same")
         assert not page.locator("#adapt-train").is_disabled()
+        assert not page.locator("#adapt-preview img").count() and not page.locator("#adapt-style-file a").count()
 
         page.get_by_role("tab", name="Invert").click()
         photo = page.locator("#invert-photo input[type=file]")
@@ -566,8 +791,9 @@ def test_errors_leave_other_outputs_and_tabs_untouched(browser, server, tmp_path
         page.wait_for_timeout(1500)
         page.get_by_role("button", name="Invert", exact=True).click()
         page.get_by_text("No face was found").first.wait_for(timeout=LONG)  # the toast
+        wait_status(page, "invert-status", "Not done: No face was found")  # and the status line, in words
         page.wait_for_timeout(1500)
-        assert _error_marks(page) == ["invert-status"]  # not the aligned face, reconstruction, gallery or pickers
+        assert _error_marks(page) == []  # no "Error" mark over the status words, the results or the pickers
         assert aligned.is_visible()  # the earlier result is still shown
         page.get_by_role("tab", name="Generate").click()
         page.wait_for_timeout(500)
