@@ -96,7 +96,7 @@ def test_a_mix_is_the_weighted_blend_and_a_session_style_like_a_trained_one(stor
     out = mix.mix_styles(store, session, **rows(("tiny-demo", 0.6), (sketch, -0.5), name="My Mix!"))
     assert session.names() == ["sketch", "my-mix"]
     assert out.generate_style.value == "session:my-mix"  # picked in Generate (its live event renders it)
-    assert ("my-mix (this session: 0.6·tiny-demo - 0.5·sketch)", "session:my-mix") in out.generate_style.choices
+    assert ("my-mix (tiny) · this session: 0.6·tiny-demo - 0.5·sketch", "session:my-mix") in out.generate_style.choices
     saved = load_style(out.mix_file)  # the download is the session's style file
     assert out.mix_file == str(session.styles["my-mix"].file) and not list(session.directory().glob(".mix-*"))
     assert saved.meta["mixed_from"] == [{"name": "tiny-demo", "weight": 0.6}, {"name": "sketch", "weight": -0.5}]

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from nada import weights
-from nada.app import adapt_tab, generate_tab, invert_tab, page
+from nada.app import adapt_tab, generate_tab, invert_tab, page, style_menus
 from nada.app.errors import InputError, user_errors
 from nada.app.page import header_markdown, photo_input, tab_notice
 from nada.app.sessions import SessionStyles
@@ -147,7 +147,8 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     assert sess is session and session.names() == ["sketch"]
     style = load_style(style_file)
     assert style.source == "tiny" and style.meta["target_text"] == "Sketch" and style.meta["steps"] == 3
-    assert gen_dd.value == "session:sketch" and ("sketch (this session: Sketch)", "session:sketch") in gen_dd.choices
+    assert gen_dd.value == "session:sketch"
+    assert ("sketch (tiny) · this session: Sketch", "session:sketch") in gen_dd.choices  # named with its generator
     assert all(v != "session:sketch" for _, v in inv_dd.choices)  # a 32 px style does not fit the inversion model
     assert not runs.busy()
     out = generate_tab.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
@@ -363,6 +364,22 @@ def test_live_generate_is_generate_and_first_says_what_a_cpu_render_costs(store,
     assert last.info == direct.info
     _, source_only = generate_tab.generate_live(store, session, "none", 3, 0.5, 2, 0.5)
     assert seen == [4, 2] and source_only.styled_gallery == []  # no style: the source images only
+
+
+def test_the_style_pickers_name_each_styles_generator(store, session):
+    """Generate's style picker names the generator of every style (only styles of one generator mix, and each draws
+    its own generator's pictures); Invert's lists only the styles of its generator, so its labels need not."""
+    session.add("sketch", store.published_style("tiny-demo"))
+    labels = [label for label, _ in style_menus.style_choices(store, session)]
+    assert labels == ["None: the source generator alone (tiny)", "sketch (tiny) · this session: tiny demo",
+                      "Tiny demo style (tiny) · random, tiny mode",
+                      "Tiny demo style for inversion (tiny-invert) · random, tiny mode"]
+    assert style_menus.invert_choices(store, session) == [("Tiny demo style for inversion (random, tiny mode)",
+                                                           "tiny-invert-demo")]
+    assert style_menus.published_label("Witcher (StyleGAN-NADA, from text)", "ffhq") == (
+        "Witcher (ffhq) · StyleGAN-NADA, from text")
+    assert style_menus.published_label("Plain", "car") == "Plain (car)"
+    assert generate_tab.thumbnail_label("Witcher (StyleGAN-NADA, from text)", "ffhq") == "Witcher (ffhq)"
 
 
 def test_invert_bad_inputs_are_readable_errors(store, session, tmp_path):

@@ -418,15 +418,21 @@ def published_gallery(store: ModelStore, thumbnails: StyleThumbnails, *, gpu: Ge
     gpu = gpu or GenerateGpu.direct(store)
     for line in thumbnails.fill(store, gpu.thumbnails, len(store.published()) if store.tiny else limit):
         print(f"warning: no thumbnail: {line}")  # server log only: the gallery lists the styles that have one
-    shown = thumbnails.gallery(store)
-    return PublishedOutputs(published=[(path, short_label(caption)) for path, caption, _ in shown],
+    shown, published = thumbnails.gallery(store), store.published()
+    return PublishedOutputs(published=[(path, thumbnail_label(caption, published[name][1]))
+                                       for path, caption, name in shown],
                             published_names=[name for _, _, name in shown])
 
 
 def short_label(label: str) -> str:
-    """A style's label without its parenthesised note ("Witcher (StyleGAN-NADA, from text)" -> "Witcher"): it fits
-    under a thumbnail."""
+    """A style's label without its parenthesised note ("Witcher (StyleGAN-NADA, from text)" -> "Witcher")."""
     return label.split(" (")[0].strip() or label
+
+
+def thumbnail_label(label: str, source: str) -> str:
+    """A published style's thumbnail caption: its short name and the generator it is for ("Witcher (ffhq)"), as
+    the style pickers name it (:func:`~nada.app.style_menus.style_choices`); it fits under a thumbnail."""
+    return f"{short_label(label)} ({source})"
 
 
 def select_published(published_names: list[str] | None, evt: gr.SelectData) -> Any:
