@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 from nada.app import adapt_tab, generate_tab, invert_tab, mix  # noqa: E402
 from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
 from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
+from nada.app.status_line import failure_on_status, said_on_status  # noqa: E402
 from nada.app.style_menus import RestoreOutputs, invert_choices, restore_session, style_choices  # noqa: E402
 from nada.app.thumbnails import StyleThumbnails  # noqa: E402
 from nada.app.training_queue import TrainingRuns  # noqa: E402
@@ -302,13 +303,28 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         wire(ge.dice.click, generate_tab.random_seed, ge_names, "seed", api_name="random_seed", concurrency_limit=None)
         wire(ge.file.upload, bind(generate_tab.upload_style, store, gpu=generate_gpu), ge_names,
              generate_tab.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
-        wire(ge.run.click, bind(generate_tab.generate, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
+        # A refused press also says why on the status line beside the button (the input at fault shows it too). Wired
+        # before the buttons' own events: the page runs a trigger's events in order and stops at a refused one.
+        for button, check, status, refused in (
+                (ge.run, generate_tab.check_generate, "info", "Not rendered"),
+                (ge.make_video, generate_tab.check_generate, "info", "No video"),
+                (ge.mix_run, mix.check_mix, "mix_status", "Not saved"),
+                (ge.mix_make_video, mix.check_mix_video, "mix_status", "No video")):
+            wire(button.click, said_on_status(bind(check, store), refused), ge_names, status,
+                 api_name=False, queue=False, show_progress="hidden")
+        # A failure during a run is said on the status line too (the notice and the line's mark show it as well).
+        said = failure_on_status
+        rendered = said(generate_tab.generate, generate_tab.GenerateOutputs, "info", "Not rendered")
+        rendered_live = said(generate_tab.generate_live, generate_tab.GenerateOutputs, "info", "Not rendered")
+        saved = said(mix.mix_styles, mix.MixOutputs, "mix_status", "Not saved")
+        previewed = said(mix.mix_preview, mix.MixPreviewOutputs, "info", "Not rendered")
+        wire(ge.run.click, bind(rendered, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
              check=bind(generate_tab.check_generate, store), progress_on=["info"], api_name="generate",
              concurrency_limit=2, concurrency_id="render")
         # Live: a released slider, a new seed (typed or the dice) or a picked style (a thumbnail, an upload, a finished
         # training run) re-renders without Generate; a change made meanwhile waits, and only the newest one runs.
         wire_live([ge.truncation, ge.strength, ge.n_images, ge.seed, ge.style],
-                  bind(generate_tab.generate_live, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
+                  bind(rendered_live, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
                   check=bind(generate_tab.check_generate, store), progress_on=["info"], concurrency_limit=2,
                   concurrency_id="render")
         wire_live([inv.strength], bind(invert_tab.restyle_photo, store, gpu=invert_gpu), inv_names, "gallery",
@@ -327,11 +343,11 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # Mix styles (Generate tab): a released weight previews the mix in the tab's pictures (not saved); Mix and
         # save keeps it as a session style and picks it above (whose live event renders it); the rows offer the
         # session's styles whenever the box opens or the tab's style changes (a training run, an upload, a mix).
-        wire(ge.mix_run.click, bind(mix.mix_styles, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
+        wire(ge.mix_run.click, bind(saved, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
              check=bind(mix.check_mix, store), progress_on=["mix_status"], api_name="mix_styles", concurrency_limit=1,
              concurrency_id="mix")
         wire_live([getattr(ge, f"mix_weight_{i}") for i in range(1, mix.MAX_MIX + 1)],
-                  bind(mix.mix_preview, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
+                  bind(previewed, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
                   check=bind(mix.check_mix_preview, store), progress_on=["info"], concurrency_limit=2,
                   concurrency_id="render")
         wire(ge.mix_make_video.click, bind(mix.mix_video, store, gpu=mix_gpu), ge_names, "video",

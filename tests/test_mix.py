@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nada.app import generate_tab, invert_tab, mix
+from nada.app import generate_tab, invert_tab, mix, status_line
 from nada.app.errors import InputError
 from nada.app.wiring import bind, handler_inputs, validator
 from nada.model_store import TINY_INVERT, ModelStore
@@ -85,6 +85,27 @@ def test_more_than_four_styles_and_an_unusable_name_are_refused(store, session, 
     with pytest.raises(InputError, match="no usable characters") as err:
         mix.check_mix(store, session, **rows(("tiny-demo", 1.0), name="???"))
     assert err.value.field == "mix_name"
+    assert session.names() == ["sketch"]
+
+
+def test_a_refused_or_failed_mix_says_why_on_its_status_line(store, session, sketch):
+    """The Mix button's status line says why a press was refused (the row shows it too) or why the run failed."""
+    refusal = status_line.said_on_status(bind(mix.check_mix, store), "Not saved")
+    line = refusal(session, *rows(("tiny-demo", 0.5), ("tiny-invert-demo", 0.5)).values())
+    assert line.startswith("**Not saved**: Only styles of one generator mix: 'tiny-invert-demo' belongs to")
+    assert refusal(session, *rows(("tiny-demo", 0.5), (sketch, 0.5)).values()) == gr.skip()  # fine: nothing said
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    saved = status_line.failure_on_status(mix.mix_styles, mix.MixOutputs, "mix_status", "Not saved")
+    records = []
+    with pytest.raises(gr.Error, match="disk full"):
+        for record in saved(store, session, **rows(("tiny-demo", 0.5), (sketch, 0.5)),
+                            gpu=mix.MixGpu(save=broken, preview=broken, video=broken)):
+            records.append(record)
+    assert len(records) == 1 and records[0].mix_status.startswith("**Not saved**: Something went wrong")
+    assert all(v == gr.skip() for v in records[0].values()[:4])  # the pickers, the session and the file stay
     assert session.names() == ["sketch"]
 
 

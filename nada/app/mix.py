@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +36,7 @@ from .generate_tab import (
 )
 from .page import DISPLAY_MIN, loading_notice
 from .sessions import SessionStyles
+from .status_line import done_line
 from .style_menus import NO_STYLE, SESSION_PREFIX, StyleRef, invert_choices, load_ref, resolve_style, style_choices
 from .wiring import KEEP, BoundTasks, Outputs
 from .zerogpu import gpu_mode
@@ -295,6 +297,7 @@ def mix_preview(store: ModelStore, session: SessionStyles, mix_style_1: str | No
     """The Generate tab's seeds drawn in the mix as it is set now, without saving it (a weight was released); on a
     CPU the info line first says how long that takes."""
     gpu = gpu or MixGpu.direct(store)
+    started = time.perf_counter()
     source, refs, weights, seed, truncation, n, strength = check_mix_preview(
         store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4, mix_weight_1, mix_weight_2,
         mix_weight_3, mix_weight_4, seed, truncation, n_images, strength)
@@ -307,8 +310,9 @@ def mix_preview(store: ModelStore, session: SessionStyles, mix_style_1: str | No
     label = mix_label(refs, weights)
     ref = StyleRef(f"mix {label}", source)
     source_gallery, styled_gallery, info = rendered_galleries(store, ref, seeds, truncation, strength, src, sty)
+    done = done_line(time.perf_counter() - started, n, True)
     yield MixPreviewOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery,
-                            info=info + " A preview of the mix, not saved: **Mix and save** keeps it.")
+                            info=f"{done} {info} A preview of the mix, not saved: **Mix and save** keeps it.")
 
 
 @user_errors
