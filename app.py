@@ -178,20 +178,24 @@ def generate_layout(store: ModelStore) -> SimpleNamespace:
 
 def mix_layout(store: ModelStore, ui: SimpleNamespace) -> None:
     """The Generate tab's "Mix styles" (nada.app.mix): up to four styles with weights, saved as a new style, and a
-    video through the picked styles; its components join the tab's ``ui``."""
+    video through the picked styles; its components join the tab's ``ui``. The rows start with styles that mix
+    (mix.opening_rows), or one style and the reason (mix.opening_note)."""
     low, high = mix.MIX_WEIGHT_RANGE
     choices = mix.row_choices(store, None)
     with gr.Accordion("Mix styles: blend up to four styles into a new one", open=False, elem_id="mix-styles") as box:
         gr.Markdown("Each weight moves from the source towards its style (1 = the full style, below 0 = away from "
-                    "it); the pictures below show the mix when a weight is released. **Mix and save** keeps it as a "
-                    "style of this session (pick it here, in Invert, or download it). The video goes through the "
-                    "picked styles in row order.")
-        for i in range(1, mix.MAX_MIX + 1):
+                    "it); the pictures above show the mix when a weight is released. Only styles of one generator "
+                    "(named in brackets) mix. **Mix and save** keeps it as a style of this session (pick it above, "
+                    "in Invert, or download it). The video goes through the picked styles in row order.")
+        note = mix.opening_note(store)
+        if note:
+            gr.Markdown(note, elem_id="mix-note")
+        for i, (style, weight) in enumerate(mix.opening_rows(store), 1):
             with gr.Row(equal_height=True):
-                setattr(ui, f"mix_style_{i}", gr.Dropdown(choices, value=mix.EMPTY_ROW[1], label=f"Style {i}",
+                setattr(ui, f"mix_style_{i}", gr.Dropdown(choices, value=style, label=f"Style {i}",
                                                           scale=3, min_width=240, allow_custom_value=True,
                                                           elem_id=f"mix-style-{i}"))
-                setattr(ui, f"mix_weight_{i}", gr.Slider(low, high, value=1.0 if i == 1 else 0.0, step=0.05,
+                setattr(ui, f"mix_weight_{i}", gr.Slider(low, high, value=weight, step=0.05,
                                                          label=f"Weight {i}", scale=2, min_width=200,
                                                          elem_id=f"mix-weight-{i}"))
         with gr.Row(equal_height=True):

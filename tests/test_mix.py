@@ -88,6 +88,30 @@ def test_more_than_four_styles_and_an_unusable_name_are_refused(store, session, 
     assert session.names() == ["sketch"]
 
 
+# -------------------------------------------------------------------------------------------- the rows as they open
+def test_the_rows_start_with_styles_that_mix_and_name_each_styles_generator(store, session, sketch, hub_cache):
+    """The rows' first styles mix (they were two styles of different generators, which every preview refused): two
+    published styles of one generator at half each; in tiny mode, which publishes one style per generator, the tiny
+    demo style alone, and the box says why. Every row choice names the generator its style is for."""
+    tiny = mix.opening_rows(store)
+    assert tiny == [("tiny-demo", 1.0)] + [("none", 0.0)] * 3
+    assert "one published style" in mix.opening_note(store) and "'tiny'" in mix.opening_note(store)
+    source, refs, weights, _ = mix.check_mix(store, session, **rows(*tiny))  # mixes (reads no weights)
+    assert source == "tiny" and [r.name for r in refs] == ["tiny-demo"] and weights == [1.0]
+    real = ModelStore(tiny=False)  # built without weights: nothing is read here
+    opening = mix.opening_rows(real)
+    assert opening[:2] == [("nada-witcher", 0.5), ("nada-pixar", 0.5)] and mix.opening_note(real) == ""
+    source, refs, _, name = mix.check_mix(real, None, **rows(*opening))
+    assert source == "ffhq" and len(refs) == 2 and name == "nada-witcher-nada-pixar-mix"
+    labels = dict((v, label) for label, v in mix.row_choices(store, session))
+    assert labels["none"] == "(no style)"
+    assert labels["tiny-demo"] == "Tiny demo style (tiny) · random, tiny mode"
+    assert labels["tiny-invert-demo"] == "Tiny demo style for inversion (tiny-invert) · random, tiny mode"
+    assert labels[sketch] == "sketch (tiny) · this session: Sketch"
+    assert dict((v, label) for label, v in mix.row_choices(real, None))["nada-pixar"] == (
+        "Pixar (ffhq) · StyleGAN-NADA, from text")
+
+
 def test_a_refused_or_failed_mix_says_why_on_its_status_line(store, session, sketch):
     """The Mix button's status line says why a press was refused (the row shows it too) or why the run failed."""
     refusal = status_line.said_on_status(bind(mix.check_mix, store), "Not saved")

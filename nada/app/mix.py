@@ -27,6 +27,7 @@ from ..styles import Style, blend, safe_style_name, save_style
 from ..video import VideoPlan, render_video
 from .errors import InputError, user_errors
 from .generate_tab import (
+    OPENING_STYLE,
     VIDEO_FPS,
     VIDEO_SECONDS_PER_SEED,
     check_generate,
@@ -47,6 +48,7 @@ EMPTY_ROW = ("(no style)", NO_STYLE)  # a row's dropdown choice when the row is 
 KIND_WORDS = {"weights": "a weight style", "modulation": "a compact style",
               "mixed": "a weight and compact style"}  # Style.kind, for the status line
 GRID_TILE = 512  # pixels per tile of a side-by-side video with the real models (four 1024 px tiles: too large)
+OPENING_PARTNER = "nada-pixar"  # the second style the rows start with, beside the tab's opening style
 
 
 # ------------------------------------------------------------------------------------------------- GPU tasks
@@ -252,6 +254,30 @@ class MixRowsOutputs(Outputs):
 def row_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
     """(label, value) for a mix row: an empty row, then every style of the session and the published ones."""
     return [EMPTY_ROW, *style_choices(store, session, with_none=False)]
+
+
+def opening_rows(store: ModelStore) -> list[tuple[str, float]]:
+    """(style, weight) of each row as the box opens: two published styles of the default source generator, half
+    of each (the tab's opening style and :data:`OPENING_PARTNER` when both are published), so that the first preview
+    mixes; where that generator has a single published style (tiny mode: one per generator), that style alone at
+    weight 1 (:func:`opening_note` says why). Empty rows are :data:`EMPTY_ROW` at weight 0."""
+    names = [name for _, name in store.published_choices(store.default_source())]
+    picks = [n for n in (OPENING_STYLE, OPENING_PARTNER) if n in names]
+    picks += [n for n in names if n not in picks]
+    picks = picks[:2]
+    weights = [1.0] if len(picks) == 1 else [0.5] * len(picks)
+    rows = list(zip(picks, weights))
+    return rows + [(EMPTY_ROW[1], 0.0)] * (MAX_MIX - len(rows))
+
+
+def opening_note(store: ModelStore) -> str:
+    """Markdown under the rows when they start with one style (:func:`opening_rows`), saying why; else ""."""
+    rows = [name for name, _ in opening_rows(store) if name != EMPTY_ROW[1]]
+    if len(rows) != 1:
+        return ""
+    source = store.default_source()
+    return (f"Only styles of one generator mix, and the '{source}' generator has one published style, so Style 1 "
+            "starts alone: train a style in the Adapt tab or upload one, then pick it as Style 2.")
 
 
 def refresh_rows(store: ModelStore, session: SessionStyles | None) -> MixRowsOutputs:
