@@ -128,71 +128,91 @@ def adapt_layout(store: ModelStore) -> SimpleNamespace:
 
 
 def generate_layout(store: ModelStore) -> SimpleNamespace:
-    """Layout of the Generate tab: style, seed, truncation, strength; source and styled images side by side."""
+    """Layout of the Generate tab: the source and styled pictures beside their controls (style, seed, truncation,
+    strength, Generate and its status line), inside the first screen of a desktop; on a phone the pictures come first,
+    then their controls. Below: the published styles' thumbnails, Mix styles, the video and the downloads."""
     ui = SimpleNamespace()
     show_notice(store, "generate")
     d = generate_tab.GENERATE_DEFAULTS
-    # Filled as the page opens (generate_tab.published_gallery); a click picks the style below.
+    with gr.Row(elem_id="generate-main"):  # pictures left, controls right; one under the other on a phone
+        with gr.Column(scale=3, min_width=320, elem_id="generate-pictures"):
+            with gr.Row(equal_height=True):  # side by side; one under the other on a phone
+                ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain",
+                                               height="auto", format="png", min_width=300, elem_id="source-gallery")
+                ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height="auto",
+                                               format="png", min_width=300, elem_id="styled-gallery")
+        with gr.Column(scale=2, min_width=300, elem_id="generate-controls"):
+            ui.style = gr.Dropdown(style_choices(store, None), value=generate_tab.default_style(store), label="Style",
+                                   info="trained here, uploaded, or published; in brackets: the generator it is for",
+                                   allow_custom_value=True,  # a stale choice reaches check_generate's message
+                                   elem_id="generate-style")
+            with gr.Row(equal_height=True):
+                ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2, min_width=120,  # checked, never rounded
+                                    elem_id="generate-seed")  # (generate_tab.check_generate)
+                ui.dice = gr.Button("Random seed", size="sm", scale=1, min_width=100, elem_id="generate-dice")
+            with gr.Row():
+                ui.truncation = gr.Slider(0, 1, value=d.truncation, step=0.01, label="Truncation", min_width=160,
+                                          elem_id="generate-truncation")
+                ui.n_images = gr.Slider(1, generate_tab.MAX_IMAGES, value=d.n_images, step=1, label="Images",
+                                        min_width=160, elem_id="generate-images")
+            ui.strength = gr.Slider(0, 1, value=d.strength, step=0.01, label="Style strength (0 = source)",
+                                    elem_id="generate-strength")
+            ui.run = gr.Button("Generate", variant="primary", elem_id="generate-run")
+            # The status line, right under the button that starts the work: what is shown, then "Done in ...".
+            ui.info = gr.Markdown("The same seeds from the source generator and in the style, side by side: they "
+                                  "re-render when a control is released (Generate renders again as it is).",
+                                  elem_id="generate-info")
+            with gr.Row():
+                ui.make_video = gr.Button("Video: walk through the seeds, the style fading in", size="sm",
+                                          min_width=140, elem_id="generate-make-video")
+                ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)", size="sm",
+                                          file_types=list(generate_tab.STYLE_SUFFIXES), min_width=140)
+    # Filled as the page opens (generate_tab.published_gallery); a click picks the style above.
     ui.published = gr.Gallery(label="Published styles: click one to use it", columns=8, height=None,
                               allow_preview=False, object_fit="cover", format="png", elem_id="published-styles")
     ui.published_names = gr.State([])  # the style name of each thumbnail, in the gallery's order
-    with gr.Row(equal_height=True):
-        ui.style = gr.Dropdown(style_choices(store, None), value=generate_tab.default_style(store), label="Style",
-                               info="trained in this session, uploaded, or published", scale=4,
-                               allow_custom_value=True,  # a stale choice reaches generate_tab.check_generate's message
-                               elem_id="generate-style")
-        ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)",
-                                  file_types=list(generate_tab.STYLE_SUFFIXES), scale=1)
-    with gr.Row():
-        ui.seed = gr.Number(d.seed, step=1, label="Seed", scale=2,  # checked (check_generate), never rounded
-                            elem_id="generate-seed")
-        ui.dice = gr.Button("Random seed", scale=1)
-        ui.truncation = gr.Slider(0, 1, value=d.truncation, step=0.01, label="Truncation", scale=2)
-        ui.n_images = gr.Slider(1, generate_tab.MAX_IMAGES, value=d.n_images, step=1, label="Images", scale=2)
-        ui.strength = gr.Slider(0, 1, value=d.strength, step=0.01, label="Style strength (0 = source)", scale=2)
-    with gr.Row():
-        ui.run = gr.Button("Generate", variant="primary", scale=3)
-        ui.make_video = gr.Button("Video: walk through the seeds, the style fading in", scale=2)
     mix_layout(store, ui)
-    with gr.Row(equal_height=True):  # side by side; one under the other on a phone
-        ui.source_gallery = gr.Gallery(label="Source generator", columns=2, object_fit="contain", height="auto",
-                                       format="png", min_width=300, elem_id="source-gallery")
-        ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height="auto", format="png",
-                                       min_width=300, elem_id="styled-gallery")
-    ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="generate-video")
-    ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple", interactive=False,
-                       height=150)
-    ui.info = gr.Markdown("The same seeds from the source generator and in the style, side by side: they re-render "
-                          "when a control is released (Generate renders again as it is).",
-                          elem_id="generate-info")
+    with gr.Row(equal_height=True):  # the video at most ~600 px tall (page.css), the downloads beside it
+        ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="generate-video", scale=2,
+                            min_width=300)
+        ui.files = gr.File(label="Downloads: images (zip) and the style file", file_count="multiple",
+                           interactive=False, height=150, scale=1, min_width=240, elem_id="generate-files")
     return ui
 
 
 def mix_layout(store: ModelStore, ui: SimpleNamespace) -> None:
     """The Generate tab's "Mix styles" (nada.app.mix): up to four styles with weights, saved as a new style, and a
-    video through the picked styles; its components join the tab's ``ui``."""
+    video through the picked styles; its components join the tab's ``ui``. The rows start with styles that mix
+    (mix.opening_rows), or one style and the reason (mix.opening_note)."""
     low, high = mix.MIX_WEIGHT_RANGE
     choices = mix.row_choices(store, None)
     with gr.Accordion("Mix styles: blend up to four styles into a new one", open=False, elem_id="mix-styles") as box:
         gr.Markdown("Each weight moves from the source towards its style (1 = the full style, below 0 = away from "
-                    "it); the pictures below show the mix when a weight is released. **Mix and save** keeps it as a "
-                    "style of this session (pick it here, in Invert, or download it). The video goes through the "
-                    "picked styles in row order.")
-        for i in range(1, mix.MAX_MIX + 1):
+                    "it); the pictures above show the mix when a weight is released. Only styles of one generator "
+                    "(named in brackets) mix. **Mix and save** keeps it as a style of this session (pick it above or "
+                    "download it; Invert offers it when its styles are of "
+                    f"'{store.invert_source()}', the generator photos are inverted into). The video goes through "
+                    "the picked styles in row order.")
+        note = mix.opening_note(store)
+        if note:
+            gr.Markdown(note, elem_id="mix-note")
+        for i, (style, weight) in enumerate(mix.opening_rows(store), 1):
             with gr.Row(equal_height=True):
-                setattr(ui, f"mix_style_{i}", gr.Dropdown(choices, value=mix.EMPTY_ROW[1], label=f"Style {i}",
+                setattr(ui, f"mix_style_{i}", gr.Dropdown(choices, value=style, label=f"Style {i}",
                                                           scale=3, min_width=240, allow_custom_value=True,
                                                           elem_id=f"mix-style-{i}"))
-                setattr(ui, f"mix_weight_{i}", gr.Slider(low, high, value=1.0 if i == 1 else 0.0, step=0.05,
+                setattr(ui, f"mix_weight_{i}", gr.Slider(low, high, value=weight, step=0.05,
                                                          label=f"Weight {i}", scale=2, min_width=200,
                                                          elem_id=f"mix-weight-{i}"))
         with gr.Row(equal_height=True):
             ui.mix_name = gr.Textbox("", label="Name of the mix", placeholder="empty: named after its styles",
                                      scale=2, min_width=200)
-            ui.mix_run = gr.Button("Mix and save", variant="primary", scale=1, elem_id="mix-run")
-            ui.mix_make_video = gr.Button("Video through the picked styles", scale=1, elem_id="mix-video")
-            ui.mix_grid = gr.Checkbox(False, label="Video: side by side instead of morphing", scale=1)
-        ui.mix_status = gr.Markdown("", elem_id="mix-status")
+            with gr.Column(scale=1, min_width=200):  # its own column: on a phone it goes under the name, whole
+                ui.mix_grid = gr.Checkbox(False, label="Video: side by side instead of morphing")
+        with gr.Row():  # side by side on a phone too, so that their status line is right under both
+            ui.mix_run = gr.Button("Mix and save", variant="primary", min_width=120, elem_id="mix-run")
+            ui.mix_make_video = gr.Button("Video through the picked styles", min_width=120, elem_id="mix-video")
+        ui.mix_status = gr.Markdown("", elem_id="mix-status")  # under the buttons: what was saved, or why not
         ui.mix_file = gr.File(label="Mixed style (.safetensors)", interactive=False, height=110, elem_id="mix-file")
     ui.mix_box = box
 
@@ -259,12 +279,13 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # finds them again; `session` holds them for the handlers once the page has loaded (restore_session).
         browser_key = gr.BrowserState("", storage_key="nada-session")
         session = gr.State(SessionStyles(), time_to_live=SESSION_TTL_S, delete_callback=sessions.release)
-        with gr.Tabs():
-            with gr.Tab("Adapt"):
+        # The page opens on Generate: pictures and the controls that change them, the design's first gesture.
+        with gr.Tabs(selected="generate"):
+            with gr.Tab("Adapt", id="adapt"):
                 ad = adapt_layout(store)
-            with gr.Tab("Generate"):
+            with gr.Tab("Generate", id="generate", elem_id="generate-tab"):
                 ge = generate_layout(store)
-            with gr.Tab("Invert"):
+            with gr.Tab("Invert", id="invert"):
                 inv = invert_layout(store)
 
         # Handlers are wired by name: their parameters and the fields of their Outputs records name components.
@@ -313,13 +334,28 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         wire(ge.dice.click, generate_tab.random_seed, ge_names, "seed", api_name="random_seed", concurrency_limit=None)
         wire(ge.file.upload, bind(generate_tab.upload_style, store, gpu=generate_gpu), ge_names,
              generate_tab.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
-        wire(ge.run.click, bind(generate_tab.generate, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
+        # A refused press also says why on the status line beside the button (the input at fault shows it too). Wired
+        # before the buttons' own events: the page runs a trigger's events in order and stops at a refused one.
+        for button, check, status, refused in (
+                (ge.run, generate_tab.check_generate, "info", "Not rendered"),
+                (ge.make_video, generate_tab.check_generate, "info", "No video"),
+                (ge.mix_run, mix.check_mix, "mix_status", "Not saved"),
+                (ge.mix_make_video, mix.check_mix_video, "mix_status", "No video")):
+            wire(button.click, refusal(bind(check, store), label=refused), ge_names, status,
+                 api_name=False, queue=False, show_progress="hidden")
+        # A failure during a run is said on the status line too (the notice and the line's mark show it as well).
+        said = failures_on_status
+        rendered = said(generate_tab.generate, generate_tab.GenerateOutputs, "info", "Not rendered")
+        rendered_live = said(generate_tab.generate_live, generate_tab.GenerateOutputs, "info", "Not rendered")
+        saved = said(mix.mix_styles, mix.MixOutputs, "mix_status", "Not saved")
+        previewed = said(mix.mix_preview, mix.MixPreviewOutputs, "info", "Not rendered")
+        wire(ge.run.click, bind(rendered, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
              check=bind(generate_tab.check_generate, store), progress_on=["info"], api_name="generate",
              concurrency_limit=2, concurrency_id="render")
         # Live: a released slider, a new seed (typed or the dice) or a picked style (a thumbnail, an upload, a finished
         # training run) re-renders without Generate; a change made meanwhile waits, and only the newest one runs.
         wire_live([ge.truncation, ge.strength, ge.n_images, ge.seed, ge.style],
-                  bind(generate_tab.generate_live, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
+                  bind(rendered_live, store, gpu=generate_gpu), ge_names, generate_tab.GenerateOutputs,
                   check=bind(generate_tab.check_generate, store), progress_on=["info"], concurrency_limit=2,
                   concurrency_id="render")
         # Invert's results redrawn from the last inverted photo's kept codes (no new inversion) when a strength is
@@ -348,11 +384,11 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # Mix styles (Generate tab): a released weight previews the mix in the tab's pictures (not saved); Mix and
         # save keeps it as a session style and picks it above (whose live event renders it); the rows offer the
         # session's styles whenever the box opens or the tab's style changes (a training run, an upload, a mix).
-        wire(ge.mix_run.click, bind(mix.mix_styles, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
+        wire(ge.mix_run.click, bind(saved, store, gpu=mix_gpu), ge_names, mix.MixOutputs,
              check=bind(mix.check_mix, store), progress_on=["mix_status"], api_name="mix_styles", concurrency_limit=1,
              concurrency_id="mix")
         wire_live([getattr(ge, f"mix_weight_{i}") for i in range(1, mix.MAX_MIX + 1)],
-                  bind(mix.mix_preview, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
+                  bind(previewed, store, gpu=mix_gpu), ge_names, mix.MixPreviewOutputs,
                   check=bind(mix.check_mix_preview, store), progress_on=["info"], concurrency_limit=2,
                   concurrency_id="render")
         wire(ge.mix_make_video.click, bind(mix.mix_video, store, gpu=mix_gpu), ge_names, "video",

@@ -147,14 +147,14 @@ def under_the_arrow(page, elem_id: str) -> bool:
 def test_generate_opens_on_pictures_and_a_click_picks_a_published_style(browser, server, tmp_path):
     page = open_page(browser, server)
     try:
-        page.get_by_role("tab", name="Generate").click()
         gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=LONG)  # nothing pressed
+        assert page.get_by_role("tab", name="Generate").get_attribute("aria-selected") == "true"  # opens on it
         assert gallery_images(page, "source-gallery").count() == 4
         assert "opening pictures" in status_text(page, "generate-info")
         thumbs = gallery_images(page, "published-styles")
         thumbs.nth(1).wait_for(state="visible", timeout=LONG)
         assert thumbs.count() == 2  # the two tiny demo styles, rendered once and kept beside the weights
-        assert thumbs.nth(1).get_attribute("alt") == "Tiny demo style for inversion"  # the caption
+        assert thumbs.nth(1).get_attribute("alt") == "Tiny demo style for inversion (tiny-invert)"  # the caption
         thumbs.nth(1).click()
         style = page.locator("#generate-style input")
         page.wait_for_function("() => document.querySelector('#generate-style input').value.includes('inversion')",
@@ -183,8 +183,7 @@ def test_a_second_visit_gets_the_cached_opening_pictures(browser, server):
     renders = server.store.renders
     page = open_page(browser, server)
     try:
-        page.get_by_role("tab", name="Generate").click()
-        gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=20_000)
+        gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=20_000)  # opens on Generate
         gallery_images(page, "published-styles").nth(1).wait_for(state="visible", timeout=20_000)
         page.wait_for_timeout(1500)  # anything the visit started would have rendered by now
         assert server.store.renders == renders
@@ -214,8 +213,7 @@ def wait_new_pictures(page, before: list[str], timeout: int = LONG) -> list[str]
 
 def open_generate(browser_or_context, server, viewport=DESKTOP):
     """The Generate tab with its opening pictures and thumbnails shown and nothing left running."""
-    page = open_page(browser_or_context, server, viewport)
-    page.get_by_role("tab", name="Generate").click()
+    page = open_page(browser_or_context, server, viewport)  # the page opens on Generate
     gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=LONG)
     gallery_images(page, "published-styles").nth(1).wait_for(state="visible", timeout=LONG)
     page.wait_for_timeout(1500)
@@ -348,13 +346,184 @@ def test_keys_on_a_slider_and_a_touch_drag_re_render_once_each(browser, server):
         context.close()
 
 
+# ---------------------------------------------------------------------------------- generate: a visitor's first minute
+VIEWPORTS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone")]
+
+
+def box_of(page, selector: str) -> dict:
+    """The element's box in the page (not the window): x, y, width, height, plus bottom and right."""
+    box = page.locator(selector).first.evaluate("""e => { const r = e.getBoundingClientRect();
+        return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height}; }""")
+    return {**box, "bottom": box["y"] + box["height"], "right": box["x"] + box["width"]}
+
+
+def covered(page, selector: str) -> bool:
+    """True if something else is drawn over the first word of the element's text (a badge, a label, a box), the
+    element scrolled into view."""
+    page.locator(selector).first.scroll_into_view_if_needed()
+    return page.locator(selector).first.evaluate("""e => {
+        const walker = document.createTreeWalker(e, NodeFilter.SHOW_TEXT,
+            {acceptNode: n => n.textContent.trim() ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_REJECT});
+        const text = walker.nextNode(); if (!text) return true;
+        const start = text.textContent.search(/\\S/), range = document.createRange();
+        range.setStart(text, start); range.setEnd(text, Math.min(start + 3, text.textContent.length));
+        const r = range.getBoundingClientRect();
+        const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        return !(top && (top === text.parentElement || text.parentElement.contains(top) || top.contains(text))); }""")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_page_opens_on_pictures_and_their_controls(browser, server, viewport, tmp_path):
+    """The page opens on Generate: on a desktop the pictures, the style, seed and truncation, the Generate button and
+    its status line are all inside the first screen; on a phone the pictures come first, near the top, and their
+    controls follow, all before the published styles' thumbnails. The status line sits under the Generate button."""
+    page = open_page(browser, server, viewport)
+    try:
+        gallery_images(page, "styled-gallery").nth(3).wait_for(state="visible", timeout=LONG)
+        gallery_images(page, "published-styles").nth(1).wait_for(state="visible", timeout=LONG)
+        assert page.get_by_role("tab", name="Generate").get_attribute("aria-selected") == "true"
+        assert page.evaluate("() => scrollY") == 0
+        pictures = [box_of(page, f"#{g} img >> nth={i}") for g in ("source-gallery", "styled-gallery")
+                    for i in range(4)]
+        controls = {name: box_of(page, f"#generate-{name}") for name in ("style", "seed", "truncation", "run", "info")}
+        thumbnails = box_of(page, "#published-styles")
+        if viewport is DESKTOP:  # everything on the first screen, side by side
+            for box in pictures + list(controls.values()):
+                assert 0 <= box["y"] and box["bottom"] <= viewport["height"], box
+            assert max(b["right"] for b in pictures) <= controls["style"]["x"]  # pictures left, controls right
+        else:  # the pictures first, then their controls, then the thumbnails
+            assert pictures[0]["bottom"] <= viewport["height"]  # the first picture on the first screen
+            assert max(b["bottom"] for b in pictures) <= min(b["y"] for b in controls.values())
+            assert max(b["bottom"] for b in controls.values()) <= thumbnails["y"]
+            assert max(b["right"] for b in pictures + list(controls.values())) <= viewport["width"]
+        run, info = controls["run"], controls["info"]
+        assert 0 <= info["y"] - run["bottom"] <= 40 and info["x"] < run["right"] and run["x"] < info["right"]
+        page.screenshot(path=str(tmp_path / "generate.png"))
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_video_fits_the_window_with_its_controls(browser, server, viewport):
+    """The Generate tab's video (also Mix's) is drawn at most ~600 px tall on a desktop and no wider than a phone,
+    its player controls inside its box: scrolled to, all of it is in view (it was 1216 px tall in a 900 px window)."""
+    page = open_generate(browser, server, viewport)
+    try:
+        page.locator("#generate-make-video").click()
+        video = page.locator("#generate-video video")
+        video.wait_for(state="visible", timeout=LONG)
+        page.wait_for_function("() => document.querySelector('#generate-video video').duration > 4", timeout=LONG)
+        page.locator("#generate-video").scroll_into_view_if_needed()
+        video.hover()  # the player shows its controls
+        block = page.locator("#generate-video").bounding_box()
+        shown = video.bounding_box()
+        bar = page.locator("#generate-video .controls").bounding_box()
+        assert shown["height"] <= 600 and block["height"] <= 610
+        assert block["x"] >= 0 and block["x"] + block["width"] <= viewport["width"]
+        assert 0 <= block["y"] and block["y"] + block["height"] <= viewport["height"]  # all of it in view
+        assert block["y"] <= bar["y"] and bar["y"] + bar["height"] <= block["y"] + block["height"]
+        assert page.locator("#generate-video .controls").is_visible()
+        assert _error_marks(page) == []
+    finally:
+        page.close()
+
+
+def option_texts(page, elem_id: str) -> list[str]:
+    """The options of an open dropdown, as listed (without the tick of the picked one)."""
+    return [t.split("\n")[-1].strip() for t in page.locator(f"#{elem_id}").get_by_role("option").all_inner_texts()]
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_every_style_picker_names_the_styles_generator(browser, server, viewport):
+    """Generate's style picker, the published thumbnails' captions and the Mix rows name the generator each style
+    is for (the two tiny demo styles are of different generators, and only styles of one generator mix)."""
+    page = open_generate(browser, server, viewport)
+    try:
+        named = re.compile(r"\((tiny|tiny-invert)\)")
+        thumbs = gallery_images(page, "published-styles")
+        assert [thumbs.nth(i).get_attribute("alt") for i in range(thumbs.count())] == [
+            "Tiny demo style (tiny)", "Tiny demo style for inversion (tiny-invert)"]
+        assert page.locator("#published-styles").get_by_text("Tiny demo style (tiny)").first.is_visible()
+        page.locator("#generate-style input").click()
+        options = option_texts(page, "generate-style")
+        assert len(options) == 3 and all(named.search(o) for o in options), options
+        assert "Tiny demo style for inversion (tiny-invert) · random, tiny mode" in options
+        page.keyboard.press("Escape")
+        page.get_by_text("Mix styles: blend up to four styles").click()
+        page.locator("#mix-style-2 input").click()
+        rows = option_texts(page, "mix-style-2")
+        assert rows[0] == "(no style)" and len(rows) == 3 and all(named.search(o) for o in rows[1:]), rows
+        page.keyboard.press("Escape")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_the_mix_rows_start_with_styles_that_mix(browser, server, viewport):
+    """The Mix rows start with what mixes (they offered two styles of different generators): tiny mode publishes one
+    style per generator, so Style 1 starts with the tiny demo style alone and the box says why; releasing its
+    weight previews the mix in the tab's pictures with no error anywhere."""
+    page = open_generate(browser, server, viewport)
+    try:
+        page.get_by_text("Mix styles: blend up to four styles").click()
+        assert page.locator("#mix-style-1 input").input_value() == "Tiny demo style (tiny) · random, tiny mode"
+        assert page.locator("#mix-style-2 input").input_value() == "(no style)"
+        assert "one published style" in page.locator("#mix-note").inner_text()
+        shown = styled_sources(page)
+        weight = page.locator("#mix-weight-1 input[data-testid='number-input']")
+        weight.fill("0.8")
+        weight.press("Enter")  # released: the preview
+        wait_status(page, "generate-info", "style mix 0.8·tiny-demo")
+        wait_new_pictures(page, shown)
+        assert "not saved" in status_text(page, "generate-info")
+        assert page.locator(".validation-error").count() == 0 and _error_marks(page) == []
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_a_refused_press_says_why_beside_its_button_and_nothing_covers_the_message(browser, server, viewport):
+    """A refused Generate press says why on the status line under the button as well as on the seed; a refused Mix
+    says why under its buttons as well as on the row at fault, whose message no label or badge covers (the row's
+    label covered its first word)."""
+    page = open_generate(browser, server, viewport)
+    try:
+        renders = server.store.renders
+        page.locator("#generate-seed input").fill("1.5")
+        page.locator("#generate-seed").get_by_text("got 1.5").wait_for(timeout=20_000)  # on the input, as typed
+        page.locator("#generate-run").click()
+        wait_status(page, "generate-info", "Not rendered: The seed must be a whole number")
+        run, info = box_of(page, "#generate-run"), box_of(page, "#generate-info")
+        assert 0 <= info["y"] - run["bottom"] <= 40  # right under the button
+        assert not covered(page, "#generate-info") and not covered(page, "#generate-seed [data-testid='block-info']")
+        assert server.store.renders == renders and _error_marks(page) == []  # nothing rendered, nothing marked
+
+        page.get_by_text("Mix styles: blend up to four styles").click()
+        page.locator("#mix-style-2 input").click()
+        page.locator("#mix-style-2").get_by_role("option", name=re.compile("for inversion")).click()
+        page.locator("#mix-run").click()
+        wait_status(page, "mix-status", "Not saved: Only styles of one generator mix")
+        message = page.locator("#mix-style-2 .validation-error")
+        message.wait_for(timeout=20_000)
+        assert "Only styles of one generator mix" in message.inner_text()
+        assert not covered(page, "#mix-style-2 .validation-error") and not covered(page, "#mix-status")
+        label = page.locator("#mix-style-2 [data-testid='block-info']").bounding_box()
+        shown = message.bounding_box()
+        assert shown["y"] + shown["height"] <= label["y"] + 1  # above the row's label, not over it
+        buttons, status = [box_of(page, "#mix-run"), box_of(page, "#mix-video")], box_of(page, "#mix-status")
+        assert 0 <= status["y"] - max(b["bottom"] for b in buttons) <= 40  # right under the two buttons
+        assert _error_marks(page) == []
+    finally:
+        page.close()
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def test_training_shows_its_state_waits_in_line_and_keeps_styles_across_reloads(browser, server, tmp_path):
     first = browser.new_context(viewport=DESKTOP)  # two visitors: separate browsers (their own localStorage)
     second = browser.new_context(viewport=DESKTOP)
     try:
         page = open_page(first, server)
-        page.get_by_role("tab", name="Adapt").click()
+        page.get_by_role("tab", name="Adapt").click()  # the page opens on Generate
         page.get_by_text("Shape change").first.click()  # probes 2/3 of the rows: the rows chart has both kinds
         page.wait_for_timeout(500)  # the recipe sets its steps; ours is typed after it
         page.get_by_label("Training steps").fill("400")
@@ -401,14 +570,14 @@ def test_training_shows_its_state_waits_in_line_and_keeps_styles_across_reloads(
         page.get_by_text("TINY MODE").first.wait_for(timeout=LONG)
         page.get_by_role("tab", name="Generate").click()
         page.locator("#generate-style input").click()
-        page.get_by_role("option", name="sketch (this session: Sketch)").wait_for(timeout=20_000)
-        assert page.get_by_role("option", name="werewolf (this session: Werewolf)").count() == 0
+        page.get_by_role("option", name="sketch (tiny) · this session: Sketch").wait_for(timeout=20_000)
+        assert page.get_by_role("option", name="werewolf (tiny) · this session: Werewolf").count() == 0
         other.reload(wait_until="domcontentloaded")
         other.get_by_text("TINY MODE").first.wait_for(timeout=LONG)
         other.get_by_role("tab", name="Generate").click()
         other.locator("#generate-style input").click()
-        other.get_by_role("option", name="werewolf (this session: Werewolf)").wait_for(timeout=20_000)
-        assert other.get_by_role("option", name="sketch (this session: Sketch)").count() == 0
+        other.get_by_role("option", name="werewolf (tiny) · this session: Werewolf").wait_for(timeout=20_000)
+        assert other.get_by_role("option", name="sketch (tiny) · this session: Sketch").count() == 0
     finally:
         first.close()
         second.close()
@@ -733,6 +902,7 @@ def test_a_recipe_says_what_it_set_and_a_run_without_probe_says_every_row_trains
 def test_the_page_fits_a_phone(browser, server, tmp_path):
     page = open_page(browser, server, PHONE)
     try:
+        page.get_by_role("tab", name="Adapt").click()  # the page opens on Generate
         page.wait_for_timeout(1000)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scroll
         assert not under_the_arrow(page, "adapt-source")  # the generator's name is not under the dropdown's arrow
@@ -767,7 +937,7 @@ def test_errors_leave_other_outputs_and_tabs_untouched(browser, server, tmp_path
 
     page = open_page(browser, server)
     try:
-        page.get_by_role("tab", name="Adapt").click()
+        page.get_by_role("tab", name="Adapt").click()  # the page opens on Generate
         page.get_by_label("Target text").fill("Photo")  # the same as the source text: refused before the run
         page.get_by_role("button", name="Train", exact=True).click()
         page.locator("#target-text").get_by_text("Source text and Target text are the same").wait_for(timeout=30_000)
@@ -832,7 +1002,8 @@ def test_mix_styles_previews_a_released_weight_saves_the_mix_and_makes_a_video(b
         shown = styled_sources(page)
 
         page.get_by_text("Mix styles: blend up to four styles").click()
-        for row, option in ((1, "Tiny demo style (random, tiny mode)"), (2, "sketch (this session: Sketch)")):
+        for row, option in ((1, "Tiny demo style (tiny) · random, tiny mode"),
+                            (2, "sketch (tiny) · this session: Sketch")):
             page.locator(f"#mix-style-{row} input").click()
             page.locator(f"#mix-style-{row}").get_by_role("option", name=option).click()
         weight = page.locator("#mix-weight-2 input[data-testid='number-input']")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nada.app import generate_tab, invert_tab, mix
+from nada.app import generate_tab, invert_tab, mix, status_line
 from nada.app.errors import InputError
 from nada.app.wiring import bind, handler_inputs, validator
 from nada.model_store import TINY_INVERT, ModelStore
@@ -88,6 +88,51 @@ def test_more_than_four_styles_and_an_unusable_name_are_refused(store, session, 
     assert session.names() == ["sketch"]
 
 
+# -------------------------------------------------------------------------------------------- the rows as they open
+def test_the_rows_start_with_styles_that_mix_and_name_each_styles_generator(store, session, sketch, hub_cache):
+    """The rows' first styles mix (they were two styles of different generators, which every preview refused): two
+    published styles of one generator at half each; in tiny mode, which publishes one style per generator, the tiny
+    demo style alone, and the box says why. Every row choice names the generator its style is for."""
+    tiny = mix.opening_rows(store)
+    assert tiny == [("tiny-demo", 1.0)] + [("none", 0.0)] * 3
+    assert "one published style" in mix.opening_note(store) and "'tiny'" in mix.opening_note(store)
+    source, refs, weights, _ = mix.check_mix(store, session, **rows(*tiny))  # mixes (reads no weights)
+    assert source == "tiny" and [r.name for r in refs] == ["tiny-demo"] and weights == [1.0]
+    real = ModelStore(tiny=False)  # built without weights: nothing is read here
+    opening = mix.opening_rows(real)
+    assert opening[:2] == [("nada-witcher", 0.5), ("nada-pixar", 0.5)] and mix.opening_note(real) == ""
+    source, refs, _, name = mix.check_mix(real, None, **rows(*opening))
+    assert source == "ffhq" and len(refs) == 2 and name == "nada-witcher-nada-pixar-mix"
+    labels = dict((v, label) for label, v in mix.row_choices(store, session))
+    assert labels["none"] == "(no style)"
+    assert labels["tiny-demo"] == "Tiny demo style (tiny) · random, tiny mode"
+    assert labels["tiny-invert-demo"] == "Tiny demo style for inversion (tiny-invert) · random, tiny mode"
+    assert labels[sketch] == "sketch (tiny) · this session: Sketch"
+    assert dict((v, label) for label, v in mix.row_choices(real, None))["nada-pixar"] == (
+        "Pixar (ffhq) · StyleGAN-NADA, from text")
+
+
+def test_a_refused_or_failed_mix_says_why_on_its_status_line(store, session, sketch):
+    """The Mix button's status line says why a press was refused (the row shows it too) or why the run failed."""
+    refusal = status_line.refusal(bind(mix.check_mix, store), label="Not saved")
+    line = refusal(session, *rows(("tiny-demo", 0.5), ("tiny-invert-demo", 0.5)).values())
+    assert line.startswith("**Not saved:** Only styles of one generator mix: 'tiny-invert-demo' belongs to")
+    assert refusal(session, *rows(("tiny-demo", 0.5), (sketch, 0.5)).values()) == gr.skip()  # fine: nothing said
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    saved = status_line.failures_on_status(mix.mix_styles, mix.MixOutputs, "mix_status", "Not saved")
+    records = []
+    with pytest.raises(gr.Error, match="disk full"):
+        for record in saved(store, session, **rows(("tiny-demo", 0.5), (sketch, 0.5)),
+                            gpu=mix.MixGpu(save=broken, preview=broken, video=broken)):
+            records.append(record)
+    assert len(records) == 1 and records[0].mix_status.startswith("**Not saved:** Something went wrong")
+    assert all(v == gr.skip() for v in records[0].values()[:4])  # the pickers, the session and the file stay
+    assert session.names() == ["sketch"]
+
+
 # ------------------------------------------------------------------------------------------------------- saving
 def test_a_mix_is_the_weighted_blend_and_a_session_style_like_a_trained_one(store, session, sketch):
     demo = store.published_style("tiny-demo")
@@ -96,7 +141,7 @@ def test_a_mix_is_the_weighted_blend_and_a_session_style_like_a_trained_one(stor
     out = mix.mix_styles(store, session, **rows(("tiny-demo", 0.6), (sketch, -0.5), name="My Mix!"))
     assert session.names() == ["sketch", "my-mix"]
     assert out.generate_style.value == "session:my-mix"  # picked in Generate (its live event renders it)
-    assert ("my-mix (this session: 0.6·tiny-demo - 0.5·sketch)", "session:my-mix") in out.generate_style.choices
+    assert ("my-mix (tiny) · this session: 0.6·tiny-demo - 0.5·sketch", "session:my-mix") in out.generate_style.choices
     saved = load_style(out.mix_file)  # the download is the session's style file
     assert out.mix_file == str(session.styles["my-mix"].file) and not list(session.directory().glob(".mix-*"))
     assert saved.meta["mixed_from"] == [{"name": "tiny-demo", "weight": 0.6}, {"name": "sketch", "weight": -0.5}]

@@ -41,8 +41,8 @@ def test_a_reload_finds_the_browsers_styles_and_other_browsers_do_not(store):
         first.session.add("sketch", store.published_style("tiny-demo"))
         again = restore_session(store, sessions, first.browser_key)  # the same browser, reloaded
         assert again.session is first.session and again.browser_key == first.browser_key
-        assert ("sketch (this session: tiny demo)", "session:sketch") in again.generate_style.constructor_args[
-            "choices"]
+        assert ("sketch (tiny) · this session: tiny demo", "session:sketch") in again.generate_style.constructor_args[
+            "choices"]  # named with its generator
         other = restore_session(store, sessions, "../../etc/passwd")  # never a path: just unknown
         assert other.browser_key != first.browser_key and len(other.session) == 0
     finally:
@@ -88,7 +88,8 @@ def test_the_published_gallery_shows_each_style_once_and_a_click_picks_it(store,
     thumbnails = StyleThumbnails.beside_weights(tiny=True)
     out = generate_tab.published_gallery(store, thumbnails, gpu=gpu)
     assert out.published_names == ["tiny-demo", "tiny-invert-demo"]
-    assert [caption for _, caption in out.published] == ["Tiny demo style", "Tiny demo style for inversion"]
+    assert [caption for _, caption in out.published] == ["Tiny demo style (tiny)",  # each names its generator
+                                                         "Tiny demo style for inversion (tiny-invert)"]
     assert all(Path(p).parent == hub_cache / "thumbnails" / "tiny" for p, _ in out.published)  # beside the weights
     assert len(calls) == 2  # one render per source generator
     assert generate_tab.published_gallery(store, thumbnails, gpu=gpu).published == out.published

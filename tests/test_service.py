@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import zipfile
@@ -15,13 +16,13 @@ import torch
 from PIL import Image
 
 from nada import weights
-from nada.app import adapt_tab, generate_tab, invert_tab, page
+from nada.app import adapt_tab, generate_tab, invert_tab, page, status_line, style_menus
 from nada.app.errors import InputError, user_errors
 from nada.app.page import header_markdown, photo_input, tab_notice
 from nada.app.sessions import SessionStyles
 from nada.app.style_menus import NO_STYLE
 from nada.app.training_queue import TrainingBusyError, TrainingRuns
-from nada.app.wiring import KEEP, bind, validator, wire
+from nada.app.wiring import KEEP, bind, handler_inputs, validator, wire
 from nada.app.zerogpu import on_gpu
 from nada.invert import render_codes
 from nada.model_store import TINY_INVERT, ModelStore
@@ -147,7 +148,8 @@ def test_adapt_streams_previews_and_keeps_a_style_generate_can_use(store, sessio
     assert sess is session and session.names() == ["sketch"]
     style = load_style(style_file)
     assert style.source == "tiny" and style.meta["target_text"] == "Sketch" and style.meta["steps"] == 3
-    assert gen_dd.value == "session:sketch" and ("sketch (this session: Sketch)", "session:sketch") in gen_dd.choices
+    assert gen_dd.value == "session:sketch"
+    assert ("sketch (tiny) · this session: Sketch", "session:sketch") in gen_dd.choices  # named with its generator
     assert all(v != "session:sketch" for _, v in inv_dd.choices)  # a 32 px style does not fit the inversion model
     assert not runs.busy()
     out = generate_tab.generate(store, session, "session:sketch", 0, 0.7, 1, 1.0)
@@ -385,12 +387,18 @@ def test_the_strength_redraw_is_one_gpu_task_whose_codes_cross_to_a_forked_worke
     assert np.array_equal(pixels(forked[0][0]), pixels(direct[0][0]))
 
 
+def untimed(info: str) -> str:
+    """A status line without its render time ("**Done** in 0.1 s: ..." -> "**Done** in ? s: ...")."""
+    return re.sub(r"in [0-9.]+ s:", "in ? s:", info)
+
+
 def test_live_generate_is_generate_and_first_says_what_a_cpu_render_costs(store, session, monkeypatch):
     from types import SimpleNamespace
 
     records = list(generate_tab.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5))
     direct = generate_tab.generate(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
-    assert len(records) == 1 and records[0].info == direct.info  # tiny models: quick, nothing to announce
+    assert len(records) == 1 and untimed(records[0].info) == untimed(direct.info)  # tiny: quick, nothing announced
+    assert re.match(r"\*\*Done\*\* in \d+\.\d s: 2 images in each column\. Source generator \*\*tiny\*\*", direct.info)
     assert all(np.array_equal(pixels(a), pixels(b)) for (a, _), (b, _) in zip(records[0].styled_gallery,
                                                                                direct.styled_gallery))
     cpu, gpu = SimpleNamespace(tiny=False, device=torch.device("cpu")), SimpleNamespace(tiny=False,
@@ -405,9 +413,52 @@ def test_live_generate_is_generate_and_first_says_what_a_cpu_render_costs(store,
     first, last = generate_tab.generate_live(store, session, "tiny-demo", 3, 0.5, 2, 0.5)
     assert seen == [4]  # 2 seeds, source and styled
     assert first.values()[:3] == (gr.skip(),) * 3 and first.info == "Rendering..."  # the pictures stay meanwhile
-    assert last.info == direct.info
+    assert untimed(last.info) == untimed(direct.info)
     _, source_only = generate_tab.generate_live(store, session, "none", 3, 0.5, 2, 0.5)
     assert seen == [4, 2] and source_only.styled_gallery == []  # no style: the source images only
+
+
+def test_generate_says_a_refusal_or_a_failure_on_its_status_line(store, session):
+    """Beside the Generate button: a refused press says why (the input at fault shows it too), a failed run says why
+    (and still raises, for the page's notice and API clients); typed text is shown as typed, never as Markdown."""
+    refusal = status_line.refusal(bind(generate_tab.check_generate, store), label="Not rendered")
+    assert handler_inputs(refusal) == ["session", "style", "seed", "truncation", "n_images", "strength"]
+    assert refusal(session, "tiny-demo", 1.5, 0.7, 4, 1.0) == (
+        "**Not rendered:** The seed must be a whole number from 0 to 4294967295, got 1.5.")
+    assert refusal(session, "no_such *style*", 0, 0.7, 4, 1.0) == (
+        "**Not rendered:** Unknown style 'no\\_such \\*style\\*'.")
+    assert refusal(session, "tiny-demo", 0, 0.7, 4, 1.0) == gr.skip()  # accepted: the button's event reports
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the <GPU> is on fire")
+
+    rendered = status_line.failures_on_status(generate_tab.generate, generate_tab.GenerateOutputs, "info",
+                                              "Not rendered")
+    failing = generate_tab.GenerateGpu(render=broken, video=broken, thumbnails=broken, import_pt=broken)
+    records = []
+    with pytest.raises(gr.Error, match="on fire"):
+        for record in rendered(store, session, "tiny-demo", 0, 0.7, 1, 1.0, gpu=failing):
+            records.append(record)
+    assert len(records) == 1 and records[0].values()[:3] == (gr.skip(),) * 3  # the earlier pictures stay
+    assert records[0].info.startswith("**Not rendered:** Something went wrong (RuntimeError: the &lt;GPU&gt; is on")
+    fine = list(rendered(store, session, "tiny-demo", 0, 0.7, 1, 1.0))
+    assert len(fine) == 1 and fine[0].info.startswith("**Done** in ")
+
+
+def test_the_style_pickers_name_each_styles_generator(store, session):
+    """Generate's style picker names the generator of every style (only styles of one generator mix, and each draws
+    its own generator's pictures); Invert's lists only the styles of its generator, so its labels need not."""
+    session.add("sketch", store.published_style("tiny-demo"))
+    labels = [label for label, _ in style_menus.style_choices(store, session)]
+    assert labels == ["None: the source generator alone (tiny)", "sketch (tiny) · this session: tiny demo",
+                      "Tiny demo style (tiny) · random, tiny mode",
+                      "Tiny demo style for inversion (tiny-invert) · random, tiny mode"]
+    assert style_menus.invert_choices(store, session) == [("Tiny demo style for inversion (random, tiny mode)",
+                                                           "tiny-invert-demo")]
+    assert style_menus.published_label("Witcher (StyleGAN-NADA, from text)", "ffhq") == (
+        "Witcher (ffhq) · StyleGAN-NADA, from text")
+    assert style_menus.published_label("Plain", "car") == "Plain (car)"
+    assert generate_tab.thumbnail_label("Witcher (StyleGAN-NADA, from text)", "ffhq") == "Witcher (ffhq)"
 
 
 def test_invert_bad_inputs_are_readable_errors(store, session, tmp_path):

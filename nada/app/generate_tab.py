@@ -3,13 +3,14 @@ generator's pictures and the styled ones side by side, re-rendered when a contro
 seeds; a style file uploaded into the session.
 
 Handlers (``generate``, ``generate_live``, ``make_video``, ``upload_style``, ``random_seed``) take the components'
-values by their parameter names and return :class:`~nada.app.wiring.Outputs` records; :func:`check_generate` is
-their input check, also run by the page before the event. As the page opens, the tab shows the default seeds in the
-default style (:func:`opening_images`, rendered once per process) and one thumbnail per published style
-(:func:`published_gallery`, rendered once ever and cached on disk by :mod:`nada.app.thumbnails`); a click on one picks
-it (:func:`select_published`). The rendering runs as GPU tasks (:class:`GenerateGpu`): module-level functions of the
-model store and small picklable arguments, so that ZeroGPU can run them in its worker. The tab's "Mix styles" box has
-a module of its own, :mod:`nada.app.mix`.
+values by their parameter names and return :class:`~nada.app.wiring.Outputs` records; :func:`check_generate` is their
+input check, also run by the page before the event; the status line under Generate says "Done in 0.4 s: ..." after a
+render, and why a press was refused or a run failed (:mod:`nada.app.status_line`). As the page opens, the tab shows the
+default seeds in the default style (:func:`opening_images`, rendered once per process) and one thumbnail per published
+style (:func:`published_gallery`, rendered once ever and cached on disk by :mod:`nada.app.thumbnails`); a click on one
+picks it (:func:`select_published`). The rendering runs as GPU tasks (:class:`GenerateGpu`): module-level functions of
+the model store and small picklable arguments, so that ZeroGPU can run them in its worker. The tab's "Mix styles" box
+has a module of its own, :mod:`nada.app.mix`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import random
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from .errors import InputError, own_names, to_user_error, user_errors
 from .input_checks import check_upload, number_value, on_field, seed_value, unit_value
 from .page import DISPLAY_MIN, display_image, format_seconds, loading_notice
 from .sessions import SessionStyles
+from .status_line import done_line
 from .style_menus import (
     NO_STYLE,
     SESSION_PREFIX,
@@ -256,11 +259,13 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
              n_images: Any, strength: Any, *, gpu: GenerateGpu | None = None) -> GenerateOutputs:
     """Render ``n_images`` seeds from ``seed`` with the source generator and the chosen style (a dropdown value)."""
     gpu = gpu or GenerateGpu.direct(store)
+    started = time.perf_counter()
     ref, seed, truncation, n, strength = check_generate(store, session, style, seed, truncation, n_images, strength)
     loading_notice([ref])
     seeds = [(seed + i) % 2**32 for i in range(n)]
     src, sty = gpu.render(ref.source if ref else store.default_source(), ref, seeds, truncation, strength)
     source_gallery, styled_gallery, info = rendered_galleries(store, ref, seeds, truncation, strength, src, sty)
+    info = done_line(time.perf_counter() - started, n, sty is not None) + " " + info
     label = ref.name if ref else "source"
     zpath = session.scratch(f"nada-{label}-seeds{seeds[0]}-{seeds[-1]}.zip")
     with zipfile.ZipFile(zpath, "w") as zf:
@@ -418,15 +423,21 @@ def published_gallery(store: ModelStore, thumbnails: StyleThumbnails, *, gpu: Ge
     gpu = gpu or GenerateGpu.direct(store)
     for line in thumbnails.fill(store, gpu.thumbnails, len(store.published()) if store.tiny else limit):
         print(f"warning: no thumbnail: {line}")  # server log only: the gallery lists the styles that have one
-    shown = thumbnails.gallery(store)
-    return PublishedOutputs(published=[(path, short_label(caption)) for path, caption, _ in shown],
+    shown, published = thumbnails.gallery(store), store.published()
+    return PublishedOutputs(published=[(path, thumbnail_label(caption, published[name][1]))
+                                       for path, caption, name in shown],
                             published_names=[name for _, _, name in shown])
 
 
 def short_label(label: str) -> str:
-    """A style's label without its parenthesised note ("Witcher (StyleGAN-NADA, from text)" -> "Witcher"): it fits
-    under a thumbnail."""
+    """A style's label without its parenthesised note ("Witcher (StyleGAN-NADA, from text)" -> "Witcher")."""
     return label.split(" (")[0].strip() or label
+
+
+def thumbnail_label(label: str, source: str) -> str:
+    """A published style's thumbnail caption: its short name and the generator it is for ("Witcher (ffhq)"), as
+    the style pickers name it (:func:`~nada.app.style_menus.style_choices`); it fits under a thumbnail."""
+    return f"{short_label(label)} ({source})"
 
 
 def select_published(published_names: list[str] | None, evt: gr.SelectData) -> Any:

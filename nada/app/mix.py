@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from ..styles import Style, blend, safe_style_name, save_style
 from ..video import VideoPlan, render_video
 from .errors import InputError, user_errors
 from .generate_tab import (
+    OPENING_STYLE,
     VIDEO_FPS,
     VIDEO_SECONDS_PER_SEED,
     check_generate,
@@ -35,6 +37,7 @@ from .generate_tab import (
 )
 from .page import DISPLAY_MIN, loading_notice
 from .sessions import SessionStyles
+from .status_line import done_line
 from .style_menus import NO_STYLE, SESSION_PREFIX, StyleRef, invert_choices, load_ref, resolve_style, style_choices
 from .wiring import KEEP, BoundTasks, Outputs
 from .zerogpu import gpu_mode
@@ -45,6 +48,7 @@ EMPTY_ROW = ("(no style)", NO_STYLE)  # a row's dropdown choice when the row is 
 KIND_WORDS = {"weights": "a weight style", "modulation": "a compact style",
               "mixed": "a weight and compact style"}  # Style.kind, for the status line
 GRID_TILE = 512  # pixels per tile of a side-by-side video with the real models (four 1024 px tiles: too large)
+OPENING_PARTNER = "nada-pixar"  # the second style the rows start with, beside the tab's opening style
 
 
 # ------------------------------------------------------------------------------------------------- GPU tasks
@@ -218,8 +222,8 @@ def check_mix_video(store: ModelStore, session: SessionStyles | None, mix_style_
 # ---------------------------------------------------------------------------------------------------- handlers
 @dataclasses.dataclass
 class MixOutputs(Outputs):
-    """What the Mix button updates: the new style picked in Generate (which re-renders it), offered in Invert and
-    in the mix rows, and its file."""
+    """What the Mix button updates: the new style picked in Generate (which re-renders it), offered in the mix
+    rows (and in Invert when it is a style of the inversion generator), and its file."""
 
     session: SessionStyles
     generate_style: Any  # the Generate tab's style dropdown, the mix selected
@@ -252,6 +256,30 @@ def row_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[
     return [EMPTY_ROW, *style_choices(store, session, with_none=False)]
 
 
+def opening_rows(store: ModelStore) -> list[tuple[str, float]]:
+    """(style, weight) of each row as the box opens: two published styles of the default source generator, half
+    of each (the tab's opening style and :data:`OPENING_PARTNER` when both are published), so that the first preview
+    mixes; where that generator has a single published style (tiny mode: one per generator), that style alone at
+    weight 1 (:func:`opening_note` says why). Empty rows are :data:`EMPTY_ROW` at weight 0."""
+    names = [name for _, name in store.published_choices(store.default_source())]
+    picks = [n for n in (OPENING_STYLE, OPENING_PARTNER) if n in names]
+    picks += [n for n in names if n not in picks]
+    picks = picks[:2]
+    weights = [1.0] if len(picks) == 1 else [0.5] * len(picks)
+    rows = list(zip(picks, weights))
+    return rows + [(EMPTY_ROW[1], 0.0)] * (MAX_MIX - len(rows))
+
+
+def opening_note(store: ModelStore) -> str:
+    """Markdown under the rows when they start with one style (:func:`opening_rows`), saying why; else ""."""
+    rows = [name for name, _ in opening_rows(store) if name != EMPTY_ROW[1]]
+    if len(rows) != 1:
+        return ""
+    source = store.default_source()
+    return (f"Only styles of one generator mix, and the '{source}' generator has one published style, so Style 1 "
+            "starts alone: train a style in the Adapt tab or upload one, then pick it as Style 2.")
+
+
 def refresh_rows(store: ModelStore, session: SessionStyles | None) -> MixRowsOutputs:
     """The mix rows offering the session's styles as they are now (after a training run, an upload, a mix)."""
     choices = row_choices(store, session)
@@ -264,7 +292,8 @@ def mix_styles(store: ModelStore, session: SessionStyles, mix_style_1: str | Non
                mix_weight_3: Any, mix_weight_4: Any, mix_name: str | None, *, gpu: MixGpu | None = None
                ) -> MixOutputs:
     """Blend the picked styles with their weights into a new session style named ``mix_name`` (or after its
-    styles), pick it in Generate and offer it in Invert; its file downloads like a trained style's."""
+    styles), pick it in Generate (and offer it in Invert when it fits the inversion generator); its file downloads
+    like a trained style's."""
     gpu = gpu or MixGpu.direct(store)
     source, refs, weights, base = check_mix(store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4,
                                             mix_weight_1, mix_weight_2, mix_weight_3, mix_weight_4, mix_name)
@@ -295,6 +324,7 @@ def mix_preview(store: ModelStore, session: SessionStyles, mix_style_1: str | No
     """The Generate tab's seeds drawn in the mix as it is set now, without saving it (a weight was released); on a
     CPU the info line first says how long that takes."""
     gpu = gpu or MixGpu.direct(store)
+    started = time.perf_counter()
     source, refs, weights, seed, truncation, n, strength = check_mix_preview(
         store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4, mix_weight_1, mix_weight_2,
         mix_weight_3, mix_weight_4, seed, truncation, n_images, strength)
@@ -307,8 +337,9 @@ def mix_preview(store: ModelStore, session: SessionStyles, mix_style_1: str | No
     label = mix_label(refs, weights)
     ref = StyleRef(f"mix {label}", source)
     source_gallery, styled_gallery, info = rendered_galleries(store, ref, seeds, truncation, strength, src, sty)
+    done = done_line(time.perf_counter() - started, n, True)
     yield MixPreviewOutputs(source_gallery=source_gallery, styled_gallery=styled_gallery,
-                            info=info + " A preview of the mix, not saved: **Mix and save** keeps it.")
+                            info=f"{done} {info} A preview of the mix, not saved: **Mix and save** keeps it.")
 
 
 @user_errors

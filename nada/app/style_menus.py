@@ -3,8 +3,8 @@
 A picker's value is :data:`NO_STYLE`, a published style's registry name, or :data:`SESSION_PREFIX` + the name of a
 style of this browser session. :func:`resolve_style` turns a value into a :class:`StyleRef` (a file path or a
 published name, never the weights: it crosses into a GPU worker pickled) and :func:`load_ref` reads the style in the
-worker. :func:`style_choices` lists a session's styles and the published ones for a dropdown, and
-:func:`restore_session` fills the pickers with a browser's styles again as the page opens.
+worker. :func:`style_choices` lists a session's styles and the published ones for a dropdown (each named with its
+generator), and :func:`restore_session` fills the pickers with a browser's styles again as the page opens.
 """
 
 from __future__ import annotations
@@ -70,17 +70,36 @@ def resolve_style(store: ModelStore, session: SessionStyles | None, choice: str 
     return StyleRef(choice, store.published()[choice][1], published=choice)
 
 
+def published_label(label: str, source: str) -> str:
+    """A published style's label naming its generator: "Witcher (StyleGAN-NADA, from text)" of ffhq -> "Witcher
+    (ffhq) · StyleGAN-NADA, from text"."""
+    short, _, note = label.partition(" (")
+    short, note = short.strip() or label, note.removesuffix(")").strip()
+    return f"{short} ({source})" + (f" · {note}" if note else "")
+
+
 def style_choices(store: ModelStore, session: SessionStyles | None, with_none: bool = True,
                   source: str | None = None) -> list[tuple[str, str]]:
-    """(label, value) for the style dropdowns: this session's styles first, then the ready-made ones; only the
-    styles of generator ``source`` when given (the Invert tab lists those that fit its generator)."""
-    out = [("None: the source generator alone", NO_STYLE)] if with_none else []
+    """(label, value) for the style dropdowns: this session's styles first, then the ready-made ones. Without
+    ``source``, every style, each label naming the generator it is for after the style's name ("Witcher (ffhq) ·
+    StyleGAN-NADA, from text", "sketch (tiny) · this session: Sketch"): only styles of one generator mix, and a style
+    draws the source pictures of its own generator. With ``source``, only the styles of that generator (the Invert
+    tab lists those that fit its generator), labelled without it."""
+    named = source is None
+    out = []
+    if with_none:
+        out.append((f"None: the source generator alone{f' ({store.default_source()})' if named else ''}", NO_STYLE))
     for name, kept in (list(session.styles.items()) if session else []):
-        if source is not None and style_source(store, kept) != source:
+        kept_source = style_source(store, kept)
+        if not named and kept_source != source:
             continue
         what = kept.meta.get("target_text") or kept.meta.get("imported_from") or ""
-        out.append((f"{name} (this session{': ' + str(what) if what else ''})", SESSION_PREFIX + name))
-    return out + store.published_choices(source)
+        note = f"this session{': ' + str(what) if what else ''}"
+        out.append((f"{name} ({kept_source}) · {note}" if named else f"{name} ({note})", SESSION_PREFIX + name))
+    if not named:
+        return out + store.published_choices(source)
+    return out + [(published_label(label, store.published()[name][1]), name)
+                  for label, name in store.published_choices()]
 
 
 def invert_choices(store: ModelStore, session: SessionStyles | None) -> list[tuple[str, str]]:
