@@ -128,6 +128,20 @@ def status_text(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id}").inner_text()
 
 
+def invert_the_astronaut_smiling(page) -> None:
+    """On the Invert tab (opened here when it is not): the example photo, the "smile" edit, then Invert pressed."""
+    tab = page.get_by_role("tab", name="Invert")
+    if tab.get_attribute("aria-selected") != "true":
+        tab.click()
+    page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
+    page.wait_for_timeout(1500)
+    edit = page.locator("#invert-edit input")
+    edit.fill("smile")
+    edit.press("Enter")
+    page.wait_for_timeout(500)
+    page.locator("#invert-run").click()
+
+
 def wait_status(page, elem_id: str, text: str, timeout: int = LONG) -> None:
     """Wait until the element's text contains ``text``."""
     page.wait_for_function("([id, text]) => (document.getElementById(id) || {innerText: ''}).innerText.includes(text)",
@@ -753,14 +767,7 @@ def test_edit_strength_release_redraws_the_kept_codes_and_an_unlearned_edit_is_n
     and the status line says what was drawn; an edit not learned yet is not learned silently: the line says so."""
     page = open_page(browser, server)
     try:
-        page.get_by_role("tab", name="Invert").click()
-        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
-        page.wait_for_timeout(1500)
-        edit = page.locator("#invert-edit input")
-        edit.fill("smile")
-        edit.press("Enter")
-        page.wait_for_timeout(500)
-        page.locator("#invert-run").click()
+        invert_the_astronaut_smiling(page)
         gallery = page.locator("#invert-gallery")
         gallery.get_by_text("edited: smile +1.5").first.wait_for(timeout=LONG)
         wait_status(page, "invert-status", "Done in ")
@@ -781,6 +788,7 @@ def test_edit_strength_release_redraws_the_kept_codes_and_an_unlearned_edit_is_n
         assert server.store.inversions == inversions  # redrawn from the kept codes, never inverted again
 
         shown = gallery_images(page, "invert-gallery").first.get_attribute("src")
+        edit = page.locator("#invert-edit input")
         edit.fill("older")  # not learned yet in this app: said, not learned silently; the results stay
         edit.press("Enter")
         wait_status(page, "invert-status", "The edit 'older' is not learned yet: press Invert")
@@ -842,13 +850,7 @@ def test_invert_results_fit_a_phone(browser, server, tmp_path):
     try:
         page.get_by_role("tab", name="Invert").click()
         assert page.locator("#invert-video").is_hidden() and page.locator("#invert-gif").is_hidden()
-        page.locator("#invert-photo input[type=file]").set_input_files(str(ROOT / "examples" / "astronaut.jpg"))
-        page.wait_for_timeout(1500)
-        edit = page.locator("#invert-edit input")
-        edit.fill("smile")
-        edit.press("Enter")
-        page.wait_for_timeout(500)
-        page.locator("#invert-run").click()
+        invert_the_astronaut_smiling(page)
         gallery = page.locator("#invert-gallery")
         gallery.get_by_text("tiny-invert-demo (strength 1) · smile +1.5").first.wait_for(timeout=LONG)
         wait_status(page, "invert-status", "Done in ")
