@@ -51,9 +51,10 @@ def row_modules(generator: Generator, row: int, train_to_rgb: bool = False) -> l
 
 def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int, iters: int = 1,
                  lr: float = 0.01, micro_batch: int | None = None, train_to_rgb: bool = False,
-                 noise: list[torch.Tensor] | None = None) -> ProbeResult:
+                 noise: list[torch.Tensor] | None = None, rows: list[int] | None = None) -> ProbeResult:
     """Rank W+ rows by how far ``iters`` SGD steps on the global loss move them, starting from ``w`` [B, 512] or
-    [B, n_latent, 512]; return the top ``k`` candidate rows. ``micro_batch`` bounds memory (gradients accumulate)."""
+    [B, n_latent, 512]; return the top ``k`` candidate rows (of ``rows`` when given: frozen rows are never chosen).
+    ``micro_batch`` bounds memory (gradients accumulate)."""
     w_plus = generator.to_wplus(w.detach()).clone().requires_grad_(True)  # [B, n_latent, 512]
     w0 = w_plus.detach().clone()
     opt = torch.optim.SGD([w_plus], lr=lr)
@@ -69,7 +70,8 @@ def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int
                 loss.backward()
             opt.step()
     scores = (w_plus.detach() - w0).abs().mean(dim=(0, 2)).tolist()  # n_latent floats: one host sync
-    candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, train_to_rgb)]
+    candidates = [i for i in (range(generator.n_latent) if rows is None else rows)
+                  if row_modules(generator, i, train_to_rgb)]
     k = max(0, min(k, len(candidates)))
     ranked = sorted(candidates, key=lambda i: -scores[i])[:k]
     layers = [m for i in ranked for m in row_modules(generator, i, train_to_rgb)]

@@ -113,8 +113,10 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
                  lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
                  target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
                  clip_names: list[str] | None = None, max_iterations: int = limits.MAX_ITERATIONS,
-                 target_pictures: list[Any] | None = None, lambda_indomain: Any = None) -> AdaptConfig:
-    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe``, every value checked (an
+                 target_pictures: list[Any] | None = None, lambda_indomain: Any = None,
+                 source: str | None = None) -> AdaptConfig:
+    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe`` (and ``source``'s published values
+    for it, :data:`nada.train.SOURCE_RECIPES`), every value checked (an
     :class:`InputError` naming the input; nothing is clamped or rounded). ``layers_k`` 0 keeps the recipe's rows;
     ``probe`` off trains every convolution. ``target_pictures`` (uploaded files): image-guided, the text optional.
     ``lambda_indomain`` None keeps the recipe's in-domain weight."""
@@ -129,14 +131,15 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
             for v, (name, what) in zip((lambda_direction, lambda_global, lambda_id, lambda_l2), names.items())]
     if lams[0] + lams[1] <= 0:
         raise InputError("lambda_direction", "At least one CLIP loss (directional or global weight) must be on.")
-    indomain = RECIPES[recipe].settings.get("lambda_indomain", 0.0) if lambda_indomain is None else \
+    published = AdaptConfig.from_recipe(recipe, source)
+    indomain = published.lambda_indomain if lambda_indomain is None else \
         number_value(lambda_indomain, "The keep-variety (in-domain) loss weight", "lambda_indomain", 0.0,
                 MAX_INDOMAIN_WEIGHT)
     if indomain > 0 and batch < 2:
         raise InputError("batch_size", "The keep-variety (in-domain) loss compares pairs of samples: set the batch "
                                        "size to 2 or more, or its weight to 0.")
     lr = on_field("lr", lambda: limits.learning_rate(lr))
-    mix = (RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None
+    mix = (published.mixing if mixing is None
            else unit_value(mixing, "Style mixing", "mixing"))
     pictures: tuple = ()
     if target_pictures:  # decoded and checked here, before any model loads
@@ -146,10 +149,10 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
         except ImageInputError as exc:  # named by their own names, never the server's temp paths
             raise InputError("target_pictures", hide_upload_paths(str(exc), [Path(f) for f in files])) from None
     check_prompt_texts(source_text, target_text, bool(pictures))
-    rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else RECIPES[recipe].settings.get("layers_k")}
+    rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else published.layers_k}
     clips = {"clip_models": tuple(clip_names)} if clip_names else {}
     config = AdaptConfig.from_recipe(
-        recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
+        recipe, source, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
         iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
         lambda_id=lams[2], lambda_l2=lams[3], lambda_indomain=indomain, seed=seed_value(seed), mixing=mix,
         preview_every=max(1, iters // 10),
@@ -207,7 +210,7 @@ def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, s
     return adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
                         batch_size, source_text, target_text, store.generator_rows(source), recipe, mixing,
                         clip_names, max_iterations=max_steps(store), target_pictures=target_pictures,
-                        lambda_indomain=lambda_indomain)
+                        lambda_indomain=lambda_indomain, source=source)
 
 
 # ----------------------------------------------------------------------------------------------- handlers
@@ -305,14 +308,14 @@ def picture_thumbnails(target_pictures: list | None) -> list:
     return [getattr(f, "name", f) for f in (target_pictures or [])]
 
 
-def recipe_settings(recipe: str) -> RecipeOutputs:
+def recipe_settings(recipe: str, source: str | None = None) -> RecipeOutputs:
     """The Advanced settings a recipe choice sets (rows, probing, CLIP models, mixing, steps, the keep-variety
-    weight, the batch and the learning rate)."""
+    weight, the batch and the learning rate), with ``source``'s published values for it where it has some."""
     if recipe not in RECIPES:
         raise gr.Error(f"Unknown recipe '{recipe}'.")
-    config = AdaptConfig.from_recipe(recipe)
+    config = AdaptConfig.from_recipe(recipe, source)
     steps = KEEP if gpu_mode() == "zero" else config.iterations  # ZeroGPU keeps its quota-sized default
-    return RecipeOutputs(layers_k=0, probe=config.layers_k != 0, clip_names=list(config.clip_models),
+    return RecipeOutputs(layers_k=0, probe=config.probing(), clip_names=list(config.clip_models),
                          mixing=config.mixing, iterations=steps, lambda_indomain=config.lambda_indomain,
                          batch_size=config.batch_size, lr=config.lr,
                          recipe_note=recipe_note(recipe, config, steps_set=steps is not KEEP))
@@ -324,7 +327,10 @@ RECIPE_HINT = "A recipe sets Training steps and Advanced settings; this line say
 def recipe_note(recipe: str, config: AdaptConfig, steps_set: bool = True) -> str:
     """The line beside the recipe picker once a recipe is picked: its name and every field it set, with the value
     ("**Compact** set: Training steps 301 · Learning rate 0.05 · ...")."""
-    if config.layers_k is None:
+    if not config.probing():
+        rows = "no probe (the constant input and every convolution)" if config.params == "weights" else \
+            "no probe (every convolution)"
+    elif config.layers_k is None:
         rows = "every row"
     elif config.layers_k == 0:
         rows = "no probe (the constant input and every convolution)"
@@ -336,6 +342,10 @@ def recipe_note(recipe: str, config: AdaptConfig, steps_set: bool = True) -> str
               f"Learning rate {config.lr:g}", f"Batch size {config.batch_size}", f"Style mixing {config.mixing:g}",
               f"Keep variety {config.lambda_indomain:g}", f"W+ rows: {rows}",
               f"CLIP models {', '.join(config.clip_models)}"]
+    if config.frozen_rows:
+        fields.append(f"{config.frozen_rows} rows frozen")
+    if config.train_to_rgb:
+        fields.append("ToRGB layers train too")
     if config.params != "weights":
         fields.append("trains the style offsets only (a small file)")
     name = RECIPES[recipe].description.split(":")[0]

@@ -18,7 +18,7 @@ from ..style_trainer import StyleTrainer
 from ..styles import export_style_pt, safe_style_name, save_style, style_path, styles_dir
 from ..target_images import load_target_images
 from ..tiny import TINY_NAME
-from ..train import RECIPES, AdaptConfig
+from ..train import RECIPES, AdaptConfig, recipe_summary
 from .args import check_writable, iterations, learning_rate, parse_seeds, seed
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
@@ -36,8 +36,18 @@ def _rows(text: str) -> int | float:
     return int(value) if value.is_integer() and value >= 1 or value == 0 else value
 
 
+def _betas(text: str) -> tuple[float, float]:
+    """``--betas``: Adam's two betas, ``0.9,0.999``."""
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not two numbers such as 0.9,0.999") from None
+    return b1, b2
+
+
 _TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float,  # fields whose default is None
-          "lr": learning_rate, "iterations": iterations, "seed": seed}  # range-checked
+          "lr": learning_rate, "iterations": iterations, "seed": seed,  # range-checked
+          "betas": _betas, "frozen_rows": str}  # "coarse", "coarse+medium", "0+1+2" (nada.nets.rows)
 # given by their own arguments
 _NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models", "target_images"}
 
@@ -57,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image-guided: 1-16 target pictures (a painting, frames of a cartoon); with --to as well, "
                         "the text and picture directions are averaged")
     p.add_argument("--recipe", default="paper", choices=list(RECIPES),
-                   help="; ".join(f"{n}: {r.description}" for n, r in RECIPES.items()) + " (default: paper)")
+                   help="; ".join(f"{n}: {r.description} [{recipe_summary(n)}]" for n, r in RECIPES.items())
+                   + " (default: paper)")
     defaults = AdaptConfig()
     for f in dataclasses.fields(AdaptConfig):
         if f.name in _NOT_FLAGS:
@@ -91,7 +102,8 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
     if not args.target_text and not args.target_images:
         raise ValueError("Say what to adapt to: --to TEXT, or --to-images PICTURE ... (or both).")
     pictures = tuple(load_target_images(args.target_images)) if args.target_images else ()  # checked before loading
-    return AdaptConfig.from_recipe(args.recipe, source_text=args.source_text, target_text=args.target_text,
+    source = None if args.tiny else str(args.source)  # a source's published values for the recipe, if any
+    return AdaptConfig.from_recipe(args.recipe, source, source_text=args.source_text, target_text=args.target_text,
                                    preview_seeds=tuple(parse_seeds(args.preview_seeds)), target_images=pictures,
                                    **given, **clips)
 
