@@ -48,6 +48,20 @@ def _betas(text: str) -> tuple[float, float]:
 _TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float,  # fields whose default is None
           "lr": learning_rate, "iterations": iterations, "seed": seed,  # range-checked
           "betas": _betas, "frozen_rows": str}  # "coarse", "coarse+medium", "0+1+2" (nada.nets.rows)
+_HELP = {"params": "weights, style_delta (StyleDomain's s + delta: the compact recipe) or modulation "
+                   "(s * (1 + delta)) ",
+         "betas": "Adam's betas as a config file gives them, e.g. 0.9,0.999 (a weights run raises them to the power "
+                  "0.8, as the official code does) ",
+         "frozen_rows": "W+ rows that never train: coarse (0-5), medium (6-10), fine, joined by '+', or numbers "}
+
+
+def _shown(default: object) -> str:
+    """A paper-recipe default as a person types it (tuples without brackets; none for empty)."""
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default) or "none"
+    return str(default)
+
+
 # given by their own arguments
 _NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models", "target_images"}
 
@@ -74,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if f.name in _NOT_FLAGS:
             continue
         flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        shown = f"(paper recipe: {default})"
+        shown = _HELP.get(f.name, "") + f"(paper recipe: {_shown(default)})"
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=shown)
         else:
