@@ -350,13 +350,13 @@ def test_a_new_strength_redraws_the_kept_inversion_without_inverting_again(store
     other = ASTRONAUT.read_bytes() + b"\0"  # another photo in the input, not inverted: nothing changes
     assert invert_tab.restyle_photo(store, session, other, styles, 0.5).gallery is KEEP
     assert invert_tab.restyle_duration({"refs": [1, 2]}) < invert_tab.invert_duration({"refs": [1, 2]})
-    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair: None)  # an edit not learned yet
+    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair, rows=None: None)  # an edit not learned yet
     not_learned = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 1.0)  # is not learned here
     assert not_learned.gallery is KEEP and "The edit 'smile' is not learned yet: press **Invert**" in \
         not_learned.status
     direction = torch.zeros(14, 512)
     direction[0, :8] = 0.5
-    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair: direction)  # as if learned (cached)
+    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair, rows=None: direction)  # as if cached
     with monkeypatch.context() as m:  # a new edit strength: the kept codes edited and redrawn, nothing inverted
         m.setattr(store, "e4e", lambda: pytest.fail("inverted again"))
         edited = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 1.0).gallery
