@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import torch
@@ -45,7 +44,16 @@ from .memory import check_fits
 from .nets.autotune import ConvTuner
 from .nets.rows import resolve_rows
 from .nets.stylegan2 import Generator, mix_latents
-from .probe import ProbeResult, probe_layers, row_modules
+from .probe import (
+    ProbeResult,
+    every_row_modules,
+    init_style_offsets,
+    probe_layers,
+    row_modules,
+    set_trainable,
+    set_trainable_offsets,
+    unprobed_modules,
+)
 from .render import image_grid, seed_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
@@ -54,12 +62,10 @@ if TYPE_CHECKING:  # record fields filled in above this module (nada.style_train
     from .styles import Style
 
 PARAMS = ("weights", "style_delta", "modulation")  # AdaptConfig.params: what a run trains
-OFFSET_BUFFERS = {"style_delta": "style_delta", "modulation": "style_offset"}  # params -> ModulatedConv2d buffer
 IMAGE_GUIDED_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # image-guided runs, unless the caller names models
 IMAGE_GUIDE_SAMPLES = 16  # frozen-generator samples whose mean CLIP feature the image direction starts from
-LAZY_REG_RATIO = 0.8  # full-weight runs: lr times c/(c+1) with c = 4, and each beta raised to that power
-#                      (StyleGAN2's lazy-regularisation ratio, kept by the paper's code and by StyleDomain's for
-#                      patch_key "original"); compact styles take lr and betas as given (StyleDomain's other patches)
+LAZY_REG_RATIO = 0.8  # full-weight runs: lr x c/(c+1), c = 4, betas to that power (StyleGAN2's lazy-regularisation
+#                      ratio, as the paper's code and StyleDomain's "original" patch); compact: as given (.adam)
 COMPACT_LR = 0.05  # the "compact" recipe's lr (StyleDomain's td_nada_ffhq_sdelta.yaml)
 # Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
 # (``zero_grad(set_to_none=True)``), so Adam skips them and a layer's state starts the first time it trains. The
@@ -272,23 +278,6 @@ SOURCE_RECIPES: dict[str, dict[str, dict]] = {
 }
 
 
-def recipe_summary(name: str, source: str | None = None) -> str:
-    """A recipe's settings in a line ("style_delta, lr 0.05, betas 0.9/0.999, batch 4, 250 steps, ..."): what a
-    person compares when choosing (the CLI's --recipe help, the README's table)."""
-    c = AdaptConfig.from_recipe(name, source)
-    every = "every row" + (" + to_rgb1" if c.params == "weights" else "")
-    rows = "no probe" if not c.probing() else every if c.layers_k is None else \
-        f"probe {Fraction(c.layers_k).limit_denominator(12)} of the rows"
-    parts = [c.params, f"lr {c.lr:g}", f"betas {c.betas[0]:g}/{c.betas[1]:g}", f"batch {c.batch_size}",
-             f"{c.iterations} steps", rows, f"mixing {c.mixing:g}", f"in-domain {c.lambda_indomain:g}",
-             "+".join(m.removeprefix("clip-vit-").upper() for m in c.clip_models)]
-    if c.frozen_rows:
-        parts.append(f"{c.frozen_rows} rows frozen")
-    if c.train_to_rgb:
-        parts.append("ToRGB too")
-    return ", ".join(parts)
-
-
 @dataclasses.dataclass
 class Progress:
     """One training step's report: what :func:`adapt` yields, and what ``nada.Studio.adapt``, the app and ``nada adapt``
@@ -363,70 +352,6 @@ class TrainingOutOfMemoryError(TrainingHalted):
     def __init__(self, step: int):
         super().__init__(f"Out of memory at step {step}; training stopped and the weights from step {step - 1} are "
                          "kept. Use a smaller batch or probe batch, one CLIP model, or gradient checkpointing.")
-
-
-def conv_modules(generator: Generator) -> list[str]:
-    """Names of every synthesis convolution layer (what trains without probing)."""
-    return ["conv1"] + [f"convs.{i}" for i in range(len(generator.convs))]
-
-
-def init_style_offsets(generator: Generator, params: str = "modulation", train_to_rgb: bool = False
-                       ) -> list[torch.Tensor]:
-    """Give every synthesis convolution (and ToRGB layer with ``train_to_rgb``) an offset of the form ``params``
-    ("style_delta" or "modulation"), zero unless it has one, as its own leaf tensor; offsets of the other form are
-    kept as they are. Returns the offsets of that form (what the optimiser trains)."""
-    buffer = OFFSET_BUFFERS[params]
-    offsets = generator.style_offsets()
-    for name, m in generator.modulated_convs(to_rgb=train_to_rgb).items():
-        key = f"{name}.{buffer}"
-        offsets[key] = offsets[key].detach().clone() if key in offsets else m.weight.new_zeros(m.in_ch)  # [in]
-    generator.set_style_offsets(offsets)
-    return [v for k, v in generator.style_offsets().items() if k.endswith(f".{buffer}")]
-
-
-def set_trainable_offsets(generator: Generator, modules: list[str], params: str = "modulation") -> None:
-    """Make exactly the ``params``-form style offsets of ``modules`` (layer names such as "convs.3") trainable; no
-    weight and no offset of another form trains."""
-    generator.requires_grad_(False)
-    chosen, buffer = set(modules), OFFSET_BUFFERS.get(params)
-    for name, m in generator.modulated_convs().items():
-        for form in OFFSET_BUFFERS.values():
-            value = getattr(m, form)
-            if value is not None:
-                value.requires_grad_(form == buffer and name.removesuffix(".conv") in chosen)
-
-
-def rgb_modules(generator: Generator) -> list[str]:
-    """Names of every ToRGB layer."""
-    return ["to_rgb1"] + [f"to_rgbs.{i}" for i in range(len(generator.to_rgbs))]
-
-
-def every_row_modules(generator: Generator, rows: list[int], train_to_rgb: bool, weights: bool) -> list[str]:
-    """The modules that train when every one of ``rows`` is chosen: the layers that read them (ToRGB layers with
-    ``train_to_rgb``), and in a full-weight run ``to_rgb1`` with row 1. The official code's index-to-layer list
-    (ZSSGAN/model/ZSSGAN.py) maps row 1 to ``to_rgb1`` and row i >= 2 to ``convs[i-2]``: with every row chosen (its
-    README command, --auto_layer_k 18 at 1024) that is conv1, to_rgb1 and every conv, which this reproduces. When the
-    probe chooses rows, row 1 means ``convs.0``, the layer that reads it (nada.probe), and ``to_rgb1`` stays frozen."""
-    layers = [m for i in rows for m in row_modules(generator, i, train_to_rgb)]
-    if weights and 1 in rows and "to_rgb1" not in layers:
-        layers.insert(layers.index("convs.0") + 1 if "convs.0" in layers else len(layers), "to_rgb1")
-    return layers
-
-
-def unprobed_modules(generator: Generator, frozen: list[int], train_to_rgb: bool, weights: bool) -> list[str]:
-    """The modules that train without probing (the official code's default phase): the constant input (full-weight
-    runs) and every convolution, every ToRGB layer too with ``train_to_rgb``; less the readers of ``frozen`` rows
-    (the input counts as a reader of row 0: it feeds only the 4 px layer)."""
-    held = {m for i in frozen for m in generator.latent_consumers()[i]} | ({"input"} if 0 in frozen else set())
-    names = (["input"] if weights else []) + conv_modules(generator) + (rgb_modules(generator) if train_to_rgb else [])
-    return [m for m in names if m not in held]
-
-
-def set_trainable(generator: Generator, modules: list[str]) -> None:
-    """Make exactly the parameters of ``modules`` trainable."""
-    generator.requires_grad_(False)
-    for name in modules:
-        generator.get_submodule(name).requires_grad_(True)
 
 
 class PreviewRenderer:

@@ -143,7 +143,7 @@ def test_diverse_on_cars_is_styledomains_cars_config():
 
 def test_the_recipe_values_are_shown_where_a_recipe_is_chosen():
     from nada.app.adapt_tab import recipe_settings
-    from nada.train import recipe_summary
+    from nada.cli.adapt import recipe_summary
 
     assert recipe_summary("compact") == ("style_delta, lr 0.05, betas 0.9/0.999, batch 4, 250 steps, no probe, "
                                          "mixing 0.9, in-domain 0.25, B32+B16, coarse rows frozen")

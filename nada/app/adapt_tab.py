@@ -27,6 +27,7 @@ from ..clip_models import JUDGE_CLIP
 from ..images import ImageInputError
 from ..metrics import LABELS, Evaluation
 from ..model_store import DEFAULT_CLIPS, ModelStore
+from ..nets.rows import rows_label
 from ..style_trainer import StyleTrainer
 from ..styles import read_style_meta
 from ..target_images import load_target_images
@@ -278,20 +279,30 @@ def waiting_status(ahead: int) -> str:
             "itself when its turn comes; keep this page open. Stop leaves the line.")
 
 
-EVERY_ROW = ("**W+ rows:** no probe runs with these settings: every row trains at each step, so there is no "
-             "probe chart.")
+EVERY_ROW = ("**W+ rows:** no probe runs with these settings: {rows} trains at each step, so there is no probe "
+             "chart.")
 PROBED_ROWS = "**W+ rows:** the probe picks the rows each step; the chart shows its latest choice."
 
 
 def probes_rows(config: AdaptConfig, n_rows: int | None) -> bool:
     """True when a run with ``config`` probes which W+ rows train (a choice among the rows, not all of them)."""
-    return config.probing() and (n_rows is None or config.resolved_layers_k(n_rows) < n_rows)
+    if n_rows is None:
+        return config.probing()
+    return config.probing() and config.resolved_layers_k(n_rows) < n_rows - len(config.frozen(n_rows))
 
 
-def rows_chart(probed: bool) -> tuple[gr.BarPlot, str]:
+def rows_chart(probed: bool, frozen: str | tuple = ()) -> tuple[gr.BarPlot, str]:
     """(the rows chart, the line under it) as a run starts: an empty chart waiting for the first probe, or no chart
-    and a line saying that every row trains (an empty chart drew a "NaN" legend)."""
-    return gr.BarPlot(value=None, visible=probed), PROBED_ROWS if probed else EVERY_ROW
+    and a line saying that every row trains, but the ``frozen`` ones (an empty chart drew a "NaN" legend)."""
+    if probed:
+        return gr.BarPlot(value=None, visible=True), PROBED_ROWS
+    return gr.BarPlot(value=None, visible=False), every_row_line(frozen)
+
+
+def every_row_line(frozen: str | tuple = ()) -> str:
+    """The line under the (hidden) rows chart of a run without probe: every row trains, but the ``frozen`` ones."""
+    return EVERY_ROW.format(rows=f"every row but the {rows_label(frozen)}, which stay frozen," if frozen
+                            else "every row")
 
 
 def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataFrame:
@@ -405,7 +416,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                            train=train_button(False))
         return
     probed = probes_rows(config, store.generator_rows(source))
-    chart, rows_line = rows_chart(probed)
+    chart, rows_line = rows_chart(probed, config.frozen_rows)
     # A new run starts on a clean slate: the previous run's pictures, charts, figures and file go.
     yield AdaptOutputs(status="Loading the models...", train=train_button(True), preview=None, losses=None,
                        layers=chart, rows_note=rows_line, metrics="", style_file=None)
@@ -463,7 +474,8 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     status = f"{done}. Training {how}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
     no_probe = bars is None  # no probe ran (or none finished): no chart, in words
     yield AdaptOutputs(losses=pd.DataFrame(rows), layers=gr.BarPlot(visible=False) if no_probe else bars,
-                       rows_note=EVERY_ROW if no_probe else KEEP, status=status, style_file=str(kept.file),
+                       rows_note=every_row_line(config.frozen_rows) if no_probe else KEEP, status=status,
+                       style_file=str(kept.file),
                        session=session, train=train_button(False),
                        metrics=metrics_markdown(last.metrics if last is not None and not halted else None),
                        generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from ..clip_models import DEFAULT_CLIPS
@@ -18,7 +19,7 @@ from ..style_trainer import StyleTrainer
 from ..styles import export_style_pt, safe_style_name, save_style, style_path, styles_dir
 from ..target_images import load_target_images
 from ..tiny import TINY_NAME
-from ..train import RECIPES, AdaptConfig, recipe_summary
+from ..train import RECIPES, AdaptConfig
 from .args import check_writable, iterations, learning_rate, parse_seeds, seed
 
 DEFAULT_CLIP = ",".join(DEFAULT_CLIPS)  # "clip-vit-b32,clip-vit-b16"
@@ -34,6 +35,23 @@ def _rows(text: str) -> int | float:
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of rows or a fraction such as 2/3") from None
     return int(value) if value.is_integer() and value >= 1 or value == 0 else value
+
+
+def recipe_summary(name: str, source: str | None = None) -> str:
+    """A recipe's settings in a line ("style_delta, lr 0.05, betas 0.9/0.999, batch 4, 250 steps, ..."): what a
+    person compares when choosing (the CLI's --recipe help, the README's table)."""
+    c = AdaptConfig.from_recipe(name, source)
+    every = "every row" + (" + to_rgb1" if c.params == "weights" else "")
+    rows = "no probe" if not c.probing() else every if c.layers_k is None else \
+        f"probe {Fraction(c.layers_k).limit_denominator(12)} of the rows"
+    parts = [c.params, f"lr {c.lr:g}", f"betas {c.betas[0]:g}/{c.betas[1]:g}", f"batch {c.batch_size}",
+             f"{c.iterations} steps", rows, f"mixing {c.mixing:g}", f"in-domain {c.lambda_indomain:g}",
+             "+".join(m.removeprefix("clip-vit-").upper() for m in c.clip_models)]
+    if c.frozen_rows:
+        parts.append(f"{c.frozen_rows} rows frozen")
+    if c.train_to_rgb:
+        parts.append("ToRGB too")
+    return ", ".join(parts)
 
 
 def _betas(text: str) -> tuple[float, float]:
