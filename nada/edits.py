@@ -258,7 +258,7 @@ def learn_steps(generator: Generator, clip_models: Sequence[tuple[torch.nn.Modul
     chosen = resolve_rows(config.rows, n_latent)  # a group or row this generator lacks: ValueError, before any work
     t0 = time.perf_counter()
     guide = ClipGuide(clip_models, config.source_text, config.target_text)
-    ref = generator.input.input  # the generator's device and dtype
+    ref = next(generator.parameters())  # the generator's device and dtype
     device = ref.device
     with torch.no_grad():
         center = generator.truncation_center().to(ref)  # [1, 512]

@@ -118,7 +118,7 @@ def encode_face(face: Image.Image, encoder: Encoder4Editing, latent_avg: torch.T
 @torch.no_grad()
 def render_codes(generator: Generator, codes: torch.Tensor) -> Image.Image:
     """W+ codes [1, n_latent, 512] -> PIL image via ``generator.synthesis(codes, noise_mode="const")`` and to_pil."""
-    ref = generator.input.input  # the generator's device and dtype
+    ref = next(generator.parameters())  # the generator's device and dtype
     img = generator.synthesis(codes.to(ref.device, ref.dtype), noise_mode="const")  # [1, 3, size, size]
     return render.to_pil(img)[0]
 
@@ -134,7 +134,7 @@ def invert(image: ImageSource | Image.Image, encoder: Encoder4Editing, latent_av
     avg = _check_models(encoder, latent_avg, generator)  # before the (slower) alignment
     face = prepare_face(image, aligner, align)
     codes = encode_face(face, encoder, avg)  # [1, n_latent, 512]
-    codes = codes.to(generator.input.input.device).detach()
+    codes = codes.to(generator.device).detach()
     return Inversion(aligned=face, codes=codes, reconstruction=render_codes(generator, codes))
 
 

@@ -58,7 +58,7 @@ def check_fits(generator: Generator, clip_models: list[torch.nn.Module], batch_s
                                  grad_checkpointing, clip_params=max(clip_params, default=0))
     resident = 4 * (sum(p.numel() for p in generator.parameters()) + sum(clip_params))
     need = max(total - resident, 0)
-    device = generator.input.input.device
+    device = generator.device
     if free_bytes is None:
         if device.type != "cuda":
             return need

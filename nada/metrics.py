@@ -172,7 +172,7 @@ def diversity(feats: torch.Tensor) -> float:
 
 def _batches(source: Generator, n: int, seed: int, truncation: float, batch: int):
     """Yield ``(w [B, 512], noise list of [B, 1, r, r])`` for the n images, on the source's device and dtype."""
-    ref = source.input.input  # a parameter: the module's device and dtype
+    ref = next(source.parameters())  # a parameter: the module's device and dtype
     rng = torch.Generator().manual_seed(seed)  # CPU stream: the same images on every device
     z_all = torch.randn(n, source.style_dim, generator=rng)  # [n, 512]
     center = source.truncation_center() if truncation != 1.0 else None  # [1, 512]
@@ -206,7 +206,7 @@ def evaluate(source: Generator, adapted: Generator, clip_models: Sequence[tuple[
     total_w = sum(w for _, w in guide.models)
     weights = [w / total_w for _, w in guide.models]
     targets = [text_embedding(m, guide.target_text) for m, _ in guide.models]  # per model [1, D]
-    adapted_ref = adapted.input.input
+    adapted_ref = next(adapted.parameters())
 
     feats_s: list[list[torch.Tensor]] = [[] for _ in guide.models]  # per model, per batch [B, D] (CPU)
     feats_a: list[list[torch.Tensor]] = [[] for _ in guide.models]

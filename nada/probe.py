@@ -85,7 +85,7 @@ OFFSET_BUFFERS = {"style_delta": "style_delta", "modulation": "style_offset"}  #
 
 def conv_modules(generator: Generator) -> list[str]:
     """Names of every synthesis convolution layer (what trains without probing)."""
-    return ["conv1"] + [f"convs.{i}" for i in range(len(generator.convs))]
+    return generator.conv_layers()
 
 
 def init_style_offsets(generator: Generator, params: str = "modulation", train_to_rgb: bool = False
@@ -116,7 +116,7 @@ def set_trainable_offsets(generator: Generator, modules: list[str], params: str 
 
 def rgb_modules(generator: Generator) -> list[str]:
     """Names of every ToRGB layer."""
-    return ["to_rgb1"] + [f"to_rgbs.{i}" for i in range(len(generator.to_rgbs))]
+    return generator.rgb_layers()
 
 
 def every_row_modules(generator: Generator, rows: list[int], train_to_rgb: bool, weights: bool) -> list[str]:
@@ -126,7 +126,7 @@ def every_row_modules(generator: Generator, rows: list[int], train_to_rgb: bool,
     README command, --auto_layer_k 18 at 1024) that is conv1, to_rgb1 and every conv, which this reproduces. When the
     probe chooses rows, row 1 means ``convs.0``, the layer that reads it (nada.probe), and ``to_rgb1`` stays frozen."""
     layers = [m for i in rows for m in row_modules(generator, i, train_to_rgb)]
-    if weights and 1 in rows and "to_rgb1" not in layers:
+    if weights and 1 in rows and "to_rgb1" in generator.rgb_layers() and "to_rgb1" not in layers:  # StyleGAN2 only
         layers.insert(layers.index("convs.0") + 1 if "convs.0" in layers else len(layers), "to_rgb1")
     return layers
 
@@ -135,8 +135,10 @@ def unprobed_modules(generator: Generator, frozen: list[int], train_to_rgb: bool
     """The modules that train without probing (the official code's default phase): the constant input (full-weight
     runs) and every convolution, every ToRGB layer too with ``train_to_rgb``; less the readers of ``frozen`` rows
     (the input counts as a reader of row 0: it feeds only the 4 px layer)."""
-    held = {m for i in frozen for m in generator.latent_consumers()[i]} | ({"input"} if 0 in frozen else set())
-    names = (["input"] if weights else []) + conv_modules(generator) + (rgb_modules(generator) if train_to_rgb else [])
+    held = {m for i in frozen for m in generator.latent_consumers()[i]}
+    held |= set(generator.input_layers()) if 0 in frozen else set()
+    names = (generator.input_layers() if weights else []) + conv_modules(generator) + \
+        (rgb_modules(generator) if train_to_rgb else [])
     return [m for m in names if m not in held]
 
 

@@ -36,7 +36,7 @@ def image_grid(rows: list[torch.Tensor], size: int | None = None) -> Image.Image
 def seed_latents(generator: Generator, seeds: list[int], truncation: float = 1.0,
                  w_avg: torch.Tensor | None = None) -> torch.Tensor:
     """Mapped (and truncated) latents for integer seeds -> w [len(seeds), 512]."""
-    z = seeded_z(seeds, generator.style_dim).to(generator.input.input)  # [N, 512], module device/dtype
+    z = seeded_z(seeds, generator.style_dim).to(next(generator.parameters()))  # [N, 512], module device/dtype
     w = generator.mapping(z)  # [N, 512]
     if truncation != 1.0:
         w = truncate(w, w_avg if w_avg is not None else generator.truncation_center(), truncation)

@@ -376,7 +376,7 @@ class _Trainer:
     def __init__(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
                  id_loss: torch.nn.Module | None):
         self.config, self.id_loss = config, id_loss
-        self.device = generator.input.input.device
+        self.device = generator.device
         self.amp = bool(config.bf16)
         self.micro = config.probe_micro_batch or default_micro_batch(generator)
         check_fits(generator, [m for m, _ in clip_models], config.batch_size,

@@ -74,7 +74,7 @@ def _ease(t: float) -> float:
 
 def frame_latents(generator: Generator, plan: VideoPlan, w_avg: torch.Tensor | None = None) -> torch.Tensor:
     """The W latent of every frame ``[F, 512]``: eased linear steps between the truncated latents of the seeds."""
-    device = generator.input.input.device
+    device = generator.device
     with torch.no_grad():
         w = generator.mapping(seeded_z(list(plan.seeds), generator.style_dim, device))  # [S, 512]
         center = generator.truncation_center() if w_avg is None else w_avg.to(w)
@@ -97,7 +97,7 @@ class StyleMix:
 
     def __init__(self, source: Generator, styles: list[Style | None]):
         self.source = source
-        device = source.input.input.device
+        device = source.device
         for style in styles:
             if style is not None:
                 check_style_fits(style, source)  # before anything is copied
@@ -330,7 +330,7 @@ def photo_frames(source: Generator, styles: list[Style], codes: torch.Tensor, pl
     are rendered ``batch`` at a time)."""
     stops: list[Style | None] = [None, *styles]
     plan.validate(len(stops))
-    ref = source.input.input
+    ref = next(source.parameters())
     codes = codes.to(ref)
     if direction is not None:
         apply_edit(codes, direction, 0.0)  # shape check before any frame

@@ -58,7 +58,7 @@ def train_style(store: ModelStore, source: str, config: AdaptConfig, style_file:
     limit loses at most one preview interval; the last record carries the figures measured with the training CLIPs.
     ``stop``: an object with ``is_set()`` (a :class:`~nada.app.training_queue.StopFlag` crosses processes)."""
     trainer = StyleTrainer(store, source, config, meta=meta, stop=stop)
-    n = METRICS_SAMPLES if trainer.generator.input.input.is_cuda else METRICS_SAMPLES_CPU
+    n = METRICS_SAMPLES if trainer.generator.device.type == "cuda" else METRICS_SAMPLES_CPU
     for rec in trainer.run(style_every=0, style_file=style_file, metrics_samples=n):
         yield dataclasses.replace(rec, generator=None, style=None)
 

@@ -417,6 +417,28 @@ class Generator(nn.Module):
                              f"got {list(w.shape)}.")
         return w
 
+    @property
+    def device(self) -> torch.device:
+        """Where the generator's weights are."""
+        return self.input.input.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The generator's weight dtype."""
+        return self.input.input.dtype
+
+    def input_layers(self) -> list[str]:
+        """The synthesis input's module names (the learned 4x4 constant)."""
+        return ["input"]
+
+    def conv_layers(self) -> list[str]:
+        """Every synthesis convolution layer's module name, in order ("conv1", "convs.0", ...)."""
+        return ["conv1"] + [f"convs.{i}" for i in range(len(self.convs))]
+
+    def rgb_layers(self) -> list[str]:
+        """Every ToRGB layer's module name, in order ("to_rgb1", "to_rgbs.0", ...)."""
+        return ["to_rgb1"] + [f"to_rgbs.{i}" for i in range(len(self.to_rgbs))]
+
     def latent_consumers(self) -> list[list[str]]:
         """For each W+ row, the module names that read it (conv first, then ToRGB)."""
         rows: list[list[str]] = [["conv1"]]
