@@ -132,6 +132,14 @@ def test_a_modulation_style_and_a_style_delta_style_blend(source64, red64):
     by_hand = copy.deepcopy(source64).set_style_offsets(  # s * (1 + 0.5 o) + 0.5 d, layer by layer
         {k: 0.5 * v for k, v in {**delta_style.tensors, **mod_style.tensors}.items()})
     torch.testing.assert_close(_images(apply_style(source64, mixed)), _images(by_hand), rtol=1e-6, atol=1e-6)
+    from nada.app.mix import kind_words  # the Mix status line's words, from the blend's record
+
+    assert kind_words(mixed) == "a compact style" and kind_words(delta_style) == "a compact style"
+    adapted = copy.deepcopy(source64)
+    with torch.no_grad():
+        adapted.convs[0].conv.weight.add_(0.1)
+    weights = style_from_generators(source64, adapted, {"source": "tiny64"})
+    assert kind_words(blend([(weights, 0.5), (delta_style, 0.5)], source=source64)) == "a weight and compact style"
 
 
 # ------------------------------------------------------------------------------------------ frozen rows

@@ -36,7 +36,7 @@ from .generate_tab import (
     rendered_galleries,
 )
 from .page import DISPLAY_MIN, loading_notice
-from .sessions import SessionStyles
+from .sessions import SessionStyle, SessionStyles
 from .status_line import done_line
 from .style_menus import NO_STYLE, SESSION_PREFIX, StyleRef, invert_choices, load_ref, resolve_style, style_choices
 from .wiring import KEEP, BoundTasks, Outputs
@@ -362,9 +362,11 @@ def mix_video(store: ModelStore, session: SessionStyles, mix_style_1: str | None
                      lambda done: progress(done / plan.frames, desc=f"Video: frame {done} of {plan.frames}"))
 
 
-def kind_words(style: Style) -> str:
-    """What a style is, for the status line: "a compact style", "a weight and compact style", ... (a mix of the two
-    compact forms, ``s * (1 + offset) + delta``, is still a compact style)."""
-    if style.kind == "mixed" and not style.weights:
+def kind_words(style: Style | SessionStyle) -> str:
+    """What a style is, for the status line: "a compact style", "a weight and compact style", ... A blend records
+    its parts' kinds (``meta["blend"]``): a mix of the two compact forms, ``s * (1 + offset) + delta``, is still a
+    compact style. Reads metadata only (a session's style holds no tensors)."""
+    parts = {part.get("kind") for part in style.meta.get("blend") or [] if isinstance(part, dict)}
+    if style.kind == "mixed" and parts and parts <= {"style_delta", "modulation"}:
         return "a compact style"
     return KIND_WORDS.get(style.kind, style.kind)
