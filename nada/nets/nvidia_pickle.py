@@ -150,7 +150,7 @@ def _load_from_bytes(blob: Any) -> torch.storage.TypedStorage:
             storage = torch.load(io.BytesIO(bytes(blob)), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # weights_only refused a global inside the blob
         m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        raise UnsafePickleError(f"a tensor storage asks for the Python global '{m[1] if m else '?'}'") from None
+        raise UnsafePickleError(f"a tensor storage {_refusal(m[1] if m else '?')}") from None
     if not isinstance(storage, torch.storage.TypedStorage):
         raise NetworkPickleError(f"a tensor storage blob holds a {type(storage).__name__}, not a storage")
     return storage
@@ -241,6 +241,13 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
+def _refusal(global_name: str) -> str:
+    """Why a global is refused, in words (after the file's name)."""
+    return (f"asks for the Python global '{global_name}', which an NVIDIA network pickle never needs: the file may "
+            "run code when a program loads it with pickle. nada reads network pickles as data and refused it; "
+            "nothing in the file was run.")
+
+
 class _Reader(pickle.Unpickler):
     """An unpickler that resolves only :data:`ALLOWED_GLOBALS`."""
 
@@ -251,10 +258,7 @@ class _Reader(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         stand_in = ALLOWED_GLOBALS.get((module, name))
         if stand_in is None:
-            raise UnsafePickleError(
-                f"{self.name} asks for the Python global '{module}.{name}', which an NVIDIA network pickle never "
-                "needs: the file may run code when a program loads it with pickle. nada reads network pickles as "
-                "data and refused it; nothing in the file was run.")
+            raise UnsafePickleError(f"{self.name} {_refusal(f'{module}.{name}')}")
         return stand_in
 
     def persistent_load(self, pid: Any) -> Any:
