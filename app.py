@@ -242,6 +242,10 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
                 ui.edit_strength = gr.Slider(-MAX_EDIT_STRENGTH, MAX_EDIT_STRENGTH, value=1.5,
                                              step=0.1, label="Edit strength", info="0 = none, below 0 = the other way",
                                              scale=1, min_width=200, elem_id="invert-edit-strength")
+            # Right under the Edit row, its whole width (its line says each preset's rows): which W+ rows the edit
+            # may change (nada.nets.rows); each choice is learned once and cached.
+            ui.edit_rows = gr.Dropdown(list(invert_tab.EDIT_ROWS), value=invert_tab.AS_PRESET, allow_custom_value=True,
+                                       label="Edit rows", info=invert_tab.edit_rows_info(), elem_id="invert-edit-rows")
             with gr.Row():
                 ui.run = gr.Button("Invert", variant="primary", scale=2, elem_id="invert-run")
                 ui.make_video = gr.Button("Video: the face through each style, the edit going back and forth",
@@ -360,7 +364,7 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
                   concurrency_id="render")
         # Invert's results redrawn from the last inverted photo's kept codes (no new inversion) when a strength is
         # released or another edit or style is picked; an edit not learned yet is not learned there (in words).
-        wire_live([inv.strength, inv.edit_strength, inv.edit, inv.styles],
+        wire_live([inv.strength, inv.edit_strength, inv.edit, inv.edit_rows, inv.styles],
                   failures_on_status(bind(invert_tab.restyle_photo, store, gpu=invert_gpu), invert_tab.RestyleOutputs),
                   inv_names, invert_tab.RestyleOutputs, check=bind(invert_tab.check_restyle, store),
                   progress_on=["status"], concurrency_limit=1)

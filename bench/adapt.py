@@ -77,24 +77,27 @@ def adapt_case(size: int, probe: bool, style_file: bool = False, **overrides) ->
     return setup
 
 
+_RECIPE = {name: {k: v for k, v in RECIPES[name].settings.items() if k != "iterations"}  # a step, not a run
+           for name in ("compact", "diverse")}
 CASES = {
     "adapt256_probe": adapt_case(256, probe=True),
     "adapt256_noprobe": adapt_case(256, probe=False),
     "adapt1024_probe": adapt_case(1024, probe=True),
     # the default recipe (the official README command: every row, so no probe is needed) at 256 px
     "adapt256_paper": adapt_case(256, probe=True, layers_k=None),
-    # the same step training only the style offsets ("compact" recipe), with the style file it makes
-    "adapt256_compact": adapt_case(256, probe=True, style_file=True, layers_k=None, params="modulation", lr=COMPACT_LR),
-    "adapt1024_compact": adapt_case(1024, probe=True, style_file=True, layers_k=None, params="modulation",
-                                    lr=COMPACT_LR),
+    # the "compact" recipe's step (StyleDomain's s_delta offsets, batch 4, mixing 0.9, in-domain 0.25, coarse rows
+    # frozen), with the style file it makes; "adapt256_modulation" is the compact step as it was before (the paper's
+    # step training s * (1 + delta) offsets, batch 2)
+    "adapt256_compact": adapt_case(256, probe=True, style_file=True, layers_k=None, **_RECIPE["compact"]),
+    "adapt1024_compact": adapt_case(1024, probe=True, style_file=True, layers_k=None, **_RECIPE["compact"]),
+    "adapt256_modulation": adapt_case(256, probe=True, style_file=True, layers_k=None, params="modulation",
+                                      lr=COMPACT_LR),
     "adapt256_paper_file": adapt_case(256, probe=True, style_file=True, layers_k=None),  # the weight style's file
-    # the "diverse" recipe (the paper's step on a batch of 4 plus the in-domain loss); the same batch without
-    # the loss (what the loss itself costs); compact + in-domain
-    "adapt256_diverse": adapt_case(256, probe=True, layers_k=None, **RECIPES["diverse"].settings),
+    # the "diverse" recipe (StyleDomain's td_nada_ffhq.yaml: every layer and ToRGB on a batch of 4 with mixing and
+    # the in-domain loss); the paper's step on the same batch (what the loss and the ToRGB layers cost)
+    "adapt256_diverse": adapt_case(256, probe=True, layers_k=None, **_RECIPE["diverse"]),
     "adapt256_paper_b4": adapt_case(256, probe=True, layers_k=None,
                                     batch_size=RECIPES["diverse"].settings["batch_size"]),
-    "adapt256_compact_diverse": adapt_case(256, probe=True, layers_k=None, params="modulation", lr=COMPACT_LR,
-                                           **RECIPES["diverse"].settings),
     # options that change the computation (not part of the comparison with the reference)
     "adapt256_probe_bf16": adapt_case(256, probe=True, bf16=True),
     "adapt256_noprobe_bf16": adapt_case(256, probe=False, bf16=True),
@@ -105,4 +108,4 @@ CASES = {
 }
 # Run only when named (--cases): minutes per case on a CPU, and the GPU check runs them itself.
 OPTIONAL = ("adapt1024_noprobe", "adapt1024_probe_bf16", "adapt1024_noprobe_bf16", "adapt1024_compact",
-            "adapt256_paper_file", "adapt256_paper_b4", "adapt256_compact_diverse")
+            "adapt256_paper_file", "adapt256_paper_b4", "adapt256_modulation")

@@ -291,8 +291,10 @@ def indomain_loss(img_feat_train: torch.Tensor, img_feat_frozen: torch.Tensor) -
     Against HyperDomainNet's ``core/loss.py``: the same value (its strict lower-triangle mask picks the same unordered
     pairs, and it divides their sum by ``B (B - 1) / 2``); features are normalised here (idempotent for
     :meth:`ClipGuide.image_features`); with several CLIP models each term takes the model's ensemble weight (the
-    reference gives every encoder the loss's one coefficient: the same with the paper's weights of 1). Its public
-    configs list only the directional loss, so the weight is ours, measured (``RECIPES["diverse"]``)."""
+    reference gives every encoder the loss's one coefficient: the same with the paper's weights of 1). The weight is
+    the published one: HyperDomainNet's single-domain configs use 1.5 (``configs/td_single_car.yaml``) and 0.5
+    (``td_single_horse.yaml``); StyleDomain's NADA configs 0.25 for faces (``td_nada_ffhq.yaml``,
+    ``td_nada_ffhq_sdelta.yaml``) and 1.5 for cars (``td_nada_cars.yaml``): the "compact" and "diverse" recipes."""
     if img_feat_train.shape != img_feat_frozen.shape or img_feat_train.ndim != 2:
         raise ValueError(f"Feature shapes differ or are not [B, D]: {list(img_feat_train.shape)} "
                          f"vs {list(img_feat_frozen.shape)}.")

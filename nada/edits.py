@@ -7,6 +7,9 @@ paper's directional loss), that it go some way along it (the ``along`` term: the
 the edit has a size), that ``D`` stay small (the ``size`` penalty, which keeps it from fitting the few latents it saw
 and lets it carry over to codes it never saw), and, for faces when ArcFace is loaded, that the person stay the same.
 ``apply_edit(w_plus, D, strength)`` is ``w_plus + strength * D``: 0 changes nothing, negative goes the other way.
+``EditConfig.rows`` (:mod:`nada.nets.rows`: "coarse", "medium", "fine", joined by "+", or row numbers) limits the
+rows ``D`` may change, as StyleCLIP's mappers can leave the coarse, medium or fine rows alone: only those rows are
+optimised, and ``D`` is exactly zero elsewhere (a smile that keeps the fine rows keeps the photo's colour and light).
 
 Directions are cached in the weights cache (``<cache>/edits``), keyed by the source generator's fingerprint, the
 prompt pair and every setting (:func:`cache_path`). An edit file (:func:`save_edit`) is a safetensors file whatever
@@ -38,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,23 +49,51 @@ import torch.nn.functional as F
 from . import __version__
 from .clip_loss import ClipGuide, check_prompts
 from .files import atomic_write, read_tagged_safetensors
+from .nets.rows import canonical_rows, resolve_rows, rows_label
 from .nets.stylegan2 import Generator, truncate
 from .styles import generator_fingerprint
 from .weights import cache_dir
 
-# The face presets: name -> (source text, target text). Each text goes through the 79 prompt templates
-# ("a photo of a {}."), so a short noun phrase reads best. Of the official notebook's six InterfaceGAN directions
-# (age, beard, gender, hair length, pose, smile): age both ways, beard, hair length and smile, plus glasses; gender
-# and pose are free text away ("face -> woman's face").
-PRESETS: dict[str, tuple[str, str]] = {
-    "smile": ("face", "smiling face"),
-    "older": ("face", "old person's face"),
-    "younger": ("face", "young person's face"),
-    "glasses": ("face", "face with glasses"),
-    "beard": ("face", "face with a beard"),
-    "long hair": ("face", "face with long hair"),
+# The face presets. Each text goes through the 79 prompt templates ("a photo of a {}."), so a short noun phrase reads
+# best. Of the official notebook's six InterfaceGAN directions (age, beard, gender, hair length, pose, smile): age both
+# ways, beard, hair length and smile, plus glasses; gender and pose are free text away ("face -> woman's face").
+# Each names the W+ rows it may change (nada.nets.rows: coarse = rows 0-5, up to the first 32 px convolution; medium
+# = 6-10, to 128 px; fine = the rest, which carry colour, lighting and skin micro-texture), as StyleCLIP's mappers
+# leave groups alone; --edit NAME@ROWS, edit learn --rows and the app's Edit rows menu override them.
+
+
+class Preset(NamedTuple):
+    """A face preset: its texts, the W+ rows it may change, and why those rows."""
+
+    source_text: str  # what the face shows now
+    target_text: str  # what it should show
+    rows: str | None  # nada.nets.rows spelling; None = every row
+    why: str  # the reason for the rows, in words (``nada edit presets`` prints it)
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(source text, target text)."""
+        return self.source_text, self.target_text
+
+
+PRESETS: dict[str, Preset] = {
+    "smile": Preset("face", "smiling face", "coarse+medium",
+                    "the mouth's shape lives in the 16-64 px rows; fine rows would shift colour and lighting"),
+    "older": Preset("face", "old person's face", "coarse+medium",
+                    "face shape and wrinkles are coarse and medium; fine rows would re-light and re-colour the photo"),
+    "younger": Preset("face", "young person's face", "coarse+medium",
+                      "as older: shape and skin folds, not the photo's colour and lighting"),
+    "glasses": Preset("face", "face with glasses", "coarse",
+                      "glasses come with the coarse rows in StyleGAN's style mixing; the face's own medium and fine "
+                      "rows then draw the frames, so its features, skin and colours stay"),
+    "beard": Preset("face", "face with a beard", "coarse+medium",
+                    "the jaw's outline is coarse and the beard's texture medium; fine rows would tint the whole face"),
+    "long hair": Preset("face", "face with long hair", "coarse",
+                        "hair length is the head's outline, a coarse style in StyleGAN's mixing; medium and fine rows "
+                        "would change the hair's texture and colour and the face's features"),
 }
 FREE_TEXT_SOURCE = "face"  # what free text ("face with freckles") is an edit from
+AS_PRESET = "preset"  # a rows choice (edit_rows, the Edit rows menu): the preset's own rows, every row for free text
 MAX_STRENGTH = 3.0  # the command line and the app take strengths in [-3, 3] (1 = the learned edit)
 FORMAT_KEY = "nada_edit_format"  # safetensors metadata key that marks a nada edit file
 FORMAT_VERSION = 1
@@ -92,6 +124,11 @@ class EditConfig:
     truncation: float = 0.7  # training latents are truncated towards the mean, where inverted faces lie
     seed: int = 0  # the latents drawn
     clip_models: tuple[str, ...] = ("clip-vit-b32",)  # CLIP models by registry name (callers load them)
+    rows: str | None = None  # W+ rows the edit may change ("coarse", "medium+fine", "0+1+2"; a list of numbers is
+    #                          accepted and stored so); None = every row. Outside them the direction is exactly 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", canonical_rows(self.rows))  # one plain spelling: "coarse+medium"; bad: error
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a readable message for settings that cannot work."""
@@ -108,6 +145,7 @@ class EditConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg[0].upper() + msg[1:] + ".")
+        canonical_rows(self.rows)  # the spelling; a generator's range is checked when learning (resolve_rows)
         check_prompts(self.source_text, self.target_text)
 
     def to_dict(self) -> dict:
@@ -133,12 +171,19 @@ class Edit:
 
     direction: torch.Tensor  # [n_latent, 512] float32, CPU
     meta: dict = field(default_factory=dict)  # source, source_fingerprint, generator_config, source_text,
-    #                                           target_text, config, identity, seconds, created, nada_version
+    #                                           target_text, rows, config, identity, seconds, created, nada_version
+
+    @property
+    def rows(self) -> str | None:
+        """The W+ rows the edit changes ("coarse+medium"); None = every row (also files saved before rows existed)."""
+        return canonical_rows(self.meta.get("rows", (self.meta.get("config") or {}).get("rows")))
 
     @property
     def label(self) -> str:
-        """"face -> smiling face" (what the edit does)."""
-        return f"{self.meta.get('source_text', '?')} -> {self.meta.get('target_text', '?')}"
+        """"face -> smiling face" (what the edit does), with its rows unless it changes every row: "face -> smiling
+        face (coarse+medium rows)"."""
+        text = f"{self.meta.get('source_text', '?')} -> {self.meta.get('target_text', '?')}"
+        return text if self.rows is None else f"{text} ({rows_label(self.rows)})"
 
 
 # ------------------------------------------------------------------------------------------------- applying
@@ -176,7 +221,7 @@ def edit_prompts(text: str) -> tuple[str, str]:
                          "should become, e.g. 'face with freckles'.")
     key = " ".join(text.split()).casefold()
     if key in PRESETS:
-        return PRESETS[key]
+        return PRESETS[key].pair
     source, sep, target = text.partition("->")
     pair = (source.strip(), target.strip()) if sep else (FREE_TEXT_SOURCE, text.strip())
     if sep and not pair[0]:
@@ -191,6 +236,16 @@ def edit_prompts(text: str) -> tuple[str, str]:
             from None
 
 
+def edit_rows(text: str, rows: str | int | Sequence[int | str] | None = AS_PRESET) -> str | None:
+    """The W+ rows (one spelling, :func:`nada.nets.rows.canonical_rows`; None = every row) of the edit named ``text``
+    (as :func:`edit_prompts` reads it): ``rows`` as given, or with :data:`AS_PRESET` the preset's own rows (every
+    row for free text). ``ValueError`` for an unknown group or a negative row."""
+    if isinstance(rows, str) and rows.strip().casefold() == AS_PRESET:
+        preset = PRESETS.get(" ".join(str(text).split()).casefold())
+        return preset.rows if preset is not None else None
+    return canonical_rows(rows)
+
+
 # ------------------------------------------------------------------------------------------------- learning
 def learn_steps(generator: Generator, clip_models: Sequence[tuple[torch.nn.Module, float]], config: EditConfig,
                 id_loss: torch.nn.Module | None = None, *, stop: Callable[[], bool] | None = None
@@ -199,16 +254,19 @@ def learn_steps(generator: Generator, clip_models: Sequence[tuple[torch.nn.Modul
     ``stop()`` returning True ends learning after the current step (the direction so far is returned). The generator
     is not modified (no gradient reaches its parameters)."""
     config.validate()
+    n_latent, dim = generator.n_latent, generator.style_dim
+    chosen = resolve_rows(config.rows, n_latent)  # a group or row this generator lacks: ValueError, before any work
     t0 = time.perf_counter()
     guide = ClipGuide(clip_models, config.source_text, config.target_text)
     ref = generator.input.input  # the generator's device and dtype
     device = ref.device
-    n_latent, dim = generator.n_latent, generator.style_dim
     with torch.no_grad():
         center = generator.truncation_center().to(ref)  # [1, 512]
+    rows = torch.tensor(chosen, device=device)  # [R] the W+ rows the offset may change
     rng = torch.Generator(device).manual_seed(int(config.seed))
-    direction = torch.zeros(n_latent, dim, device=device, dtype=ref.dtype, requires_grad=True)  # [n_latent, 512]
-    opt = torch.optim.Adam([direction], lr=config.lr)
+    trained = torch.zeros(len(rows), dim, device=device, dtype=ref.dtype, requires_grad=True)  # [R, 512]
+    zeros = torch.zeros(n_latent, dim, device=device, dtype=ref.dtype)  # [n_latent, 512]: the rows left alone
+    opt = torch.optim.Adam([trained], lr=config.lr)
     use_id = id_loss is not None and config.lambda_id > 0
     step, losses = 0, {}
     for step in range(1, config.steps + 1):
@@ -218,6 +276,7 @@ def learn_steps(generator: Generator, clip_models: Sequence[tuple[torch.nn.Modul
             w_plus = w[:, None, :].expand(-1, n_latent, -1)  # [B, n_latent, 512]
             img_src = generator.synthesis(w_plus, noise_mode="const")  # [B, 3, H, W]
             feats_src = guide.image_features(img_src)
+        direction = zeros.index_copy(0, rows, trained)  # [n_latent, 512], exactly 0 outside the chosen rows
         img_edit = generator.synthesis(w_plus + direction, noise_mode="const")  # [B, 3, H, W]
         feats_edit = guide.image_features(img_edit)
         terms: dict[str, torch.Tensor] = {}
@@ -230,8 +289,8 @@ def learn_steps(generator: Generator, clip_models: Sequence[tuple[torch.nn.Modul
         if use_id:
             terms["id"] = config.lambda_id * id_loss(img_edit, img_src)
         total = sum(terms.values())
-        (grad,) = torch.autograd.grad(total, [direction])  # only the offset: the generator's parameters stay clean
-        direction.grad = grad
+        (grad,) = torch.autograd.grad(total, [trained])  # only the offset: the generator's parameters stay clean
+        trained.grad = grad
         opt.step()
         losses = {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
         if not all(math.isfinite(v) for v in losses.values()):
@@ -240,6 +299,8 @@ def learn_steps(generator: Generator, clip_models: Sequence[tuple[torch.nn.Modul
         if step == config.steps or (stop is not None and stop()):
             break
         yield EditProgress(step, config.steps, losses, time.perf_counter() - t0)
+    with torch.no_grad():
+        direction = zeros.index_copy(0, rows, trained)  # [n_latent, 512]
     yield EditProgress(step, config.steps, losses, time.perf_counter() - t0, done=True,
                        direction=direction.detach().to("cpu", torch.float32).clone())
 
@@ -255,11 +316,13 @@ def along_text(guide: ClipGuide, feats_edit: list[torch.Tensor], feats_src: list
 
 def learn_direction(generator: Generator, clip_models: Sequence[tuple[torch.nn.Module, float]], source_text: str,
                     target_text: str, steps: int = EditConfig.steps, batch: int = EditConfig.batch, seed: int = 0,
-                    id_loss: torch.nn.Module | None = None, **settings) -> torch.Tensor:
-    """The learned direction ``[n_latent, 512]`` (CPU, float32) from ``source_text`` to ``target_text``; ``settings``
+                    id_loss: torch.nn.Module | None = None, rows: str | Sequence[int | str] | None = None,
+                    **settings) -> torch.Tensor:
+    """The learned direction ``[n_latent, 512]`` (CPU, float32) from ``source_text`` to ``target_text``, exactly zero
+    outside ``rows`` ("coarse", "medium", "fine", several joined by "+", or a list; None = every row); ``settings``
     are other :class:`EditConfig` fields (``lr``, ``lambda_size``, ...)."""
     config = EditConfig(source_text=source_text, target_text=target_text, steps=steps, batch=batch, seed=seed,
-                        **settings)
+                        rows=rows, **settings)
     records = learn_steps(generator, clip_models, config, id_loss)
     return next(rec for rec in records if rec.done).direction
 
@@ -270,7 +333,8 @@ def make_edit(direction: torch.Tensor, generator: Generator, config: EditConfig,
     """An :class:`Edit` with its metadata (the generator's fingerprint computed unless given)."""
     meta = {"source": source, "source_fingerprint": fingerprint or generator_fingerprint(generator),
             "generator_config": generator.config(), "source_text": config.source_text,
-            "target_text": config.target_text, "config": config.to_dict(), "identity": bool(identity),
+            "target_text": config.target_text, "rows": config.rows, "config": config.to_dict(),
+            "identity": bool(identity),
             "seconds": seconds, "nada_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     return Edit(direction.detach().to("cpu", torch.float32).contiguous(), meta)
@@ -326,8 +390,11 @@ def edits_dir() -> Path:
 
 def cache_path(fingerprint: str, config: EditConfig, identity: bool) -> Path:
     """The cache file of a direction: named by its target text, keyed by generator fingerprint, prompts, settings
-    and whether the identity loss took part."""
-    key = json.dumps({"fingerprint": fingerprint, "config": config.to_dict(), "identity": bool(identity),
+    (the W+ rows included) and whether the identity loss took part."""
+    settings = config.to_dict()
+    if settings["rows"] is None:  # every row: keyed as before rows existed, so directions cached then still serve
+        del settings["rows"]
+    key = json.dumps({"fingerprint": fingerprint, "config": settings, "identity": bool(identity),
                       "format": FORMAT_VERSION}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     slug = re.sub(r"[^a-z0-9]+", "-", config.target_text.casefold()).strip("-")[:40] or "edit"
@@ -365,7 +432,7 @@ def learn_cached(generator: Generator, clip_models: Sequence[tuple[torch.nn.Modu
         yield rec
 
 
-__all__ = ["PRESETS", "FREE_TEXT_SOURCE", "MAX_STRENGTH", "EditConfig", "EditProgress", "Edit", "EditFileError",
-           "EditMismatchError", "apply_edit", "check_strength", "edit_prompts", "learn_steps", "learn_direction",
-           "along_text", "make_edit", "save_edit", "load_edit", "verify_edit", "edits_dir", "cache_path",
-           "cached_edit", "learn_cached"]
+__all__ = ["PRESETS", "Preset", "AS_PRESET", "FREE_TEXT_SOURCE", "MAX_STRENGTH", "EditConfig", "EditProgress", "Edit",
+           "EditFileError", "EditMismatchError", "apply_edit", "check_strength", "edit_prompts", "edit_rows",
+           "learn_steps", "learn_direction", "along_text", "make_edit", "save_edit", "load_edit", "verify_edit",
+           "edits_dir", "cache_path", "cached_edit", "learn_cached"]

@@ -1,4 +1,5 @@
-"""Adaptive layer selection: which W+ rows (hence which synthesis layers) move most towards the target text.
+"""Which layers train: adaptive layer selection (which W+ rows, hence which synthesis layers, move most towards the
+target text), the fixed choices without it, and making exactly those layers (or their style offsets) trainable.
 
 A copy of a batch of W+ codes is optimised with the global CLIP loss for a few SGD steps; rows are ranked by mean
 absolute change and the top ``k`` rows name the layers to train this step. Only the W+ copy receives gradients:
@@ -51,9 +52,10 @@ def row_modules(generator: Generator, row: int, train_to_rgb: bool = False) -> l
 
 def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int, iters: int = 1,
                  lr: float = 0.01, micro_batch: int | None = None, train_to_rgb: bool = False,
-                 noise: list[torch.Tensor] | None = None) -> ProbeResult:
+                 noise: list[torch.Tensor] | None = None, rows: list[int] | None = None) -> ProbeResult:
     """Rank W+ rows by how far ``iters`` SGD steps on the global loss move them, starting from ``w`` [B, 512] or
-    [B, n_latent, 512]; return the top ``k`` candidate rows. ``micro_batch`` bounds memory (gradients accumulate)."""
+    [B, n_latent, 512]; return the top ``k`` candidate rows (of ``rows`` when given: frozen rows are never chosen).
+    ``micro_batch`` bounds memory (gradients accumulate)."""
     w_plus = generator.to_wplus(w.detach()).clone().requires_grad_(True)  # [B, n_latent, 512]
     w0 = w_plus.detach().clone()
     opt = torch.optim.SGD([w_plus], lr=lr)
@@ -69,8 +71,77 @@ def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int
                 loss.backward()
             opt.step()
     scores = (w_plus.detach() - w0).abs().mean(dim=(0, 2)).tolist()  # n_latent floats: one host sync
-    candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, train_to_rgb)]
+    candidates = [i for i in (range(generator.n_latent) if rows is None else rows)
+                  if row_modules(generator, i, train_to_rgb)]
     k = max(0, min(k, len(candidates)))
     ranked = sorted(candidates, key=lambda i: -scores[i])[:k]
     layers = [m for i in ranked for m in row_modules(generator, i, train_to_rgb)]
     return ProbeResult(rows=ranked, layers=layers, scores=scores)
+
+
+# ------------------------------------------------------------------------------ the layers a run trains
+OFFSET_BUFFERS = {"style_delta": "style_delta", "modulation": "style_offset"}  # AdaptConfig.params -> buffer
+
+
+def conv_modules(generator: Generator) -> list[str]:
+    """Names of every synthesis convolution layer (what trains without probing)."""
+    return ["conv1"] + [f"convs.{i}" for i in range(len(generator.convs))]
+
+
+def init_style_offsets(generator: Generator, params: str = "modulation", train_to_rgb: bool = False
+                       ) -> list[torch.Tensor]:
+    """Give every synthesis convolution (and ToRGB layer with ``train_to_rgb``) an offset of the form ``params``
+    ("style_delta" or "modulation"), zero unless it has one, as its own leaf tensor; offsets of the other form are
+    kept as they are. Returns the offsets of that form (what the optimiser trains)."""
+    buffer = OFFSET_BUFFERS[params]
+    offsets = generator.style_offsets()
+    for name, m in generator.modulated_convs(to_rgb=train_to_rgb).items():
+        key = f"{name}.{buffer}"
+        offsets[key] = offsets[key].detach().clone() if key in offsets else m.weight.new_zeros(m.in_ch)  # [in]
+    generator.set_style_offsets(offsets)
+    return [v for k, v in generator.style_offsets().items() if k.endswith(f".{buffer}")]
+
+
+def set_trainable_offsets(generator: Generator, modules: list[str], params: str = "modulation") -> None:
+    """Make exactly the ``params``-form style offsets of ``modules`` (layer names such as "convs.3") trainable; no
+    weight and no offset of another form trains."""
+    generator.requires_grad_(False)
+    chosen, buffer = set(modules), OFFSET_BUFFERS.get(params)
+    for name, m in generator.modulated_convs().items():
+        for form in OFFSET_BUFFERS.values():
+            value = getattr(m, form)
+            if value is not None:
+                value.requires_grad_(form == buffer and name.removesuffix(".conv") in chosen)
+
+
+def rgb_modules(generator: Generator) -> list[str]:
+    """Names of every ToRGB layer."""
+    return ["to_rgb1"] + [f"to_rgbs.{i}" for i in range(len(generator.to_rgbs))]
+
+
+def every_row_modules(generator: Generator, rows: list[int], train_to_rgb: bool, weights: bool) -> list[str]:
+    """The modules that train when every one of ``rows`` is chosen: the layers that read them (ToRGB layers with
+    ``train_to_rgb``), and in a full-weight run ``to_rgb1`` with row 1. The official code's index-to-layer list
+    (ZSSGAN/model/ZSSGAN.py) maps row 1 to ``to_rgb1`` and row i >= 2 to ``convs[i-2]``: with every row chosen (its
+    README command, --auto_layer_k 18 at 1024) that is conv1, to_rgb1 and every conv, which this reproduces. When the
+    probe chooses rows, row 1 means ``convs.0``, the layer that reads it (nada.probe), and ``to_rgb1`` stays frozen."""
+    layers = [m for i in rows for m in row_modules(generator, i, train_to_rgb)]
+    if weights and 1 in rows and "to_rgb1" not in layers:
+        layers.insert(layers.index("convs.0") + 1 if "convs.0" in layers else len(layers), "to_rgb1")
+    return layers
+
+
+def unprobed_modules(generator: Generator, frozen: list[int], train_to_rgb: bool, weights: bool) -> list[str]:
+    """The modules that train without probing (the official code's default phase): the constant input (full-weight
+    runs) and every convolution, every ToRGB layer too with ``train_to_rgb``; less the readers of ``frozen`` rows
+    (the input counts as a reader of row 0: it feeds only the 4 px layer)."""
+    held = {m for i in frozen for m in generator.latent_consumers()[i]} | ({"input"} if 0 in frozen else set())
+    names = (["input"] if weights else []) + conv_modules(generator) + (rgb_modules(generator) if train_to_rgb else [])
+    return [m for m in names if m not in held]
+
+
+def set_trainable(generator: Generator, modules: list[str]) -> None:
+    """Make exactly the parameters of ``modules`` trainable."""
+    generator.requires_grad_(False)
+    for name in modules:
+        generator.get_submodule(name).requires_grad_(True)

@@ -174,8 +174,9 @@ class Studio:
             raise ValueError(f"Unknown training setting(s) {', '.join(unknown)}: use AdaptConfig fields "
                              "(iterations, lr, layers_k, ...).")
         every = limits.whole_number(style_every, "style_every", 0, limits.MAX_ITERATIONS)
-        config = AdaptConfig.from_recipe(recipe, source_text=source_text, target_text=target_text, **overrides)
-        trainer = StyleTrainer(self.store, self._source(source), config, stop=stop)
+        name = self._source(source)  # a source's published values for the recipe apply (nada.train.SOURCE_RECIPES)
+        config = AdaptConfig.from_recipe(recipe, name, source_text=source_text, target_text=target_text, **overrides)
+        trainer = StyleTrainer(self.store, name, config, stop=stop)
         for text in trainer.warnings:
             warnings.warn(text, UserWarning, stacklevel=2)
         return trainer.run(style_every=every)

@@ -5,6 +5,7 @@ import warnings
 from .nets.stylegan2 import (
     CONV_IMPLS,
     NOISE_MODES,
+    OFFSET_FORMS,
     SQRT2,
     Blur,
     ConstantInput,
@@ -27,7 +28,7 @@ warnings.warn("nada.stylegan2 moved to nada.nets.stylegan2; the old path works f
               DeprecationWarning, stacklevel=2)
 
 __all__ = [
-    "CONV_IMPLS", "NOISE_MODES", "SQRT2", "Blur", "ConstantInput", "EqualLinear", "FusedLeakyReLU", "Generator",
-    "ModulatedConv2d", "NoiseInjection", "PixelNorm", "StyledConv", "ToRGB", "Upsample", "channels_for",
+    "CONV_IMPLS", "NOISE_MODES", "OFFSET_FORMS", "SQRT2", "Blur", "ConstantInput", "EqualLinear", "FusedLeakyReLU",
+    "Generator", "ModulatedConv2d", "NoiseInjection", "PixelNorm", "StyledConv", "ToRGB", "Upsample", "channels_for",
     "mix_latents", "seeded_z", "truncate",
 ]

@@ -12,9 +12,9 @@ Choices where we differ from the official StyleGAN-NADA code (each on purpose; t
   them at the target text); with a target text too, the text and image directions are averaged (our extension: the
   official code replaces the text with the pictures); the pictures' preprocessing is in ``nada.target_images``;
 - Adam: the mapping network never receives gradients, and a layer that trains again after idle steps keeps its Adam
-  state as it was (see ``ADAM_*`` below: the official code, on the PyTorch of its time, kept zero gradients, so the
-  second moment of idle layers decayed; on torch 2 or later, where ``zero_grad`` sets gradients to None, the official
-  code behaves like ours);
+  state as it was (see the note on Adam below: the official code, on the PyTorch of its time, kept zero gradients, so
+  the second moment of idle layers decayed; on torch 2 or later, where ``zero_grad`` sets gradients to None, the
+  official code behaves like ours);
 - CLIP runs in float32 unless ``bf16`` is on (the official code runs CLIP in fp16 on CUDA);
 - the global loss uses the target prompt as typed, in training and in probing (the reference uses "a {target}"
   in one place and the bare text in the other);
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import random
 import threading
@@ -41,8 +42,18 @@ from PIL import Image
 from .clip_loss import ClipGuide, check_prompts, clean_prompt
 from .memory import check_fits
 from .nets.autotune import ConvTuner
+from .nets.rows import resolve_rows
 from .nets.stylegan2 import Generator, mix_latents
-from .probe import ProbeResult, probe_layers, row_modules
+from .probe import (
+    ProbeResult,
+    every_row_modules,
+    init_style_offsets,
+    probe_layers,
+    row_modules,
+    set_trainable,
+    set_trainable_offsets,
+    unprobed_modules,
+)
 from .render import image_grid, seed_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
@@ -50,12 +61,12 @@ if TYPE_CHECKING:  # record fields filled in above this module (nada.style_train
     from .metrics import Evaluation
     from .styles import Style
 
-PARAMS = ("weights", "modulation")  # AdaptConfig.params: what a run trains
+PARAMS = ("weights", "style_delta", "modulation")  # AdaptConfig.params: what a run trains
 IMAGE_GUIDED_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # image-guided runs, unless the caller names models
 IMAGE_GUIDE_SAMPLES = 16  # frozen-generator samples whose mean CLIP feature the image direction starts from
-ADAM_LR_SCALE = 0.8  # the paper's code multiplies lr by c/(c+1) with c = 4 ...
-ADAM_BETAS = (0.0, 0.99 ** 0.8)  # ... and raises beta2 to the same power (StyleGAN2's lazy-regularisation ratio)
-COMPACT_LR = 0.05  # the "compact" recipe's lr (measured; the reason is beside RECIPES)
+LAZY_REG_RATIO = 0.8  # full-weight runs: lr x c/(c+1), c = 4, betas to that power (StyleGAN2's lazy-regularisation
+#                      ratio, as the paper's code and StyleDomain's "original" patch); compact: as given (.adam)
+COMPACT_LR = 0.05  # the "compact" recipe's lr (StyleDomain's td_nada_ffhq_sdelta.yaml)
 # Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
 # (``zero_grad(set_to_none=True)``), so Adam skips them and a layer's state starts the first time it trains. The
 # official code ran on a PyTorch whose ``zero_grad`` kept zero tensors, and its probe left gradients on every layer,
@@ -87,9 +98,14 @@ class AdaptConfig:
     lambda_global: float = 0.0  # global CLIP loss weight
     lambda_id: float = 0.0  # identity (ArcFace) loss weight; faces only
     lambda_l2: float = 0.0  # L2 loss weight between trainable and frozen outputs
-    params: str = "weights"  # what trains: "weights" (the paper: the chosen layers' weights) or "modulation" (only a
-    #                          per-input-channel offset on each chosen convolution's style vector, s * (1 + delta):
-    #                          HyperDomainNet's domain modulation, 6,048 numbers at 1024 px; every weight unchanged)
+    params: str = "weights"  # what trains: "weights" (the paper: the chosen layers' weights), or a per-input-channel
+    #                          offset on each chosen convolution's style vector (6,048 numbers at 1024 px; every
+    #                          weight unchanged): "style_delta" (s + delta, StyleDomain's s_delta: the compact recipe)
+    #                          or "modulation" (s * (1 + delta), StyleDomain's s_mod)
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam's betas as a config file gives them (full-weight runs raise
+    #                                           them to LAZY_REG_RATIO, as the official code does)
+    frozen_rows: str | tuple = ()  # W+ rows that never train (nada.nets.rows): "coarse" (rows 0-5, StyleDomain's
+    #                                no_coarse), "medium", "fine", several joined by "+", or row numbers; () = none
     lambda_indomain: float = 0.0  # in-domain angle consistency weight (HyperDomainNet): keeps the batch's pairwise
     #                               CLIP angles those of the frozen copy, against mode collapse; needs batch_size >= 2
     mixing: float = 0.0  # style mixing probability per step: two latents crossed at one random row, the same mix
@@ -111,11 +127,12 @@ class AdaptConfig:
     #                            is optional, and with both the text and image directions are averaged
 
     @classmethod
-    def from_recipe(cls, name: str, **overrides) -> AdaptConfig:
-        """The settings of a named recipe (:data:`RECIPES`), with ``overrides`` on top."""
+    def from_recipe(cls, name: str, source: str | None = None, **overrides) -> AdaptConfig:
+        """The settings of a named recipe (:data:`RECIPES`), the published values of ``source`` (a registry name) for
+        it where there are some (:data:`SOURCE_RECIPES`), and ``overrides`` on top."""
         if name not in RECIPES:
             raise ValueError(f"Unknown recipe '{name}'; choose one of: {', '.join(RECIPES)}.")
-        settings = {**RECIPES[name].settings, **overrides}
+        settings = {**RECIPES[name].settings, **SOURCE_RECIPES.get(source or "", {}).get(name, {}), **overrides}
         if settings.get("target_images") and "clip_models" not in overrides:  # the official notebook switches
             settings["clip_models"] = IMAGE_GUIDED_CLIPS  # ViT-B/16 on when style images are given
         return dataclasses.replace(cls(), **settings)
@@ -138,6 +155,18 @@ class AdaptConfig:
     def probing(self) -> bool:
         """True when layers are chosen by probing (else every synthesis convolution trains)."""
         return self.probe_iters > 0 and self.layers_k != 0
+
+    def frozen(self, n_latent: int) -> list[int]:
+        """The W+ rows that never train on a generator with ``n_latent`` rows (``frozen_rows`` resolved)."""
+        return resolve_rows(self.frozen_rows, n_latent) if self.frozen_rows not in ((), "", None) else []
+
+    def adam(self, params) -> torch.optim.Adam:
+        """The run's optimiser: full-weight runs scale lr and betas by the lazy-regularisation ratio (the official
+        code's, and StyleDomain's for full weights); compact styles take them as given (StyleDomain's offsets)."""
+        if self.params == "weights":
+            return torch.optim.Adam(params, lr=self.lr * LAZY_REG_RATIO,
+                                    betas=tuple(b ** LAZY_REG_RATIO for b in self.betas))
+        return torch.optim.Adam(params, lr=self.lr, betas=tuple(self.betas))
 
     def validate(self, n_latent: int | None = None) -> None:
         """Raise ``ValueError`` with a readable message for settings that cannot work."""
@@ -169,6 +198,9 @@ class AdaptConfig:
                 checks.append((self.layers_k <= n_latent,
                                f"layers_k must be at most {n_latent} (the generator's W+ rows), got {self.layers_k}"))
         checks.append((self.params in PARAMS, f"params must be one of {', '.join(PARAMS)}, got {self.params!r}"))
+        checks.append((len(tuple(self.betas)) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1
+                                                            for b in self.betas),
+                       f"betas must be two numbers in [0, 1) (Adam's), got {self.betas!r}"))
         checks.append((0.0 <= self.mixing <= 1.0, f"mixing must be a probability in [0, 1], got {self.mixing}"))
         checks.append((len(self.clip_models) >= 1, "clip_models must name at least one CLIP model"))
         n_pictures = len(self.target_images)
@@ -177,6 +209,9 @@ class AdaptConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg[0].upper() + msg[1:] + ".")
+        frozen = self.frozen(n_latent or 10_000)  # ValueError with words for a bad spelling
+        if n_latent is not None and len(frozen) >= n_latent:
+            raise ValueError(f"Every W+ row is frozen (frozen_rows={self.frozen_rows!r}): nothing would train.")
         if n_pictures and not str(self.target_text or "").strip():
             clean_prompt(self.source_text, "source prompt")  # pictures alone name the target
         else:
@@ -197,37 +232,49 @@ class Recipe:
     settings: dict
 
 
-# The official StyleGAN-NADA settings, in one place. "paper": the command in the official README (Photo -> Sketch and
-# most published models): --auto_layer_k 18 at 1024, i.e. every row, so every synthesis convolution trains each step;
-# one probe iteration on 8 latents (skipped here: with every row chosen it cannot change anything); ViT-B/32 + ViT-B/16
-# at weight 1; batch 2; lr 0.002; no mixing; --iter 301, i.e. 301 steps. "notebook": the official Colab notebook's
-# default (no probing: the constant input and every convolution train; ViT-B/32 only, model_weights [1.0, 0.0]; 151
-# steps). "shape": the notebook's "improve shape" setting (probe 2/3 of the rows, 12 at 1024, with style mixing 0.9;
-# the notebook then sets ViT-B/16's weight to 1.0, so both models). With style images the notebook switches ViT-B/16
-# on as well: from_recipe does the same unless the caller names the models. tests/test_recipes.py quotes each value.
+# The published settings, in one place (tests/test_recipes.py quotes each value beside its source).
+# The official StyleGAN-NADA code (rinongal/StyleGAN-nada): "paper" is the command in its README (Photo -> Sketch and
+# most published models): --auto_layer_k 18 at 1024, i.e. every row; one probe iteration on 8 latents (skipped here:
+# with every row chosen it cannot change anything); ViT-B/32 + ViT-B/16 at weight 1; batch 2; lr 0.002; no mixing;
+# --iter 301, i.e. 301 steps. Two facts about its layers: with every row chosen, the official index-to-layer list maps
+# row 1 to to_rgb1, so conv1, to_rgb1 and every conv train, and so they do here (every_row_modules); when the probe
+# chooses rows ("shape"), row 1 means convs.0, the layer that reads it (our documented choice, nada.probe), and
+# to_rgb1 stays frozen. "notebook": the official Colab notebook's default (no probing: the constant input and every
+# convolution train; ViT-B/32 only, model_weights [1.0, 0.0]; 151 steps). "shape": the notebook's "improve shape"
+# setting (probe 2/3 of the rows, 12 at 1024, with style mixing 0.9; the notebook then sets ViT-B/16's weight to 1.0,
+# so both models). With style images the notebook switches ViT-B/16 on as well: from_recipe does the same unless the
+# caller names the models.
+# StyleDomain (AIRI-Institute/StyleDomain, "StyleDomain: Efficient and Lightweight Parameterizations of StyleGAN for
+# One-shot and Few-shot Domain Adaptation", ICCV 2023), its SimilarDomains/configs: "compact" is
+# td_nada_ffhq_sdelta.yaml (patch_key s_delta: s + delta on the style vector of each synthesis convolution; Adam lr
+# 0.05, betas (0.9, 0.999), as given; batch 4; iter_num 250; mixing_noise 0.9; ViT-B/32 + ViT-B/16; loss_coefs
+# direction 1.0, indomain 0.25; no_coarse: conv_0..conv_5, W+ rows 0-5, never train; auto_layer_iters 0: no probe).
+# "diverse" is td_nada_ffhq.yaml (patch_key original: the weights; lr 0.002 and betas (0, 0.999), both scaled by the
+# lazy-regularisation ratio as in the paper's code; batch 4; 250 steps; mixing 0.9; in-domain 0.25; phase "all":
+# every synthesis layer and ToRGB; no_coarse there applies only to offsets, so the coarse rows train). Phase "all"
+# also trains the mapping network; ours stays frozen (both copies see the same latents; see the module docstring).
+# Sources with a published setting of their own use it (SOURCE_RECIPES): LSUN cars, td_nada_cars.yaml (and
+# HyperDomainNet's configs/td_single_car.yaml): in-domain 1.5 at batch 8, 400 steps. Other sources use the faces'.
+# The in-domain loss (lambda_indomain) is HyperDomainNet's (MACderRu/HyperDomainNet, NeurIPS 2022): its single-domain
+# configs weigh it too (td_single_car.yaml 1.5, td_single_horse.yaml 0.5).
+_COMPACT = {"params": "style_delta", "lr": COMPACT_LR, "betas": (0.9, 0.999), "batch_size": 4, "iterations": 250,
+            "mixing": 0.9, "lambda_indomain": 0.25, "frozen_rows": "coarse", "probe_iters": 0}
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe("Style and texture: every layer trains (the paper's command)", {}),
     "shape": Recipe("Shape change: the layers that move most, with style mixing",
                     {"layers_k": 2 / 3, "mixing": 0.9, "iterations": 151}),
     "notebook": Recipe("Quick: every convolution and the constant input, one CLIP model (the official notebook)",
                        {"layers_k": 0, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
-    # "compact": the paper's settings, but only the style offsets train (files of ~25 KB instead of ~60 MB).
-    # lr 0.05 (x0.8: 0.04 per step). Anchor: HyperDomainNet's published single-domain runs (configs/td_single_*.yaml,
-    # "cin_mult" = these offsets) use Adam lr 0.1 with betas (0.9, 0.999), batch 4, 300 steps. Our optimiser keeps
-    # the paper's beta1 = 0 (no momentum to average noisy steps away), so each step moves about the full lr: we
-    # measured 0.005-0.1 on the tiny stand-ins (301 steps, nada.metrics.evaluate, n=64). Colour CLIP photo->red:
-    # s_dir 0.66 / 0.70 / 0.82 / 0.92 at 0.005 / 0.02 / 0.05 / 0.1 (paper recipe: 0.84); tiny random ViT: image
-    # diversity 0.037 (source) -> 0.032 / 0.023 / 0.017 at 0.02 / 0.05 / 0.1. 0.05 matches the paper's s_dir without
-    # the collapse seen at 0.1; re-measure with the real CLIP models on a GPU (bench/README.md).
-    "compact": Recipe("Compact: the paper's settings, training ~6,000 style offsets instead of the weights (tiny file)",
-                      {"params": "modulation", "lr": COMPACT_LR}),
-    # "diverse": the paper's settings plus HyperDomainNet's in-domain angle consistency loss (against mode collapse)
-    # on a batch of 4 (its pairs: 6; HyperDomainNet trains on 4). The weight is measured (bench/diversity.py, bench
-    # README): on the colour stand-in where the paper recipe collapses (k=1), tuned on "green" and "blue", 1.0 kept
-    # 1.5-2.2x the paper recipe's diversity at 0.54-0.80x its target-score gain; 3.0 lost all the gain on "green".
-    # Combine with params="modulation" for a compact style that keeps its variety.
-    "diverse": Recipe("Keep variety: the paper's settings plus a loss that keeps the samples as different from each "
-                      "other as they were (against mode collapse)", {"lambda_indomain": 1.0, "batch_size": 4}),
+    "compact": Recipe("Compact: StyleDomain's ~3,000 style offsets instead of the weights (tiny file; coarse rows "
+                      "kept)", _COMPACT),
+    "diverse": Recipe("Keep variety: every layer trains with a loss that keeps the samples as different from each "
+                      "other as they were (against mode collapse; StyleDomain's setting)",
+                      {"lr": 0.002, "betas": (0.0, 0.999), "batch_size": 4, "iterations": 250, "mixing": 0.9,
+                       "lambda_indomain": 0.25, "probe_iters": 0, "train_to_rgb": True}),
+}
+# Published settings of a source of their own, on top of a recipe: {source: {recipe: settings}}.
+SOURCE_RECIPES: dict[str, dict[str, dict]] = {
+    "car": {"diverse": {"lambda_indomain": 1.5, "batch_size": 8, "iterations": 400}},
 }
 
 
@@ -307,38 +354,6 @@ class TrainingOutOfMemoryError(TrainingHalted):
                          "kept. Use a smaller batch or probe batch, one CLIP model, or gradient checkpointing.")
 
 
-def conv_modules(generator: Generator) -> list[str]:
-    """Names of every synthesis convolution layer (what trains without probing)."""
-    return ["conv1"] + [f"convs.{i}" for i in range(len(generator.convs))]
-
-
-def init_style_offsets(generator: Generator, train_to_rgb: bool = False) -> list[torch.Tensor]:
-    """Give every synthesis convolution (and ToRGB layer with ``train_to_rgb``) a style offset, zero unless it has
-    one, as its own leaf tensor; returns them (what the optimiser trains with ``params="modulation"``)."""
-    offsets = generator.style_offsets()
-    for name, m in generator.modulated_convs(to_rgb=train_to_rgb).items():
-        key = f"{name}.style_offset"
-        offsets[key] = offsets[key].detach().clone() if key in offsets else m.weight.new_zeros(m.in_ch)  # [in]
-    generator.set_style_offsets(offsets)
-    return list(generator.style_offsets().values())
-
-
-def set_trainable_offsets(generator: Generator, modules: list[str]) -> None:
-    """Make exactly the style offsets of ``modules`` (layer names such as "convs.3") trainable; no weight trains."""
-    generator.requires_grad_(False)
-    chosen = set(modules)
-    for name, m in generator.modulated_convs().items():
-        if m.style_offset is not None:
-            m.style_offset.requires_grad_(name.removesuffix(".conv") in chosen)
-
-
-def set_trainable(generator: Generator, modules: list[str]) -> None:
-    """Make exactly the parameters of ``modules`` trainable."""
-    generator.requires_grad_(False)
-    for name in modules:
-        generator.get_submodule(name).requires_grad_(True)
-
-
 class PreviewRenderer:
     """Fixed-seed preview grids: the source row is rendered once, the adapted row on demand."""
 
@@ -381,21 +396,24 @@ class _Trainer:
         self.trained.grad_checkpointing = config.grad_checkpointing
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.mix_rng = random.Random(config.seed)  # the mixing coin and crossover row
-        self.modulation = config.params == "modulation"
-        self.set_trainable = set_trainable_offsets if self.modulation else set_trainable
-        trainable = init_style_offsets(self.trained, config.train_to_rgb) if self.modulation \
+        self.compact = config.params != "weights"
+        self.set_trainable = functools.partial(set_trainable_offsets, params=config.params) if self.compact \
+            else set_trainable
+        trainable = init_style_offsets(self.trained, config.params, config.train_to_rgb) if self.compact \
             else self.trained.parameters()
-        self.opt = torch.optim.Adam(trainable, lr=config.lr * ADAM_LR_SCALE, betas=ADAM_BETAS)
+        self.opt = config.adam(trainable)
         self.preview = PreviewRenderer(self.frozen, config.preview_seeds, config.truncation)
         self.k = config.resolved_layers_k(generator.n_latent)
-        candidates = [i for i in range(generator.n_latent) if row_modules(generator, i, config.train_to_rgb)]
+        frozen = config.frozen(generator.n_latent)
+        self.candidates = [i for i in range(generator.n_latent)
+                           if i not in frozen and row_modules(generator, i, config.train_to_rgb)]
         # Probe only where it can matter: choosing k of k candidate rows always gives all of them (same result as the
         # probe, at the cost of a step without one); without probing the paper's code trains the input and all convs.
-        self.probe = config.probing() and self.k < len(candidates)
+        self.probe = config.probing() and self.k < len(self.candidates)
         if config.probing() and not self.probe:
-            self.layers = [m for i in candidates for m in row_modules(generator, i, config.train_to_rgb)]
+            self.layers = every_row_modules(generator, self.candidates, config.train_to_rgb, not self.compact)
         else:
-            self.layers = ([] if self.modulation else ["input"]) + conv_modules(self.trained)
+            self.layers = unprobed_modules(generator, frozen, config.train_to_rgb, not self.compact)
         self.set_trainable(self.trained, self.layers)
 
     def _guide(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]) -> ClipGuide:
@@ -421,13 +439,14 @@ class _Trainer:
         probe: ProbeResult | None = None
         if self.probe and (step - 1) % config.probe_every == 0:
             zp = torch.randn(config.probe_batch, trained.style_dim, device=device, generator=rng)
-            if self.modulation:
+            if self.compact:
                 set_trainable_offsets(trained, [])  # the probe differentiates only its W+ copy
             with torch.no_grad():
                 wp = frozen.mapping(zp)  # [Bp, 512]
             with autocast(device, amp):
                 probe = probe_layers(trained, wp, self.guide, self.k, config.probe_iters, micro_batch=self.micro,
-                                     noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb)
+                                     noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb,
+                                     rows=self.candidates)
             self.layers = probe.layers
             self.set_trainable(trained, self.layers)
             timer.mark("probe")

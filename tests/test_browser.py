@@ -872,14 +872,14 @@ def test_a_recipe_says_what_it_set_and_a_run_without_probe_says_every_row_trains
     try:
         page.get_by_role("tab", name="Adapt").click()
         page.get_by_text("Compact:").first.click()
-        wait_status(page, "adapt-recipe-note", "Compact set: Training steps 301 · Learning rate 0.05 · Batch size 2")
-        assert page.get_by_label("Training steps").input_value() == "301"
+        wait_status(page, "adapt-recipe-note", "Compact set: Training steps 250 · Learning rate 0.05 · Batch size 4")
+        assert page.get_by_label("Training steps").input_value() == "250"
         page.get_by_label("Training steps").fill("8")
         page.get_by_label("Target text").fill("Sepia")
         page.locator("#adapt-train").click()
         wait_status(page, "adapt-status", "Saved the style sepia")
         assert status_text(page, "adapt-status").startswith("Done in ")
-        wait_status(page, "adapt-rows-note", "every row trains")
+        wait_status(page, "adapt-rows-note", "every row but the coarse rows, which stay frozen, trains")
         assert page.locator("#adapt-layers").is_hidden() and page.get_by_text("NaN").count() == 0
         metrics, link = page.locator("#adapt-metrics"), page.locator("#adapt-style-file a[download]")
         assert "Measured with the CLIP models" in metrics.inner_text() and link.count() == 1
@@ -892,7 +892,7 @@ def test_a_recipe_says_what_it_set_and_a_run_without_probe_says_every_row_trains
         page.locator("#adapt-train").click()
         wait_status(page, "adapt-status", "Step ")
         assert metrics.inner_text().strip() == "" and link.count() == 0  # the first run's figures and file are gone
-        assert "every row trains" not in status_text(page, "adapt-rows-note")
+        assert "trains at each step" not in status_text(page, "adapt-rows-note")
         page.locator("#adapt-layers .role-legend").first.wait_for(state="visible", timeout=LONG)
         page.locator("#adapt-stop").click()
         wait_status(page, "adapt-status", "Saved the style charcoal")

@@ -1,6 +1,7 @@
-"""Compact (modulation) styles: per-channel offsets on the style vectors, s * (1 + delta), trained with every
-generator weight untouched; files under 64 KB; folding into the affine layers for --export-pt; style arithmetic
-(nada.styles.blend); videos through several styles."""
+"""Compact styles of the "modulation" form (StyleDomain's s_mod): per-channel offsets on the style vectors,
+s * (1 + delta), trained with every generator weight untouched; files under 64 KB; folding into the affine layers for
+--export-pt; style arithmetic (nada.styles.blend); videos through several styles. The "compact" recipe now trains the
+"style_delta" form (tests/test_style_delta.py); these tests ask for the "modulation" form by name, every layer."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _images(g: Generator, seeds=SEEDS) -> torch.Tensor:
 
 def _train(source: Generator, colour: str, **overrides):
     """A compact style trained from "photo" towards ``colour`` with the colour CLIP stand-in (the last record)."""
-    settings = {"iterations": 20, "preview_every": 0, "clip_models": ("colour",), **overrides}
+    settings = {"iterations": 20, "preview_every": 0, "clip_models": ("colour",), "params": "modulation",
+                "frozen_rows": (), **overrides}
     cfg = AdaptConfig.from_recipe("compact", source_text="photo", target_text=colour, **settings)
     return list(adapt(source, [(ColourClip(), 1.0)], cfg))[-1]
 
@@ -123,17 +125,16 @@ def test_folding_offsets_into_the_affine_layers_matches_to_float_precision(sourc
 # ---------------------------------------------------------------------------------------------- training
 def test_config_params_recipe_and_the_command_line_flag():
     cfg = AdaptConfig.from_recipe("compact")
-    assert cfg.params == "modulation" and AdaptConfig().params == "weights"
-    paper = AdaptConfig.from_recipe("paper")
-    assert {k: v for k, v in cfg.to_dict().items() if k not in ("params", "lr")} == \
-        {k: v for k, v in paper.to_dict().items() if k not in ("params", "lr")}
+    assert cfg.params == "style_delta" and AdaptConfig().params == "weights"
+    assert AdaptConfig.from_recipe("compact", params="modulation").params == "modulation"  # the older form, by name
     assert "compact" in RECIPES and RECIPES["compact"].settings["lr"] <= 0.1  # within the app's lr limit
-    with pytest.raises(ValueError, match="Params must be one of weights, modulation"):
+    with pytest.raises(ValueError, match="Params must be one of weights, style_delta, modulation"):
         AdaptConfig(params="lora").validate()
     from nada.cli import build_parser
 
-    args = build_parser().parse_args(["adapt", "--from", "photo", "--to", "red", "--params", "modulation"])
-    assert args.params == "modulation"
+    for form in ("modulation", "style_delta"):
+        args = build_parser().parse_args(["adapt", "--from", "photo", "--to", "red", "--params", form])
+        assert args.params == form
 
 
 def test_a_compact_style_moves_the_images_and_leaves_every_weight_untouched(source, trained, tmp_path):
@@ -162,7 +163,7 @@ def test_a_compact_style_moves_the_images_and_leaves_every_weight_untouched(sour
 
 
 def test_with_a_probe_only_the_chosen_rows_offsets_train(source):
-    record = _train(source, "red", layers_k=2, iterations=1)
+    record = _train(source, "red", layers_k=2, iterations=1, probe_iters=1)
     assert record.rows is not None and len(record.rows) == 2
     changed = {k.removesuffix(".conv.style_offset") for k, v in record.generator.style_offsets().items()
                if v.abs().sum() > 0}

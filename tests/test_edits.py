@@ -146,7 +146,8 @@ def test_apply_edit_adds_a_scaled_offset():
 
 def test_prompts_presets_and_strengths_are_checked():
     assert set(PRESETS) == {"smile", "older", "younger", "glasses", "beard", "long hair"}
-    assert edit_prompts("smile") == PRESETS["smile"] and edit_prompts("  Long   Hair ") == PRESETS["long hair"]
+    assert edit_prompts("smile") == PRESETS["smile"].pair
+    assert edit_prompts("  Long   Hair ") == PRESETS["long hair"].pair
     assert edit_prompts("face with freckles") == ("face", "face with freckles")
     assert edit_prompts("photo -> sketch") == ("photo", "sketch")
     for bad, message in (("", "The edit is empty"), ("   ", "The edit is empty"), ("face", "are the same"),
@@ -327,7 +328,7 @@ def test_invert_checks_the_edit_row_before_any_work(store, session):
             invert_tab.check_invert(store, session, str(ASTRONAUT), [], 1.0, edit, strength)
         assert exc.value.field == field
     assert invert_tab.check_edit("none", 0.5) == (None, 0.5) and invert_tab.check_edit(None, 1) == (None, 1.0)
-    assert invert_tab.check_edit("smile", -2) == (PRESETS["smile"], -2.0)
+    assert invert_tab.check_edit("smile", -2) == (PRESETS["smile"].pair, -2.0)
 
 
 def free_port() -> int:

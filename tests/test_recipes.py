@@ -12,6 +12,10 @@ Each official value is quoted with its source:
   ``auto_layers_k = int(2 * (2 * np.log2(size) - 2) / 3) if improve_shape else 0``,
   ``auto_layer_iters = 1 if improve_shape else 0``, ``training_iterations = 151``, ``output_interval = 50``,
   ``"batch": 2``, ``"lr": 0.002``.
+- STYLEDOMAIN: AIRI-Institute/StyleDomain, SimilarDomains/configs (quoted in STYLEDOMAIN below, the fields that name
+  a setting of ours), read with its trainers.py (the optimiser: ``patch_key: original`` scales lr and betas by
+  g_reg_every / (g_reg_every + 1), any other patch takes them as given) and core/parametrizations.py (``no_coarse``
+  freezes the heads conv_0..conv_5, i.e. W+ rows 0-5; it applies to offsets only).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from bench.hub_files import BIN_FILE, SAFETENSORS_FILE
@@ -34,6 +39,38 @@ from nada.train import RECIPES, AdaptConfig
 from .helpers import PROJECT_ROOT
 
 N_LATENT = {1024: 18, 512: 16, 256: 14}
+
+# StyleDomain's published text-driven configs, field by field as the files give them (training, optimization_setup).
+STYLEDOMAIN = {
+    "td_nada_ffhq_sdelta.yaml": {"iter_num": 250, "batch_size": 4, "phase": "all", "patch_key": "s_delta",
+                                 "no_coarse": True, "auto_layer_k": 16, "auto_layer_iters": 0, "mixing_noise": 0.9,
+                                 "visual_encoders": ["ViT-B/32", "ViT-B/16"], "loss_funcs": ["direction", "indomain"],
+                                 "loss_coefs": [1.0, 0.25], "g_reg_every": 4, "lr": 0.05, "betas": [0.9, 0.999]},
+    "td_nada_ffhq.yaml": {"iter_num": 250, "batch_size": 4, "phase": "all", "patch_key": "original",
+                          "no_coarse": True, "auto_layer_k": 16, "auto_layer_iters": 0, "mixing_noise": 0.9,
+                          "visual_encoders": ["ViT-B/32", "ViT-B/16"], "loss_funcs": ["direction", "indomain"],
+                          "loss_coefs": [1.0, 0.25], "g_reg_every": 4, "lr": 0.002, "betas": [0.0, 0.999]},
+    "td_nada_cars.yaml": {"iter_num": 400, "batch_size": 8, "phase": "all", "patch_key": "original",
+                          "auto_layer_k": 16, "auto_layer_iters": 0, "mixing_noise": 0.9,
+                          "visual_encoders": ["ViT-B/32", "ViT-B/16"], "loss_funcs": ["direction", "indomain"],
+                          "loss_coefs": [1.0, 1.5], "g_reg_every": 4, "lr": 0.002, "betas": [0.0, 0.999]},
+}
+PATCH_KEYS = {"s_delta": "style_delta", "s_mod": "modulation", "original": "weights"}  # StyleDomain's -> params
+
+
+def styledomain_config(file: str) -> AdaptConfig:
+    """The AdaptConfig a StyleDomain config file describes, field by field (ours where the file names no setting)."""
+    f = STYLEDOMAIN[file]
+    losses = dict(zip(f["loss_funcs"], f["loss_coefs"]))
+    names = {"ViT-B/32": "clip-vit-b32", "ViT-B/16": "clip-vit-b16"}
+    original = f["patch_key"] == "original"
+    return AdaptConfig(
+        iterations=f["iter_num"], batch_size=f["batch_size"], lr=f["lr"], betas=tuple(f["betas"]),
+        params=PATCH_KEYS[f["patch_key"]], mixing=f["mixing_noise"], lambda_direction=losses["direction"],
+        lambda_indomain=losses["indomain"], clip_models=tuple(names[v] for v in f["visual_encoders"]),
+        probe_iters=f["auto_layer_iters"],  # 0: no probe, so auto_layer_k is moot
+        frozen_rows="coarse" if f.get("no_coarse") and not original else (),  # no_coarse freezes offset heads only
+        train_to_rgb=original and f["phase"] == "all")  # phase "all": every layer, ToRGB too (mapping: ours frozen)
 
 
 def clip_weights(config: AdaptConfig) -> dict[str, float]:
@@ -77,6 +114,52 @@ def test_notebook_is_the_notebooks_default_and_style_images_switch_vit_b16_on():
     assert named.clip_models == ("clip-vit-b32",)  # the caller's choice wins
     for name in RECIPES:  # every recipe, with pictures: both models unless named
         assert clip_weights(AdaptConfig.from_recipe(name, target_images=(picture,)))["ViT-B/16"] == 1.0
+
+
+def test_compact_is_styledomains_sdelta_config_field_by_field():
+    c = AdaptConfig.from_recipe("compact")
+    assert c == styledomain_config("td_nada_ffhq_sdelta.yaml")
+    assert (c.params, c.lr, c.betas, c.batch_size, c.iterations, c.mixing, c.lambda_indomain, c.frozen_rows) == \
+        ("style_delta", 0.05, (0.9, 0.999), 4, 250, 0.9, 0.25, "coarse")
+    assert c.frozen(18) == [0, 1, 2, 3, 4, 5]  # conv_0..conv_5 in StyleDomain's names
+    opt = c.adam([torch.zeros(1, requires_grad=True)]).param_groups[0]
+    assert (opt["lr"], opt["betas"]) == (0.05, (0.9, 0.999))  # a patch other than "original": no extra factor
+
+
+@pytest.mark.parametrize("source", [None, "ffhq", "afhq-cat", "church"])
+def test_diverse_is_styledomains_ffhq_config_for_faces_and_sources_without_their_own(source):
+    c = AdaptConfig.from_recipe("diverse", source)
+    assert c == styledomain_config("td_nada_ffhq.yaml")
+    opt = c.adam([torch.zeros(1, requires_grad=True)]).param_groups[0]
+    ratio = 4 / (4 + 1)  # g_reg_every 4: the lazy-regularisation ratio, for patch_key "original"
+    assert opt["lr"] == pytest.approx(0.002 * ratio) and opt["betas"] == pytest.approx((0.0, 0.999 ** ratio))
+
+
+def test_diverse_on_cars_is_styledomains_cars_config():
+    assert AdaptConfig.from_recipe("diverse", "car") == styledomain_config("td_nada_cars.yaml")
+    assert AdaptConfig.from_recipe("diverse", "car", batch_size=2).batch_size == 2  # the caller's value wins
+    assert AdaptConfig.from_recipe("compact", "car") == AdaptConfig.from_recipe("compact")  # cars: no sdelta config
+
+
+def test_the_recipe_values_are_shown_where_a_recipe_is_chosen():
+    from nada.app.adapt_tab import recipe_settings
+    from nada.cli.adapt import recipe_summary
+
+    assert recipe_summary("compact") == ("style_delta, lr 0.05, betas 0.9/0.999, batch 4, 250 steps, no probe, "
+                                         "mixing 0.9, in-domain 0.25, B32+B16, coarse rows frozen")
+    assert "every row + to_rgb1" in recipe_summary("paper")
+    car = recipe_summary("diverse", "car")
+    assert "batch 8, 400 steps" in car and "in-domain 1.5" in car
+    out = subprocess.run([sys.executable, "-m", "nada", "adapt", "--help"], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, timeout=120)
+    help_text = "".join(out.stdout.split())  # argparse wraps lines (also after a hyphen)
+    assert all("".join(recipe_summary(n).split()) in help_text for n in RECIPES)
+    note = recipe_settings("compact").recipe_note
+    assert "Learning rate 0.05" in note and "Batch size 4" in note and "coarse rows frozen" in note
+    car = recipe_settings("diverse", "car")
+    assert (car.batch_size, car.lambda_indomain, car.iterations) == (8, 1.5, 400)
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "td_nada_ffhq_sdelta.yaml" in readme and "td_nada_ffhq.yaml" in readme and "to_rgb1" in readme
 
 
 def test_the_held_out_judge_is_in_the_registry_with_its_evidence():

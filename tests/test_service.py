@@ -174,13 +174,16 @@ def test_adapt_stop_keeps_the_steps_trained_so_far(store, session):
 
 def test_a_run_starts_on_a_clean_slate_and_a_run_without_probe_says_every_row_trains(store, session):
     runs = TrainingRuns()
-    outs = run_adapt(store, runs, session, iterations=2, recipe="compact")  # every row trains: no probe
+    outs = run_adapt(store, runs, session, iterations=2, recipe="compact")  # no probe, the coarse rows frozen
     start = next(o for o in outs if o.status == "Loading the models...")
     assert start.preview is None and start.losses is None and start.metrics == "" and start.style_file is None
-    assert start.layers.visible is False and start.rows_note == adapt_tab.EVERY_ROW  # no empty "NaN" chart
+    expected = adapt_tab.EVERY_ROW.format(rows="every row but the coarse rows, which stay frozen,")
+    assert start.layers.visible is False and start.rows_note == expected  # no empty "NaN" chart
     assert all(o.layers is KEEP for o in outs[outs.index(start) + 1:-1])  # never an empty chart
     last = outs[-1]
-    assert last.layers.visible is False and "every row trains" in last.rows_note
+    assert last.layers.visible is False and "which stay frozen, trains at each step" in last.rows_note
+    paper = run_adapt(store, runs, session, iterations=1, recipe="paper")  # every row, nothing frozen
+    assert "no probe runs with these settings: every row trains at each step" in paper[-1].rows_note
     assert last.status.startswith("Done in ") and "Training finished (2/2 steps)" in last.status
     assert "photos take styles of 'tiny-invert' only" in last.status  # why Invert does not offer it
     probed = run_adapt(store, runs, session, iterations=2, recipe="shape")  # 2/3 of the rows: the chart shows
@@ -191,10 +194,13 @@ def test_a_run_starts_on_a_clean_slate_and_a_run_without_probe_says_every_row_tr
 
 def test_a_recipe_pick_says_which_fields_it_set():
     note = adapt_tab.recipe_settings("compact").recipe_note
-    assert note.startswith("**Compact** set: Training steps 301 · Learning rate 0.05 · Batch size 2 · ")
-    assert "W+ rows: every row" in note and "trains the style offsets only" in note
+    assert note.startswith("**Compact** set: Training steps 250 · Learning rate 0.05 · Batch size 4 · Style mixing "
+                           "0.9 · Keep variety 0.25 · ")
+    assert "W+ rows: no probe (every convolution)" in note and "coarse rows frozen" in note
+    assert "trains the style offsets only" in note
     assert "W+ rows: the 2/3 the probe picks" in adapt_tab.recipe_settings("shape").recipe_note
-    assert "Keep variety 1 " in adapt_tab.recipe_settings("diverse").recipe_note
+    diverse = adapt_tab.recipe_settings("diverse").recipe_note
+    assert "Keep variety 0.25 " in diverse and "ToRGB layers train too" in diverse
     assert "W+ rows: no probe" in adapt_tab.recipe_settings("notebook").recipe_note
 
 
@@ -350,13 +356,13 @@ def test_a_new_strength_redraws_the_kept_inversion_without_inverting_again(store
     other = ASTRONAUT.read_bytes() + b"\0"  # another photo in the input, not inverted: nothing changes
     assert invert_tab.restyle_photo(store, session, other, styles, 0.5).gallery is KEEP
     assert invert_tab.restyle_duration({"refs": [1, 2]}) < invert_tab.invert_duration({"refs": [1, 2]})
-    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair: None)  # an edit not learned yet
+    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair, rows=None: None)  # an edit not learned yet
     not_learned = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 1.0)  # is not learned here
     assert not_learned.gallery is KEEP and "The edit 'smile' is not learned yet: press **Invert**" in \
         not_learned.status
     direction = torch.zeros(14, 512)
     direction[0, :8] = 0.5
-    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair: direction)  # as if learned (cached)
+    monkeypatch.setattr(invert_tab, "learned_direction", lambda store, pair, rows=None: direction)  # as if cached
     with monkeypatch.context() as m:  # a new edit strength: the kept codes edited and redrawn, nothing inverted
         m.setattr(store, "e4e", lambda: pytest.fail("inverted again"))
         edited = invert_tab.restyle_photo(store, session, photo, styles, 0.5, "smile", 1.0).gallery

@@ -15,8 +15,8 @@ import torch
 
 from nada import train
 from nada.clip_loss import ClipGuide
-from nada.probe import probe_layers
-from nada.train import AdaptConfig, adapt, conv_modules
+from nada.probe import conv_modules, probe_layers
+from nada.train import AdaptConfig, adapt
 
 from .helpers import make_tiny_clip
 
@@ -309,7 +309,9 @@ def test_the_default_is_the_papers_command_and_costs_no_probe(tiny_generator, ti
     monkeypatch.setattr(train, "probe_layers", lambda *a, **k: calls.append(1))
     rec = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2)))[-1]
     assert calls == [] and rec.scores is None and rec.rows is None
-    assert rec.layers == conv_modules(tiny_generator)  # every convolution: all rows' layers, without the input
+    # every convolution and to_rgb1, as the official code's index-to-layer list trains with every row chosen
+    expected = conv_modules(tiny_generator)
+    assert rec.layers == expected[:2] + ["to_rgb1"] + expected[2:]
 
 
 def test_the_shape_recipe_probes_two_thirds_of_the_rows_and_mixes(tiny_generator, tiny_clip):

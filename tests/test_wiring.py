@@ -56,7 +56,8 @@ def test_every_tab_is_wired_by_name(demo):
     assert _labels(generate.outputs) == ["Source generator", "Styled", "Downloads: images (zip) and the style file",
                                          None]
     invert = _event(demo, "invert")
-    assert _labels(invert.inputs)[1:] == ["Photo with a face", "Styles", "Style strength", "Edit", "Edit strength"]
+    assert _labels(invert.inputs)[1:] == ["Photo with a face", "Styles", "Style strength", "Edit", "Edit strength",
+                                          "Edit rows"]
     assert _labels(invert.outputs) == ["Aligned face", "Reconstruction (e4e)", "In each style", None]  # + status
     upload = _event(demo, "upload_style")
     assert _labels(upload.outputs)[:2] == ["Style", "Styles"] and isinstance(upload.outputs[2], gr.State)
@@ -84,7 +85,7 @@ def test_released_controls_re_render_through_one_private_event(demo):
     assert live.validator is not None and live.concurrency_id == generate.concurrency_id  # shared render slots
     restyle, invert = _by_handler(demo, "restyle_photo"), _event(demo, "invert")
     assert _triggers(demo, restyle) == {("Style strength", "release"), ("Edit strength", "release"),
-                                        ("Edit", "change"), ("Styles", "change")}
+                                        ("Edit", "change"), ("Edit rows", "change"), ("Styles", "change")}
     assert restyle.trigger_mode == "always_last" and restyle.api_visibility == "private"
     assert restyle.inputs == invert.inputs and _labels(restyle.outputs) == ["In each style", None]  # + status
     public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}

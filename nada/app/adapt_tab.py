@@ -27,6 +27,7 @@ from ..clip_models import JUDGE_CLIP
 from ..images import ImageInputError
 from ..metrics import LABELS, Evaluation
 from ..model_store import DEFAULT_CLIPS, ModelStore
+from ..nets.rows import rows_label
 from ..style_trainer import StyleTrainer
 from ..styles import read_style_meta
 from ..target_images import load_target_images
@@ -113,8 +114,10 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
                  lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any, batch_size: Any, source_text: str,
                  target_text: str, n_latent: int, recipe: str = "paper", mixing: Any = None,
                  clip_names: list[str] | None = None, max_iterations: int = limits.MAX_ITERATIONS,
-                 target_pictures: list[Any] | None = None, lambda_indomain: Any = None) -> AdaptConfig:
-    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe``, every value checked (an
+                 target_pictures: list[Any] | None = None, lambda_indomain: Any = None,
+                 source: str | None = None) -> AdaptConfig:
+    """The :class:`AdaptConfig` for the Adapt tab's values on top of ``recipe`` (and ``source``'s published values
+    for it, :data:`nada.train.SOURCE_RECIPES`), every value checked (an
     :class:`InputError` naming the input; nothing is clamped or rounded). ``layers_k`` 0 keeps the recipe's rows;
     ``probe`` off trains every convolution. ``target_pictures`` (uploaded files): image-guided, the text optional.
     ``lambda_indomain`` None keeps the recipe's in-domain weight."""
@@ -129,14 +132,15 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
             for v, (name, what) in zip((lambda_direction, lambda_global, lambda_id, lambda_l2), names.items())]
     if lams[0] + lams[1] <= 0:
         raise InputError("lambda_direction", "At least one CLIP loss (directional or global weight) must be on.")
-    indomain = RECIPES[recipe].settings.get("lambda_indomain", 0.0) if lambda_indomain is None else \
+    published = AdaptConfig.from_recipe(recipe, source)
+    indomain = published.lambda_indomain if lambda_indomain is None else \
         number_value(lambda_indomain, "The keep-variety (in-domain) loss weight", "lambda_indomain", 0.0,
                 MAX_INDOMAIN_WEIGHT)
     if indomain > 0 and batch < 2:
         raise InputError("batch_size", "The keep-variety (in-domain) loss compares pairs of samples: set the batch "
                                        "size to 2 or more, or its weight to 0.")
     lr = on_field("lr", lambda: limits.learning_rate(lr))
-    mix = (RECIPES[recipe].settings.get("mixing", 0.0) if mixing is None
+    mix = (published.mixing if mixing is None
            else unit_value(mixing, "Style mixing", "mixing"))
     pictures: tuple = ()
     if target_pictures:  # decoded and checked here, before any model loads
@@ -146,10 +150,10 @@ def adapt_config(iterations: Any, layers_k: Any, probe: bool, lambda_direction: 
         except ImageInputError as exc:  # named by their own names, never the server's temp paths
             raise InputError("target_pictures", hide_upload_paths(str(exc), [Path(f) for f in files])) from None
     check_prompt_texts(source_text, target_text, bool(pictures))
-    rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else RECIPES[recipe].settings.get("layers_k")}
+    rows = {"layers_k": 0} if not probe else {"layers_k": k if k > 0 else published.layers_k}
     clips = {"clip_models": tuple(clip_names)} if clip_names else {}
     config = AdaptConfig.from_recipe(
-        recipe, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
+        recipe, source, source_text=str(source_text or "").strip(), target_text=str(target_text or "").strip(),
         iterations=iters, batch_size=batch, lr=lr, probe_iters=1, lambda_direction=lams[0], lambda_global=lams[1],
         lambda_id=lams[2], lambda_l2=lams[3], lambda_indomain=indomain, seed=seed_value(seed), mixing=mix,
         preview_every=max(1, iters // 10),
@@ -207,7 +211,7 @@ def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, s
     return adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
                         batch_size, source_text, target_text, store.generator_rows(source), recipe, mixing,
                         clip_names, max_iterations=max_steps(store), target_pictures=target_pictures,
-                        lambda_indomain=lambda_indomain)
+                        lambda_indomain=lambda_indomain, source=source)
 
 
 # ----------------------------------------------------------------------------------------------- handlers
@@ -275,20 +279,30 @@ def waiting_status(ahead: int) -> str:
             "itself when its turn comes; keep this page open. Stop leaves the line.")
 
 
-EVERY_ROW = ("**W+ rows:** no probe runs with these settings: every row trains at each step, so there is no "
-             "probe chart.")
+EVERY_ROW = ("**W+ rows:** no probe runs with these settings: {rows} trains at each step, so there is no probe "
+             "chart.")
 PROBED_ROWS = "**W+ rows:** the probe picks the rows each step; the chart shows its latest choice."
 
 
 def probes_rows(config: AdaptConfig, n_rows: int | None) -> bool:
     """True when a run with ``config`` probes which W+ rows train (a choice among the rows, not all of them)."""
-    return config.probing() and (n_rows is None or config.resolved_layers_k(n_rows) < n_rows)
+    if n_rows is None:
+        return config.probing()
+    return config.probing() and config.resolved_layers_k(n_rows) < n_rows - len(config.frozen(n_rows))
 
 
-def rows_chart(probed: bool) -> tuple[gr.BarPlot, str]:
+def rows_chart(probed: bool, frozen: str | tuple = ()) -> tuple[gr.BarPlot, str]:
     """(the rows chart, the line under it) as a run starts: an empty chart waiting for the first probe, or no chart
-    and a line saying that every row trains (an empty chart drew a "NaN" legend)."""
-    return gr.BarPlot(value=None, visible=probed), PROBED_ROWS if probed else EVERY_ROW
+    and a line saying that every row trains, but the ``frozen`` ones (an empty chart drew a "NaN" legend)."""
+    if probed:
+        return gr.BarPlot(value=None, visible=True), PROBED_ROWS
+    return gr.BarPlot(value=None, visible=False), every_row_line(frozen)
+
+
+def every_row_line(frozen: str | tuple = ()) -> str:
+    """The line under the (hidden) rows chart of a run without probe: every row trains, but the ``frozen`` ones."""
+    return EVERY_ROW.format(rows=f"every row but the {rows_label(frozen)}, which stay frozen," if frozen
+                            else "every row")
 
 
 def _layer_frame(scores: list[float] | None, rows: list[int] | None) -> pd.DataFrame:
@@ -305,14 +319,14 @@ def picture_thumbnails(target_pictures: list | None) -> list:
     return [getattr(f, "name", f) for f in (target_pictures or [])]
 
 
-def recipe_settings(recipe: str) -> RecipeOutputs:
+def recipe_settings(recipe: str, source: str | None = None) -> RecipeOutputs:
     """The Advanced settings a recipe choice sets (rows, probing, CLIP models, mixing, steps, the keep-variety
-    weight, the batch and the learning rate)."""
+    weight, the batch and the learning rate), with ``source``'s published values for it where it has some."""
     if recipe not in RECIPES:
         raise gr.Error(f"Unknown recipe '{recipe}'.")
-    config = AdaptConfig.from_recipe(recipe)
+    config = AdaptConfig.from_recipe(recipe, source)
     steps = KEEP if gpu_mode() == "zero" else config.iterations  # ZeroGPU keeps its quota-sized default
-    return RecipeOutputs(layers_k=0, probe=config.layers_k != 0, clip_names=list(config.clip_models),
+    return RecipeOutputs(layers_k=0, probe=config.probing(), clip_names=list(config.clip_models),
                          mixing=config.mixing, iterations=steps, lambda_indomain=config.lambda_indomain,
                          batch_size=config.batch_size, lr=config.lr,
                          recipe_note=recipe_note(recipe, config, steps_set=steps is not KEEP))
@@ -324,7 +338,10 @@ RECIPE_HINT = "A recipe sets Training steps and Advanced settings; this line say
 def recipe_note(recipe: str, config: AdaptConfig, steps_set: bool = True) -> str:
     """The line beside the recipe picker once a recipe is picked: its name and every field it set, with the value
     ("**Compact** set: Training steps 301 · Learning rate 0.05 · ...")."""
-    if config.layers_k is None:
+    if not config.probing():
+        rows = "no probe (the constant input and every convolution)" if config.params == "weights" else \
+            "no probe (every convolution)"
+    elif config.layers_k is None:
         rows = "every row"
     elif config.layers_k == 0:
         rows = "no probe (the constant input and every convolution)"
@@ -336,6 +353,10 @@ def recipe_note(recipe: str, config: AdaptConfig, steps_set: bool = True) -> str
               f"Learning rate {config.lr:g}", f"Batch size {config.batch_size}", f"Style mixing {config.mixing:g}",
               f"Keep variety {config.lambda_indomain:g}", f"W+ rows: {rows}",
               f"CLIP models {', '.join(config.clip_models)}"]
+    if config.frozen_rows:
+        fields.append(f"{config.frozen_rows} rows frozen")
+    if config.train_to_rgb:
+        fields.append("ToRGB layers train too")
     if config.params != "weights":
         fields.append("trains the style offsets only (a small file)")
     name = RECIPES[recipe].description.split(":")[0]
@@ -395,7 +416,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                            train=train_button(False))
         return
     probed = probes_rows(config, store.generator_rows(source))
-    chart, rows_line = rows_chart(probed)
+    chart, rows_line = rows_chart(probed, config.frozen_rows)
     # A new run starts on a clean slate: the previous run's pictures, charts, figures and file go.
     yield AdaptOutputs(status="Loading the models...", train=train_button(True), preview=None, losses=None,
                        layers=chart, rows_note=rows_line, metrics="", style_file=None)
@@ -453,7 +474,8 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     status = f"{done}. Training {how}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
     no_probe = bars is None  # no probe ran (or none finished): no chart, in words
     yield AdaptOutputs(losses=pd.DataFrame(rows), layers=gr.BarPlot(visible=False) if no_probe else bars,
-                       rows_note=EVERY_ROW if no_probe else KEEP, status=status, style_file=str(kept.file),
+                       rows_note=every_row_line(config.frozen_rows) if no_probe else KEEP, status=status,
+                       style_file=str(kept.file),
                        session=session, train=train_button(False),
                        metrics=metrics_markdown(last.metrics if last is not None and not halted else None),
                        generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),

@@ -1,7 +1,7 @@
-"""The Invert tab: a photo's face aligned, inverted with e4e, edited in W+ (:mod:`nada.edits`) and drawn in every
-chosen style; the photo's video; a new style or edit strength (or another learned edit, or style pick) redraws the
-session's kept codes without inverting again. Each action ends its status line with what it did ("Done in 1.2 s:
-...").
+"""The Invert tab: a photo's face aligned, inverted with e4e, edited in W+ (:mod:`nada.edits`, on the W+ rows the
+Edit rows menu picks) and drawn in every chosen style; the photo's video; a new style or edit strength (or another
+learned edit, its rows, or a style pick) redraws the session's kept codes without inverting again. Each action ends
+its status line with what it did ("Done in 1.2 s: ...").
 
 Handlers (``invert_photo``, ``invert_video``, ``restyle_photo``) run :func:`check_invert` first (the page runs it
 before the event too); the face is aligned on the CPU, and the inversion and drawing run as GPU tasks
@@ -24,13 +24,15 @@ import torch
 from PIL import Image
 
 from ..align import SOFT_FACE_WARNING
+from ..edits import AS_PRESET, EditConfig, apply_edit, cached_edit, edit_prompts, learn_cached
 from ..edits import PRESETS as EDIT_PRESETS
-from ..edits import EditConfig, apply_edit, cached_edit, edit_prompts, learn_cached
 from ..edits import check_strength as check_edit_strength
+from ..edits import edit_rows as rows_of_edit  # (the handlers' edit_rows is the Edit rows menu's value)
 from ..images import load_image, probe_image
 from ..invert import invert, render_codes
 from ..model_store import ModelStore
 from ..nets.e4e import INPUT_SIZE as E4E_INPUT
+from ..nets.rows import ROW_GROUPS, resolve_rows, rows_label
 from ..styles import apply_style
 from ..video import PhotoVideoPlan, render_photo_video
 from ..weights import WeightsUnavailableError
@@ -45,6 +47,9 @@ from .zerogpu import gpu_mode
 
 MAX_IMAGE_MB = 20  # photo uploads
 NO_EDIT = "none"  # the Edit dropdown's value for no edit
+EDIT_ROWS = (("Preset's choice", AS_PRESET), ("All rows", "all"), ("Coarse (0-5)", "coarse"),
+             ("Medium (6-10)", "medium"), ("Fine (11 on)", "fine"), ("Coarse + medium", "coarse+medium"),
+             ("Medium + fine", "medium+fine"))  # the Edit rows menu: (label, value); row numbers may be typed
 EDIT_TINY = {"steps": 4, "batch": 1}  # tiny mode learns an edit in a few seconds (the tiny models are noise anyway)
 PHOTO_VIDEO = {"fps": 24, "hold_s": 1.5, "morph_s": 1.0}  # the tab's video
 PHOTO_VIDEO_TINY = {"fps": 8, "hold_s": 1.0, "morph_s": 0.5}  # tiny mode: a few frames (tests, demos)
@@ -184,13 +189,33 @@ def check_edit(edit: Any, edit_strength: Any) -> tuple[tuple[str, str] | None, f
     return on_field("edit", lambda: edit_prompts(edit)), value
 
 
+def check_edit_rows(store: ModelStore, edit: Any, edit_rows_value: Any) -> str | None:
+    """The W+ rows the Edit row's edit may change (one spelling, :func:`nada.nets.rows.canonical_rows`; None = every
+    row) from the Edit rows menu: the preset's own (:data:`~nada.edits.AS_PRESET`; every row for typed text), "all",
+    a group, groups or row numbers joined by "+", each a row of the inversion generator; an :class:`InputError` on
+    ``edit_rows`` otherwise. Nothing loads (the generator's rows come from its registry size)."""
+    if edit_rows_value is None:
+        edit_rows_value = AS_PRESET
+    if not isinstance(edit_rows_value, (str, int)) or isinstance(edit_rows_value, bool):
+        raise InputError("edit_rows", f"The edit's rows must be a group ({', '.join(ROW_GROUPS)}), several joined "
+                                      f"by '+', row numbers or all, got {type(edit_rows_value).__name__}.")
+    spec = on_field("edit_rows", lambda: rows_of_edit(edit if isinstance(edit, str) else "", edit_rows_value))
+    n_latent = store.generator_rows(store.invert_source())
+    if n_latent is not None:
+        on_field("edit_rows", lambda: resolve_rows(spec, n_latent))
+    return spec
+
+
 def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
-                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0) -> tuple[list[StyleRef], float]:
+                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0, edit_rows: Any = AS_PRESET
+                 ) -> tuple[list[StyleRef], float]:
     """(styles, strength) from the Invert tab's values, once the photo is an image file within the limits (its
-    header is read, not its pixels) and the Edit row is usable (:func:`check_edit`); an :class:`InputError` naming
-    the input otherwise, files named by their own names. Cheap: the page runs it before the event."""
+    header is read, not its pixels) and the Edit row is usable (:func:`check_edit`, :func:`check_edit_rows`); an
+    :class:`InputError` naming the input otherwise, files named by their own names. Cheap: the page runs it before
+    the event."""
     strength = unit_value(strength, "Style strength", "strength")
     check_edit(edit, edit_strength)
+    check_edit_rows(store, edit, edit_rows)
     if image is None or (isinstance(image, (str, bytes)) and not image):
         raise InputError("image", "Upload a photo with a face first (or use the webcam, the clipboard or an example).")
     with own_names(image if isinstance(image, (str, os.PathLike)) else None):
@@ -209,9 +234,10 @@ def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, s
 
 
 def check_restyle(store: ModelStore, session: SessionStyles | None, image: Any, styles: list[str] | None,
-                  strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0) -> tuple[list[StyleRef], float]:
+                  strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0, edit_rows: Any = AS_PRESET
+                  ) -> tuple[list[StyleRef], float]:
     """The checks of :func:`restyle_photo`: Invert's (:func:`check_invert`)."""
-    return check_invert(store, session, image, styles, strength, edit, edit_strength)
+    return check_invert(store, session, image, styles, strength, edit, edit_strength, edit_rows)
 
 
 # ----------------------------------------------------------------------------------------------- handlers
@@ -254,21 +280,23 @@ def results_text(n_styles: int, edit: str, lead: tuple[str, ...] = ()) -> str:
 
 @user_errors
 def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None,
-                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0,
+                 strength: Any, edit: Any = NO_EDIT, edit_strength: Any = 1.0, edit_rows: Any = AS_PRESET,
                  progress: Any = gr.Progress(),  # noqa: B008 - Gradio fills it
                  *, gpu: InvertGpu | None = None) -> InvertOutputs:
     """Align the face in ``image``, invert it with e4e, and render it in each chosen style (dropdown values); with an
-    ``edit`` (a preset or free text, :mod:`nada.edits`) the face is edited at ``edit_strength`` first, and the gallery
-    starts with the edited face. An edit's direction is learned on its first use (with progress), then cached."""
+    ``edit`` (a preset or free text, :mod:`nada.edits`) the face is edited at ``edit_strength`` first, on the W+
+    ``edit_rows`` (:func:`check_edit_rows`), and the gallery starts with the edited face. An edit's direction is
+    learned on its first use (with progress), then cached."""
     gpu = gpu or InvertGpu.direct(store)
     start = time.monotonic()
-    refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
+    refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength, edit_rows)
     pair, edit_strength = check_edit(edit, edit_strength)
+    rows = check_edit_rows(store, edit, edit_rows)
     loading_notice(refs)
     face = aligned_face(store, image)  # no face: fails here, before the GPU and before learning an edit
-    direction = edit_direction(store, pair, str(edit).strip(), progress, gpu) if pair is not None else None
+    direction = edit_direction(store, pair, rows, str(edit).strip(), progress, gpu) if pair is not None else None
     aligned, reconstruction, styled, codes = gpu.invert(face, refs, strength, direction, edit_strength)
-    what = edit_caption(edit, edit_strength) if direction is not None else ""
+    what = edit_caption(edit, edit_strength, rows) if direction is not None else ""
     session.keep_inversion(photo_key(image), codes)  # unedited: a new strength or edit redraws them (restyle_photo)
     drawn = results_text(len(refs), what, ("the aligned face", "its reconstruction"))
     status = f"{done_in(time.monotonic() - start)}: {drawn}. A released slider redraws them at once."
@@ -276,9 +304,11 @@ def invert_photo(store: ModelStore, session: SessionStyles, image: Any, styles: 
                          gallery=styled_gallery(styled, strength, what), status=status)
 
 
-def edit_caption(edit: Any, edit_strength: float) -> str:
-    """An edit as the gallery captions it: "smile +1.5"."""
-    return f"{str(edit).strip()} {edit_strength:+g}"
+def edit_caption(edit: Any, edit_strength: float, rows: str | None = None) -> str:
+    """An edit as the gallery captions it: "smile +1.5", with its rows when they are not the preset's own (every
+    row for typed text) as the command line spells them: "smile +1.5 @medium"."""
+    text = f"{str(edit).strip()} {edit_strength:+g}"
+    return text if rows == rows_of_edit(str(edit), AS_PRESET) else f"{text} @{rows or 'all'}"
 
 
 def aligned_face(store: ModelStore, image: Any) -> Image.Image:
@@ -308,16 +338,28 @@ def edit_choices() -> list[tuple[str, str]]:
     return [("No edit", NO_EDIT)] + [(name, name) for name in EDIT_PRESETS]
 
 
-def edit_settings(store: ModelStore, pair: tuple[str, str]) -> EditConfig:
-    """How the app learns the edit ``pair`` (from, to): ViT-B/32 (tiny mode: the tiny CLIP, a few steps)."""
+def edit_rows_info() -> str:
+    """The line under the Edit rows menu: what the groups hold and each preset's own rows."""
+    by_rows: dict[str, list[str]] = {}
+    for name, preset in EDIT_PRESETS.items():
+        by_rows.setdefault(preset.rows or "all", []).append(name)
+    presets = "; ".join(f"{', '.join(names)}: {rows}" for rows, names in by_rows.items())
+    return (f"coarse: pose, shape; medium: features; fine: colour, light. Preset's choice: {presets}; typed text: "
+            "all. Row numbers may be typed (0+1+2)")
+
+
+def edit_settings(store: ModelStore, pair: tuple[str, str], rows: str | None = None) -> EditConfig:
+    """How the app learns the edit ``pair`` (from, to) on the W+ ``rows`` (None = every row): ViT-B/32 (tiny mode:
+    the tiny CLIP, a few steps)."""
     clips = ("tiny",) if store.tiny else ("clip-vit-b32",)
-    return EditConfig(source_text=pair[0], target_text=pair[1], clip_models=clips, **(EDIT_TINY if store.tiny else {}))
+    return EditConfig(source_text=pair[0], target_text=pair[1], clip_models=clips, rows=rows,
+                      **(EDIT_TINY if store.tiny else {}))
 
 
-def learned_direction(store: ModelStore, pair: tuple[str, str]) -> torch.Tensor | None:
-    """The direction [n_latent, 512] of the edit ``pair`` for the inversion generator when it is learned already
-    (the weights cache), else None; nothing is learned here."""
-    config = edit_settings(store, pair)
+def learned_direction(store: ModelStore, pair: tuple[str, str], rows: str | None = None) -> torch.Tensor | None:
+    """The direction [n_latent, 512] of the edit ``pair`` on ``rows`` for the inversion generator when it is learned
+    already (the weights cache), else None; nothing is learned here."""
+    config = edit_settings(store, pair, rows)
     fingerprint = store.fingerprint(store.invert_source())
     for identity in (True, False):
         found = cached_edit(fingerprint, config, identity)
@@ -326,17 +368,18 @@ def learned_direction(store: ModelStore, pair: tuple[str, str]) -> torch.Tensor 
     return None
 
 
-def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progress: Any, gpu: InvertGpu) -> Any:
-    """The direction [n_latent, 512] of the edit ``pair`` for the inversion generator: from the weights cache, or
-    learned now on the GPU (once), saying so with progress."""
+def edit_direction(store: ModelStore, pair: tuple[str, str], rows: str | None, label: str, progress: Any,
+                   gpu: InvertGpu) -> Any:
+    """The direction [n_latent, 512] of the edit ``pair`` on the W+ ``rows`` (None = every row) for the inversion
+    generator: from the weights cache, or learned now on the GPU (once), saying so with progress."""
     source = store.invert_source()
-    config = edit_settings(store, pair)
-    found = learned_direction(store, pair)
+    config = edit_settings(store, pair, rows)
+    found = learned_direction(store, pair, rows)
     if found is not None:
         return found
     seconds = format_seconds(learn_edit_duration({"config": config}))
-    gr.Info(f"Learning the edit '{label}' for this generator: once (up to {seconds} on a GPU); later uses are "
-            "instant.")
+    gr.Info(f"Learning the edit '{label}' on {rows_label(rows)} for this generator: once (up to {seconds} on a "
+            "GPU); later uses are instant.")
     last = None
     progress(0.0, desc=f"Learning the edit '{label}' (first use)...")
     for upd in gpu.learn_edit(source, config):
@@ -351,18 +394,20 @@ def edit_direction(store: ModelStore, pair: tuple[str, str], label: str, progres
 
 @user_errors
 def invert_video(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
-                 edit: Any = NO_EDIT, edit_strength: Any = 1.0, progress: Any = gr.Progress(),  # noqa: B008
+                 edit: Any = NO_EDIT, edit_strength: Any = 1.0, edit_rows: Any = AS_PRESET,
+                 progress: Any = gr.Progress(),  # noqa: B008 - Gradio fills it
                  *, gpu: InvertGpu | None = None) -> InvertVideoOutputs:
     """A video of the photo, as the official demo made: the inverted face holds in each stop (the reconstruction,
     then each chosen style at ``strength``) while the edit goes forth and back, then morphs to the next stop; an MP4
     and a smaller GIF for sharing, with a progress bar when rendered in this process."""
     gpu = gpu or InvertGpu.direct(store)
     start = time.monotonic()
-    refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength)
+    refs, strength = check_invert(store, session, image, styles, strength, edit, edit_strength, edit_rows)
     pair, edit_strength = check_edit(edit, edit_strength)
+    rows = check_edit_rows(store, edit, edit_rows)
     loading_notice(refs)
     face = aligned_face(store, image)
-    direction = edit_direction(store, pair, str(edit).strip(), progress, gpu) if pair is not None else None
+    direction = edit_direction(store, pair, rows, str(edit).strip(), progress, gpu) if pair is not None else None
     plan = PhotoVideoPlan(**(PHOTO_VIDEO_TINY if store.tiny else PHOTO_VIDEO), style_strength=strength,
                           edit_strength=edit_strength if direction is not None else 0.0)
     plan.validate(len(refs) + 1)
@@ -376,7 +421,8 @@ def invert_video(store: ModelStore, session: SessionStyles, image: Any, styles: 
                                                                          desc=f"Video: frame {done} of {total}"))
     stops = f"the reconstruction and {len(refs)} style{'' if len(refs) == 1 else 's'}" if refs else \
         "the reconstruction"
-    edited = f", the edit '{edit_caption(edit, edit_strength)}' going forth and back" if direction is not None else ""
+    edited = f", the edit '{edit_caption(edit, edit_strength, rows)}' going forth and back" if direction is not None \
+        else ""
     return InvertVideoOutputs(video=video, gif=animation,
                               status=f"{done_in(time.monotonic() - start)}: the video of {stops}{edited} (MP4 and "
                                      "GIF below).")
@@ -403,7 +449,8 @@ def photo_key(image: Any) -> str:
 
 @user_errors
 def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles: list[str] | None, strength: Any,
-                  edit: Any = NO_EDIT, edit_strength: Any = 1.0, *, gpu: InvertGpu | None = None) -> RestyleOutputs:
+                  edit: Any = NO_EDIT, edit_strength: Any = 1.0, edit_rows: Any = AS_PRESET, *,
+                  gpu: InvertGpu | None = None) -> RestyleOutputs:
     """The Invert tab's results again when a strength slider is released (or another edit or style is picked): the
     photo inverted last in this session (its unedited W+ codes are kept) edited and drawn in the chosen styles at
     the new strengths, without aligning or inverting it again. An edit not learned yet is not learned here: the
@@ -411,8 +458,9 @@ def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles:
     says so too."""
     gpu = gpu or InvertGpu.direct(store)
     start = time.monotonic()
-    refs, strength = check_restyle(store, session, image, styles, strength, edit, edit_strength)
+    refs, strength = check_restyle(store, session, image, styles, strength, edit, edit_strength, edit_rows)
     pair, edit_strength = check_edit(edit, edit_strength)
+    rows = check_edit_rows(store, edit, edit_rows)
     try:
         kept = session.inversion(photo_key(image))
     except OSError:  # the upload is gone (the page was idle for hours): Invert says so
@@ -423,12 +471,14 @@ def restyle_photo(store: ModelStore, session: SessionStyles, image: Any, styles:
     codes = kept[0]  # [1, n_latent, 512], before any edit
     what = ""
     if pair is not None:
-        direction = learned_direction(store, pair)
+        direction = learned_direction(store, pair, rows)
         if direction is None:
-            seconds = format_seconds(learn_edit_duration({"config": edit_settings(store, pair)}))
-            return RestyleOutputs(status=f"The edit '{str(edit).strip()}' is not learned yet: press **Invert** to "
-                                         f"learn it (once, up to {seconds} on a GPU). The results are as they were.")
-        codes, what = apply_edit(codes, direction, edit_strength), edit_caption(edit, edit_strength)
+            seconds = format_seconds(learn_edit_duration({"config": edit_settings(store, pair, rows)}))
+            on_rows = "" if rows == rows_of_edit(str(edit), AS_PRESET) else f" on {rows_label(rows)}"
+            return RestyleOutputs(status=f"The edit '{str(edit).strip()}'{on_rows} is not learned yet: press "
+                                         f"**Invert** to learn it (once, up to {seconds} on a GPU). The results are "
+                                         "as they were.")
+        codes, what = apply_edit(codes, direction, edit_strength), edit_caption(edit, edit_strength, rows)
     if not refs and not what:  # nothing to draw (no GPU call): the results are the face and its reconstruction
         return RestyleOutputs(gallery=[], status=f"{done_in(time.monotonic() - start)}: no style or edit picked; "
                                                  "the aligned face and its reconstruction stay.")

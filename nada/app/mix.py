@@ -45,8 +45,8 @@ from .zerogpu import gpu_mode
 MAX_MIX = 4  # styles in one mix (rows of the accordion)
 MIX_WEIGHT_RANGE = (-1.0, 2.0)  # the weight sliders' range: below 0 moves away from a style, above 1 past it
 EMPTY_ROW = ("(no style)", NO_STYLE)  # a row's dropdown choice when the row is not used
-KIND_WORDS = {"weights": "a weight style", "modulation": "a compact style",
-              "mixed": "a weight and compact style"}  # Style.kind, for the status line
+KIND_WORDS = {"weights": "a weight style", "style_delta": "a compact style", "modulation": "a compact style",
+              "mixed": "a weight and compact style"}  # Style.kind, for the status line (see kind_words)
 GRID_TILE = 512  # pixels per tile of a side-by-side video with the real models (four 1024 px tiles: too large)
 OPENING_PARTNER = "nada-pixar"  # the second style the rows start with, beside the tab's opening style
 
@@ -309,7 +309,7 @@ def mix_styles(store: ModelStore, session: SessionStyles, mix_style_1: str | Non
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
     tabs = "Generate and Invert tabs" if source == store.invert_source() else "Generate tab"
-    status = (f"Saved the mix **{name}** ({mix_label(refs, weights)}; {KIND_WORDS.get(kept.kind, kept.kind)} of "
+    status = (f"Saved the mix **{name}** ({mix_label(refs, weights)}; {kind_words(kept)} of "
               f"the '{source}' generator): it is picked above and offered in the {tabs}; download it below.")
     return MixOutputs(session=session, mix_file=str(kept.file), mix_status=status,
                       generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
@@ -361,3 +361,10 @@ def mix_video(store: ModelStore, session: SessionStyles, mix_style_1: str | None
     return gpu.video(source, refs, plan, path,
                      lambda done: progress(done / plan.frames, desc=f"Video: frame {done} of {plan.frames}"))
 
+
+def kind_words(style: Style) -> str:
+    """What a style is, for the status line: "a compact style", "a weight and compact style", ... (a mix of the two
+    compact forms, ``s * (1 + offset) + delta``, is still a compact style)."""
+    if style.kind == "mixed" and not style.weights:
+        return "a compact style"
+    return KIND_WORDS.get(style.kind, style.kind)

@@ -49,7 +49,7 @@ class SessionStyle:
 
     @property
     def kind(self) -> str:
-        """"weights", "modulation" or "mixed" (:attr:`nada.styles.Style.kind`, as recorded)."""
+        """"weights", "style_delta", "modulation" or "mixed" (:attr:`nada.styles.Style.kind`, as recorded)."""
         return self.meta.get("kind") or "weights"
 
 

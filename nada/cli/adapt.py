@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from ..clip_models import DEFAULT_CLIPS
@@ -36,8 +37,49 @@ def _rows(text: str) -> int | float:
     return int(value) if value.is_integer() and value >= 1 or value == 0 else value
 
 
+def recipe_summary(name: str, source: str | None = None) -> str:
+    """A recipe's settings in a line ("style_delta, lr 0.05, betas 0.9/0.999, batch 4, 250 steps, ..."): what a
+    person compares when choosing (the CLI's --recipe help, the README's table)."""
+    c = AdaptConfig.from_recipe(name, source)
+    every = "every row" + (" + to_rgb1" if c.params == "weights" else "")
+    rows = "no probe" if not c.probing() else every if c.layers_k is None else \
+        f"probe {Fraction(c.layers_k).limit_denominator(12)} of the rows"
+    parts = [c.params, f"lr {c.lr:g}", f"betas {c.betas[0]:g}/{c.betas[1]:g}", f"batch {c.batch_size}",
+             f"{c.iterations} steps", rows, f"mixing {c.mixing:g}", f"in-domain {c.lambda_indomain:g}",
+             "+".join(m.removeprefix("clip-vit-").upper() for m in c.clip_models)]
+    if c.frozen_rows:
+        parts.append(f"{c.frozen_rows} rows frozen")
+    if c.train_to_rgb:
+        parts.append("ToRGB too")
+    return ", ".join(parts)
+
+
+def _betas(text: str) -> tuple[float, float]:
+    """``--betas``: Adam's two betas, ``0.9,0.999``."""
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not two numbers such as 0.9,0.999") from None
+    return b1, b2
+
+
 _TYPES = {"layers_k": _rows, "probe_micro_batch": int, "time_limit_s": float,  # fields whose default is None
-          "lr": learning_rate, "iterations": iterations, "seed": seed}  # range-checked
+          "lr": learning_rate, "iterations": iterations, "seed": seed,  # range-checked
+          "betas": _betas, "frozen_rows": str}  # "coarse", "coarse+medium", "0+1+2" (nada.nets.rows)
+_HELP = {"params": "weights, style_delta (StyleDomain's s + delta: the compact recipe) or modulation "
+                   "(s * (1 + delta)) ",
+         "betas": "Adam's betas as a config file gives them, e.g. 0.9,0.999 (a weights run raises them to the power "
+                  "0.8, as the official code does) ",
+         "frozen_rows": "W+ rows that never train: coarse (0-5), medium (6-10), fine, joined by '+', or numbers "}
+
+
+def _shown(default: object) -> str:
+    """A paper-recipe default as a person types it (tuples without brackets; none for empty)."""
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default) or "none"
+    return str(default)
+
+
 # given by their own arguments
 _NOT_FLAGS = {"source_text", "target_text", "preview_seeds", "clip_models", "target_images"}
 
@@ -57,13 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image-guided: 1-16 target pictures (a painting, frames of a cartoon); with --to as well, "
                         "the text and picture directions are averaged")
     p.add_argument("--recipe", default="paper", choices=list(RECIPES),
-                   help="; ".join(f"{n}: {r.description}" for n, r in RECIPES.items()) + " (default: paper)")
+                   help="; ".join(f"{n}: {r.description} [{recipe_summary(n)}]" for n, r in RECIPES.items())
+                   + " (default: paper)")
     defaults = AdaptConfig()
     for f in dataclasses.fields(AdaptConfig):
         if f.name in _NOT_FLAGS:
             continue
         flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        shown = f"(paper recipe: {default})"
+        shown = _HELP.get(f.name, "") + f"(paper recipe: {_shown(default)})"
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=shown)
         else:
@@ -91,7 +134,8 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
     if not args.target_text and not args.target_images:
         raise ValueError("Say what to adapt to: --to TEXT, or --to-images PICTURE ... (or both).")
     pictures = tuple(load_target_images(args.target_images)) if args.target_images else ()  # checked before loading
-    return AdaptConfig.from_recipe(args.recipe, source_text=args.source_text, target_text=args.target_text,
+    source = None if args.tiny else str(args.source)  # a source's published values for the recipe, if any
+    return AdaptConfig.from_recipe(args.recipe, source, source_text=args.source_text, target_text=args.target_text,
                                    preview_seeds=tuple(parse_seeds(args.preview_seeds)), target_images=pictures,
                                    **given, **clips)
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .. import limits
+from ..nets.rows import canonical_rows
 
 
 class CliError(Exception):
@@ -51,6 +52,12 @@ def _checked(check, text: str):
 def seed(text: str) -> int:
     """``--seed`` of a training run: a whole number from 0 to ``limits.MAX_SEED``."""
     return _checked(lambda t: limits.seed(t, "the seed"), text)
+
+
+def rows_arg(text: str) -> str:
+    """``--rows`` (and ``--edit NAME@ROWS``): W+ rows as :mod:`nada.nets.rows` spells them (a group, groups or row
+    numbers joined by "+", or "all"), checked and in one spelling ("all" for every row)."""
+    return _checked(lambda t: canonical_rows(t) or "all", text)
 
 
 def check_writable(path: Path, what: str = "output", create: bool = True) -> Path:
@@ -111,4 +118,4 @@ def positive_int(text: str) -> int:
 
 
 __all__ = ["CliError", "parse_seeds", "unit_float", "positive_int", "learning_rate", "iterations", "seed",
-           "check_writable"]
+           "rows_arg", "check_writable"]

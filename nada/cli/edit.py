@@ -1,6 +1,7 @@
 """``python -m nada edit learn``: learn a text-defined edit direction once and save it as an edit file.
 
-``nada edit learn --from "face" --to "smiling face" -o smile.pt`` (or ``--preset smile``). The file is safetensors
+``nada edit learn --from "face" --to "smiling face" -o smile.pt`` (or ``--preset smile``; ``--rows medium`` keeps the
+edit to some W+ rows, a preset's own rows by default, every row for --from/--to). The file is safetensors
 whatever its suffix (``.pt`` included): one ``[n_latent, 512]`` tensor and metadata naming the generator, so that
 ``nada invert --edit smile.pt:1.5`` loads it without pickle and refuses it on another generator. ``--tiny`` learns on
 the tiny inversion generator (``invert --tiny``'s) with a tiny random CLIP, for tests and offline demos.
@@ -19,10 +20,11 @@ from ..edits import PRESETS, EditConfig, edit_prompts, learn_steps, make_edit, s
 from ..id_loss import load_id_loss
 from ..invert import tiny_inversion_models
 from ..model_store import load_source
+from ..nets.rows import rows_label
 from ..runtime import pick_device
 from ..tiny import TINY_INVERT, tiny_clip
 from ..weights import REGISTRY, WeightsUnavailableError
-from .args import CliError, check_writable, positive_int, seed
+from .args import CliError, check_writable, positive_int, rows_arg, seed
 
 TINY_STEPS = 8  # --tiny: a few steps of the tiny models (seconds)
 
@@ -41,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     learn.add_argument("--from", dest="source_text", default=None, help='what the faces show now (e.g. "face")')
     learn.add_argument("--to", dest="target_text", default=None, help='what they should show (e.g. "smiling face")')
     learn.add_argument("-o", "--out", required=True, help="the edit file to write (e.g. smile.pt or smile.safetensors)")
+    learn.add_argument("--rows", type=rows_arg, default=None, metavar="ROWS",
+                       help="W+ rows the edit may change: coarse (0-5), medium (6-10), fine (11 on), several joined "
+                            "by + (coarse+medium), row numbers (0+1+2) or all (default: a preset's own rows, see "
+                            "`nada edit presets`; every row for --from/--to)")
     learn.add_argument("--source", default="ffhq", help="generator: registry name or .pt/.pkl path (default: ffhq)")
     learn.add_argument("--steps", type=positive_int, default=None,
                        help=f"learning steps (default: {EditConfig.steps}; {TINY_STEPS} with --tiny)")
@@ -54,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     learn.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     learn.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     learn.set_defaults(run=run_learn)
-    presets = actions.add_parser("presets", help="list the face presets and their texts")
+    presets = actions.add_parser("presets", help="list the face presets, their texts and W+ rows")
     presets.set_defaults(run=run_presets)
 
 
@@ -62,8 +68,10 @@ def edit_config(args: argparse.Namespace) -> EditConfig:
     """The settings of ``edit learn``'s arguments, checked (before anything loads)."""
     if args.preset and (args.source_text or args.target_text):
         raise CliError("give either --preset or --from/--to, not both")
+    rows = getattr(args, "rows", None)
     if args.preset:
-        source_text, target_text = PRESETS[args.preset]
+        source_text, target_text = PRESETS[args.preset].pair
+        rows = PRESETS[args.preset].rows if rows is None else rows
     elif args.target_text is None:
         raise CliError("say what to learn: --preset NAME, or --to TEXT (with --from TEXT, default 'face')")
     else:
@@ -73,7 +81,7 @@ def edit_config(args: argparse.Namespace) -> EditConfig:
         raise CliError("--clip names no CLIP model")
     steps = args.steps or (TINY_STEPS if args.tiny else EditConfig.steps)
     config = EditConfig(source_text=source_text, target_text=target_text, steps=steps, batch=args.batch,
-                        seed=args.seed, clip_models=("tiny",) if args.tiny else clips)
+                        seed=args.seed, clip_models=("tiny",) if args.tiny else clips, rows=rows)
     config.validate()
     return config
 
@@ -120,16 +128,16 @@ def run_learn(args: argparse.Namespace) -> int:
     edit = make_edit(last.direction, generator, config, source=source_name, identity=id_loss is not None,
                      seconds=round(last.elapsed_s, 2))
     save_edit(edit, out)
-    print(f"learned '{config.source_text}' -> '{config.target_text}' in {last.step} steps, {last.elapsed_s:.1f} s "
-          f"(safetensors file)", file=sys.stderr)
+    print(f"learned '{config.source_text}' -> '{config.target_text}' on {rows_label(config.rows)} in {last.step} "
+          f"steps, {last.elapsed_s:.1f} s (safetensors file)", file=sys.stderr)
     print(out)
     return 0
 
 
 def run_presets(args: argparse.Namespace) -> int:
-    """Print each preset and its prompt pair."""
-    for name, (source_text, target_text) in PRESETS.items():
-        print(f"{name}: {source_text} -> {target_text}")
+    """Print each preset: its prompt pair, the W+ rows it changes and why."""
+    for name, preset in PRESETS.items():
+        print(f"{name}: {preset.source_text} -> {preset.target_text}; {rows_label(preset.rows)}: {preset.why}")
     return 0
 
 

@@ -7,10 +7,13 @@ decoded first (a file that is not an image fails in about a second, before any w
 loaded and checked against the source generator, then the face is found (before e4e loads); nothing is written until
 the inversion is done, so a bad style or photo leaves no partial outputs.
 
-``--edit NAME[:STRENGTH]`` edits the face before it is drawn: a preset (``smile``, ``older``, ...; see
+``--edit NAME[:STRENGTH][@ROWS]`` edits the face before it is drawn: a preset (``smile``, ``older``, ...; see
 ``nada edit presets``), free text (what the face should become, or ``"from -> to"``), or an edit file from
-``nada edit learn`` (refused when learned on another generator). A preset or text is learned once and cached in the
-weights cache; then ``edited.png`` is the edited reconstruction and every style shows the edited face.
+``nada edit learn`` (refused when learned on another generator). ``@ROWS`` names the W+ rows a preset or text may
+change (``smile:1.5@medium``, ``@coarse+medium``, ``@0+1+2``, ``@all``; :mod:`nada.nets.rows`); without it a preset
+keeps its own rows and text changes every row; an edit file's rows were fixed when it was learned. A preset or text
+is learned once per rows and cached in the weights cache; then ``edited.png`` is the edited reconstruction and every
+style shows the edited face.
 ``--video clip.mp4`` also writes a video: the face holds in each stop (the reconstruction, then each style) while
 the edit goes forth and back, then morphs to the next; ``--gif`` adds ``clip.gif`` beside it for sharing.
 
@@ -22,19 +25,23 @@ tiny generator cannot read e4e's codes. Styles given with ``--tiny`` must have b
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from ..align import SOFT_FACE_WARNING, AlignmentUnavailableError, FaceAligner
 from ..edits import (
+    AS_PRESET,
     EditConfig,
     apply_edit,
     cache_path,
     cached_edit,
     check_strength,
     edit_prompts,
+    edit_rows,
     load_edit,
     make_edit,
     save_edit,
@@ -43,12 +50,13 @@ from ..edits import (
 from ..images import load_image
 from ..invert import invert, prepare_face, render_codes, tiny_inversion_models
 from ..model_store import load_source
+from ..nets.rows import resolve_rows, rows_label
 from ..runtime import pick_device
 from ..styles import apply_style, generator_fingerprint, load_any_style, safe_style_name
 from ..tiny import TINY_INVERT as TINY_SOURCE  # the source name recorded for / checked against styles in --tiny mode
 from ..video import PhotoVideoPlan, render_photo_video
 from ..weights import REGISTRY, load_e4e
-from .args import CliError, check_writable, positive_int, unit_float
+from .args import CliError, check_writable, positive_int, rows_arg, unit_float
 from .edit import TINY_STEPS, learn_with_bar, load_edit_models
 
 FIXED_OUTPUTS = ("aligned", "reconstruction", "codes", "edited")
@@ -71,9 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="style strength, 0 = source, 1 = adapted (default: 1)")
     p.add_argument("--no-align", dest="align", action="store_false",
                    help="the photo is already an FFHQ-aligned square face crop")
-    p.add_argument("--edit", type=edit_arg, default=None, metavar="NAME[:STRENGTH]",
+    p.add_argument("--edit", type=edit_arg, default=None, metavar="NAME[:STRENGTH][@ROWS]",
                    help="edit the face: a preset (smile, older, younger, glasses, beard, long hair), free text, or an "
-                        "edit file from `nada edit learn`; STRENGTH from -3 to 3, default 1 (e.g. smile:1.5)")
+                        "edit file from `nada edit learn`; STRENGTH from -3 to 3, default 1; ROWS: the W+ rows a "
+                        "preset or text may change: coarse, medium, fine, several joined by + (coarse+medium), row "
+                        "numbers (0+1+2) or all; default: the preset's own (`nada edit presets`), every row for text "
+                        "(e.g. smile:1.5@medium)")
     p.add_argument("--clip", default=",".join(EditConfig.clip_models),
                    help="CLIP models that learn a preset or text edit, comma-separated (default: clip-vit-b32)")
     p.add_argument("--video", default=None, metavar="FILE.mp4",
@@ -86,8 +97,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_invert)
 
 
-def edit_arg(text: str) -> tuple[str, float]:
-    """"smile:1.5" -> ("smile", 1.5); "smile" -> ("smile", 1.0); the strength from -3 to 3, the name not empty."""
+class EditArg(NamedTuple):
+    """``--edit NAME[:STRENGTH][@ROWS]`` read."""
+
+    name: str  # a preset, free text or an edit file
+    strength: float  # from -3 to 3 (1 = as learned)
+    rows: str = AS_PRESET  # W+ rows as typed after '@' ("all" for every row), or the preset's own (AS_PRESET)
+
+
+# What follows '@' when it names rows; anything else (a path, '@' in free text) leaves the '@' in the name.
+ROWS_TAIL = re.compile(r"\s*[\w-]+(\s*\+\s*[\w-]+)*\s*")
+
+
+def edit_arg(text: str) -> EditArg:
+    """"smile:1.5@medium" -> ("smile", 1.5, "medium"); "smile" -> ("smile", 1.0, AS_PRESET); the strength from -3
+    to 3, the rows a group, groups or row numbers joined by "+" (or "all"), the name not empty."""
+    head, at, tail = text.rpartition("@")
+    rows = AS_PRESET
+    if at and ROWS_TAIL.fullmatch(tail):
+        try:
+            rows = rows_arg(tail)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} ('@' in --edit names the W+ rows the edit may change)") from None
+        text = head
+    elif at and re.fullmatch(r"[\w\s+]+:[^:@/\\]*", tail):
+        raise argparse.ArgumentTypeError(f"write the strength before the rows: NAME:STRENGTH@ROWS (e.g. "
+                                         f"{head.strip() or 'smile'}:{tail.partition(':')[2].strip() or '1.5'}@"
+                                         f"{tail.partition(':')[0].strip()})")
+    elif at and not tail.strip():
+        raise argparse.ArgumentTypeError("nothing after '@' in --edit: name the W+ rows the edit may change (coarse, "
+                                         "medium, fine, several joined by +, row numbers, or all)")
     name, sep, tail = text.rpartition(":")
     strength = 1.0
     try:
@@ -97,19 +136,24 @@ def edit_arg(text: str) -> tuple[str, float]:
     name = name if sep else text
     if not name.strip():
         raise argparse.ArgumentTypeError("the edit is empty: give a preset (e.g. smile), text or an edit file, "
-                                         "optionally with :STRENGTH")
+                                         "optionally with :STRENGTH and @ROWS")
     try:
-        return name.strip(), check_strength(strength)
+        return EditArg(name.strip(), check_strength(strength), rows)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def edit_source(name: str) -> Path | tuple[str, str]:
-    """An edit file's path, or the (from, to) texts of a preset or free text; checked, nothing loaded."""
+def edit_source(name: str, rows: str = AS_PRESET) -> Path | tuple[str, str]:
+    """An edit file's path, or the (from, to) texts of a preset or free text; checked, nothing loaded. An edit file
+    with ``rows`` (``@ROWS``) is refused: its rows were fixed when it was learned."""
     path = Path(name).expanduser()
     if path.is_file() or path.suffix.lower() in EDIT_SUFFIXES:
         if not path.is_file():
             raise CliError(f"the edit file '{path}' does not exist (learn one with: nada edit learn ... -o {path})")
+        if rows != AS_PRESET:
+            raise CliError(f"the edit file '{path}' cannot take '@{rows}': an edit file's W+ rows were fixed when it "
+                           f"was learned. Drop '@{rows}', or learn the edit again on those rows (nada edit learn ... "
+                           f"--rows {rows} -o FILE)")
         return path
     return edit_prompts(name)
 
@@ -138,14 +182,15 @@ def edit_direction(args: argparse.Namespace, spec: Path | tuple[str, str], gener
         return load_edit(spec).direction
     clips = ("tiny",) if args.tiny else tuple(c.strip() for c in args.clip.split(",") if c.strip())
     config = EditConfig(source_text=spec[0], target_text=spec[1], clip_models=clips,
-                        **({"steps": TINY_STEPS} if args.tiny else {}))
+                        rows=edit_rows(args.edit.name, args.edit.rows), **({"steps": TINY_STEPS} if args.tiny else {}))
     fingerprint = generator_fingerprint(generator)
     for identity in (True, False):
         found = cached_edit(fingerprint, config, identity)
         if found is not None:
             return found.direction
     _, _, clip_models, id_loss = load_edit_models(args.source, config, device, args.tiny)
-    print(f"learning the edit '{spec[0]}' -> '{spec[1]}' (once; it is cached for this generator)", file=sys.stderr)
+    print(f"learning the edit '{spec[0]}' -> '{spec[1]}' on {rows_label(config.rows)} (once; it is cached for this "
+          "generator)", file=sys.stderr)
     last = learn_with_bar(generator, clip_models, config, id_loss, spec[1])
     edit = make_edit(last.direction, generator, config, source=source_name, fingerprint=fingerprint,
                      identity=id_loss is not None, seconds=round(last.elapsed_s, 2))
@@ -197,7 +242,7 @@ def run_invert(args: argparse.Namespace) -> int:
         raise ValueError(f"The output '{out}' exists and is not a folder.")
     check_writable(out / "aligned.png", "output folder", create=False)
     mp4, gif = video_paths(args)
-    spec = edit_source(args.edit[0]) if args.edit else None  # empty, too long or missing: before any loading
+    spec = edit_source(args.edit.name, args.edit.rows) if args.edit else None  # bad: before any loading
     asset = REGISTRY.get(str(args.source))
     if not args.tiny and asset is not None and not asset.faces:
         raise ValueError(f"Inversion needs a face generator; '{args.source}' is not one (use --source ffhq).")
@@ -213,13 +258,15 @@ def run_invert(args: argparse.Namespace) -> int:
     loaded = [load_any_style(style, generator, source_name) for style in styles]  # each checked against the source
     if isinstance(spec, Path):
         verify_edit(load_edit(spec), generator, source_name)  # another generator's edit: refused before any work
+    elif spec is not None:
+        resolve_rows(edit_rows(args.edit.name, args.edit.rows), generator.n_latent)  # @ROWS it lacks: before any work
     face = _aligned_face(args, photo)  # no face: fails here, before e4e loads
     direction = edit_direction(args, spec, generator, source_name, device) if spec is not None else None
     if encoder is None:
         encoder, latent_avg = load_e4e(args.e4e, device)
     inversion = invert(face, encoder, latent_avg, generator, align=False)
     del encoder  # ~1 GB: not needed for rendering the styles
-    codes = inversion.codes if direction is None else apply_edit(inversion.codes, direction, args.edit[1])
+    codes = inversion.codes if direction is None else apply_edit(inversion.codes, direction, args.edit.strength)
     out.mkdir(parents=True, exist_ok=True)
     for name, image in (("aligned", inversion.aligned), ("reconstruction", inversion.reconstruction)):
         image.save(out / f"{name}.png")
@@ -246,7 +293,7 @@ def write_video(args: argparse.Namespace, generator, styles: list, codes: torch.
     """The photo's video (and GIF) with a progress bar; prints the paths."""
     from tqdm import tqdm
 
-    plan = PhotoVideoPlan(fps=args.fps, edit_strength=args.edit[1] if direction is not None else 0.0,
+    plan = PhotoVideoPlan(fps=args.fps, edit_strength=args.edit.strength if direction is not None else 0.0,
                           style_strength=args.strength, size=256 if args.tiny else None)
     plan.validate(len(styles) + 1)
     with tqdm(total=plan.frames(len(styles) + 1), unit="frame", file=sys.stderr, dynamic_ncols=True) as bar:

@@ -60,3 +60,57 @@ def describe_groups(n_latent: int) -> str:
         if rows:
             parts.append(f"{name} {rows[0]}-{rows[-1]}" if len(rows) > 1 else f"{name} {rows[0]}")
     return ", ".join(parts)
+
+
+def canonical_rows(spec: str | int | Iterable[int | str] | None) -> str | None:
+    """One plain spelling of a rows spec, for settings, file metadata and cache keys: None for every row ("all",
+    or coarse+medium+fine), else the groups in order then the other row numbers, joined by "+" ("coarse+medium",
+    "medium+3", "0+1+2"; rows 0-5 become "coarse" and 6-10 "medium"). Checks the spelling, not a generator's range
+    (:func:`resolve_rows` does); ValueError with words."""
+    if spec is None:
+        return None
+    if isinstance(spec, bool):
+        raise ValueError(f"Rows are group names ({', '.join(ROW_GROUPS)}) or row numbers, got {spec!r}.")
+    if isinstance(spec, str) and not spec.strip():
+        raise ValueError(f"No rows named: use {', '.join(ROW_GROUPS)} (or several joined by '+'), all, or row "
+                         "numbers.")
+    items = spec.split("+") if isinstance(spec, str) else [spec] if isinstance(spec, int) else list(spec)
+    groups: set[str] = set()
+    numbers: set[int] = set()
+    for item in items:
+        name = item.strip().lower() if isinstance(item, str) else item
+        if isinstance(name, bool) or not isinstance(name, (int, str)):
+            raise ValueError(f"Rows are group names ({', '.join(ROW_GROUPS)}) or row numbers, got {item!r}.")
+        if name == "":
+            raise ValueError(f"{spec!r} has an empty part: join group names or row numbers with '+' "
+                             "(e.g. coarse+medium or 0+1+2).")
+        if isinstance(name, str) and name.removeprefix("-").isdigit():
+            name = int(name)
+        if isinstance(name, int):
+            if name < 0:
+                raise ValueError(f"Row {name} does not exist: W+ rows are numbered from 0.")
+            numbers.add(name)
+        elif name == "all":
+            return None
+        elif name in ROW_GROUPS:
+            groups.add(name)
+        else:
+            raise ValueError(f"Unknown row group {item!r}: use {', '.join(ROW_GROUPS)} (or several joined by '+'), "
+                             "all, or row numbers.")
+    if not groups and not numbers:
+        raise ValueError(f"{spec!r} names no W+ row: use {', '.join(ROW_GROUPS)}, all, or row numbers.")
+    for name in ("coarse", "medium"):  # whole fixed groups by number: named (fine's extent depends on the generator)
+        if set(ROW_GROUPS[name]) <= numbers:
+            groups.add(name)
+    numbers = {n for n in numbers if not any(n in ROW_GROUPS[g] for g in groups - {"fine"})}  # fine: range unknown
+    if groups == set(ROW_GROUPS):
+        return None
+    return "+".join([g for g in ROW_GROUPS if g in groups] + [str(n) for n in sorted(numbers)])
+
+
+def rows_label(spec: str | int | Iterable[int | str] | None) -> str:
+    """A rows spec in words: "every row", "coarse+medium rows", "rows 0+1+2"."""
+    canon = canonical_rows(spec)
+    if canon is None:
+        return "every row"
+    return f"{canon} rows" if all(part in ROW_GROUPS for part in canon.split("+")) else f"rows {canon}"

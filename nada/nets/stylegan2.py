@@ -32,6 +32,7 @@ from .ops import (
 )
 
 NOISE_MODES = ("const", "random")
+OFFSET_FORMS = ("style_offset", "style_delta")  # the compact-style buffers of a ModulatedConv2d (see its __init__)
 CONV_IMPLS = ("batched", "winograd", "auto", "grouped")
 
 
@@ -120,16 +121,21 @@ class ModulatedConv2d(nn.Module):
         self.demodulate = demodulate
         self.impl = "batched"  # "batched" (default), "winograd" (Winograd where it pays), "auto" (timed) or "grouped"
         self.tuner: ConvTuner | None = None  # the "auto" impl's per-shape path choices (Generator.set_conv_impl)
-        # Domain modulation (HyperDomainNet; AdaptConfig.params="modulation"): an optional per-input-channel offset
-        # [in] on the style vector, s * (1 + offset). None by default; non-persistent, so state_dict() stays
-        # rosinality's g_ema exactly. See Generator.set_style_offsets.
+        # Compact styles (AdaptConfig.params): optional per-input-channel offsets [in] on the style vector s (the
+        # affine layer's output), in StyleDomain's two forms (SimilarDomains/core/stylegan_patches.py): "modulation"
+        # (its s_mod) s * (1 + style_offset), and "style_delta" (its s_delta) s + style_delta; with both set,
+        # s * (1 + style_offset) + style_delta. None by default; non-persistent, so state_dict() stays rosinality's
+        # g_ema exactly. See Generator.set_style_offsets.
         self.register_buffer("style_offset", None, persistent=False)
+        self.register_buffer("style_delta", None, persistent=False)
 
     def styles(self, w: torch.Tensor) -> torch.Tensor:
-        """The style vector ``w`` [N, style_dim] -> s [N, in]: the affine layer, times ``1 + style_offset`` when an
-        offset is set (without one, exactly the affine layer's output)."""
+        """The style vector ``w`` [N, style_dim] -> s [N, in]: the affine layer, times ``1 + style_offset`` and plus
+        ``style_delta`` where set (with neither, exactly the affine layer's output)."""
         s = self.modulation(w)  # [N, in]
-        return s if self.style_offset is None else s * (1 + self.style_offset)
+        if self.style_offset is not None:
+            s = s * (1 + self.style_offset)
+        return s if self.style_delta is None else s + self.style_delta
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``x`` [N, in, H, W], ``w`` [N, style_dim] -> [N, out, H', W']."""
@@ -357,12 +363,12 @@ class Generator(nn.Module):
         memo = {id(t): t for t in (*self.parameters(), *self.buffers())}
         return copy.deepcopy(self, memo)
 
-    # ------------------------------------------------------------------------------------- domain modulation
-    # Per-channel offsets on the style vectors (HyperDomainNet's "domain modulation", AdaptConfig.params=
-    # "modulation"): each modulated convolution may hold one offset [in], its style becoming s * (1 + offset).
-    # Keys are "<module>.style_offset" (as in named_buffers()); offsets never appear in state_dict(). Numbers per
-    # generator (channel multiplier 2), synthesis convolutions only (what training uses; + ToRGB in brackets):
-    # 256 px 5,760 (+2,944), 512 px 5,952 (+3,008), 1024 px 6,048 (+3,040): HyperDomainNet's 6,048 at 1024.
+    # ------------------------------------------------------------------------------------- compact styles
+    # Per-channel offsets on the style vectors (AdaptConfig.params "modulation" and "style_delta", StyleDomain's s_mod
+    # and s_delta): each modulated convolution may hold an offset [in] of either form or both. Keys are
+    # "<module>.style_offset" (s * (1 + offset)) and "<module>.style_delta" (s + delta), as in named_buffers(); they
+    # never appear in state_dict(). Numbers per generator (channel multiplier 2), synthesis convolutions only (what
+    # training uses; + ToRGB in brackets): 256 px 5,760 (+2,944), 512 px 5,952 (+3,008), 1024 px 6,048 (+3,040).
     def modulated_convs(self, to_rgb: bool = True) -> dict[str, ModulatedConv2d]:
         """Every modulated convolution by module name ("conv1.conv", "convs.3.conv", "to_rgbs.0.conv", ...), in
         module order; ``to_rgb=False`` leaves out the ToRGB layers."""
@@ -370,41 +376,46 @@ class Generator(nn.Module):
                 and (to_rgb or not name.startswith("to_rgb"))}
 
     def style_offsets(self) -> dict[str, torch.Tensor]:
-        """The style offsets that are set: "<module>.style_offset" -> [in] (the tensors themselves, not copies)."""
-        return {f"{name}.style_offset": m.style_offset for name, m in self.modulated_convs().items()
-                if m.style_offset is not None}
+        """The style offsets that are set: "<module>.style_offset" / "<module>.style_delta" -> [in] (the tensors
+        themselves, not copies)."""
+        return {f"{name}.{form}": getattr(m, form) for name, m in self.modulated_convs().items()
+                for form in OFFSET_FORMS if getattr(m, form) is not None}
 
     def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None) -> Generator:
-        """Replace every style offset by ``offsets`` ("<module>.style_offset" -> [in]; moved to the layer's device
-        and dtype); layers not named get none. ``None`` or ``{}`` clears them all. Checked before anything
-        changes: unknown keys and wrong shapes raise ``ValueError``."""
+        """Replace every style offset by ``offsets`` ("<module>.style_offset" or "<module>.style_delta" -> [in];
+        moved to the layer's device and dtype); offsets not named are cleared. ``None`` or ``{}`` clears them all.
+        Checked before anything changes: unknown keys and wrong shapes raise ``ValueError``."""
         convs = self.modulated_convs()
         offsets = dict(offsets or {})
         for key, value in offsets.items():
-            name = key.removesuffix(".style_offset")
-            if not key.endswith(".style_offset") or name not in convs:
-                raise ValueError(f"'{key}' is not a style offset of this generator (e.g. 'conv1.conv.style_offset').")
+            name, _, form = key.rpartition(".")
+            if form not in OFFSET_FORMS or name not in convs:
+                raise ValueError(f"'{key}' is not a style offset of this generator (e.g. 'conv1.conv.style_offset' "
+                                 "or 'conv1.conv.style_delta').")
             if tuple(value.shape) != (convs[name].in_ch,):
                 raise ValueError(f"Style offset '{key}' must have shape [{convs[name].in_ch}], got "
                                  f"{list(value.shape)}.")
         for name, m in convs.items():
-            value = offsets.get(f"{name}.style_offset")
-            m.style_offset = None if value is None else value.to(m.weight.device, m.weight.dtype)
+            for form in OFFSET_FORMS:
+                value = offsets.get(f"{name}.{form}")
+                setattr(m, form, None if value is None else value.to(m.weight.device, m.weight.dtype))
         return self
 
     @torch.no_grad()
     def fold_style_offsets(self) -> Generator:
         """Fold the style offsets into the affine (modulation) layers, in place, and clear them: each layer's weight
-        and bias rows are scaled by ``1 + offset`` (computed in float64), so the output stays the same up to float
-        rounding and ``state_dict()`` is a plain rosinality g_ema that any StyleGAN2 tool loads."""
+        rows are scaled by ``1 + style_offset`` and its bias becomes ``bias * (1 + style_offset) + style_delta``
+        (in float64), so the output stays the same up to float rounding and ``state_dict()`` is a plain rosinality
+        g_ema that any StyleGAN2 tool loads."""
         for m in self.modulated_convs().values():
-            if m.style_offset is None:
-                continue
-            gain = 1 + m.style_offset.detach().double()  # [in]
             lin = m.modulation
-            lin.weight.copy_((lin.weight.double() * gain[:, None]).to(lin.weight.dtype))  # [in, style_dim]
-            lin.bias.copy_((lin.bias.double() * gain).to(lin.bias.dtype))  # [in]
-            m.style_offset = None
+            if m.style_offset is not None:
+                gain = 1 + m.style_offset.detach().double()  # [in]
+                lin.weight.copy_((lin.weight.double() * gain[:, None]).to(lin.weight.dtype))  # [in, style_dim]
+                lin.bias.copy_((lin.bias.double() * gain).to(lin.bias.dtype))  # [in]
+            if m.style_delta is not None:  # the layer adds bias * lr_mul: the delta enters the bias divided by it
+                lin.bias.copy_((lin.bias.double() + m.style_delta.detach().double() / lin.lr_mul).to(lin.bias.dtype))
+            m.style_offset = m.style_delta = None
         return self
 
     # ----------------------------------------------------------------------------------------------- latents

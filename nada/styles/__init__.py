@@ -6,12 +6,17 @@ generator first checks that it is the generator the style was trained from, then
 ``source + strength * (style - source)`` into a copy. Full rosinality ``{"g_ema": ...}`` files (other tools, and the
 published StyleGAN-NADA models) are imported by diffing them against the source, and exported the same way.
 
-Two kinds of style (``Style.kind``, recorded as ``meta["kind"]``; files without it are "weights"):
+Kinds of style (``Style.kind``, recorded as ``meta["kind"]``; files without it are "weights"):
 - "weights": changed state-dict tensors (``AdaptConfig.params="weights"``, the paper; ~60 MB at 1024 px);
-- "modulation": per-channel style offsets ``"<module>.style_offset"`` -> [in] (``params="modulation"``, the
-  "compact" recipe; every weight unchanged, the style vector becomes ``s * (1 + offset)``; ~25 KB at 1024 px);
-- "mixed": both, from :func:`blend` of a weight style with a modulation style.
-Strength scales a modulation style's offsets (0: none, 1: as trained). :func:`blend` combines styles of one source.
+- "style_delta": per-channel offsets ``"<module>.style_delta"`` -> [in] added to each synthesis convolution's style
+  vector, ``s + delta`` (StyleDomain's ``s_delta``, ``params="style_delta"``, the "compact" recipe; every weight
+  unchanged; ~20 KB at 1024 px); exported to ``.pt`` by adding the delta to the affine bias, exactly;
+- "modulation": per-channel offsets ``"<module>.style_offset"`` -> [in] scaling the style vector, ``s * (1 + offset)``
+  (StyleDomain's ``s_mod``, ``params="modulation"``: what the "compact" recipe trained until it followed StyleDomain's
+  published setting; those files load and render as before); exported by scaling the affine weight and bias;
+- "mixed": more than one of these, from :func:`blend` of styles of different kinds. Each form keeps its own tensors
+  and stays linear in its weight: a layer holding both computes ``s * (1 + offset) + delta``.
+Strength scales a compact style's offsets (0: none, 1: as trained). :func:`blend` combines styles of one source.
 
 Every name is imported from here (``nada.styles.X``); the modules hold one job each:
 :mod:`~nada.styles.style` (the Style type, fingerprints, source checks, applying, blending),
@@ -35,6 +40,7 @@ from .saved import (
     styles_dir,
 )
 from .style import (
+    DELTA_SUFFIX,
     KINDS,
     OFFSET_SUFFIX,
     Style,
@@ -45,6 +51,7 @@ from .style import (
     combine_tensors,
     generator_fingerprint,
     is_offset_key,
+    offset_module,
     style_from_generators,
     verify_source,
 )
@@ -65,5 +72,6 @@ __all__ = [
     "combine_tensors", "is_offset_key", "check_style_fits", "KINDS",
     "import_style_pt", "load_any_style", "apply_style_file", "safe_style_name", "styles_dir", "style_path",
     "list_saved_styles", "atomic_write",
-    "OFFSET_SUFFIX", "FORMAT_KEY", "FORMAT_VERSION", "STYLE_SUFFIX", "MAX_NAME_LEN", "FROZEN_PREFIXES",
+    "OFFSET_SUFFIX", "DELTA_SUFFIX", "offset_module",
+    "FORMAT_KEY", "FORMAT_VERSION", "STYLE_SUFFIX", "MAX_NAME_LEN", "FROZEN_PREFIXES",
 ]

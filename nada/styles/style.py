@@ -21,8 +21,10 @@ import torch
 from .. import __version__
 from ..nets.stylegan2 import Generator, channels_for
 
-KINDS = ("weights", "modulation", "mixed")  # Style.kind
-OFFSET_SUFFIX = ".style_offset"  # keys of style offsets (Generator.style_offsets), beside state-dict keys
+KINDS = ("weights", "modulation", "style_delta", "mixed")  # Style.kind
+OFFSET_SUFFIX = ".style_offset"  # keys of "modulation" offsets (Generator.style_offsets), beside state-dict keys
+DELTA_SUFFIX = ".style_delta"  # keys of "style_delta" offsets
+OFFSET_KINDS = {OFFSET_SUFFIX: "modulation", DELTA_SUFFIX: "style_delta"}  # key suffix -> the kind it makes
 
 
 class StyleMismatchError(ValueError):
@@ -33,8 +35,8 @@ class StyleMismatchError(ValueError):
 class Style:
     """The tensors that differ from the source generator, and where they came from."""
 
-    tensors: dict[str, torch.Tensor]  # state-dict key -> adapted value, and/or "<module>.style_offset" -> offset
-    #                                   [in] (CPU; float32, float16 from fp16 files)
+    tensors: dict[str, torch.Tensor]  # state-dict key -> adapted value, and/or "<module>.style_offset" or
+    #                                   "<module>.style_delta" -> offset [in] (CPU; float32, float16 from fp16 files)
     meta: dict = field(default_factory=dict)  # kind, source, source_fingerprint, source_text, target_text, config,
     #                                           layers, created, nada_version, generator_config (JSON-ready values)
 
@@ -50,33 +52,40 @@ class Style:
 
     @property
     def kind(self) -> str:
-        """"weights", "modulation" or "mixed" (see the module docstring), by the tensors held; an empty style
-        (nothing trained yet) reports its recorded kind."""
+        """"weights", "modulation", "style_delta" or "mixed" (see the package docstring), by the tensors held; an
+        empty style (nothing trained yet) reports its recorded kind."""
         return _kind_of(self.tensors, self.meta.get("kind") or "weights")
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
-        """The changed state-dict tensors (empty for a modulation style)."""
+        """The changed state-dict tensors (empty for a compact style)."""
         return {k: v for k, v in self.tensors.items() if not is_offset_key(k)}
 
     @property
     def offsets(self) -> dict[str, torch.Tensor]:
-        """The style offsets, "<module>.style_offset" -> [in] (empty for a weight style)."""
+        """The style offsets of either form, "<module>.style_offset" / "<module>.style_delta" -> [in] (empty for a
+        weight style)."""
         return {k: v for k, v in self.tensors.items() if is_offset_key(k)}
 
 
 def is_offset_key(key: str) -> bool:
-    """True for a style-offset key ("convs.3.conv.style_offset"), False for a state-dict key."""
-    return key.endswith(OFFSET_SUFFIX)
+    """True for a style-offset key of either form ("convs.3.conv.style_offset", "convs.3.conv.style_delta"), False
+    for a state-dict key."""
+    return key.endswith(OFFSET_SUFFIX) or key.endswith(DELTA_SUFFIX)
+
+
+def offset_module(key: str) -> str:
+    """The modulated convolution a style-offset key belongs to ("convs.3.conv.style_delta" -> "convs.3.conv")."""
+    return key.rpartition(".")[0]
 
 
 def _kind_of(tensors: dict[str, torch.Tensor], default: str = "weights") -> str:
-    """The kind of style ``tensors`` make; ``default`` when there are none."""
-    has_offsets = any(is_offset_key(k) for k in tensors)
-    has_weights = any(not is_offset_key(k) for k in tensors)
-    if has_offsets and has_weights:
+    """The kind of style ``tensors`` make: one form alone names it ("weights", "modulation", "style_delta"), two or
+    more forms make "mixed"; ``default`` when there are none."""
+    forms = {next((kind for suffix, kind in OFFSET_KINDS.items() if k.endswith(suffix)), "weights") for k in tensors}
+    if len(forms) > 1:
         return "mixed"
-    return "modulation" if has_offsets else "weights" if has_weights else default
+    return forms.pop() if forms else default
 
 
 # ------------------------------------------------------------------------------------------------ fingerprints
@@ -157,8 +166,8 @@ def _arch_mismatch(style_keys: dict[str, torch.Tensor], target: dict[str, torch.
 def style_from_generators(source: Generator, adapted: Generator, meta: dict,
                           source_fingerprint: str | None = None) -> Style:
     """The tensors of ``adapted`` that differ (``torch.equal``) from ``source``, and its non-zero style offsets,
-    with metadata completed: a weight style, a modulation style (trained with ``params="modulation"``: no weight
-    differs) or, when both changed, a mixed one.
+    with metadata completed: a weight style, a compact style ("modulation" or "style_delta", as trained with that
+    ``params``: no weight differs) or, when several forms changed, a mixed one.
 
     ``meta`` gives ``source`` (name), ``source_text``, ``target_text``, ``config`` (dict or dataclass) and ``layers``;
     the kind, source fingerprint (``source_fingerprint`` when already known), generator config, creation date and
@@ -220,9 +229,9 @@ def verify_source(style: Style, source: Generator, source_name: str | None = Non
 def _offset_mismatch(offsets: dict[str, torch.Tensor], source: Generator) -> str:
     """'' if every style offset names a modulated convolution of ``source`` with that many input channels."""
     convs = source.modulated_convs()
-    unknown = [k for k in offsets if k.removesuffix(OFFSET_SUFFIX) not in convs]
-    shapes = [f"{k} {list(v.shape)} vs [{convs[k.removesuffix(OFFSET_SUFFIX)].in_ch}]" for k, v in offsets.items()
-              if k not in unknown and tuple(v.shape) != (convs[k.removesuffix(OFFSET_SUFFIX)].in_ch,)]
+    unknown = [k for k in offsets if offset_module(k) not in convs]
+    shapes = [f"{k} {list(v.shape)} vs [{convs[offset_module(k)].in_ch}]" for k, v in offsets.items()
+              if k not in unknown and tuple(v.shape) != (convs[offset_module(k)].in_ch,)]
     parts = ([f"unknown style offsets {unknown[:4]}"] if unknown else []) + \
         ([f"other offset shapes {shapes[:3]}"] if shapes else [])
     return "; ".join(parts)
@@ -243,8 +252,9 @@ def check_style_fits(style: Style, source: Generator, source_name: str | None = 
 def apply_style(source: Generator, style: Style, strength: float = 1.0, check_source: bool = True,
                 *, source_name: str | None = None) -> Generator:
     """A styled copy of ``source``: each stored tensor becomes ``src + strength * (style - src)`` (0 = source,
-    1 = adapted, exactly), and each style offset ``strength * offset`` (a modulation style: every weight stays the
-    source's). ``source`` is never modified. ``check_source`` refuses a style from another source."""
+    1 = adapted, exactly), and each style offset ``strength * offset`` (a compact style: every weight stays the
+    source's; for "style_delta", StyleDomain's ``s + alpha * delta``). ``source`` is never modified.
+    ``check_source`` refuses a style from another source."""
     if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
         raise ValueError(f"Style strength must be between 0 (source) and 1 (full style), got {strength!r}.")
     check_style_fits(style, source, source_name)
@@ -320,8 +330,10 @@ def combine_tensors(pairs: list[tuple[Style, float]], source_sd: dict[str, torch
 
 def blend(pairs, source: Generator | None = None, *, source_fingerprint: str | None = None) -> Style:
     """Style arithmetic: ``[(style, weight), ...]`` -> one Style of the same source. Weight tensors become
-    ``source + sum_i w_i (style_i - source)``, style offsets ``sum_i w_i offset_i``; a weight style and a modulation
-    style give a "mixed" style; published ``.pt`` styles (:func:`import_style_pt`) blend like weight styles.
+    ``source + sum_i w_i (style_i - source)``, style offsets ``sum_i w_i offset_i`` per form; styles of different
+    forms give a "mixed" style holding each form's sum (a "modulation" style A and a "style_delta" style B blend to
+    ``s * (1 + w_A o_A) + w_B d_B``: each form stays linear in its weight, so (1, 0) is A exactly and (0, 1) B);
+    published ``.pt`` styles (:func:`import_style_pt`) blend like weight styles.
     Weights may be negative (away from a style) and need not sum to 1; weights (1, 0) give the first style's
     tensors exactly. ``source`` (the styles' source generator; checked, ``source_fingerprint`` when already known)
     is needed only when weight styles changed different tensors. Raises ValueError for non-finite weights or an
