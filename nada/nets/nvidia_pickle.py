@@ -84,6 +84,8 @@ class NetworkPickle:
 
     name: str  # the file's own name, for messages
     data: dict  # the top-level dict as read (key order kept): networks as NvidiaModule, other entries as read
+    protocol: int = 4  # the pickle protocol the file was written with (a later export writes the same)
+    globals: frozenset[tuple[str, str]] = frozenset()  # the (module, name) globals the file asked for, as spelled
 
     @property
     def networks(self) -> dict[str, NvidiaModule]:
@@ -254,11 +256,13 @@ class _Reader(pickle.Unpickler):
     def __init__(self, file: IO[bytes], name: str):
         super().__init__(file)
         self.name = name
+        self.asked: set[tuple[str, str]] = set()  # the globals resolved so far, as the file spells them
 
     def find_class(self, module: str, name: str) -> Any:
         stand_in = ALLOWED_GLOBALS.get((module, name))
         if stand_in is None:
             raise UnsafePickleError(f"{self.name} {_refusal(f'{module}.{name}')}")
+        self.asked.add((module, name))
         return stand_in
 
     def persistent_load(self, pid: Any) -> Any:
@@ -306,8 +310,9 @@ def _read(f: IO[bytes], name: str) -> NetworkPickle:
         f.seek(start)
     else:
         f = io.BufferedReader(_Prefixed(head, f))  # type: ignore[arg-type]
+    reader = _Reader(f, name)
     try:
-        data = _Reader(f, name).load()
+        data = reader.load()
     except NetworkPickleError as exc:
         message = str(exc)
         if not message.startswith(name):
@@ -323,7 +328,7 @@ def _read(f: IO[bytes], name: str) -> NetworkPickle:
         what = f"a dict of {sorted(map(str, data))[:6]}" if isinstance(data, dict) else f"a {type(data).__name__}"
         raise UnsupportedNetworkError(
             f"{name} holds {what}, not an NVIDIA network pickle (a dict with G, D, G_ema, augment_pipe).")
-    return NetworkPickle(name=name, data=data)
+    return NetworkPickle(name=name, data=data, protocol=head[1], globals=frozenset(reader.asked))
 
 
 class _Prefixed(io.RawIOBase):
@@ -406,7 +411,11 @@ def describe_generator(module: NvidiaModule) -> GeneratorInfo:
 def read_generator(path_or_file: str | os.PathLike | IO[bytes]) -> NvidiaModule:
     """The generator of a network pickle (``G_ema``, else ``G``), checked: refused with words when the file holds
     none, when it is class-conditional, or when its architecture is not StyleGAN2-ADA or StyleGAN3 (T, R)."""
-    net = read_network_pickle(path_or_file)
+    return checked_generator(read_network_pickle(path_or_file))
+
+
+def checked_generator(net: NetworkPickle) -> NvidiaModule:
+    """The generator of a pickle already read (``G_ema``, else ``G``), checked as :func:`read_generator` says."""
     module = net.generator()
     info = describe_generator(module)
     if info.architecture == "unknown":
@@ -437,5 +446,5 @@ def plain(value: Any, depth: int = 0) -> Any:
 
 
 __all__ = ["NvidiaModule", "NetworkPickle", "GeneratorInfo", "NetworkPickleError", "UnsafePickleError",
-           "UnsupportedNetworkError", "ALLOWED_GLOBALS", "read_network_pickle", "read_generator",
+           "UnsupportedNetworkError", "ALLOWED_GLOBALS", "read_network_pickle", "read_generator", "checked_generator",
            "describe_generator", "plain"]
