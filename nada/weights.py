@@ -296,8 +296,9 @@ def generator_state_dict(ckpt: dict, where: str = "checkpoint") -> dict:
         f"bare generator state dict; found keys {sorted(map(str, ckpt))[:8]}.")
 
 
-def generator_config(sd: dict) -> dict:
-    """Read ``size, style_dim, n_mlp, channel_multiplier, channel_max`` off a rosinality generator state dict."""
+def generator_config(sd: dict, channel_base: int | None = None) -> dict:
+    """Read ``size, style_dim, n_mlp, channel_multiplier, channel_max`` off a rosinality generator state dict (with
+    NVIDIA's ``channel_base``, when given, the channels may follow its rule instead)."""
     try:
         style_dim = int(sd["style.1.weight"].shape[1])
         n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
@@ -313,12 +314,34 @@ def generator_config(sd: dict) -> dict:
         if channels_for(size, cm, found[4]) == found:
             return {"size": size, "style_dim": style_dim, "n_mlp": n_mlp, "channel_multiplier": cm,
                     "channel_max": found[4]}
+    if channel_base is not None and channels_for(size, 2, found[4], channel_base) == found:
+        return {"size": size, "style_dim": style_dim, "n_mlp": n_mlp, "channel_multiplier": 2,
+                "channel_max": found[4], "channel_base": channel_base}
     raise CheckpointError(f"Channel counts per resolution {found} match no StyleGAN2 config.")
 
 
-def build_generator(sd: dict, where: str = "checkpoint") -> Generator:
-    """A :class:`nada.nets.stylegan2.Generator` built to the state dict's own config and loaded strictly."""
-    cfg = generator_config(sd)
+NVIDIA_SETTINGS = ("channel_base", "conv_clamp", "mapping_lr")  # a .pt of an NVIDIA StyleGAN2-ADA keeps these
+
+
+def nvidia_settings(ckpt: dict, where: str = "checkpoint") -> dict:
+    """The ``"nvidia_settings"`` a ``.pt`` exported from an NVIDIA generator keeps beside ``g_ema`` (what rosinality's
+    layout has no place for: channel_base, conv_clamp, mapping_lr), checked; ``{}`` when it has none."""
+    raw = ckpt.get("nvidia_settings")
+    if raw is None:
+        return {}
+    ok = isinstance(raw, dict) and set(raw) <= set(NVIDIA_SETTINGS) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e9 for v in raw.values())
+    if not ok:
+        raise CheckpointError(f"{where} has malformed 'nvidia_settings' ({str(raw)[:120]}): expected numbers for "
+                              f"{', '.join(NVIDIA_SETTINGS)}.")
+    return {k: int(v) if k == "channel_base" else float(v) for k, v in raw.items()}
+
+
+def build_generator(sd: dict, where: str = "checkpoint", settings: dict | None = None) -> Generator:
+    """A :class:`nada.nets.stylegan2.Generator` built to the state dict's own config (and NVIDIA's ``settings``, see
+    :func:`nvidia_settings`) and loaded strictly."""
+    settings = settings or {}
+    cfg = {**generator_config(sd, settings.get("channel_base")), **settings}
     g = Generator(**cfg)
     expected = g.state_dict()
     missing = [k for k in expected if k not in sd]
@@ -397,7 +420,7 @@ def load_generator(name_or_path: str | os.PathLike, device: torch.device | str =
     if is_network_pickle(path):
         return load_network_generator(path).to(device).eval()
     ckpt = load_state_dict_file(path)
-    g = build_generator(generator_state_dict(ckpt, str(path)), str(path))
+    g = build_generator(generator_state_dict(ckpt, str(path)), str(path), nvidia_settings(ckpt, str(path)))
     avg = ckpt.get("latent_avg")
     if isinstance(avg, torch.Tensor) and avg.numel() >= g.style_dim:
         g.latent_avg = avg.float().reshape(-1, g.style_dim)[:1].clone()  # [1, 512]
