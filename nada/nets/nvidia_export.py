@@ -173,7 +173,7 @@ class _Writer(pickle._Pickler):  # the Python pickler: its dispatch table takes 
     dispatch = dict(pickle._Pickler.dispatch)
 
     def __init__(self, file: IO[bytes], protocol: int, numpy_module: str):
-        super().__init__(file, protocol=protocol)
+        super().__init__(file, protocol=protocol, fix_imports=False)  # Python 3's names ("builtins.set")
         self.scalar, self.reconstruct = _Global(numpy_module, "scalar"), _Global(numpy_module, "_reconstruct")
         self.storages: dict[tuple, _Storage] = {}  # one blob per storage, as the file shared them
 
