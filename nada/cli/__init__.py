@@ -1,6 +1,6 @@
-"""The command line: ``python -m nada generate|adapt|invert|video|evaluate|download|doctor`` (also the ``nada``
-command). One module per command, each with a ``register(sub)``; parsing and printing only, the work lives in the
-library. This layer never imports :mod:`nada.app`."""
+"""The command line: ``python -m nada generate|adapt|invert|edit|export|video|evaluate|download|doctor`` (also the
+``nada`` command). One module per command, each with a ``register(sub)``; parsing and printing only, the work lives in
+the library. This layer never imports :mod:`nada.app`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 from ..runtime import configure_torch, tune_allocator
 from ..weights import CheckpointError, WeightsUnavailableError
-from . import adapt, edit, evaluate, generate, invert, video, weights
+from . import adapt, edit, evaluate, export, generate, invert, video, weights
 from .args import CliError
 
-COMMANDS = (generate, adapt, invert, edit, weights, evaluate, video)  # --help order; weights adds download, doctor
+# --help order; weights adds download, doctor
+COMMANDS = (generate, adapt, invert, edit, export, weights, evaluate, video)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="W+ rows the edit may change: coarse (0-5), medium (6-10), fine (11 on), several joined "
                             "by + (coarse+medium), row numbers (0+1+2) or all (default: a preset's own rows, see "
                             "`nada edit presets`; every row for --from/--to)")
-    learn.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
+    learn.add_argument("--source", default="ffhq", help="generator: registry name or .pt/.pkl path (default: ffhq)")
     learn.add_argument("--steps", type=positive_int, default=None,
                        help=f"learning steps (default: {EditConfig.steps}; {TINY_STEPS} with --tiny)")
     learn.add_argument("--batch", type=positive_int, default=EditConfig.batch,

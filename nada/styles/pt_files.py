@@ -10,21 +10,52 @@ import torch
 
 from ..files import atomic_write
 from ..nets.stylegan2 import Generator
-from ..weights import REGISTRY, CheckpointError, generator_config, generator_state_dict, load_state_dict_file, resolve
+from ..weights import (
+    NVIDIA_SETTINGS,
+    REGISTRY,
+    CheckpointError,
+    generator_config,
+    generator_state_dict,
+    load_state_dict_file,
+    resolve,
+)
 from .style import Style, StyleMismatchError, _arch_mismatch, _make_style, apply_style
 
 
-def export_style_pt(source: Generator, style: Style, path: str | os.PathLike) -> Path:
-    """Write the styled generator as a rosinality checkpoint ``{"g_ema": state_dict}`` (plus the source's
-    ``latent_avg`` when it has one), for tools that expect full StyleGAN2 files. Style offsets are folded into the
-    affine layers (:meth:`Generator.fold_style_offsets`): same images up to float rounding."""
-    styled = apply_style(source, style, 1.0).fold_style_offsets()
+def export_style_pt(source: Generator, style: Style, path: str | os.PathLike, strength: float = 1.0) -> Path:
+    """Write the styled generator (``strength``: 0 = source, 1 = the style) as a rosinality checkpoint
+    ``{"g_ema": state_dict}`` (plus the source's ``latent_avg`` when it has one), for tools that expect full
+    StyleGAN2 files. Style offsets are folded into the affine layers (:meth:`Generator.fold_style_offsets`): same
+    images up to float rounding. A generator read from an NVIDIA pickle keeps the settings rosinality's layout has no
+    place for in ``"nvidia_settings"`` (see :func:`rosinality_notes`), so that nada reloads it exactly."""
+    if not isinstance(source, Generator):
+        raise StyleMismatchError(f"A {type(source).__name__} has no rosinality StyleGAN2 layout (.pt); export it to "
+                                 "an NVIDIA network pickle (.pkl) instead.")
+    styled = apply_style(source, style, strength).fold_style_offsets()
     ckpt: dict = {"g_ema": {k: v.detach().to("cpu").clone() for k, v in styled.state_dict().items()}}
     if getattr(source, "latent_avg", None) is not None:
         ckpt["latent_avg"] = source.latent_avg.detach().to("cpu").reshape(-1).clone()  # [512]
+    settings = {k: source.config()[k] for k in NVIDIA_SETTINGS if k in source.config()}
+    if settings:
+        ckpt["nvidia_settings"] = settings
     path = Path(path)
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
     return path
+
+
+def rosinality_notes(source: Generator) -> list[str]:
+    """What rosinality's own StyleGAN2 code would do otherwise with a ``.pt`` of ``source`` (one sentence per
+    setting of NVIDIA's it lacks); empty for a rosinality generator."""
+    cfg, notes = source.config(), []
+    if "channel_base" in cfg:
+        notes.append(f"its channels per resolution ({source.channels}) follow NVIDIA's channel_base "
+                     f"{cfg['channel_base']}, which rosinality's Generator cannot build")
+    if "conv_clamp" in cfg:
+        notes.append(f"rosinality's code does not clamp layer outputs to +-{cfg['conv_clamp']:g} as NVIDIA's does: "
+                     "its images differ wherever an activation passes that")
+    if "mapping_lr" in cfg:
+        notes.append(f"rosinality's code needs lr_mlp={cfg['mapping_lr']:g} for its mapping network")
+    return notes
 
 
 def import_style_pt(path_or_registry_name: str | os.PathLike, source: Generator, meta: dict | None = None,
