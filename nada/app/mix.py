@@ -23,7 +23,7 @@ import gradio as gr
 from PIL import Image
 
 from ..model_store import ModelStore
-from ..styles import Style, blend, safe_style_name, save_style
+from ..styles import Style, blend, is_offset_key, safe_style_name, save_style
 from ..video import VideoPlan, render_video
 from .errors import InputError, user_errors
 from .generate_tab import (
@@ -36,7 +36,7 @@ from .generate_tab import (
     rendered_galleries,
 )
 from .page import DISPLAY_MIN, loading_notice
-from .sessions import SessionStyles
+from .sessions import SessionStyle, SessionStyles
 from .status_line import done_line
 from .style_menus import NO_STYLE, SESSION_PREFIX, StyleRef, invert_choices, load_ref, resolve_style, style_choices
 from .wiring import KEEP, BoundTasks, Outputs
@@ -362,9 +362,18 @@ def mix_video(store: ModelStore, session: SessionStyles, mix_style_1: str | None
                      lambda done: progress(done / plan.frames, desc=f"Video: frame {done} of {plan.frames}"))
 
 
-def kind_words(style: Style) -> str:
+def kind_words(style: Style | SessionStyle) -> str:
     """What a style is, for the status line: "a compact style", "a weight and compact style", ... (a mix of the two
-    compact forms, ``s * (1 + offset) + delta``, is still a compact style)."""
-    if style.kind == "mixed" and not style.weights:
-        return "a compact style"
+    compact forms, ``s * (1 + offset) + delta``, is still a compact style). A session's style is told by its file's
+    tensor names (its header is read, not its tensors)."""
+    if style.kind == "mixed":
+        if isinstance(style, SessionStyle):
+            from safetensors import safe_open  # third-party; only a mixed session style needs it
+
+            with safe_open(str(style.file), framework="pt") as f:
+                weights = [k for k in f.keys() if not is_offset_key(k)]
+        else:
+            weights = list(style.weights)
+        if not weights:
+            return "a compact style"
     return KIND_WORDS.get(style.kind, style.kind)
