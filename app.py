@@ -17,7 +17,7 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 
 import gradio as gr  # noqa: E402
 
-from nada.app import adapt_tab, generate_tab, invert_tab, mix  # noqa: E402
+from nada.app import adapt_tab, generate_tab, invert_tab, mix, own_models  # noqa: E402
 from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
 from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
 from nada.app.status_line import failures_on_status, refusal  # noqa: E402
@@ -48,14 +48,23 @@ def show_notice(store: ModelStore, tab: str) -> None:
         gr.Markdown(notice)
 
 
+def own_generator_button(elem_id: str) -> gr.UploadButton:
+    """"Your own generator": an NVIDIA pickle or a rosinality .pt becomes a source of this browser session
+    (nada.app.own_models checks it first)."""
+    return gr.UploadButton(f"Your own generator (.pkl or .pt, up to {own_models.MAX_GENERATOR_FILE_MB} MB)",
+                           size="sm", file_types=list(own_models.GENERATOR_SUFFIXES), min_width=140, elem_id=elem_id)
+
+
 def adapt_layout(store: ModelStore) -> SimpleNamespace:
     """Layout of the Adapt tab: prompts, settings, Train/Stop, live preview, losses and probed layers."""
     ui = SimpleNamespace()
     show_notice(store, "adapt")
     n_rows = store.generator_rows(store.default_source())
     with gr.Row():  # min_width: on a phone each takes the whole width instead of squeezing its text
-        ui.source = gr.Dropdown(store.source_choices(), value=store.default_source(), label="Source generator",
-                                min_width=260, elem_id="adapt-source")
+        with gr.Column(min_width=260):
+            ui.source = gr.Dropdown(store.source_choices(), value=store.default_source(), label="Source generator",
+                                    elem_id="adapt-source")
+            ui.own_file = own_generator_button("adapt-own-file")
         ui.source_text = gr.Textbox("Photo", label="Source text", info="what the source generator shows",
                                     min_width=260)
         ui.target_text = gr.Textbox("", label="Target text", placeholder="e.g. Witcher", min_width=260,
@@ -167,6 +176,7 @@ def generate_layout(store: ModelStore) -> SimpleNamespace:
                                           min_width=140, elem_id="generate-make-video")
                 ui.file = gr.UploadButton("Upload a style file (.safetensors or StyleGAN-NADA .pt)", size="sm",
                                           file_types=list(generate_tab.STYLE_SUFFIXES), min_width=140)
+                ui.own_file = own_generator_button("generate-own-file")
     # Filled as the page opens (generate_tab.published_gallery); a click picks the style above.
     ui.published = gr.Gallery(label="Published styles: click one to use it", columns=8, height=None,
                               allow_preview=False, object_fit="cover", format="png", elem_id="published-styles")
@@ -233,6 +243,8 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
             ui.styles = gr.Dropdown(choices, value=[choices[0][1]] if store.tiny and choices else [],
                                     multiselect=True, label="Styles", allow_custom_value=True,
                                     info=invert_tab.styles_info(store), elem_id="invert-styles")
+            # Which generators take photos (e4e's alone), and why the one picked in Adapt or Generate does not.
+            ui.invert_scope = gr.Markdown(own_models.invert_scope(store, None), elem_id="invert-scope")
             ui.strength = gr.Slider(0, 1, value=1.0, step=0.01, label="Style strength")
             with gr.Row(equal_height=True):  # the Edit row: learned once per edit with CLIP (nada.edits), then instant
                 ui.edit = gr.Dropdown(invert_tab.edit_choices(), value=invert_tab.NO_EDIT, allow_custom_value=True,
@@ -297,7 +309,7 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # on the input, nothing else changes), and progress and a later failure show on the tab's own status line
         # (`progress_on`), never on its earlier results or on another tab's style pickers.
         shared = {"session": session, "generate_style": ge.style, "invert_styles": inv.styles,
-                  "browser_key": browser_key}
+                  "browser_key": browser_key, "adapt_source": ad.source, "invert_scope": inv.invert_scope}
         ad_names, ge_names, inv_names = ({**vars(tab), **shared} for tab in (ad, ge, inv))
         # Each tab's GPU tasks, wrapped once for ZeroGPU / NADA_FORK_GPU (a worker process per call).
         adapt_gpu, generate_gpu = adapt_tab.AdaptGpu.wrapped(store), generate_tab.GenerateGpu.wrapped(store)
@@ -338,6 +350,15 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         wire(ge.dice.click, generate_tab.random_seed, ge_names, "seed", api_name="random_seed", concurrency_limit=None)
         wire(ge.file.upload, bind(generate_tab.upload_style, store, gpu=generate_gpu), ge_names,
              generate_tab.UploadOutputs, api_name="upload_style", show_progress="hidden")  # a failure: a toast
+        # Your own generator (Adapt or Generate): checked, then a source of this browser session only; picked in the
+        # tab it came from. Invert's line says which generators take photos whenever a picker changes.
+        for tab, names, pick in ((ad, ad_names, "adapt"), (ge, ge_names, "generate")):
+            wire(tab.own_file.upload, bind(own_models.upload_generator, store, pick=pick), names,
+                 own_models.OwnOutputs, api_name="upload_generator" if pick == "adapt" else False,
+                 show_progress="hidden")  # a refusal: a toast naming the file
+        for trigger in (ad.source.change, ge.style.change):
+            wire(trigger, bind(own_models.invert_scope, store), inv_names, "invert_scope", api_name=False,
+                 queue=False, show_progress="hidden")
         # A refused press also says why on the status line beside the button (the input at fault shows it too). Wired
         # before the buttons' own events: the page runs a trigger's events in order and stops at a refused one.
         for button, check, status, refused in (
@@ -408,7 +429,8 @@ def launch_kwargs() -> dict:
     """Settings ``launch()`` takes in gradio 6 (theme, upload cap, example folder, the page's style and script),
     shared with the tests."""
     return {"theme": gr.themes.Soft(font=SYSTEM_FONTS, font_mono=["ui-monospace", "monospace"]),
-            "max_file_size": f"{generate_tab.MAX_STYLE_FILE_MB}mb", "css": page_css(),
+            "max_file_size": f"{max(generate_tab.MAX_STYLE_FILE_MB, own_models.MAX_GENERATOR_FILE_MB)}mb",
+            "css": page_css(),
             "allowed_paths": [str(EXAMPLES), str(StyleThumbnails.beside_weights(False).directory)],  # and tiny/
             "head": page_head()}
 

@@ -1,9 +1,12 @@
 """The app's models: each one loaded once per process, on first use, shared read-only by every session.
 
 A :class:`ModelStore` is created by the app (``build_demo``) and handed to every handler; there is no module-level
-cache. Loading is thread-safe: concurrent first requests for the same model wait for one load. A failed load is not
-cached (a later request retries, e.g. after the weights were put in place). In tiny mode every model is a tiny
-random stand-in (``nada.tiny``), so the whole app runs offline in seconds.
+cache. Besides the registry's generators it serves generators a person uploaded (:meth:`ModelStore.add_generator`),
+under keys made from their weights (``own:<fingerprint>``), never from a name or a path the page sends; which browser
+session may use which key is the app's business (``nada.app.own_models``). Loading is thread-safe: concurrent first
+requests for the same model wait for one load. A failed load is not cached (a later request retries, e.g. after the
+weights were put in place). In tiny mode every model is a tiny random stand-in (``nada.tiny``), so the whole app runs
+offline in seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +39,7 @@ from .weights import (
     WeightsStatus,
     WeightsUnavailableError,
     asset_status,
+    can_run,
     load_e4e,
     load_generator,
 )
@@ -43,6 +49,17 @@ TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with t
     "tiny-invert-demo": ("Tiny demo style for inversion (random, tiny mode)", TINY_INVERT),
 }
 INVERT_ASSETS = FEATURE_ASSETS["Invert"]  # what the Invert tab needs (real mode)
+OWN_PREFIX = "own:"  # keys of uploaded generators: OWN_PREFIX + the first 16 hex digits of their weights' fingerprint
+MAX_OWN_LOADED = 2  # uploaded generators kept in memory (the others are read again from their file when used)
+
+
+@dataclass
+class OwnSource:
+    """A generator a person uploaded: how it is named and where its file is."""
+
+    label: str  # "your model: cats.pkl"
+    n_latent: int  # W+ rows
+    files: list[Path]  # copies of the file (one per browser session that uploaded it); the first still there is read
 
 
 class ModelStore:
@@ -62,6 +79,8 @@ class ModelStore:
         self.max_published_styles = max(1, int(max_published_styles))
         self._cache: dict[str, Any] = {}
         self._published: OrderedDict[str, Style] = OrderedDict()  # LRU of imported published styles
+        self._own: dict[str, OwnSource] = {}  # uploaded generators by key
+        self._own_loaded: OrderedDict[str, Generator] = OrderedDict()  # LRU of those in memory
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.tuner = ConvTuner()  # the CPU convolution paths timed for every generator this store serves
@@ -91,7 +110,15 @@ class ModelStore:
         """(label, name) of the source generators a user may pick."""
         if self.tiny:
             return [("Tiny random (32 px, tiny mode)", TINY_NAME)]
-        return [(a.description or a.name, a.name) for a in REGISTRY.values() if a.kind == "generator"]
+        return [(a.description or a.name, a.name) for a in REGISTRY.values()
+                if a.kind == "generator" and can_run(a.architecture)]
+
+    def source_label(self, name: str) -> str:
+        """How a source generator is named for people: its menu label, an upload's "your model: <file>", else the
+        name itself."""
+        if name in self._own:
+            return self._own[name].label
+        return next((label for label, n in self.source_choices() if n == name), name)
 
     def invert_source(self) -> str:
         """The generator the e4e encoder inverts into: "ffhq" (tiny mode: the 256 px tiny generator)."""
@@ -109,8 +136,12 @@ class ModelStore:
 
     def is_source(self, name: str | None) -> bool:
         """True if ``name`` is a generator this store can load."""
-        return name is not None and (name in {n for _, n in self.source_choices()} or
+        return name is not None and (name in {n for _, n in self.source_choices()} or name in self._own or
                                      (self.tiny and name == TINY_INVERT) or self.is_local_file(name))
+
+    def is_own(self, name: str | None) -> bool:
+        """True for the key of an uploaded generator (:meth:`add_generator`)."""
+        return isinstance(name, str) and name in self._own
 
     def is_local_file(self, name: str | os.PathLike | None) -> bool:
         """True if ``name`` is a local checkpoint file this store may load (only with ``local_files``)."""
@@ -122,14 +153,17 @@ class ModelStore:
         whose size is known once it is read)."""
         if self.is_local_file(name):
             return None
-        size = TINY_GENERATOR["size"] if name == TINY_NAME else 256 if name == TINY_INVERT else \
-            (REGISTRY[name].size if name in REGISTRY and REGISTRY[name].size else 1024)
+        if name in self._own:
+            return self._own[name].n_latent
+        if name in REGISTRY and REGISTRY[name].n_latent:
+            return REGISTRY[name].n_latent
+        size = TINY_GENERATOR["size"] if name == TINY_NAME else 256 if name == TINY_INVERT else 1024
         return 2 * int(math.log2(size)) - 2
 
     def faces(self, source: str) -> bool | None:
         """True for face generators (identity loss and inversion make sense), False for the others; None for a local
         checkpoint, which says nothing about what it draws."""
-        if self.is_local_file(source):
+        if self.is_local_file(source) or source in self._own:
             return None
         asset = REGISTRY.get(source)
         return bool(asset and asset.faces)
@@ -140,10 +174,53 @@ class ModelStore:
         if not self.is_source(name):
             known = ", ".join(n for _, n in self.source_choices())
             raise ValueError(f"Unknown source generator '{name}'. Choose one of: {known}.")
+        if name in self._own:
+            return self._own_generator(name)
         if name == TINY_INVERT:  # alone: the random encoder paired with it (slow to draw) waits for a photo
             return self._get(f"generator:{name}", lambda: tiny_generator(**TINY_INVERT_GENERATOR).to(self.device))
         return self._get(f"generator:{name}",
                          lambda: load_source(name, self.device, self.tuner).eval().requires_grad_(False))
+
+    def add_generator(self, generator: Generator, label: str, file: str | os.PathLike) -> str:
+        """Serve a person's own ``generator`` (read from ``file`` and checked by the caller) as a source; returns its
+        key, ``own:`` + the first 16 hex digits of its weights' fingerprint (the same weights get the same key, so a
+        style trained on them finds them again after a new upload). The last :data:`MAX_OWN_LOADED` stay in memory;
+        the others are read again from ``file`` when used."""
+        fingerprint = generator_fingerprint(generator)
+        key = OWN_PREFIX + fingerprint[:16]
+        with self._guard:
+            own = self._own.setdefault(key, OwnSource(label, generator.n_latent, []))
+            own.label = label
+            own.files = [f for f in own.files if f.is_file() and f != Path(file)] + [Path(file)]
+            self._cache[f"fingerprint:{key}"] = fingerprint
+        self._keep_own(key, serving_impl(generator.to(self.device).eval().requires_grad_(False), self.device,
+                                         self.tuner))
+        return key
+
+    def _keep_own(self, key: str, generator: Generator) -> Generator:
+        with self._guard:
+            self._own_loaded[key] = generator
+            self._own_loaded.move_to_end(key)
+            while len(self._own_loaded) > MAX_OWN_LOADED:
+                self._own_loaded.popitem(last=False)
+        return generator
+
+    def _own_generator(self, key: str) -> Generator:
+        """An uploaded generator: in memory, else read again from a file of it that is still there."""
+        with self._guard:
+            if key in self._own_loaded:
+                self._own_loaded.move_to_end(key)
+                return self._own_loaded[key]
+            own = self._own[key]
+            files = [f for f in own.files if f.is_file()]
+            lock = self._locks.setdefault(f"generator:{key}", threading.Lock())
+        if not files:
+            raise WeightsUnavailableError(f"The file of {own.label} is no longer on the server (its browser session "
+                                          "ended); upload it again.")
+        with lock:
+            if key in self._own_loaded:
+                return self._own_loaded[key]
+            return self._keep_own(key, load_source(files[0], self.device, self.tuner).eval().requires_grad_(False))
 
     def fingerprint(self, name: str) -> str:
         """The source generator's weights fingerprint (:func:`nada.styles.generator_fingerprint`), computed once:
@@ -283,4 +360,5 @@ def serving_impl(generator: Generator, device: torch.device | str, tuner: ConvTu
     return generator.set_conv_impl("auto", tuner) if torch.device(device).type == "cpu" else generator
 
 
-__all__ = ["ModelStore", "WeightsStatus", "DEFAULT_CLIPS", "TINY_DEMO_STYLES", "TINY_INVERT", "INVERT_ASSETS"]
+__all__ = ["ModelStore", "WeightsStatus", "DEFAULT_CLIPS", "TINY_DEMO_STYLES", "TINY_INVERT", "INVERT_ASSETS",
+           "OWN_PREFIX", "OwnSource"]

@@ -36,6 +36,8 @@ class Asset:
     note: str = ""  # licence / origin, shown to users
     description: str = ""  # what a user sees in menus
     mode: str = ""  # for styles: how it was trained ("text": from a prompt pair), when known
+    architecture: str = "StyleGAN2"  # generators: "StyleGAN2" (rosinality .pt), "StyleGAN2-ADA", "StyleGAN3-T",
+    #                                  "StyleGAN3-R" (NVIDIA network pickles, read as data)
 
     @property
     def repo_id(self) -> str | None:
@@ -47,6 +49,14 @@ class Asset:
         """The first mirror's file name."""
         return self.mirrors[0].filename if self.mirrors else ""
 
+    @property
+    def n_latent(self) -> int | None:
+        """W+ rows of a generator, from its architecture and size: 16 for StyleGAN3 at any size (NVIDIA's
+        ``num_ws``), ``2 log2(size) - 2`` for StyleGAN2 (None without a size)."""
+        if self.architecture.startswith("StyleGAN3"):
+            return 16
+        return 2 * (int(self.size).bit_length() - 1) - 2 if self.size else None
+
 
 _SG2 = "StyleGAN2 config-f (NVIDIA Source Code License-NC), in the rosinality format."
 _NADA = "StyleGAN-NADA published model (rinongal/StyleGAN-nada, MIT); trained from the FFHQ generator."
@@ -55,6 +65,66 @@ _DRAGGAN = ("DragGAN's model list (ZeqiangLai/DragGAN, gradio_app.py: files of t
 _DRAGGAN_REPO = "ZeqiangLai/StyleGAN2"  # formerly aaronb/StyleGAN2; rosinality training checkpoints (g_ema inside)
 _TIMM = ("timm's OpenAI CLIP repos carry open_clip_model.safetensors (read by open_clip; projects download it from "
          "timm/vit_*_clip_224.openai) beside open_clip_pytorch_model.bin; this one: {repo}")
+
+
+# NVIDIA network pickles on the hub (read as data by nada.nets.nvidia_pickle: their embedded code never runs). Each
+# mirror holds NVIDIA's own file under the name given; the hub's file pages list the pickle imports of
+# stylegan2-ada-pytorch / stylegan3 (torch_utils.persistence._reconstruct_persistent_obj,
+# torch.storage._load_from_bytes, dnnlib.util.EasyDict, ...). Left out: ada/afhqcat.pkl and ada/afhqdog.pkl (the same
+# networks as afhq-cat and afhq-dog above, converted), ada/ffhq.pkl (NVIDIA's conversion of the FFHQ config-f network
+# that "ffhq" holds), ada/cifar10.pkl (class-conditional), and hub copies of NVIDIA's official StyleGAN3 pickles (no
+# public repo found: hysts' StyleGAN3 Space downloads them from hysts/StyleGAN3 with an access token).
+_ADA_PKL = "ZeqiangLai/StyleGAN2-pkl"  # formerly aaronb/StyleGAN2-pkl (the hub redirects); NVIDIA's pickles
+_ADA_PKL_EVIDENCE = (
+    "DragGAN by Zeqiang Lai (draggan/utils.py get_path) downloads https://huggingface.co/aaronb/StyleGAN2-pkl/"
+    "resolve/main/<path> for the paths of gradio_app.py's CKPT_SIZE ('ada/ffhq.pkl', 'ada/afhqcat.pkl', "
+    "'ada/afhqdog.pkl', 'ada/afhqwild.pkl', 'ada/brecahad.pkl', 'ada/metfaces.pkl', ...); the hub's page of "
+    "ZeqiangLai/StyleGAN2-pkl/tree/main/ada lists afhqwild.pkl and brecahad.pkl (364 MB each) beside afhqcat.pkl with "
+    "stylegan2-ada-pytorch's pickle imports. Sizes: stylegan2-ada-pytorch's README (pretrained/: metfaces.pkl "
+    "'MetFaces at 1024x1024', afhqwild.pkl and brecahad.pkl at 512x512)")
+_DRAGGAN_PKL = "DragGan/DragGan-Models"
+_DRAGGAN_PKL_EVIDENCE = (
+    "DragGAN's Gradio app for the DragGan Spaces (its IS_SPACE test names DragGan/DragGan; its first line links this "
+    "repo) calls snapshot_download('DragGan/DragGan-Models', repo_type='model') and loads its pickles; the hub's "
+    "file list shows stylegan2-afhqcat-512x512.pkl and stylegan2-ffhq-512x512.pkl (364 MB each) with NVIDIA's pickle "
+    "imports: the StyleGAN2 networks NVIDIA publishes with stylegan3 (NGC research/stylegan2, "
+    "stylegan2-<data>-<res>.pkl)")
+_ADA_NOTE = "NVIDIA network pickle, {what} (NVIDIA Source Code License-NC; data: {data})."
+_NETWORK_PICKLES = [
+    Asset("sg2ada-metfaces", "generator", (Mirror(_ADA_PKL, "ada/metfaces.pkl", evidence=_ADA_PKL_EVIDENCE),),
+          1024, 2, faces=True, architecture="StyleGAN2-ADA",
+          note=_ADA_NOTE.format(what="StyleGAN2-ADA MetFaces (portraits in art)", data="MetFaces, CC BY-NC 2.0"),
+          description="Painted portraits (MetFaces, StyleGAN2-ADA, 1024)"),
+    Asset("sg2ada-afhqwild", "generator", (Mirror(_ADA_PKL, "ada/afhqwild.pkl", evidence=_ADA_PKL_EVIDENCE),),
+          512, 2, architecture="StyleGAN2-ADA",
+          note=_ADA_NOTE.format(what="StyleGAN2-ADA AFHQ Wild", data="AFHQ, CC BY-NC 4.0"),
+          description="Wild animals (AFHQ, StyleGAN2-ADA, 512)"),
+    Asset("sg2ada-brecahad", "generator", (Mirror(_ADA_PKL, "ada/brecahad.pkl", evidence=_ADA_PKL_EVIDENCE),),
+          512, 2, architecture="StyleGAN2-ADA",
+          note=_ADA_NOTE.format(what="StyleGAN2-ADA BreCaHAD (breast cancer histology)", data="BreCaHAD, CC BY 4.0"),
+          description="Histology (BreCaHAD, StyleGAN2-ADA, 512)"),
+    Asset("sg2ada-afhqcat", "generator",
+          (Mirror(_DRAGGAN_PKL, "stylegan2-afhqcat-512x512.pkl", evidence=_DRAGGAN_PKL_EVIDENCE),),
+          512, 2, architecture="StyleGAN2-ADA",
+          note=_ADA_NOTE.format(what="StyleGAN2 AFHQ Cat from NVIDIA's stylegan3 release (not the afhq-cat network)",
+                                data="AFHQ, CC BY-NC 4.0"),
+          description="Cats (AFHQ, NVIDIA StyleGAN2 pickle, 512)"),
+    Asset("sg2ada-ffhq512", "generator",
+          (Mirror(_DRAGGAN_PKL, "stylegan2-ffhq-512x512.pkl", evidence=_DRAGGAN_PKL_EVIDENCE),),
+          512, 2, faces=True, architecture="StyleGAN2-ADA",
+          note=_ADA_NOTE.format(what="StyleGAN2 FFHQ at 512 px from NVIDIA's stylegan3 release",
+                                data="FFHQ, CC BY-NC-SA 4.0"),
+          description="Faces (FFHQ, NVIDIA StyleGAN2 pickle, 512)"),
+    Asset("sg3-lhq-t", "generator", (Mirror(
+        "justinpinkney/stylegan3-t-lhq-256", "lhq-256-stylegan3-t-25Mimg.pkl",
+        evidence="Justin Pinkney's model repo (model card: MIT): the hub's file page lists "
+                 "lhq-256-stylegan3-t-25Mimg.pkl (343 MB) with stylegan3's pickle imports; his "
+                 "awesome-pretrained-stylegan3 README gives LHQ-256 as 256x256, config T, 25 Mimg, and his clip2latent "
+                 "loads the same file as 'sg3-lhq-256'"),),
+          256, architecture="StyleGAN3-T",
+          note="StyleGAN3-T network pickle trained on LHQ landscapes by Justin Pinkney (MIT; NVIDIA's StyleGAN3 code "
+               "is under the NVIDIA Source Code License).", description="Landscapes (LHQ, StyleGAN3-T, 256)"),
+]
 
 
 def _clip(name: str, repo: str, label: str, evidence: str = "") -> Asset:
@@ -85,6 +155,7 @@ _ASSETS = [
           "open_clip's pretrained registry (open_clip/pretrained.py, open_clip_torch 3.3.0) resolves ViT-L-14 "
           "'openai' to hf_hub='timm/vit_large_patch14_clip_224.openai/' (quick_gelu); timm's model card for "
           "vit_large_patch14_clip_224.openai names the same repo. " + _TIMM.format(repo="this one")),
+    *_NETWORK_PICKLES,
     Asset("e4e-ffhq", "e4e", (
         Mirror("public-data/e4e", "e4e_ffhq_encode.pt",
                evidence="hysts' HairCLIP Space: hf_hub_download('public-data/e4e', 'e4e_ffhq_encode.pt')"),

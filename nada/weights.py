@@ -380,6 +380,18 @@ def is_network_pickle(path: str | os.PathLike) -> bool:
     return head.startswith(b"\x80") and not head.startswith(b"\x80\x02\x8a") and NETWORK_PICKLE_MARK in head
 
 
+STYLEGAN3_MODULE = "nada.nets.stylegan3"  # StyleGAN3-T/R networks (from_nvidia(module)), once that module exists
+
+
+def can_run(architecture: str) -> bool:
+    """True when nada runs generators of ``architecture`` ("StyleGAN2", "StyleGAN2-ADA", "StyleGAN3-T", ...). The one
+    place that says when StyleGAN3 runs: once :data:`STYLEGAN3_MODULE` exists (the app offers StyleGAN3 sources only
+    then, and :func:`generator_from_network` dispatches to it)."""
+    if architecture.startswith("StyleGAN3"):
+        return importlib.util.find_spec(STYLEGAN3_MODULE) is not None
+    return architecture in ("StyleGAN2", "StyleGAN2-ADA")
+
+
 def generator_from_network(module: NvidiaModule, name: str = "the file") -> Generator:
     """The generator of a network pickle as one of ours: StyleGAN2-ADA becomes the StyleGAN2 :class:`Generator`.
 
@@ -388,8 +400,8 @@ def generator_from_network(module: NvidiaModule, name: str = "the file") -> Gene
     info = describe_generator(module)
     if info.architecture == "StyleGAN2-ADA":
         return generator_from_nvidia(module, name)
-    if info.architecture.startswith("StyleGAN3") and importlib.util.find_spec("nada.nets.stylegan3") is not None:
-        build = getattr(importlib.import_module("nada.nets.stylegan3"), "from_nvidia", None)
+    if info.architecture.startswith("StyleGAN3") and can_run(info.architecture):
+        build = getattr(importlib.import_module(STYLEGAN3_MODULE), "from_nvidia", None)
         if build is not None:
             return build(module)
     raise UnsupportedGeneratorError(

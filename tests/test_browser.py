@@ -1036,3 +1036,40 @@ def test_mix_styles_previews_a_released_weight_saves_the_mix_and_makes_a_video(b
         assert images_without_text(page) == []
     finally:
         page.close()
+
+
+def test_your_own_generator_is_drawn_alone_and_invert_says_photos_cannot_go_into_it(browser, server, tmp_path):
+    """Generate's "Your own generator": a StyleGAN2-ADA pickle (NVIDIA's fixture) is checked, picked as "None: your
+    model: ... alone" and drawn; Invert's line names it as a generator photos cannot be inverted into; a pickle that
+    asks for os.system is refused in a toast that names it, and the picked generator stays."""
+    import pickle
+
+    from .fixtures import fixture_path
+
+    mine = tmp_path / "my cats.pkl"
+    shutil.copyfile(fixture_path("nvidia", "sg2ada_256.pkl"), mine)
+    class Calls:  # pickles as a call of os.system: what pickle.load would run
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"G": Calls(), "G_ema": None}, protocol=4))
+    page = open_generate(browser, server)
+    try:
+        button = page.get_by_role("button", name=re.compile("Your own generator")).last
+        with page.expect_file_chooser() as chooser:
+            button.click()
+        chooser.value.set_files(str(mine))
+        page.wait_for_function("() => document.querySelector('#generate-style input').value"
+                               ".startsWith('None: your model: my cats.pkl')", timeout=LONG)
+        wait_status(page, "generate-info", "your model: my cats.pkl")  # drawn alone, named as the person knows it
+        with page.expect_file_chooser() as chooser:
+            button.click()
+        chooser.value.set_files(str(evil))
+        page.get_by_text(re.compile("evil.pkl asks for the Python global 'posix.system'")).first.wait_for(timeout=LONG)
+        assert page.locator("#generate-style input").input_value().startswith("None: your model: my cats.pkl")
+        page.get_by_role("tab", name="Invert").click()
+        wait_status(page, "invert-scope", "Generate's style is for your model: my cats.pkl")
+        assert not (tmp_path / "ran").exists()
+    finally:
+        page.close()

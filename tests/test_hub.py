@@ -24,8 +24,16 @@ from bench.hub_files import SMALL_SIZE, populate
 from bench.local_hub import LocalHub, hub_env, patch_hub_constants
 from nada import weights
 from nada.registry import REGISTRY, Mirror
-from nada.weights import CheckpointError, WeightsUnavailableError, cached_path, fetch
+from nada.weights import (
+    CheckpointError,
+    UnsupportedGeneratorError,
+    WeightsUnavailableError,
+    cached_path,
+    can_run,
+    fetch,
+)
 
+from .fixtures import fixture_path
 from .helpers import PROJECT_ROOT
 
 # One asset of every kind the registry has, plus a ZeqiangLai/StyleGAN2 source without a recorded size (afhq-cat,
@@ -336,3 +344,45 @@ def test_download_command_reports_a_failure(hub, cache):
     rows = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
     assert rows["ffhq"].endswith("ok") and "failed: Could not download 'arcface-ir-se50'" in rows["arcface-ir-se50"]
     assert "1 ok, 1 failed" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------------- NVIDIA network pickles, hub layouts
+NETWORK_PICKLES = sorted(n for n, a in REGISTRY.items() if a.kind == "generator" and a.filename.endswith(".pkl"))
+FIXTURE_OF = {"StyleGAN2-ADA": "sg2ada_256", "StyleGAN3-T": "sg3t_256", "StyleGAN3-R": "sg3r_256"}
+
+
+@pytest.mark.parametrize("name", NETWORK_PICKLES)
+def test_network_pickles_download_in_their_hub_layout_and_load_as_data(hub, cache, name):
+    """Each registry pickle is served under its published repo, sub-folder and file name (NVIDIA's small fixture of
+    its architecture stands in for the real file); a StyleGAN2-ADA one loads, a StyleGAN3 one loads or is refused
+    in words while nada cannot run StyleGAN3 (whichever the code does: :func:`nada.weights.can_run`)."""
+    asset = REGISTRY[name]
+    mirror = mirrors(name)[0]
+    hub.add(mirror.repo_id, mirror.filename, fixture_path("nvidia", f"{FIXTURE_OF[asset.architecture]}.pkl"))
+    assert len(mirror.evidence) > 40  # public evidence beside each entry
+    try:
+        g = weights.load_generator(name)
+    except UnsupportedGeneratorError as exc:
+        assert asset.architecture.startswith("StyleGAN3") and not can_run(asset.architecture)
+        assert f"holds a {asset.architecture} generator" in str(exc) and "cannot run" in str(exc)
+        assert mirror.filename.rsplit("/", 1)[-1] in str(exc) and str(cache) not in str(exc)  # its own name only
+    else:
+        assert can_run(asset.architecture)
+        with torch.no_grad():
+            img = g(torch.randn(1, g.style_dim), truncation=0.7)  # centre: the file's w_avg
+        assert img.shape[-1] == 256 and torch.isfinite(img).all()
+    assert hub.downloads == [(mirror.repo_id, mirror.filename)]
+    assert cached_path(name).name == mirror.filename.rsplit("/", 1)[-1]
+
+
+def test_the_source_picker_offers_stylegan3_only_when_nada_runs_it(monkeypatch):
+    from nada.model_store import ModelStore
+
+    sg3 = [n for n in NETWORK_PICKLES if REGISTRY[n].architecture.startswith("StyleGAN3")]
+    sg2ada = [n for n in NETWORK_PICKLES if REGISTRY[n].architecture == "StyleGAN2-ADA"]
+    assert sg3 and sg2ada
+    for module, offered in (("nada.nets.no_such_module", False), ("json", True)):  # json: any module that exists
+        monkeypatch.setattr(weights, "STYLEGAN3_MODULE", module)
+        names = {n for _, n in ModelStore().source_choices()}
+        assert set(sg2ada) <= names and all((n in names) == offered for n in sg3)
+        assert all(ModelStore().generator_rows(n) == 16 for n in sg3)  # StyleGAN3: 16 W+ rows at any size

@@ -6,6 +6,7 @@ The tabs, each with its handlers, their input checks and its GPU tasks: :mod:`~n
 Shared: :mod:`~nada.app.errors` (what a person reads when something fails), :mod:`~nada.app.wiring` (handlers to
 components by name), :mod:`~nada.app.page` (page texts, display helpers, ``page.css`` and ``page.js``),
 :mod:`~nada.app.input_checks`, :mod:`~nada.app.style_menus` (the style pickers), :mod:`~nada.app.sessions` (a
-browser's styles), :mod:`~nada.app.training_queue` (one run on the GPU at a time), :mod:`~nada.app.thumbnails` (the
+browser's styles and uploaded generators), :mod:`~nada.app.own_models` (your own generator: checked, then a source of
+its session only), :mod:`~nada.app.training_queue` (one run on the GPU at a time), :mod:`~nada.app.thumbnails` (the
 published styles' pictures), :mod:`~nada.app.zerogpu` (GPU tasks in a worker process).
 """

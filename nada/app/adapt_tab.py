@@ -34,6 +34,7 @@ from ..target_images import load_target_images
 from ..train import RECIPES, AdaptConfig, Progress
 from .errors import InputError, hide_upload_paths, user_errors
 from .input_checks import number_value, on_field, seed_value, unit_value
+from .own_models import session_source
 from .page import display_image, format_seconds, session_id
 from .sessions import SessionStyles
 from .status_line import done_in
@@ -203,9 +204,7 @@ def check_adapt(store: ModelStore, session: SessionStyles | None, source: str, s
                 lambda_indomain: Any = None) -> AdaptConfig:
     """The training settings of the Adapt tab's values (:func:`adapt_config`), or an :class:`InputError` naming the
     input. Cheap: reads no weights (the page runs it before the event)."""
-    if not store.is_source(source):
-        raise InputError("source", f"Choose a source generator (one of: "
-                                   f"{', '.join(n for _, n in store.source_choices())}).")
+    source = session_source(store, session, source)  # a generator offered, or one this session uploaded
     if not store.tiny and not clip_names:
         raise InputError("clip_names", "Choose at least one CLIP model in Advanced settings.")
     return adapt_config(iterations, layers_k, probe, lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr,
@@ -469,7 +468,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
     how = f"finished ({steps}/{steps} steps)" if steps == config.iterations else \
         f"stopped at step {steps}/{config.iterations}"
     done = done_in(last.elapsed_s) if last is not None else "Done"
-    tabs = ("Generate and Invert tabs" if style_source(store, kept) == store.invert_source() else
+    tabs = ("Generate and Invert tabs" if style_source(store, kept, session) == store.invert_source() else
             f"Generate tab (photos take styles of '{store.invert_source()}' only)")
     status = f"{done}. Training {how}. Saved the style **{name}**: pick it in the {tabs}, or download it below."
     no_probe = bars is None  # no probe ran (or none finished): no chart, in words

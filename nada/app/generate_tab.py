@@ -49,6 +49,7 @@ from .style_menus import (
     load_ref,
     page_advice,
     resolve_style,
+    source_name,
     style_choices,
     style_source,
 )
@@ -231,7 +232,7 @@ def upload_style(store: ModelStore, session: SessionStyles, file: str | None, *,
                                  "a full StyleGAN2 generator .pt (e.g. a StyleGAN-NADA model).")
         if suffix == ".safetensors":
             style = load_style(path)
-            source = style_source(store, style)
+            source = style_source(store, style, session)
             verify_source(style, store.generator(source), source, store.fingerprint(source),  # reads no weights
                           advice=page_advice(store))
         else:  # the weights must be compared: a GPU task
@@ -244,7 +245,7 @@ def upload_style(store: ModelStore, session: SessionStyles, file: str | None, *,
     _, dropped = session.add(name, style)
     if dropped:
         gr.Warning(f"Dropped the oldest styles to make room: {', '.join(dropped)}.")
-    gr.Info(f"Style '{name}' added (source generator: {source}).")
+    gr.Info(f"Style '{name}' added (source generator: {source_name(store, session, source)}).")
     return UploadOutputs(generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
                          invert_styles=gr.Dropdown(choices=invert_choices(store, session)), session=session)
 
@@ -266,7 +267,7 @@ def generate(store: ModelStore, session: SessionStyles, style: str | None, seed:
     src, sty = gpu.render(ref.source if ref else store.default_source(), ref, seeds, truncation, strength)
     source_gallery, styled_gallery, info = rendered_galleries(store, ref, seeds, truncation, strength, src, sty)
     info = done_line(time.perf_counter() - started, n, sty is not None) + " " + info
-    label = ref.name if ref else "source"
+    label = ref.file_label() if ref else "source"
     zpath = session.scratch(f"nada-{label}-seeds{seeds[0]}-{seeds[-1]}.zip")
     with zipfile.ZipFile(zpath, "w") as zf:
         for i, s in enumerate(seeds):
@@ -283,12 +284,13 @@ def rendered_galleries(store: ModelStore, ref: StyleRef | None, seeds: list[int]
                        src: list, sty: list | None) -> tuple[list, list, str]:
     """(source gallery, styled gallery, info line) for images rendered from ``seeds``: each captioned with its seed
     and generator or style (the captions are also the pictures' alt text)."""
-    source = ref.source if ref else store.default_source()
-    label = ref.name if ref else "source"
+    source = (ref.source_label or ref.source) if ref else store.default_source()
+    styled = ref is not None and ref.styled
+    label = ref.name if styled else "source"
     source_gallery = [(display_image(im), f"seed {s} · source ({source})") for im, s in zip(src, seeds)]
     styled_gallery = [(display_image(im), f"seed {s} · {label}") for im, s in zip(sty or [], seeds)]
     info = (f"Source generator **{source}**, style **{label}**"
-            + (f" at strength {strength:g}" if ref is not None else "")
+            + (f" at strength {strength:g}" if styled else "")
             + f", truncation {truncation:g}, seeds {seeds[0]}–{seeds[-1]}.")
     asset = REGISTRY.get(ref.published) if ref is not None and ref.published else None
     if asset is not None and asset.repo_id:
@@ -311,7 +313,7 @@ def make_video(store: ModelStore, session: SessionStyles, style: str | None, see
     plan = VideoPlan(seeds=seeds, seconds_per_seed=VIDEO_SECONDS_PER_SEED, fps=VIDEO_FPS, truncation=truncation,
                      strength=strength, size=DISPLAY_MIN if store.tiny else None)
     plan.validate()
-    label = ref.name if ref else "source"
+    label = ref.file_label() if ref else "source"
     path = str(session.scratch(f"nada-{label}-walk-{seeds[0]}-{seeds[-1]}.mp4"))
     if gpu_mode() is not None:  # a callback cannot cross into the GPU worker
         return gpu.video(source, ref, plan, path)

@@ -56,5 +56,6 @@ def check_upload(path: str | os.PathLike, max_mb: float, what: str) -> Path:
         raise ValueError(f"The uploaded {what} could not be found on the server; please upload it again.")
     size = p.stat().st_size
     if size > max_mb * 2**20:
-        raise ValueError(f"The {what} is {size / 2**20:.0f} MB; the limit is {max_mb:.0f} MB.")
+        raise ValueError(f"The {what} '{p.name}' is {size / 2**20:.0f} MB; the limit is {max_mb:.0f} MB, and it was "
+                         "not read.")
     return p

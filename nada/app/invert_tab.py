@@ -228,8 +228,9 @@ def check_invert(store: ModelStore, session: SessionStyles | None, image: Any, s
             if c and c != NO_STYLE]
     for ref in refs:
         if ref.source != source:
-            raise InputError("styles", f"The style '{ref.name}' belongs to the '{ref.source}' generator; inversion "
-                                       f"works with the '{source}' face generator only.")
+            raise InputError("styles", f"The style '{ref.name}' belongs to the '{ref.source_label or ref.source}' "
+                                       f"generator; inversion works with the '{source}' face generator only (e4e "
+                                       "inverts faces into the FFHQ StyleGAN2 generator at 1024 px).")
     return refs, strength
 
 

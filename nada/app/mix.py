@@ -142,6 +142,8 @@ def mix_rows(store: ModelStore, session: SessionStyles | None, choices: list[str
             ref = resolve_style(store, session, choice)
         except ValueError as exc:
             raise InputError(f"mix_style_{i}", str(exc)) from None
+        if ref.alone:
+            raise InputError(f"mix_style_{i}", f"'{ref.name}' is a generator, not a style: pick styles to mix.")
         try:
             w = float(weight)
         except (TypeError, ValueError):
@@ -310,7 +312,8 @@ def mix_styles(store: ModelStore, session: SessionStyles, mix_style_1: str | Non
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
     tabs = "Generate and Invert tabs" if source == store.invert_source() else "Generate tab"
     status = (f"Saved the mix **{name}** ({mix_label(refs, weights)}; {kind_words(kept)} of "
-              f"the '{source}' generator): it is picked above and offered in the {tabs}; download it below.")
+              f"the '{refs[0].source_label or source}' generator): it is picked above and offered in the {tabs}; "
+              "download it below.")
     return MixOutputs(session=session, mix_file=str(kept.file), mix_status=status,
                       generate_style=gr.Dropdown(choices=style_choices(store, session), value=SESSION_PREFIX + name),
                       invert_styles=gr.Dropdown(choices=invert_choices(store, session)))

@@ -1,7 +1,9 @@
 """Per-browser-session styles, kept on the server across page reloads.
 
 A :class:`SessionStyles` holds one browser's styles: those trained, uploaded or mixed there, each a ``.safetensors``
-file in the session's private temp folder, capped in number and in total file size. It keeps each style's file and
+file in the session's private temp folder, capped in number and in total file size; and the generators uploaded
+there (:class:`SessionGenerator`: a copy of the file in that folder, by the model store's key), which no other
+session can use. It keeps each style's file and
 metadata (:class:`SessionStyle`), never its tensors: a render reads them from the file. Nothing in it is visible to
 other browsers. :class:`BrowserSessions` keeps those stores under an opaque random key that the browser keeps in
 ``gr.BrowserState`` (localStorage), so a reload finds its styles again (as the page opens:
@@ -29,6 +31,7 @@ from ..styles import Style, read_style_meta, safe_style_name, save_style
 
 MAX_SESSION_STYLES = 8  # styles kept per browser session (the oldest goes first)
 MAX_SESSION_STYLE_MB = 1024  # their files' total size (a full-resolution FFHQ style is ~60-130 MB)
+MAX_SESSION_GENERATORS = 2  # generators uploaded per browser session (the oldest goes first)
 
 Clock = Callable[[], float]  # seconds, as time.monotonic (tests pass their own)
 
@@ -53,6 +56,17 @@ class SessionStyle:
         return self.meta.get("kind") or "weights"
 
 
+@dataclass(frozen=True)
+class SessionGenerator:
+    """A generator uploaded in this session: the model store's key for it, its file's copy in the session's folder,
+    and how it is named."""
+
+    key: str  # "own:<fingerprint>" (nada.model_store.ModelStore.add_generator): the value the page shows
+    file: Path  # <session folder>/generators/<file name>
+    label: str  # "your model: cats.pkl"
+    summary: str  # what the file holds, in words
+
+
 def _file_bytes(style: Style) -> int:
     """The bytes of ``style``'s tensors in its file (:func:`nada.styles.save_style` writes float32)."""
     return sum(t.numel() * 4 for t in style.tensors.values())
@@ -72,6 +86,7 @@ class SessionStyles:
         self._lock = threading.RLock()  # two tabs of one browser share this store
         self.last_used = clock()  # the last save or download (BrowserSessions expires idle stores)
         self._inversion: tuple[str, torch.Tensor, str] | None = None  # (photo key, [1, n_latent, 512] codes, edit)
+        self.generators: dict[str, SessionGenerator] = {}  # uploaded generators by key, oldest first
 
     def __deepcopy__(self, memo: dict) -> SessionStyles:
         """A copy with its own lock and the same clock (``gr.State`` deep-copies its initial value for every page)."""
@@ -162,6 +177,36 @@ class SessionStyles:
                 return None
             return self._inversion[1], self._inversion[2]
 
+    def keep_generator(self, generator: SessionGenerator, max_count: int = MAX_SESSION_GENERATORS) -> list[str]:
+        """Keep an uploaded generator (its file already in this session's folder, see :meth:`generator_file`); the
+        same key again replaces it. Returns the labels of the oldest generators dropped to make room (their files
+        are deleted)."""
+        with self._lock:
+            self.last_used = self._clock()
+            old = self.generators.pop(generator.key, None)
+            if old is not None and old.file != generator.file:
+                old.file.unlink(missing_ok=True)
+            dropped = []
+            while self.generators and len(self.generators) >= max_count:
+                gone = self.generators.pop(next(iter(self.generators)))
+                gone.file.unlink(missing_ok=True)
+                dropped.append(gone.label)
+            self.generators[generator.key] = generator
+            return dropped
+
+    def generator(self, key: object) -> SessionGenerator | None:
+        """The uploaded generator of ``key`` when this session has it (its file still there), else None."""
+        with self._lock:
+            kept = self.generators.get(key) if isinstance(key, str) else None
+            return kept if kept is not None and kept.file.is_file() else None
+
+    def generator_file(self, filename: str) -> Path:
+        """A path for an uploaded generator's copy: ``generators/<filename>`` in this session's folder (a folder of
+        its own, so that its name never meets a style's file)."""
+        folder = self.directory() / "generators"
+        folder.mkdir(exist_ok=True)
+        return folder / filename
+
     def scratch(self, filename: str) -> Path:
         """A path in this session's folder for a download (overwritten by the next one of the same name)."""
         return self.directory() / filename
@@ -170,6 +215,7 @@ class SessionStyles:
         """Drop every style and delete the session's folder (called when the session ends)."""
         with self._lock:
             self.styles.clear()
+            self.generators.clear()
             self._inversion = None
             if self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
