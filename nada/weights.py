@@ -5,13 +5,15 @@ A registry name resolves through ``huggingface_hub.hf_hub_download`` into a cach
 ``HF_HUB_OFFLINE=1`` (or ``NADA_OFFLINE=1``) never touches the network. Every failure is a
 ``WeightsUnavailableError`` or ``CheckpointError`` whose message names the file, the repo and what to do. Nothing
 here runs at import time. Source names that are not files (the tiny generator) are resolved by :mod:`nada.model_store`.
-The loaders build the networks of :mod:`nada.nets` from files: :func:`load_generator` (StyleGAN2) and
-:func:`load_e4e` (the e4e encoder); the networks themselves read no files.
+The loaders build the networks of :mod:`nada.nets` from files: :func:`load_generator` (StyleGAN2, from rosinality
+checkpoints or NVIDIA network pickles read as data) and :func:`load_e4e` (the e4e encoder); the networks themselves
+read no files.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import os
 import pickle
@@ -27,6 +29,8 @@ import torch
 
 from .nets.e4e import Encoder4Editing
 from .nets.irse import body_num_layers
+from .nets.nvidia_pickle import NetworkPickleError, NvidiaModule, describe_generator, read_generator
+from .nets.nvidia_sg2 import generator_from_nvidia
 from .nets.stylegan2 import Generator, channels_for
 from .registry import REGISTRY, Asset, Mirror
 
@@ -331,12 +335,67 @@ def build_generator(sd: dict, where: str = "checkpoint") -> Generator:
     return g
 
 
+# ------------------------------------------------------------------------------------ NVIDIA network pickles
+NETWORK_PICKLE_MARK = b"torch_utils.persistence"  # what every NVIDIA network pickle names near its start
+
+
+class UnsupportedGeneratorError(CheckpointError, NotImplementedError):
+    """A readable generator of an architecture nada cannot run (yet); the message names it."""
+
+
+def is_network_pickle(path: str | os.PathLike) -> bool:
+    """True for a ``.pkl`` file, or a file of another name that starts like an NVIDIA network pickle (a pickle that
+    names ``torch_utils.persistence`` in its first 64 KiB); such files are read by :func:`load_network_generator`."""
+    path = Path(path)
+    if path.suffix.lower() == ".pkl":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return head.startswith(b"\x80") and not head.startswith(b"\x80\x02\x8a") and NETWORK_PICKLE_MARK in head
+
+
+def generator_from_network(module: NvidiaModule, name: str = "the file") -> Generator:
+    """The generator of a network pickle as one of ours: StyleGAN2-ADA becomes the StyleGAN2 :class:`Generator`.
+
+    The one dispatch point for NVIDIA architectures: StyleGAN3 (T and R) goes to ``nada.nets.stylegan3``'s
+    ``from_nvidia(module)`` once that module exists; until then it is refused with words."""
+    info = describe_generator(module)
+    if info.architecture == "StyleGAN2-ADA":
+        return generator_from_nvidia(module, name)
+    if info.architecture.startswith("StyleGAN3") and importlib.util.find_spec("nada.nets.stylegan3") is not None:
+        build = getattr(importlib.import_module("nada.nets.stylegan3"), "from_nvidia", None)
+        if build is not None:
+            return build(module)
+    raise UnsupportedGeneratorError(
+        f"{name} holds {info.summary()}; nada cannot run {info.architecture} networks yet. It reads StyleGAN2-ADA "
+        "network pickles and rosinality StyleGAN2 checkpoints (.pt).")
+
+
+def load_network_generator(path: str | os.PathLike) -> Generator:
+    """The generator (``G_ema``, else ``G``) of an NVIDIA network pickle, read as data (its embedded code is never
+    run), as one of ours on the CPU with the file's ``w_avg`` as the truncation centre. Every refusal is a
+    ``CheckpointError`` naming the file by its own name."""
+    name = Path(path).name
+    try:
+        return generator_from_network(read_generator(path), name)
+    except NetworkPickleError as exc:
+        raise CheckpointError(str(exc)) from exc
+    except OSError as exc:
+        raise CheckpointError(f"{name} could not be read ({type(exc).__name__}: {exc.strerror or exc}).") from exc
+
+
 def load_generator(name_or_path: str | os.PathLike, device: torch.device | str = "cpu") -> Generator:
     """Load a generator by registry name (downloaded once, cached) or local path, eval mode, on ``device``.
 
     The checkpoint's ``latent_avg`` (the W mean from training), if present, is kept as ``generator.latent_avg``.
+    NVIDIA network pickles (``*.pkl`` of StyleGAN2-ADA) are read as data (:func:`load_network_generator`).
     The tiny generator is not a file: :func:`nada.model_store.load_source` gives it for the name "tiny"."""
     path = resolve(name_or_path)
+    if is_network_pickle(path):
+        return load_network_generator(path).to(device).eval()
     ckpt = load_state_dict_file(path)
     g = build_generator(generator_state_dict(ckpt, str(path)), str(path))
     avg = ckpt.get("latent_avg")

@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Adapt a copy of a generator from SOURCE text to TARGET text with CLIP guidance "
                     "(StyleGAN-NADA) and save the result as a style file. Settings come from --recipe; any flag "
                     "below overrides the recipe's value.")
-    p.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
+    p.add_argument("--source", default="ffhq", help="generator: registry name or .pt/.pkl path (default: ffhq)")
     p.add_argument("--from", dest="source_text", required=True, metavar="TEXT", help='source text, e.g. "Photo"')
     p.add_argument("--to", dest="target_text", default="", metavar="TEXT",
                    help='target text, e.g. "Witcher" (optional with --to-images)')

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     learn.add_argument("--from", dest="source_text", default=None, help='what the faces show now (e.g. "face")')
     learn.add_argument("--to", dest="target_text", default=None, help='what they should show (e.g. "smiling face")')
     learn.add_argument("-o", "--out", required=True, help="the edit file to write (e.g. smile.pt or smile.safetensors)")
-    learn.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
+    learn.add_argument("--source", default="ffhq", help="generator: registry name or .pt/.pkl path (default: ffhq)")
     learn.add_argument("--steps", type=positive_int, default=None,
                        help=f"learning steps (default: {EditConfig.steps}; {TINY_STEPS} with --tiny)")
     learn.add_argument("--batch", type=positive_int, default=EditConfig.batch,

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a style: .safetensors file, saved style name, published name (nada-pixar) or a "
                         "StyleGAN-NADA .pt")
     p.add_argument("--source", default=None,
-                   help="generator: registry name or .pt path (default: the style's recorded source, else ffhq)")
+                   help="generator: registry name or .pt/.pkl path (default: the style's recorded source, else ffhq)")
     p.add_argument("--from", dest="source_text", default=None, metavar="TEXT",
                    help="source text (default: the one the style recorded)")
     p.add_argument("--to", dest="target_text", default=None, metavar="TEXT",

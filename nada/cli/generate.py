@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``generate`` subcommand."""
     gen = sub.add_parser(
         "generate", help="render images from a generator or a trained style",
-        description="Render images from a source generator (registry name or .pt path) or from a trained style.")
+        description="Render images from a source generator (registry name or .pt/.pkl path) or from a trained style.")
     gen.add_argument("--source", default="ffhq",
-                     help=f"generator: a registry name ({_sources_help()}) or a rosinality .pt file (default: ffhq)")
+                     help=f"generator: a registry name ({_sources_help()}) or a .pt/.pkl file (default: ffhq)")
     gen.add_argument("--style", default=None, metavar="STYLE[:WEIGHT],...",
                      help="a style file (.safetensors from nada, or a StyleGAN-NADA .pt) or a published style name; "
                           "a blend of styles with weights: a.safetensors:0.6,nada-pixar:0.4 (weights may be "

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--styles", default="",
                    help="comma-separated styles: .safetensors files, saved style names, published names "
                         "(e.g. nada-pixar) or StyleGAN-NADA .pt files")
-    p.add_argument("--source", default="ffhq", help="source generator: registry name or .pt path (default: ffhq)")
+    p.add_argument("--source", default="ffhq", help="source generator: registry name or .pt/.pkl path (default: ffhq)")
     p.add_argument("--e4e", default="e4e-ffhq", help="e4e checkpoint: registry name or path (default: e4e-ffhq)")
     p.add_argument("--strength", type=unit_float, default=1.0,
                    help="style strength, 0 = source, 1 = adapted (default: 1)")

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "source generator itself")
     p.add_argument("--grid", action="store_true",
                    help="show the styles side by side on the same walk (a near-square grid) instead of morphing")
-    p.add_argument("--source", default="ffhq", help="generator: registry name or .pt path (default: ffhq)")
+    p.add_argument("--source", default="ffhq", help="generator: registry name or .pt/.pkl path (default: ffhq)")
     p.add_argument("--seed", type=parse_seeds, default=[0, 1, 2, 3], metavar="SEEDS",
                    help="the seeds to walk through: 7, 0-7 or 1,5,9 (default: 0-3)")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds from one seed to the next (default: 2)")

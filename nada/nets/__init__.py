@@ -4,4 +4,7 @@
 (:mod:`~nada.nets.autotune`). These modules import nothing from the rest of nada (only torch): they build modules
 whose state dicts match the public checkpoints and read no checkpoint files; turning a file into a network is the
 library's job (:func:`nada.weights.load_generator`, :func:`nada.weights.load_e4e`, :func:`nada.id_loss.load_id_loss`).
+The one reader here is NVIDIA's network-pickle format, read as data (:mod:`~nada.nets.nvidia_pickle`), with
+StyleGAN2-ADA's tensors in our StyleGAN2's layout (:mod:`~nada.nets.nvidia_sg2`), so that the StyleGAN3 network can
+share it; :func:`nada.weights.load_generator` decides which files it reads.
 """

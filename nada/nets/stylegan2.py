@@ -35,8 +35,12 @@ NOISE_MODES = ("const", "random")
 CONV_IMPLS = ("batched", "winograd", "auto", "grouped")
 
 
-def channels_for(size: int, channel_multiplier: int = 2, channel_max: int = 512) -> dict[int, int]:
-    """Feature-map channels per resolution for a StyleGAN2 config (``channel_max`` < 512 only for tiny test models)."""
+def channels_for(size: int, channel_multiplier: int = 2, channel_max: int = 512,
+                 channel_base: int | None = None) -> dict[int, int]:
+    """Feature-map channels per resolution for a StyleGAN2 config (``channel_max`` < 512 only for tiny test models);
+    with ``channel_base`` NVIDIA's rule ``min(channel_base // r, channel_max)`` instead (its multiplier is moot)."""
+    if channel_base is not None:
+        return {2 ** i: min(int(channel_base) // 2 ** i, channel_max) for i in range(2, int(math.log2(size)) + 1)}
     base = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
     return {r: min(channel_max, c if r <= 32 else c * channel_multiplier) for r, c in base.items() if r <= size}
 
@@ -210,16 +214,20 @@ class StyledConv(nn.Module):
         self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
+        self.conv_clamp: float | None = None  # NVIDIA's: outputs clamped to +-conv_clamp (None: not clamped)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         if self.conv.impl == "grouped":  # the reference: conv, + noise, + bias, leaky ReLU, x sqrt(2)
-            return self.activate(self.noise(self.conv(x, w), noise))
+            return self._clamped(self.activate(self.noise(self.conv(x, w), noise)))
         # Fused: leaky_relu(a * y) == a * leaky_relu(y) for a > 0, so the sqrt(2) gain moves into the affine terms,
         # and demodulation, bias and noise take two passes over the activations instead of five, plus one in place.
         out, demod = self.conv.conv_and_demod(x, self.conv.styles(w))
         out = torch.addcmul((self.activate.bias * SQRT2).view(1, -1, 1, 1), out, (demod * SQRT2)[:, :, None, None])
         out = out.add_(noise * (self.noise.weight * SQRT2))
-        return F.leaky_relu_(out, 0.2)
+        return self._clamped(F.leaky_relu_(out, 0.2))
+
+    def _clamped(self, out: torch.Tensor) -> torch.Tensor:
+        return out if self.conv_clamp is None else out.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
@@ -231,6 +239,7 @@ class ToRGB(nn.Module):
         if upsample:
             self.upsample = Upsample()
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
+        self.conv_clamp: float | None = None  # NVIDIA's: this layer's output clamped to +-conv_clamp before the skip
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.conv.impl != "grouped":
@@ -243,6 +252,8 @@ class ToRGB(nn.Module):
             out = out.view(n, h, wd, 3).permute(0, 3, 1, 2)  # [N, 3, H, W], channels-last
         else:
             out = self.conv(x, w) + self.bias
+        if self.conv_clamp is not None:
+            out = out.clamp(-self.conv_clamp, self.conv_clamp)
         return out if skip is None else out + self.upsample(skip)
 
 
@@ -261,26 +272,34 @@ class Generator(nn.Module):
     """StyleGAN2 generator: ``mapping`` (z -> w), ``synthesis`` (w or W+ -> image), ``forward`` (both, truncated)."""
 
     def config(self) -> dict:
-        """Constructor arguments that rebuild this architecture."""
+        """Constructor arguments that rebuild this architecture (NVIDIA's settings only where they are not the
+        defaults, so a rosinality generator's config is what it always was)."""
+        extra = {"channel_base": self.channel_base, "conv_clamp": self.conv_clamp,
+                 "mapping_lr": None if self.mapping_lr == 0.01 else self.mapping_lr}
         return {"size": self.size, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
-                "channel_multiplier": self.channel_multiplier, "channel_max": self.channel_max}
+                "channel_multiplier": self.channel_multiplier, "channel_max": self.channel_max,
+                **{k: v for k, v in extra.items() if v is not None}}
 
     def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
-                 channel_max: int = 512):
+                 channel_max: int = 512, channel_base: int | None = None, mapping_lr: float = 0.01,
+                 conv_clamp: float | None = None):
         super().__init__()
         log_size = int(math.log2(size))
         if 2 ** log_size != size or not 8 <= size <= 1024:
             raise ValueError(f"Generator size must be a power of two in 8..1024, got {size}.")
         self.size, self.style_dim, self.n_mlp, self.channel_multiplier = size, style_dim, n_mlp, channel_multiplier
         self.channel_max = channel_max
+        # NVIDIA's StyleGAN2-ADA settings (nada.nets.nvidia_sg2): channels min(channel_base // r, channel_max), the
+        # mapping's learning-rate multiplier, and the clamp of every synthesis layer's output (None: rosinality's)
+        self.channel_base, self.mapping_lr, self.conv_clamp = channel_base, float(mapping_lr), conv_clamp
         self.log_size = log_size
         self.num_layers = 2 * log_size - 3  # noise inputs: conv1 + two per resolution above 4
         self.n_latent = 2 * log_size - 2
-        ch = channels_for(size, channel_multiplier, channel_max)
+        ch = channels_for(size, channel_multiplier, channel_max, channel_base)
         self.channels = ch
 
         self.style = nn.Sequential(PixelNorm(), *[
-            EqualLinear(style_dim, style_dim, lr_mul=0.01, activation=True) for _ in range(n_mlp)])
+            EqualLinear(style_dim, style_dim, lr_mul=self.mapping_lr, activation=True) for _ in range(n_mlp)])
         self.input = ConstantInput(ch[4])
         self.conv1 = StyledConv(ch[4], ch[4], style_dim)
         self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
@@ -293,7 +312,10 @@ class Generator(nn.Module):
             self.convs.append(StyledConv(out_ch, out_ch, style_dim))
             self.to_rgbs.append(ToRGB(out_ch, style_dim))
             in_ch = out_ch
-        # W mean stored by converted checkpoints ("latent_avg"); not part of the g_ema state dict.
+        for m in self.modules():
+            if isinstance(m, (StyledConv, ToRGB)):
+                m.conv_clamp = None if conv_clamp is None else float(conv_clamp)
+        # W mean stored by converted checkpoints ("latent_avg", NVIDIA's "w_avg"); not part of the g_ema state dict.
         self.register_buffer("latent_avg", None, persistent=False)
         self.grad_checkpointing = False  # trade compute for memory when training at 1024 on small GPUs
         self.channels_last = True  # synthesis in channels-last memory format (faster convolutions; batched impl)

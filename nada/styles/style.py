@@ -126,13 +126,21 @@ def _plain(value):
 
 
 def _architecture(cfg: dict | None) -> dict | None:
-    """What a generator config determines: sizes and channels per resolution. Several configs can build the same
+    """What a generator config determines: sizes and channels per resolution (NVIDIA's ``channel_base`` rule when the
+    config has one), and NVIDIA's mapping learning rate and conv clamp where set. Several configs can build the same
     network (the channel multiplier is moot when ``channel_max`` caps every layer), so configs compare by this."""
     try:
-        channels = channels_for(int(cfg["size"]), int(cfg["channel_multiplier"]), int(cfg.get("channel_max", 512)))
-        return {"size": int(cfg["size"]), "style_dim": int(cfg["style_dim"]), "n_mlp": int(cfg["n_mlp"]),
+        base = cfg.get("channel_base")
+        channels = channels_for(int(cfg["size"]), int(cfg["channel_multiplier"]), int(cfg.get("channel_max", 512)),
+                                None if base is None else int(base))
+        arch = {"size": int(cfg["size"]), "style_dim": int(cfg["style_dim"]), "n_mlp": int(cfg["n_mlp"]),
                 "channels": channels}
-    except (TypeError, KeyError, ValueError):
+        if cfg.get("mapping_lr") not in (None, 0.01):
+            arch["mapping_lr"] = float(cfg["mapping_lr"])
+        if cfg.get("conv_clamp") is not None:
+            arch["conv_clamp"] = float(cfg["conv_clamp"])
+        return arch
+    except (TypeError, KeyError, ValueError, AttributeError):
         return None
 
 
