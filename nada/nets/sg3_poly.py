@@ -18,6 +18,9 @@ Without gradients the activation and the clamp run in place.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -26,18 +29,27 @@ from .sg3_ops import Padding, filtered_lrelu_ref
 UP_BLOCK, DOWN_BLOCK = 16, 4  # output rows per block: the fastest measured on the CPU (bench/README.md)
 
 
+@functools.lru_cache(maxsize=256)
+def _band(taps: int, up: int, down: int, pad0: int, block: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Which filter tap each entry of :func:`block_matrix` holds: (tap index [rows_in, block], in-range mask, start,
+    step); pure integers, cached."""
+    if (block * down) % up:
+        raise ValueError(f"block * down must be a multiple of up, got block={block}, down={down}, up={up}.")
+    step = block * down // up
+    start = -(pad0 // up)  # first input sample any output of block 0 reads: ceil(-pad0 / up)
+    rows_in = ((block - 1) * down - pad0 + taps - 1) // up - start + 1
+    tap = (start + torch.arange(rows_in)[:, None]) * up + pad0 - torch.arange(block)[None, :] * down  # correlation tap
+    inside = (tap >= 0) & (tap < taps)
+    return (taps - 1 - tap).clamp(0, taps - 1), inside, start, step  # as an index into the (unflipped) filter
+
+
 def block_matrix(f: torch.Tensor, up: int, down: int, pad0: int, block: int) -> tuple[torch.Tensor, int, int]:
     """The banded resampling (zero-insert ``up``, pad ``pad0`` in front, convolve with ``f`` [T], keep every
     ``down``-th) as blocks: output ``b * block + c`` = sum over ``r`` of ``M[r, c] * x[start + b * step + r]``.
-    Returns (M [rows_in, block] float64, start, step); ``block * down`` must be a multiple of ``up``."""
-    if (block * down) % up:
-        raise ValueError(f"block * down must be a multiple of up, got block={block}, down={down}, up={up}.")
-    k = torch.flip(f.detach().double().cpu(), [0])  # convolution taps as correlation taps
-    taps, step = k.numel(), block * down // up
-    start = -(pad0 // up)  # first input sample any output of block 0 reads: ceil(-pad0 / up)
-    rows_in = ((block - 1) * down - pad0 + taps - 1) // up - start + 1
-    idx = (start + torch.arange(rows_in)[:, None]) * up + pad0 - torch.arange(block)[None, :] * down  # [rows_in, block]
-    m = torch.where((idx >= 0) & (idx < taps), k[idx.clamp(0, taps - 1)], torch.zeros((), dtype=torch.float64))
+    Returns (M [rows_in, block] on ``f``'s device and dtype, start, step); ``block * down`` must be a multiple of
+    ``up``."""
+    index, inside, start, step = _band(f.shape[0], up, down, pad0, block)
+    m = f.detach()[index.to(f.device)] * inside.to(f.device, f.dtype)  # [rows_in, block]
     return m, start, step
 
 
@@ -48,9 +60,11 @@ def resample_rows(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tup
     n, h, length = x.shape
     taps = f.shape[0]
     out = (h * up + pad[0] + pad[1] - taps + 1 + down - 1) // down
-    block = block or (UP_BLOCK if up > 1 else DOWN_BLOCK)
+    if block is None:  # the measured default, rounded up to a size the blocks tile exactly (block * down / up whole)
+        unit = up // math.gcd(up, down)
+        block = -(-(UP_BLOCK if up > 1 else DOWN_BLOCK) // unit) * unit
     m, start, step = block_matrix(f, up, down, pad[0], block)
-    mt = (m * gain).t().to(x.device, x.dtype)  # [block, rows_in]
+    mt = (m.to(x.dtype) * gain).t()  # [block, rows_in]
     rows_in = mt.shape[1]
     nb = -(-out // block)  # blocks per image
     per_image = -(-((nb - 1) * step + rows_in) // step) * step  # padded rows per image: a whole number of steps

@@ -127,10 +127,12 @@ class StyleGAN3Generator(nn.Module):
         unknown = set(kwargs) - TOP_KWARGS - set(SYNTHESIS_KWARGS)
         if unknown:
             raise ValueError(f"Not a StyleGAN3 generator: unknown constructor arguments {sorted(unknown)}.")
-        if "img_resolution" not in kwargs:
-            torgb = [k for k in state_dict if k.startswith("synthesis.L") and k.endswith(".bias")
-                     and ".affine." not in k]
-            kwargs["img_resolution"] = max(int(k.split(".")[1].split("_")[1]) for k in torgb) if torgb else 0
+        if "img_resolution" not in kwargs:  # the size in the last layer's name, "L{idx}_{size}_{channels}"
+            layers = {tuple(int(v) for v in k.split(".")[1][1:].split("_")) for k in state_dict
+                      if k.startswith("synthesis.L") and k.split(".")[1][1:].replace("_", "").isdigit()}
+            if not layers:
+                raise ValueError("Not a StyleGAN3 generator: no synthesis layers 'synthesis.L{i}_{size}_{ch}'.")
+            kwargs["img_resolution"] = max(layers)[1]
         with torch.device("meta"):
             g = cls(**kwargs)
         try:
@@ -303,4 +305,11 @@ class StyleGAN3Generator(nn.Module):
         return self.synthesis(w, noise_mode=noise_mode)
 
 
-__all__ = ["StyleGAN3Generator", "SynthesisNetwork", "CONV_IMPLS", "OFFSET_FORMS"]
+def from_nvidia(module) -> StyleGAN3Generator:
+    """A generator read from a network pickle (an object with NVIDIA's ``init_kwargs`` and flat ``state_dict``, such
+    as :class:`nada.nets.nvidia_pickle.NvidiaModule`) as a :class:`StyleGAN3Generator` (what ``nada.weights``
+    dispatches StyleGAN3 pickles to)."""
+    return StyleGAN3Generator.from_nvidia(module.init_kwargs, module.state_dict)
+
+
+__all__ = ["StyleGAN3Generator", "from_nvidia", "SynthesisNetwork", "CONV_IMPLS", "OFFSET_FORMS"]
