@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nada.nets import sg3_poly
 from nada.nets.nvidia_pickle import read_generator
 from nada.nets.sg3_filters import lowpass_filter, plan_synthesis
 from nada.nets.sg3_ops import filtered_lrelu_ref
@@ -179,6 +180,22 @@ def test_the_fast_filtered_lrelu_is_the_reference_at_every_layer(radial):
         assert all(torch.allclose(a, r, atol=1e-9) for a, r in zip(g_out, g_ref)), p.name
         with torch.no_grad():  # the in-place path
             assert torch.allclose(filtered_lrelu(x, fu, fd, demod=d, bias=b, **args), ref, atol=1e-10)
+
+
+def test_without_gradients_the_rows_run_in_bands_with_the_same_result(monkeypatch):
+    """Inference makes the full-rate map a band of rows at a time: tiny bands (8 output rows) give the reference."""
+    monkeypatch.setattr(sg3_poly, "BAND_BYTES", 1)
+    _, plans = plan_synthesis(64, 3, 1024, 16)
+    gen = torch.Generator().manual_seed(2)
+    for p in (plans[3], plans[4], plans[-2]):  # up 4, up 2, critically sampled
+        size = p.in_size + p.conv_kernel - 1
+        x = 300 * torch.randn(2, 3, size, size, dtype=torch.float64, generator=gen)
+        fu, fd = p.up_filter().double(), p.down_filter().double()
+        args = dict(up=p.up, down=p.down, padding=p.padding, gain=math.sqrt(2), slope=0.2, clamp=256.0)
+        with torch.no_grad():
+            out = filtered_lrelu(x, fu, fd, **args)
+        assert p.out_size > 8 and torch.allclose(out, filtered_lrelu_ref(x, fu, fd, **args), atol=1e-10), p.name
+        assert out.is_contiguous(memory_format=torch.channels_last)
 
 
 # ------------------------------------------------------------------------------------------------ the network

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .autotune import ConvTuner
+from .ops import conv3x3_paths, winograd_pays
 from .sg3_filters import LayerPlan
 from .sg3_ops import filtered_lrelu_ref
 from .sg3_poly import filtered_lrelu
@@ -110,9 +112,11 @@ class SynthesisLayer(nn.Module):
     ``magnitude_ema ** -0.5``, then bias and the filtered leaky ReLU (ToRGB: bias and clamp only).
 
     The style is ``affine(w)`` [N, in], then ``* (1 + style_offset)`` and ``+ style_delta`` where set (compact styles;
-    non-persistent buffers [in], None by default). ``impl`` "ref" runs NVIDIA's formulation literally (per-sample
-    kernels as a grouped convolution, :func:`filtered_lrelu_ref`); "fast" scales the activations instead, uses one
-    shared kernel, and the polyphase filtered leaky ReLU."""
+    non-persistent buffers [in], None by default). ``impl`` "grouped" runs NVIDIA's formulation literally
+    (per-sample kernels as a grouped convolution, :func:`filtered_lrelu_ref`); the others scale the activations
+    instead, use one shared kernel and the polyphase filtered leaky ReLU, and differ in how a 3x3 convolution runs:
+    "batched" directly, "winograd" by Winograd where :func:`~nada.nets.ops.winograd_pays`, "auto" by the path
+    ``tuner`` timed fastest (as our StyleGAN2's ``set_conv_impl``)."""
 
     def __init__(self, plan: LayerPlan, w_dim: int = 512, conv_clamp: float | None = 256,
                  magnitude_ema_beta: float = 0.999):
@@ -131,7 +135,8 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("down_filter", plan.down_filter())
         self.register_buffer("style_offset", None, persistent=False)
         self.register_buffer("style_delta", None, persistent=False)
-        self.impl = "fast"
+        self.impl = "batched"  # "grouped" (the reference), "batched", "winograd" or "auto"
+        self.tuner: ConvTuner | None = None  # the "auto" impl's per-shape choices
 
     @property
     def in_ch(self) -> int:
@@ -152,22 +157,34 @@ class SynthesisLayer(nn.Module):
         """x [N, in, in_size, in_size], w [N, w_dim] -> [N, out, out_size, out_size]."""
         s = self.styles(w)  # [N, in]
         gain = self.magnitude_ema.rsqrt()
-        if self.impl == "ref":
+        if self.impl == "grouped":
             return self._reference(x, s, gain)
-        k = self.conv_kernel
         weight = self.weight
         if not self.is_torgb:  # demodulation cancels any per-sample scale of s and per-output scale of the weight:
             # normalising both first keeps the sums in range (NVIDIA normalises s over the whole batch, which
             # differs only in the 1e-8 epsilon; per sample keeps each image independent of its batch)
             weight = weight * weight.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()  # [out, in, k, k]
             s = s * s.square().mean(dim=1, keepdim=True).rsqrt()  # [N, in]
-        y = F.conv2d(x * (s * gain).view(*s.shape, 1, 1), weight, padding=k - 1)  # [N, out, H + k - 1, W + k - 1]
+        y = self._conv(x * (s * gain).view(*s.shape, 1, 1), weight)  # [N, out, H + k - 1, W + k - 1]
         if self.is_torgb:
             y = y + self.bias.view(1, -1, 1, 1)
             return y.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
         demod = (s.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()  # [N, out]
         return filtered_lrelu(y, self.up_filter, self.down_filter, demod=demod, bias=self.bias, up=self.up,
                               down=self.down, padding=self.padding, gain=SQRT2, slope=0.2, clamp=self.conv_clamp)
+
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The full convolution (padding ``k - 1``) of ``x`` [N, in, H, W] with the shared ``weight``; a 3x3 one by
+        the path ``impl`` picks (Winograd takes padding 1: the input is padded by one more first)."""
+        k = self.conv_kernel
+        if k != 3 or self.impl not in ("winograd", "auto"):
+            return F.conv2d(x, weight, padding=k - 1)
+        x = F.pad(x, (1, 1, 1, 1))
+        paths = conv3x3_paths(x, weight)
+        fixed = "winograd" if "winograd" in paths and winograd_pays(x, weight) else "direct"
+        if self.impl == "auto" and self.tuner is not None:
+            return self.tuner.run("conv3x3", x, weight, paths, fixed)
+        return paths[fixed](x, weight)
 
     def _reference(self, x: torch.Tensor, s: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """NVIDIA's formulation, literally: per-sample modulated (and demodulated) kernels scaled by the input gain,

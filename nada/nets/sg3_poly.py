@@ -13,7 +13,9 @@ zero-filled up-sampled map and without decimating a full-rate convolution:
   for ``a > 0``, and the clamp follows the gain in both;
 - a radial (2-D) down-sampling filter runs as one depthwise convolution of stride ``down``.
 
-Without gradients the activation and the clamp run in place.
+Without gradients the activation and the clamp run in place; on the CPU the clamp is skipped when the input's peak
+times the up-sampling filters' gain bounds every value below it (one pass over the small input instead of one over
+the largest map).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from .sg3_ops import Padding, filtered_lrelu_ref
 
 UP_BLOCK, DOWN_BLOCK = 16, 4  # output rows per block: the fastest measured on the CPU (bench/README.md)
+BAND_BYTES = 64 << 20  # without gradients, the full-rate map is made this much at a time (rows of all channels)
 
 
 @functools.lru_cache(maxsize=256)
@@ -54,29 +57,57 @@ def block_matrix(f: torch.Tensor, up: int, down: int, pad0: int, block: int) -> 
 
 
 def resample_rows(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int, int], gain: float = 1.0,
-                  block: int | None = None) -> torch.Tensor:
-    """Resample ``x`` [N, H, L] along H (rows of length L): zero-insert ``up``, pad by ``pad`` (negative: crop),
-    convolve with ``f * gain`` [T], keep every ``down``-th row -> [N, H', L]."""
+                  block: int | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
+    """Resample ``x`` [N, H, L] along H (rows of length L, unit stride): zero-insert ``up``, pad by ``pad``
+    (negative: crop), convolve with ``f * gain`` [T], keep every ``down``-th row -> [N, H', L]; only output rows
+    ``rows`` = (first, end) when given.
+
+    Output block ``b`` reads input rows ``b * step + start`` onwards; the blocks whose rows all lie inside ``x`` read
+    it in place (overlapping windows), only those at the two ends read a small zero-padded copy."""
     n, h, length = x.shape
-    taps = f.shape[0]
-    out = (h * up + pad[0] + pad[1] - taps + 1 + down - 1) // down
+    out = resample_size(h, f.shape[0], up, down, pad)
     if block is None:  # the measured default, rounded up to a size the blocks tile exactly (block * down / up whole)
         unit = up // math.gcd(up, down)
         block = -(-(UP_BLOCK if up > 1 else DOWN_BLOCK) // unit) * unit
     m, start, step = block_matrix(f, up, down, pad[0], block)
     mt = (m.to(x.dtype) * gain).t()  # [block, rows_in]
     rows_in = mt.shape[1]
-    nb = -(-out // block)  # blocks per image
-    per_image = -(-((nb - 1) * step + rows_in) // step) * step  # padded rows per image: a whole number of steps
-    lo = -start  # zero rows in front (negative: rows cropped)
-    src = x[:, max(-lo, 0):]
-    keep = min(src.shape[1], per_image - max(lo, 0))
-    buf = x.new_zeros(n * per_image + rows_in, length)  # images one after another, each padded with zero rows
-    buf[: n * per_image].view(n, per_image, length)[:, max(lo, 0): max(lo, 0) + keep] = src[:, :keep]
-    windows = buf.unfold(0, rows_in, step).transpose(1, 2)  # [n * per_image / step, rows_in, L], overlapping views
-    windows = windows[: n * per_image // step]
-    y = torch.matmul(mt, windows)  # [n * blocks per image, block, L]
-    return y.view(n, per_image // step * block, length)[:, :out]
+    r0, r1 = rows or (0, out)
+    first, end = r0 // block, -(-r1 // block)  # the blocks holding the rows asked for
+    lo = min(max(-(-max(-start, 0) // step), first), end)  # from here, blocks start inside x
+    hi = max(min((h - rows_in - start) // step + 1, end), lo) if h >= rows_in else lo  # ... and end inside it
+    spans = [(b0, b1) for b0, b1 in ((first, lo), (lo, hi), (hi, end)) if b1 > b0]
+    grad = torch.is_grad_enabled() and x.requires_grad
+    y = None if grad else x.new_empty(n, (end - first) * block, length)
+    images = []
+    for i in range(n):
+        pieces = []
+        for b0, b1 in spans:
+            i0, i1 = b0 * step + start, (b1 - 1) * step + start + rows_in  # input rows these blocks read
+            src = x[i, i0:i1] if (b0, b1) == (lo, hi) else _zero_padded(x[i], i0, i1)  # [i1 - i0, L]
+            windows = src.unfold(0, rows_in, step).transpose(1, 2)  # [b1 - b0, rows_in, L], overlapping views
+            if grad:
+                pieces.append(torch.matmul(mt, windows).reshape((b1 - b0) * block, length))
+            else:
+                torch.bmm(mt.expand(b1 - b0, block, rows_in), windows,
+                          out=y[i, (b0 - first) * block: (b1 - first) * block].view(b1 - b0, block, length))
+        if grad:
+            images.append(torch.cat(pieces) if len(pieces) > 1 else pieces[0])
+    y = torch.stack(images) if grad else y
+    return y[:, r0 - first * block: r1 - first * block]
+
+
+def resample_size(size: int, taps: int, up: int, down: int, pad: tuple[int, int]) -> int:
+    """Output length of :func:`resample_rows` (and of the reference) along one axis."""
+    return (size * up + pad[0] + pad[1] - taps + 1 + down - 1) // down
+
+
+def _zero_padded(x: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+    """Rows ``r0`` to ``r1`` of ``x`` [H, L], zero where outside it -> [r1 - r0, L]."""
+    a, b = max(r0, 0), min(r1, x.shape[0])
+    if b <= a:
+        return x.new_zeros(r1 - r0, x.shape[1])
+    return F.pad(x[a:b], (0, 0, a - r0, r1 - b))
 
 
 def _fir_w(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int, int], gain: float) -> torch.Tensor:
@@ -106,6 +137,15 @@ def _fir_h(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int,
     return y.reshape(n, -1, w, c).permute(0, 3, 1, 2)  # [N, C, H', W] channels-last
 
 
+def _peak(x: torch.Tensor) -> float:
+    """max |x| [N, C, H, W] (one pass, read on the host; a channels-last map as its flat memory: ``aminmax`` would
+    copy it to NCHW first)."""
+    x = x.detach()
+    flat = x.permute(0, 2, 3, 1).reshape(-1) if x.is_contiguous(memory_format=torch.channels_last) else x.reshape(-1)
+    lo, hi = torch.aminmax(flat)
+    return max(-float(lo), float(hi))
+
+
 def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None,
                    demod: torch.Tensor | None = None, bias: torch.Tensor | None = None, up: int = 1, down: int = 1,
                    padding: Padding = (0, 0, 0, 0), gain: float = 2 ** 0.5, slope: float = 0.2,
@@ -120,23 +160,40 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
     separable_up = fu is not None and fu.ndim == 1
     if not separable_up or fd is None or slope <= 0:
         return filtered_lrelu_ref(x, fu, fd, None, up, down, padding, gain, slope, clamp)
+    if clamp is not None and x.device.type == "cpu" and slope <= 1 and \
+            _peak(x) * up * up * gain * float(fu.abs().sum()) ** 2 <= clamp:
+        clamp = None  # the up-sampled values cannot reach the clamp: skip a pass over the largest map
     x = x.contiguous(memory_format=torch.channels_last)
     x = _fir_w(x, fu, up, 1, (padding[0], padding[1]), float(up))  # [N, C, H, W up]
-    x = _fir_h(x, fu, up, 1, (padding[2], padding[3]), float(up) * gain)  # [N, C, H up, W up]: the activation's rate
-    if torch.is_grad_enabled() and x.requires_grad:
-        if clamp is not None:
-            x = x.clamp(-clamp / slope, clamp)  # = clamp after the leaky ReLU, for slope > 0
-        x = F.leaky_relu(x, slope)
-    else:
-        if clamp is not None:
-            x.clamp_(-clamp / slope, clamp)
-        F.leaky_relu_(x, slope)
-    if fd.ndim == 2:  # radial: one depthwise 2-D convolution
-        c, taps = x.shape[1], fd.shape[0]
-        k = torch.flip(fd, [0, 1]).to(x.dtype)[None, None].expand(c, 1, taps, taps)
-        return F.conv2d(x, k, stride=down, groups=c)
-    x = _fir_w(x, fd, 1, down, (0, 0), 1.0)
-    return _fir_h(x, fd, 1, down, (0, 0), 1.0)
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(n, h, w * c)  # [N, H, W up * C], a view
+    grad = torch.is_grad_enabled() and x.requires_grad
+    taps_d = fd.shape[0]
+    tmp_h = resample_size(h, fu.shape[0], up, 1, (padding[2], padding[3]))  # rows at the activation's rate
+    out_h = (tmp_h - taps_d + down) // down
+    # Without gradients, bands of output rows run the whole chain in turn (the full-rate map never exists at once).
+    band = out_h if grad else max(8, BAND_BYTES // (4 * n * w * c * down) // 8 * 8)
+    outs = []
+    for o0 in range(0, out_h, band):
+        o1 = min(o0 + band, out_h)
+        t = resample_rows(rows, fu, up, 1, (padding[2], padding[3]), float(up) * gain,
+                          rows=(o0 * down, min((o1 - 1) * down + taps_d, tmp_h)))  # [N, rows, W up * C]
+        t = t.reshape(n, t.shape[1], w, c).permute(0, 3, 1, 2)  # [N, C, rows, W up] channels-last
+        if grad:
+            if clamp is not None:
+                t = t.clamp(-clamp / slope, clamp)  # = clamp after the leaky ReLU, for slope > 0
+            t = F.leaky_relu(t, slope)
+        else:
+            if clamp is not None:
+                t.clamp_(-clamp / slope, clamp)
+            F.leaky_relu_(t, slope)
+        if fd.ndim == 2:  # radial: one depthwise 2-D convolution
+            k = torch.flip(fd, [0, 1]).to(t.dtype)[None, None].expand(c, 1, taps_d, taps_d)
+            outs.append(F.conv2d(t, k, stride=down, groups=c))
+        else:
+            outs.append(_fir_h(_fir_w(t, fd, 1, down, (0, 0), 1.0), fd, 1, down, (0, 0), 1.0))
+        del t
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
-__all__ = ["filtered_lrelu", "resample_rows", "block_matrix", "UP_BLOCK", "DOWN_BLOCK"]
+__all__ = ["filtered_lrelu", "resample_rows", "block_matrix", "UP_BLOCK", "DOWN_BLOCK", "BAND_BYTES", "resample_size"]

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .autotune import ConvTuner
 from .sg3_filters import plan_synthesis
 from .sg3_layers import MappingNetwork, SynthesisInput, SynthesisLayer
 
@@ -188,14 +189,17 @@ class StyleGAN3Generator(nn.Module):
     def grad_checkpointing(self, value: bool) -> None:
         self.synthesis.grad_checkpointing = bool(value)
 
-    def set_conv_impl(self, impl: str, tuner=None) -> StyleGAN3Generator:
+    def set_conv_impl(self, impl: str, tuner: ConvTuner | None = None) -> StyleGAN3Generator:
         """Our StyleGAN2's switch: "grouped" runs the reference formulation (per-sample kernels, the literal filtered
-        leaky ReLU); "batched", "winograd" and "auto" the fast one (``tuner`` is kept for the interface)."""
+        leaky ReLU); "batched" (default), "winograd" and "auto" the fast one, with 3x3 convolutions direct, by
+        Winograd where it pays, or by the path a :class:`ConvTuner` timed fastest (``tuner``, a new one when None)."""
         if impl not in CONV_IMPLS:
             raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}.")
+        if impl == "auto" and tuner is None:
+            tuner = ConvTuner()
         self._impl, self._tuner = impl, tuner
         for layer in self.synthesis.layers():
-            layer.impl = "ref" if impl == "grouped" else "fast"
+            layer.impl, layer.tuner = impl, tuner
         return self
 
     @property
@@ -204,8 +208,8 @@ class StyleGAN3Generator(nn.Module):
         return self._impl
 
     @property
-    def conv_tuner(self):
-        """The tuner given to :meth:`set_conv_impl` (unused by StyleGAN3)."""
+    def conv_tuner(self) -> ConvTuner | None:
+        """The "auto" impl's tuner (None under the other impls)."""
         return self._tuner
 
     def shared_copy(self) -> StyleGAN3Generator:
