@@ -200,11 +200,12 @@ def test_without_gradients_the_rows_run_in_bands_with_the_same_result(monkeypatc
 
 # ------------------------------------------------------------------------------------------------ the network
 @pytest.mark.parametrize("radial", [False, True])
-def test_the_fast_path_is_the_reference_path_with_gradients(radial):
+@pytest.mark.parametrize("batch", [1, 2])  # one image modulates the kernel, several the activations
+def test_the_fast_path_is_the_reference_path_with_gradients(radial, batch):
     g = tiny_stylegan3(radial=radial).requires_grad_(True)
     ref_g = g.shared_copy().set_conv_impl("grouped")
-    w = g.mapping(torch.randn(2, 32, generator=torch.Generator().manual_seed(0))).detach()
-    wp = (g.to_wplus(w) + 0.1 * torch.randn(2, 16, 32, generator=torch.Generator().manual_seed(1)))
+    w = g.mapping(torch.randn(batch, 32, generator=torch.Generator().manual_seed(0))).detach()
+    wp = (g.to_wplus(w) + 0.1 * torch.randn(batch, 16, 32, generator=torch.Generator().manual_seed(1)))
     outs, grads = [], []
     for net in (g, ref_g):
         x = wp.clone().requires_grad_(True)

@@ -159,32 +159,46 @@ class SynthesisLayer(nn.Module):
         gain = self.magnitude_ema.rsqrt()
         if self.impl == "grouped":
             return self._reference(x, s, gain)
-        weight = self.weight
+        weight = self.weight  # [out, in, k, k]
         if not self.is_torgb:  # demodulation cancels any per-sample scale of s and per-output scale of the weight:
             # normalising both first keeps the sums in range (NVIDIA normalises s over the whole batch, which
             # differs only in the 1e-8 epsilon; per sample keeps each image independent of its batch)
             weight = weight * weight.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()  # [out, in, k, k]
             s = s * s.square().mean(dim=1, keepdim=True).rsqrt()  # [N, in]
-        y = self._conv(x * (s * gain).view(*s.shape, 1, 1), weight)  # [N, out, H + k - 1, W + k - 1]
+        demod = None if self.is_torgb else (s.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()  # [N, out]
+        grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad or self.weight.requires_grad
+                                            or self.bias.requires_grad)
+        if x.shape[0] == 1:  # one image: modulate (and demodulate) the kernel, not the activations
+            wk = weight * (s[0] * gain).view(1, -1, 1, 1)  # [out, in, k, k]
+            y = self._conv(x, wk if demod is None else wk * demod[0].view(-1, 1, 1, 1), self.bias, grad)
+        else:
+            y = self._conv(x * (s * gain).view(*s.shape, 1, 1), weight)  # [N, out, H + k - 1, W + k - 1]
+            d = demod[:, :, None, None] if demod is not None else y.new_ones(())
+            if grad:
+                y = torch.addcmul(self.bias.view(1, -1, 1, 1), y, d)
+            else:  # in place: the convolution's output is ours, and one map less is alive in the filter
+                y = y.mul_(d).add_(self.bias.view(1, -1, 1, 1))
         if self.is_torgb:
-            y = y + self.bias.view(1, -1, 1, 1)
             return y.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
-        demod = (s.square() @ weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()  # [N, out]
-        return filtered_lrelu(y, self.up_filter, self.down_filter, demod=demod, bias=self.bias, up=self.up,
-                              down=self.down, padding=self.padding, gain=SQRT2, slope=0.2, clamp=self.conv_clamp)
+        return filtered_lrelu(y, self.up_filter, self.down_filter, up=self.up, down=self.down, padding=self.padding,
+                              gain=SQRT2, slope=0.2, clamp=self.conv_clamp)
 
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The full convolution (padding ``k - 1``) of ``x`` [N, in, H, W] with the shared ``weight``; a 3x3 one by
-        the path ``impl`` picks (Winograd takes padding 1: the input is padded by one more first)."""
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+              grad: bool = True) -> torch.Tensor:
+        """The full convolution (padding ``k - 1``) of ``x`` [N, in, H, W] with the shared ``weight`` (plus ``bias``
+        [out]); a 3x3 one by the path ``impl`` picks (Winograd takes padding 1: the input is padded by one more
+        first). ``grad``: whether gradients are wanted (else the bias is added in place)."""
         k = self.conv_kernel
         if k != 3 or self.impl not in ("winograd", "auto"):
-            return F.conv2d(x, weight, padding=k - 1)
+            return F.conv2d(x, weight, bias, padding=k - 1)
         x = F.pad(x, (1, 1, 1, 1))
         paths = conv3x3_paths(x, weight)
         fixed = "winograd" if "winograd" in paths and winograd_pays(x, weight) else "direct"
-        if self.impl == "auto" and self.tuner is not None:
-            return self.tuner.run("conv3x3", x, weight, paths, fixed)
-        return paths[fixed](x, weight)
+        y = self.tuner.run("conv3x3", x, weight, paths, fixed) if self.impl == "auto" and self.tuner is not None \
+            else paths[fixed](x, weight)
+        if bias is None:
+            return y
+        return y + bias.view(1, -1, 1, 1) if grad else y.add_(bias.view(1, -1, 1, 1))
 
     def _reference(self, x: torch.Tensor, s: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """NVIDIA's formulation, literally: per-sample modulated (and demodulated) kernels scaled by the input gain,

@@ -164,21 +164,28 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
             _peak(x) * up * up * gain * float(fu.abs().sum()) ** 2 <= clamp:
         clamp = None  # the up-sampled values cannot reach the clamp: skip a pass over the largest map
     x = x.contiguous(memory_format=torch.channels_last)
-    x = _fir_w(x, fu, up, 1, (padding[0], padding[1]), float(up))  # [N, C, H, W up]
-    n, c, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(n, h, w * c)  # [N, H, W up * C], a view
     grad = torch.is_grad_enabled() and x.requires_grad
-    taps_d = fd.shape[0]
-    tmp_h = resample_size(h, fu.shape[0], up, 1, (padding[2], padding[3]))  # rows at the activation's rate
-    out_h = (tmp_h - taps_d + down) // down
-    # Without gradients, bands of output rows run the whole chain in turn (the full-rate map never exists at once).
-    band = out_h if grad else max(8, BAND_BYTES // (4 * n * w * c * down) // 8 * 8)
-    outs = []
+    n, c, h, _ = x.shape
+    tu, td = fu.shape[0], fd.shape[0]
+    px, py = (padding[0], padding[1]), (padding[2], padding[3])
+    w_up = resample_size(x.shape[3], tu, up, 1, px)  # columns at the activation's rate
+    tmp_h = resample_size(h, tu, up, 1, py)  # rows at the activation's rate
+    out_h = (tmp_h - td + down) // down
+    # Without gradients, bands of output rows run the whole chain in turn: neither the full-rate map nor the map
+    # up-sampled along W ever exists whole (input rows a band needs are up-sampled again by the next: a few rows).
+    band = out_h if grad else max(8, BAND_BYTES // (4 * n * w_up * c * down) // 8 * 8)
+    out = None
     for o0 in range(0, out_h, band):
         o1 = min(o0 + band, out_h)
-        t = resample_rows(rows, fu, up, 1, (padding[2], padding[3]), float(up) * gain,
-                          rows=(o0 * down, min((o1 - 1) * down + taps_d, tmp_h)))  # [N, rows, W up * C]
-        t = t.reshape(n, t.shape[1], w, c).permute(0, 3, 1, 2)  # [N, C, rows, W up] channels-last
+        t0, t1 = o0 * down, min((o1 - 1) * down + td, tmp_h)  # the activation rows these output rows read
+        i0 = min(max(0, -((py[0] - t0) // up)), h - 1)  # ... and the input rows those read
+        i1 = max(min(h, (t1 - 1 - py[0] + tu - 1) // up + 1), i0 + 1)
+        u = _fir_w(x[:, :, i0:i1], fu, up, 1, px, float(up))  # [N, C, i1 - i0, W up]
+        rows = u.permute(0, 2, 3, 1).reshape(n, i1 - i0, w_up * c)  # [N, rows, W up * C], a view
+        t = resample_rows(rows, fu, up, 1, (py[0] + i0 * up, py[1] + (h - i1) * up), float(up) * gain,
+                          rows=(t0, t1))  # [N, t1 - t0, W up * C]
+        del u, rows
+        t = t.reshape(n, t1 - t0, w_up, c).permute(0, 3, 1, 2)  # [N, C, t1 - t0, W up] channels-last
         if grad:
             if clamp is not None:
                 t = t.clamp(-clamp / slope, clamp)  # = clamp after the leaky ReLU, for slope > 0
@@ -188,12 +195,18 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
                 t.clamp_(-clamp / slope, clamp)
             F.leaky_relu_(t, slope)
         if fd.ndim == 2:  # radial: one depthwise 2-D convolution
-            k = torch.flip(fd, [0, 1]).to(t.dtype)[None, None].expand(c, 1, taps_d, taps_d)
-            outs.append(F.conv2d(t, k, stride=down, groups=c))
+            k = torch.flip(fd, [0, 1]).to(t.dtype)[None, None].expand(c, 1, td, td)
+            y = F.conv2d(t, k, stride=down, groups=c)  # [N, C, o1 - o0, W']
         else:
-            outs.append(_fir_h(_fir_w(t, fd, 1, down, (0, 0), 1.0), fd, 1, down, (0, 0), 1.0))
+            y = _fir_h(_fir_w(t, fd, 1, down, (0, 0), 1.0), fd, 1, down, (0, 0), 1.0)
         del t
-    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+        if o1 - o0 == out_h:
+            return y
+        if out is None:
+            out = torch.empty(n, c, out_h, y.shape[3], dtype=y.dtype, device=y.device,
+                              memory_format=torch.channels_last)
+        out[:, :, o0:o1] = y
+    return out
 
 
 __all__ = ["filtered_lrelu", "resample_rows", "block_matrix", "UP_BLOCK", "DOWN_BLOCK", "BAND_BYTES", "resample_size"]
