@@ -7,8 +7,12 @@ import torch
 
 from .clip_models import import_clip
 from .nets.stylegan2 import Generator
+from .nets.stylegan3 import StyleGAN3Generator
 
 TINY_GENERATOR = {"size": 32, "style_dim": 32, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 16}
+# A StyleGAN3 of the same scale: NVIDIA's layer plan (16 W+ rows, filters, margins) at 32 px with 8-16 channels.
+TINY_STYLEGAN3 = {"z_dim": 32, "w_dim": 32, "img_resolution": 32, "channel_base": 256, "channel_max": 16,
+                  "magnitude_ema_beta": 0.999}
 TINY_NAME = "tiny"  # the source name the CLI and the app give the tiny generator (see nada.model_store)
 # The source name of tiny mode's inversion generator (256 px, 512-d codes: e4e's; nada.invert.tiny_inversion_models),
 # recorded in and checked against the styles made for it (``invert --tiny``, the app in tiny mode).
@@ -30,6 +34,33 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
                 p.copy_(torch.randn(p.shape, generator=gen) / lr_mul)
         for b in g.noise_buffers():
             b.copy_(torch.randn(b.shape, generator=gen))
+    return g.eval()
+
+
+def tiny_stylegan3(seed: int = 0, radial: bool = False, **overrides) -> StyleGAN3Generator:
+    """A 32 px StyleGAN3-T (``radial``: -R, 1x1 convolutions and radial filters) with non-trivial random weights:
+    biases, ``magnitude_ema``, ``w_avg`` and the input's rotation/translation affine all away from their
+    initial values; eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    kwargs = {**TINY_STYLEGAN3, **({"conv_kernel": 1, "use_radial_filters": True} if radial else {}), **overrides}
+    g = StyleGAN3Generator(**kwargs)
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("affine.bias"):
+                p.copy_((1.0 if "input" not in name else torch.tensor([1.0, 0.0, 0.0, 0.0]))
+                        + 0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif name == "synthesis.input.affine.weight":  # zero in NVIDIA's initialisation: row 0 would do nothing
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            else:
+                lr_mul = 0.01 if name.startswith("mapping.") else 1.0  # mapping weights are stored as N / lr_mul
+                p.copy_(torch.randn(p.shape, generator=gen) / lr_mul)
+        for name, b in g.named_buffers():
+            if name.endswith("magnitude_ema"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+            elif name == "mapping.w_avg":
+                b.copy_(0.3 * torch.randn(b.shape, generator=gen))
     return g.eval()
 
 

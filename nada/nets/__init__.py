@@ -1,4 +1,7 @@
-"""The networks, the bottom layer of nada: StyleGAN2 (:mod:`~nada.nets.stylegan2`), the e4e encoder
+"""The networks, the bottom layer of nada: StyleGAN2 (:mod:`~nada.nets.stylegan2`), StyleGAN3-T and -R
+(:mod:`~nada.nets.stylegan3`, with its layer plan and filter designs in :mod:`~nada.nets.sg3_filters`, its blocks in
+:mod:`~nada.nets.sg3_layers`, the filtered leaky ReLU as defined in :mod:`~nada.nets.sg3_ops` and computed fast in
+:mod:`~nada.nets.sg3_poly`), the e4e encoder
 (:mod:`~nada.nets.e4e`), the IR-SE ArcFace backbone (:mod:`~nada.nets.irse`), and their low-level ops
 (:mod:`~nada.nets.ops`: FIR filtering, fast convolution paths) with the per-shape choice among those paths
 (:mod:`~nada.nets.autotune`). These modules import nothing from the rest of nada (only torch): they build modules
