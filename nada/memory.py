@@ -21,7 +21,11 @@ _BF16_SAVED = 0.81  # saved-tensor bytes under bf16 autocast vs float32, measure
 
 def synthesis_activation_bytes(generator: Generator, batch: int, bf16: bool = False) -> int:
     """Bytes of the activations a synthesis pass keeps for backward, for ``batch`` images."""
-    per_image = sum(2 * c * r * r for r, c in generator.channels.items())  # two StyledConvs per resolution
+    if hasattr(generator, "channels"):  # StyleGAN2: two StyledConvs per resolution
+        per_image = sum(2 * c * r * r for r, c in generator.channels.items())
+    else:  # StyleGAN3: each layer keeps its input and its up-sampled activation (up^2 times the output's pixels)
+        per_image = sum(m.plan.in_channels * m.plan.in_size ** 2 + m.plan.out_channels * (m.plan.up * m.plan.out_size)
+                        ** 2 for m in generator.modulated_convs().values())
     return int(_SAVED_PER_LAYER * per_image * batch * 4 * (_BF16_SAVED if bf16 else 1.0))
 
 

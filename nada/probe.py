@@ -47,7 +47,8 @@ def frozen_parameters(module: torch.nn.Module):
 
 def row_modules(generator: Generator, row: int, train_to_rgb: bool = False) -> list[str]:
     """Trainable modules reading W+ row ``row``: its convolution, plus its ToRGB when ``train_to_rgb``."""
-    return [m for m in generator.latent_consumers()[row] if train_to_rgb or not m.startswith("to_rgb")]
+    rgb = set(generator.rgb_layers())
+    return [m for m in generator.latent_consumers()[row] if train_to_rgb or m not in rgb]
 
 
 def probe_layers(generator: Generator, w: torch.Tensor, guide: ClipGuide, k: int, iters: int = 1,

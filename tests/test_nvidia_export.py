@@ -156,6 +156,26 @@ def test_an_exported_style_reads_back_and_renders_the_styled_images(tmp_path, ne
         assert changed == {"synthesis.b16.conv1.weight", "synthesis.b32.torgb.bias", "synthesis.b16.conv0.noise_const"}
 
 
+@pytest.mark.parametrize("name", ["sg3t_256", "sg3r_256"])
+def test_a_stylegan3_style_exports_reads_back_and_renders(tmp_path, name):
+    """StyleGAN3 keeps NVIDIA's names: its compact style folds into the affine layers and goes back into the file."""
+    original, sg3 = read_network_pickle(_fixture(name)), load_generator(_fixture(name))
+    styled = copy.deepcopy(sg3)
+    torch.manual_seed(6)
+    styled.set_style_offsets({f"{n}.style_delta": 0.3 * torch.randn(m.in_ch)
+                              for n, m in styled.modulated_convs().items()})
+    style = style_from_generators(sg3, styled, {"source": f"{name}.pkl", "config": {"params": "style_delta"}})
+    path = export_style_pkl(sg3, style, original, tmp_path / "styled.pkl")
+    back = read_network_pickle(path)
+    assert list(back.data) == list(original.data) and back.generator().module_src == original.generator().module_src
+    z = torch.randn(2, 512, generator=torch.Generator().manual_seed(5))
+    ref, theirs = _images(apply_style(sg3, style), z), _images(load_generator(path), z)
+    assert _rel(theirs, ref) < TOL and _rel(_images(sg3, z), ref) > 0.05
+    old = original.generator().state_dict
+    changed = {k for k, v in back.generator().state_dict.items() if not torch.equal(v, old[k])}
+    assert changed and all(k.endswith("affine.bias") for k in changed)  # the deltas, folded into the biases
+
+
 def test_nothing_of_ours_is_inside(tmp_path, net, source):
     path = export_style_pkl(source, _delta_style(source), net, tmp_path / "styled.pkl")
     data = path.read_bytes()

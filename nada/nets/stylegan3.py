@@ -101,6 +101,8 @@ def _plain(value):
 class StyleGAN3Generator(nn.Module):
     """StyleGAN3 generator with NVIDIA's state-dict names and our StyleGAN2 ``Generator``'s interface."""
 
+    nvidia_names = True  # state_dict() is NVIDIA's G_ema, name for name (what nada export writes back)
+
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 1024,
                  img_channels: int = 3, mapping_kwargs: dict | None = None, **synthesis_kwargs):
         super().__init__()
@@ -289,6 +291,18 @@ class StyleGAN3Generator(nn.Module):
         """For each W+ row the modules that read it: row 0 ``synthesis.input`` (rotation and translation of the
         Fourier features), row ``i >= 1`` synthesis layer ``i - 1``'s affine (the last row: ToRGB)."""
         return [["synthesis.input"]] + [[f"synthesis.{name}"] for name in self.synthesis.layer_names]
+
+    def input_layers(self) -> list[str]:
+        """The synthesis input's module name (its affine reads row 0; its weight mixes the Fourier features)."""
+        return ["synthesis.input"]
+
+    def conv_layers(self) -> list[str]:
+        """Every modulated synthesis layer but ToRGB, in order ("synthesis.L0_36_512", ...)."""
+        return list(self.modulated_convs(to_rgb=False))
+
+    def rgb_layers(self) -> list[str]:
+        """The ToRGB layer's module name (StyleGAN3 has one, at the end)."""
+        return [name for name, m in self.modulated_convs().items() if m.is_torgb]
 
     def make_noise(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """No noise inputs in StyleGAN3: ``[]``."""

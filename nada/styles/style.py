@@ -104,7 +104,11 @@ def generator_fingerprint(g: Generator) -> str:
 
 
 def _describe(name: str | None, fingerprint: str | None, cfg: dict | None) -> str:
-    arch = f"{cfg.get('size')}px, channel multiplier {cfg.get('channel_multiplier')}" if isinstance(cfg, dict) else "?"
+    if isinstance(cfg, dict) and str(cfg.get("arch", "")).startswith("stylegan3"):
+        arch = f"{cfg.get('size')}px, {cfg['arch'].replace('stylegan3', 'StyleGAN3')}"
+    else:
+        arch = f"{cfg.get('size')}px, channel multiplier {cfg.get('channel_multiplier')}" if isinstance(cfg, dict) \
+            else "?"
     fp = (fingerprint or "unknown")[:12]
     return f"'{name or 'unnamed'}' (fingerprint {fp}, {arch})"
 
@@ -138,6 +142,8 @@ def _architecture(cfg: dict | None) -> dict | None:
     """What a generator config determines: sizes and channels per resolution (NVIDIA's ``channel_base`` rule when the
     config has one), and NVIDIA's mapping learning rate and conv clamp where set. Several configs can build the same
     network (the channel multiplier is moot when ``channel_max`` caps every layer), so configs compare by this."""
+    if isinstance(cfg, dict) and str(cfg.get("arch", "")).startswith("stylegan3"):  # NVIDIA's init kwargs say it all
+        return {"arch": cfg["arch"], "init_kwargs": _plain(cfg.get("init_kwargs") or {})}
     try:
         base = cfg.get("channel_base")
         channels = channels_for(int(cfg["size"]), int(cfg["channel_multiplier"]), int(cfg.get("channel_max", 512)),
