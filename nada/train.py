@@ -54,6 +54,7 @@ from .probe import (
     set_trainable_offsets,
     unprobed_modules,
 )
+from .recipes import COMPACT_LR, RECIPES, SOURCE_RECIPES, Recipe  # noqa: F401 (nada.train.RECIPES is a contract)
 from .render import image_grid, seed_latents
 from .target_images import MAX_PICTURES, MIN_PICTURES, load_target_images, picture_hashes, to_tensor
 
@@ -66,7 +67,6 @@ IMAGE_GUIDED_CLIPS = ("clip-vit-b32", "clip-vit-b16")  # image-guided runs, unle
 IMAGE_GUIDE_SAMPLES = 16  # frozen-generator samples whose mean CLIP feature the image direction starts from
 LAZY_REG_RATIO = 0.8  # full-weight runs: lr x c/(c+1), c = 4, betas to that power (StyleGAN2's lazy-regularisation
 #                      ratio, as the paper's code and StyleDomain's "original" patch); compact: as given (.adam)
-COMPACT_LR = 0.05  # the "compact" recipe's lr (StyleDomain's td_nada_ffhq_sdelta.yaml)
 # Adam and probed layers (a decision, measured): each step only the chosen layers have gradients; the others have none
 # (``zero_grad(set_to_none=True)``), so Adam skips them and a layer's state starts the first time it trains. The
 # official code ran on a PyTorch whose ``zero_grad`` kept zero tensors, and its probe left gradients on every layer,
@@ -222,60 +222,6 @@ class AdaptConfig:
         d = dataclasses.asdict(dataclasses.replace(self, target_images=()))
         d["target_images"] = picture_hashes(load_target_images(self.target_images)) if self.target_images else []
         return d
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """A named set of :class:`AdaptConfig` settings, with the line a person reads when choosing it."""
-
-    description: str
-    settings: dict
-
-
-# The published settings, in one place (tests/test_recipes.py quotes each value beside its source).
-# The official StyleGAN-NADA code (rinongal/StyleGAN-nada): "paper" is the command in its README (Photo -> Sketch and
-# most published models): --auto_layer_k 18 at 1024, i.e. every row; one probe iteration on 8 latents (skipped here:
-# with every row chosen it cannot change anything); ViT-B/32 + ViT-B/16 at weight 1; batch 2; lr 0.002; no mixing;
-# --iter 301, i.e. 301 steps. Two facts about its layers: with every row chosen, the official index-to-layer list maps
-# row 1 to to_rgb1, so conv1, to_rgb1 and every conv train, and so they do here (every_row_modules); when the probe
-# chooses rows ("shape"), row 1 means convs.0, the layer that reads it (our documented choice, nada.probe), and
-# to_rgb1 stays frozen. "notebook": the official Colab notebook's default (no probing: the constant input and every
-# convolution train; ViT-B/32 only, model_weights [1.0, 0.0]; 151 steps). "shape": the notebook's "improve shape"
-# setting (probe 2/3 of the rows, 12 at 1024, with style mixing 0.9; the notebook then sets ViT-B/16's weight to 1.0,
-# so both models). With style images the notebook switches ViT-B/16 on as well: from_recipe does the same unless the
-# caller names the models.
-# StyleDomain (AIRI-Institute/StyleDomain, "StyleDomain: Efficient and Lightweight Parameterizations of StyleGAN for
-# One-shot and Few-shot Domain Adaptation", ICCV 2023), its SimilarDomains/configs: "compact" is
-# td_nada_ffhq_sdelta.yaml (patch_key s_delta: s + delta on the style vector of each synthesis convolution; Adam lr
-# 0.05, betas (0.9, 0.999), as given; batch 4; iter_num 250; mixing_noise 0.9; ViT-B/32 + ViT-B/16; loss_coefs
-# direction 1.0, indomain 0.25; no_coarse: conv_0..conv_5, W+ rows 0-5, never train; auto_layer_iters 0: no probe).
-# "diverse" is td_nada_ffhq.yaml (patch_key original: the weights; lr 0.002 and betas (0, 0.999), both scaled by the
-# lazy-regularisation ratio as in the paper's code; batch 4; 250 steps; mixing 0.9; in-domain 0.25; phase "all":
-# every synthesis layer and ToRGB; no_coarse there applies only to offsets, so the coarse rows train). Phase "all"
-# also trains the mapping network; ours stays frozen (both copies see the same latents; see the module docstring).
-# Sources with a published setting of their own use it (SOURCE_RECIPES): LSUN cars, td_nada_cars.yaml (and
-# HyperDomainNet's configs/td_single_car.yaml): in-domain 1.5 at batch 8, 400 steps. Other sources use the faces'.
-# The in-domain loss (lambda_indomain) is HyperDomainNet's (MACderRu/HyperDomainNet, NeurIPS 2022): its single-domain
-# configs weigh it too (td_single_car.yaml 1.5, td_single_horse.yaml 0.5).
-_COMPACT = {"params": "style_delta", "lr": COMPACT_LR, "betas": (0.9, 0.999), "batch_size": 4, "iterations": 250,
-            "mixing": 0.9, "lambda_indomain": 0.25, "frozen_rows": "coarse", "probe_iters": 0}
-RECIPES: dict[str, Recipe] = {
-    "paper": Recipe("Style and texture: every layer trains (the paper's command)", {}),
-    "shape": Recipe("Shape change: the layers that move most, with style mixing",
-                    {"layers_k": 2 / 3, "mixing": 0.9, "iterations": 151}),
-    "notebook": Recipe("Quick: every convolution and the constant input, one CLIP model (the official notebook)",
-                       {"layers_k": 0, "iterations": 151, "clip_models": ("clip-vit-b32",)}),
-    "compact": Recipe("Compact: StyleDomain's ~3,000 style offsets instead of the weights (tiny file; coarse rows "
-                      "kept)", _COMPACT),
-    "diverse": Recipe("Keep variety: every layer trains with a loss that keeps the samples as different from each "
-                      "other as they were (against mode collapse; StyleDomain's setting)",
-                      {"lr": 0.002, "betas": (0.0, 0.999), "batch_size": 4, "iterations": 250, "mixing": 0.9,
-                       "lambda_indomain": 0.25, "probe_iters": 0, "train_to_rgb": True}),
-}
-# Published settings of a source of their own, on top of a recipe: {source: {recipe: settings}}.
-SOURCE_RECIPES: dict[str, dict[str, dict]] = {
-    "car": {"diverse": {"lambda_indomain": 1.5, "batch_size": 8, "iterations": 400}},
-}
 
 
 @dataclasses.dataclass
@@ -577,7 +523,14 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def draw_noise(generator: Generator, batch: int, rng: torch.Generator) -> list[torch.Tensor]:
-    """Per-sample noise maps for every layer, drawn from ``rng`` on its device: list of [N, 1, r, r]."""
+    """Per-sample noise maps for every layer, drawn from ``rng`` on its device: list of [N, 1, r, r].
+
+    StyleGAN3 has no noise inputs (``[]``), so its two copies render the same image before the first update. The
+    official code (its ``--sg3`` path) adds small random noise to the frozen image there; we do not, on purpose: both
+    copies share their noise for a StyleGAN2 as well, so the first step always starts from equal images, and
+    ``ClipGuide.directional`` counts an unmoved sample's difference as zero (no division by a zero norm) while its
+    gradient still points along the text direction. A perturbed frozen image would only blur the reference every
+    step is measured against."""
     return [torch.randn(batch, 1, *b.shape[-2:], device=rng.device, generator=rng) for b in generator.noise_buffers()]
 
 
