@@ -45,13 +45,15 @@ def style_figures(source: Generator, trained: Generator) -> dict[str, float]:
                 "style_numbers": float(sum(v.numel() for v in style.tensors.values()))}
 
 
-def adapt_case(size: int, probe: bool, style_file: bool = False, **overrides) -> Callable[[torch.device], tuple]:
+def adapt_case(size: int, probe: bool, style_file: bool = False, make: Callable[[int], torch.nn.Module] = Generator,
+               **overrides) -> Callable[[torch.device], tuple]:
     """A case: one adaptation step (timed per step), with the per-phase split as extra figures (and, with
-    ``style_file``, the size and load time of the style file the trained copy makes)."""
+    ``style_file``, the size and load time of the style file the trained copy makes). ``make(size)`` builds the
+    generator (default: our StyleGAN2 at rosinality's config-f)."""
 
     def setup(device: torch.device):
         torch.manual_seed(0)
-        g = serving_impl(Generator(size).to(device).eval(), device)  # adaptation times its paths with g's tuner
+        g = serving_impl(make(size).to(device).eval(), device)  # adaptation times its paths with g's tuner
         clips = [(random_clip(p, device), 1.0) for p in VIT.values()]
         # probe: 2/3 of the rows (the "shape" recipe); with every row chosen (layers_k=None, the "paper" recipe)
         # nada skips the probe, which could not change the choice. No probe: every convolution trains.

@@ -4,7 +4,8 @@ radial filters).
 
 Run alone: ``python -m bench --cases gen_sg3t_256,gen_sg3t_1024`` (``gen_sg3r_1024`` only when named). Each case also
 reports ``cpu_s``, the process CPU seconds of one image (both threads' work; on a shared machine a steadier figure than
-wall time)."""
+wall time). ``adapt_sg3t_256`` (only when named) is one step of the paper recipe on a StyleGAN3-T at 256 px: every
+row, batch 2, random ViT-B/32 + ViT-B/16."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 from nada.model_store import serving_impl
 from nada.nets.stylegan3 import StyleGAN3Generator
 
+from .adapt import adapt_case
 from .common import tuner_figures
 
 PUBLIC = {
@@ -24,12 +26,17 @@ PUBLIC = {
 }
 
 
+def public_sg3(arch: str) -> Callable[[int], StyleGAN3Generator]:
+    """A builder of random StyleGAN3-``arch`` generators at NVIDIA's public config, by size."""
+    return lambda size: StyleGAN3Generator(img_resolution=size, mapping_kwargs={"num_layers": 2}, **PUBLIC[arch])
+
+
 def generate_case(arch: str, size: int, batch: int = 1) -> Callable[[torch.device], tuple]:
     """A case: ``batch`` images of a random public-config StyleGAN3-``arch`` at ``size`` px, truncation 0.7."""
 
     def setup(device: torch.device) -> tuple:
         torch.manual_seed(0)
-        g = StyleGAN3Generator(img_resolution=size, mapping_kwargs={"num_layers": 2}, **PUBLIC[arch])
+        g = public_sg3(arch)(size)
         g = serving_impl(g.to(device).eval().requires_grad_(False), device)
         z = torch.randn(batch, 512, device=device)
         cpu: list[float] = []
@@ -50,5 +57,6 @@ CASES = {
     "gen_sg3t_256": generate_case("t", 256),
     "gen_sg3t_1024": generate_case("t", 1024),
     "gen_sg3r_1024": generate_case("r", 1024),
+    "adapt_sg3t_256": adapt_case(256, probe=True, layers_k=None, make=public_sg3("t")),
 }
-OPTIONAL = ("gen_sg3r_1024",)
+OPTIONAL = ("gen_sg3r_1024", "adapt_sg3t_256")
