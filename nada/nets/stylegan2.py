@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .autotune import ConvTuner
+from .offsets import OFFSET_FORMS, assign_offsets, fold_offsets
 from .ops import (
     SQRT2,
     conv3x3_paths,
@@ -32,7 +33,6 @@ from .ops import (
 )
 
 NOISE_MODES = ("const", "random")
-OFFSET_FORMS = ("style_offset", "style_delta")  # the compact-style buffers of a ModulatedConv2d (see its __init__)
 CONV_IMPLS = ("batched", "winograd", "auto", "grouped")
 
 
@@ -385,20 +385,7 @@ class Generator(nn.Module):
         """Replace every style offset by ``offsets`` ("<module>.style_offset" or "<module>.style_delta" -> [in];
         moved to the layer's device and dtype); offsets not named are cleared. ``None`` or ``{}`` clears them all.
         Checked before anything changes: unknown keys and wrong shapes raise ``ValueError``."""
-        convs = self.modulated_convs()
-        offsets = dict(offsets or {})
-        for key, value in offsets.items():
-            name, _, form = key.rpartition(".")
-            if form not in OFFSET_FORMS or name not in convs:
-                raise ValueError(f"'{key}' is not a style offset of this generator (e.g. 'conv1.conv.style_offset' "
-                                 "or 'conv1.conv.style_delta').")
-            if tuple(value.shape) != (convs[name].in_ch,):
-                raise ValueError(f"Style offset '{key}' must have shape [{convs[name].in_ch}], got "
-                                 f"{list(value.shape)}.")
-        for name, m in convs.items():
-            for form in OFFSET_FORMS:
-                value = offsets.get(f"{name}.{form}")
-                setattr(m, form, None if value is None else value.to(m.weight.device, m.weight.dtype))
+        assign_offsets(self.modulated_convs(), offsets)
         return self
 
     @torch.no_grad()
@@ -408,14 +395,7 @@ class Generator(nn.Module):
         (in float64), so the output stays the same up to float rounding and ``state_dict()`` is a plain rosinality
         g_ema that any StyleGAN2 tool loads."""
         for m in self.modulated_convs().values():
-            lin = m.modulation
-            if m.style_offset is not None:
-                gain = 1 + m.style_offset.detach().double()  # [in]
-                lin.weight.copy_((lin.weight.double() * gain[:, None]).to(lin.weight.dtype))  # [in, style_dim]
-                lin.bias.copy_((lin.bias.double() * gain).to(lin.bias.dtype))  # [in]
-            if m.style_delta is not None:  # the layer adds bias * lr_mul: the delta enters the bias divided by it
-                lin.bias.copy_((lin.bias.double() + m.style_delta.detach().double() / lin.lr_mul).to(lin.bias.dtype))
-            m.style_offset = m.style_delta = None
+            fold_offsets(m, m.modulation, m.modulation.lr_mul)
         return self
 
     # ----------------------------------------------------------------------------------------------- latents

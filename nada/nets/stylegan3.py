@@ -24,12 +24,12 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .autotune import ConvTuner
+from .offsets import OFFSET_FORMS, assign_offsets, fold_offsets
 from .sg3_filters import plan_synthesis
 from .sg3_layers import MappingNetwork, SynthesisInput, SynthesisLayer
 
 NOISE_MODES = ("const", "random", "none")
 CONV_IMPLS = ("batched", "winograd", "auto", "grouped")  # our StyleGAN2's names; "grouped" = the reference path
-OFFSET_FORMS = ("style_offset", "style_delta")  # compact-style buffers of a SynthesisLayer
 SYNTHESIS_KWARGS = {  # NVIDIA's SynthesisNetwork / SynthesisLayer arguments and their defaults
     "channel_base": 32768, "channel_max": 512, "num_layers": 14, "num_critical": 2, "first_cutoff": 2,
     "first_stopband": 2 ** 2.1, "last_stopband_rel": 2 ** 0.3, "margin_size": 10, "output_scale": 0.25,
@@ -239,20 +239,7 @@ class StyleGAN3Generator(nn.Module):
     def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None) -> StyleGAN3Generator:
         """Replace every style offset by ``offsets`` (moved to the layer's device and dtype); those not named are
         cleared. Checked first: unknown keys and wrong shapes raise ``ValueError``."""
-        layers = self.modulated_convs()
-        offsets = dict(offsets or {})
-        for key, value in offsets.items():
-            name, _, form = key.rpartition(".")
-            if form not in OFFSET_FORMS or name not in layers:
-                raise ValueError(f"'{key}' is not a style offset of this generator (e.g. "
-                                 f"'{next(iter(layers))}.style_offset' or '{next(iter(layers))}.style_delta').")
-            if tuple(value.shape) != (layers[name].in_ch,):
-                raise ValueError(f"Style offset '{key}' must have shape [{layers[name].in_ch}], got "
-                                 f"{list(value.shape)}.")
-        for name, m in layers.items():
-            for form in OFFSET_FORMS:
-                value = offsets.get(f"{name}.{form}")
-                setattr(m, form, None if value is None else value.to(m.weight.device, m.weight.dtype))
+        assign_offsets(self.modulated_convs(), offsets)
         return self
 
     @torch.no_grad()
@@ -261,14 +248,7 @@ class StyleGAN3Generator(nn.Module):
         bias ``bias * (1 + style_offset) + style_delta / bias_gain`` (float64), so ``state_dict()`` is a plain NVIDIA
         state dict giving the same images up to float rounding."""
         for m in self.modulated_convs().values():
-            lin = m.affine
-            if m.style_offset is not None:
-                gain = 1 + m.style_offset.detach().double()  # [in]
-                lin.weight.copy_((lin.weight.double() * gain[:, None]).to(lin.weight.dtype))  # [in, w_dim]
-                lin.bias.copy_((lin.bias.double() * gain).to(lin.bias.dtype))
-            if m.style_delta is not None:
-                lin.bias.copy_((lin.bias.double() + m.style_delta.detach().double() / lin.bias_gain).to(lin.bias.dtype))
-            m.style_offset = m.style_delta = None
+            fold_offsets(m, m.affine, m.affine.bias_gain)
         return self
 
     # ---------------------------------------------------------------------------------------------- latents
