@@ -102,6 +102,7 @@ def test_from_nvidia_reads_the_resolution_off_the_state_dict_and_refuses_what_do
     kwargs = {k: v for k, v in module.init_kwargs.items() if k != "img_resolution"}
     g = StyleGAN3Generator.from_nvidia(kwargs, module.state_dict)
     assert g.size == 256 and g.config()["init_kwargs"]["img_resolution"] == 256
+    assert g.synthesis.input.weight.data_ptr() != module.state_dict["synthesis.input.weight"].data_ptr()  # a copy
     sd = dict(module.state_dict)
     sd.pop("synthesis.L3_52_64.magnitude_ema")
     with pytest.raises(ValueError, match="does not fit"):
