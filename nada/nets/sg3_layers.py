@@ -149,7 +149,9 @@ class _ConvContiguousWgrad(torch.autograd.Function):
 
 class SynthesisLayer(nn.Module):
     """One synthesis layer: a modulated convolution (demodulated, except ToRGB) of the input scaled by
-    ``magnitude_ema ** -0.5``, then bias and the filtered leaky ReLU (ToRGB: bias and clamp only).
+    ``magnitude_ema ** -0.5``, then bias and the filtered leaky ReLU (ToRGB: bias and clamp only). ``magnitude_ema``
+    (the input's mean square, tracked by NVIDIA's training with ``update_emas=True``) is read, never updated here:
+    adaptation keeps it, as it keeps the filters.
 
     The style is ``affine(w)`` [N, in], then ``* (1 + style_offset)`` and ``+ style_delta`` where set (compact styles;
     non-persistent buffers [in], None by default). ``impl`` "grouped" runs NVIDIA's formulation literally
