@@ -155,8 +155,9 @@ class SynthesisLayer(nn.Module):
 
     The style is ``affine(w)`` [N, in], then ``* (1 + style_offset)`` and ``+ style_delta`` where set (compact styles;
     non-persistent buffers [in], None by default). ``impl`` "grouped" runs NVIDIA's formulation literally
-    (per-sample kernels as a grouped convolution, :func:`filtered_lrelu_ref`); the others scale the activations
-    instead, use one shared kernel and the polyphase filtered leaky ReLU, and differ in how a 3x3 convolution runs:
+    (per-sample kernels as a grouped convolution, :func:`filtered_lrelu_ref`); the others modulate one image's kernel
+    (a batch: scale the activations and share the kernel), run the polyphase filtered leaky ReLU
+    (:func:`~nada.nets.sg3_poly.filtered_lrelu`), and differ in how a 3x3 convolution runs:
     "batched" directly, "winograd" by Winograd where :func:`~nada.nets.ops.winograd_pays`, "auto" by the path
     ``tuner`` timed fastest (as our StyleGAN2's ``set_conv_impl``)."""
 
