@@ -12,8 +12,8 @@ from bench.registry import all_cases
 
 from .helpers import PROJECT_ROOT
 
-DOCUMENTED = ["gen1024_b1", "gen1024_b4", "gen256_b8", "gen1024_fwdbwd_b2", "adapt256_probe", "adapt256_noprobe",
-              "adapt1024_probe", "e4e_enc", "e4e_encdec", "align"]
+DOCUMENTED = ["gen1024_b1", "gen1024_b4", "gen256_b8", "gen1024_fwdbwd_b2", "gen_sg3t_256", "gen_sg3t_1024",
+              "adapt256_probe", "adapt256_noprobe", "adapt1024_probe", "e4e_enc", "e4e_encdec", "align"]
 
 
 def test_every_documented_case_is_registered():

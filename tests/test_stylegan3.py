@@ -17,7 +17,8 @@ from nada.nets import sg3_poly
 from nada.nets.nvidia_pickle import read_generator
 from nada.nets.sg3_filters import lowpass_filter, plan_synthesis
 from nada.nets.sg3_ops import filtered_lrelu_ref
-from nada.nets.sg3_poly import filtered_lrelu, resample_rows
+from nada.nets.sg3_poly import filtered_lrelu
+from nada.nets.sg3_resample import resample_rows
 from nada.nets.stylegan3 import StyleGAN3Generator
 from nada.tiny import TINY_STYLEGAN3, tiny_stylegan3
 from nada.weights import load_generator
@@ -101,6 +102,7 @@ def test_from_nvidia_reads_the_resolution_off_the_state_dict_and_refuses_what_do
     kwargs = {k: v for k, v in module.init_kwargs.items() if k != "img_resolution"}
     g = StyleGAN3Generator.from_nvidia(kwargs, module.state_dict)
     assert g.size == 256 and g.config()["init_kwargs"]["img_resolution"] == 256
+    assert g.synthesis.input.weight.data_ptr() != module.state_dict["synthesis.input.weight"].data_ptr()  # a copy
     sd = dict(module.state_dict)
     sd.pop("synthesis.L3_52_64.magnitude_ema")
     with pytest.raises(ValueError, match="does not fit"):
@@ -177,25 +179,34 @@ def test_the_fast_filtered_lrelu_is_the_reference_at_every_layer(radial):
         probe = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
         g_ref = torch.autograd.grad((ref * probe).sum(), (x, d, b))
         g_out = torch.autograd.grad((out * probe).sum(), (x, d, b))
-        assert all(torch.allclose(a, r, atol=1e-9) for a, r in zip(g_out, g_ref)), p.name
+        # float64, yet not to rounding: where the full-rate map is zero (up-sampled zero padding) the two sides of the
+        # leaky ReLU's kink are a matter of rounding, and either slope is a valid gradient there
+        assert all(torch.allclose(a, r, atol=1e-7 * r.abs().max().item()) for a, r in zip(g_out, g_ref)), p.name
         with torch.no_grad():  # the in-place path
             assert torch.allclose(filtered_lrelu(x, fu, fd, demod=d, bias=b, **args), ref, atol=1e-10)
 
 
-def test_without_gradients_the_rows_run_in_bands_with_the_same_result(monkeypatch):
-    """Inference makes the full-rate map a band of rows at a time: tiny bands (8 output rows) give the reference."""
+@pytest.mark.parametrize("radial", [False, True])
+def test_many_bands_give_the_same_values_and_gradients(monkeypatch, radial):
+    """The full-rate map is made a band of rows at a time, forward and backward: tiny bands (8 output rows) give the
+    reference's values and gradients."""
     monkeypatch.setattr(sg3_poly, "BAND_BYTES", 1)
-    _, plans = plan_synthesis(64, 3, 1024, 16)
+    _, plans = plan_synthesis(64, 3, 1024, 16, conv_kernel=1 if radial else 3, use_radial_filters=radial)
     gen = torch.Generator().manual_seed(2)
     for p in (plans[3], plans[4], plans[-2]):  # up 4, up 2, critically sampled
         size = p.in_size + p.conv_kernel - 1
-        x = 300 * torch.randn(2, 3, size, size, dtype=torch.float64, generator=gen)
+        x = (300 * torch.randn(2, 3, size, size, dtype=torch.float64, generator=gen)).requires_grad_(True)
         fu, fd = p.up_filter().double(), p.down_filter().double()
         args = dict(up=p.up, down=p.down, padding=p.padding, gain=math.sqrt(2), slope=0.2, clamp=256.0)
+        ref = filtered_lrelu_ref(x, fu, fd, **args)
         with torch.no_grad():
-            out = filtered_lrelu(x, fu, fd, **args)
-        assert p.out_size > 8 and torch.allclose(out, filtered_lrelu_ref(x, fu, fd, **args), atol=1e-10), p.name
-        assert out.is_contiguous(memory_format=torch.channels_last)
+            assert torch.allclose(filtered_lrelu(x, fu, fd, **args), ref, atol=1e-10), p.name
+        out = filtered_lrelu(x, fu, fd, **args)
+        assert p.out_size > 16 and out.is_contiguous(memory_format=torch.channels_last)
+        probe = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+        g_ref, = torch.autograd.grad((ref * probe).sum(), x)
+        g_out, = torch.autograd.grad((out * probe).sum(), x)
+        assert torch.allclose(g_out, g_ref, atol=1e-7 * g_ref.abs().max().item()), p.name
 
 
 # ------------------------------------------------------------------------------------------------ the network
@@ -217,8 +228,8 @@ def test_the_fast_path_is_the_reference_path_with_gradients(radial, batch):
         outs.append(img.detach())
         grads.append(gr)
     assert torch.allclose(outs[0], outs[1], atol=1e-5 * outs[1].abs().max().item())
-    for a, r in zip(*grads):
-        assert torch.allclose(a, r, atol=1e-4 * r.abs().max().item(), rtol=1e-3)
+    for a, r in zip(*grads):  # by norm: in float32 a value within rounding of the leaky ReLU's kink may take either
+        assert (a - r).norm() <= 1e-4 * r.norm()  # slope on either path, a rare local difference of the gradient
     assert grads[0][0].abs().sum(dim=(0, 2)).min() > 0  # every W+ row (the input's row 0 too) moves the image
 
 

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .autotune import ConvTuner
 from .ops import conv3x3_paths, winograd_pays
@@ -107,14 +108,56 @@ class SynthesisInput(nn.Module):
         return x.permute(0, 3, 1, 2)  # [N, C, H, W]
 
 
+def _nchw(x: torch.Tensor) -> torch.Tensor:
+    """``x.contiguous()`` [N, C, H, W]; a channels-last map by a 2-D transpose per image (blocked in ATen, 2-3x
+    faster than the generic strided copy)."""
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous()
+    n, c, h, w = x.shape
+    out = torch.empty(n, c, h, w, dtype=x.dtype, device=x.device)
+    for i in range(n):
+        out[i].view(c, h * w).copy_(x[i].permute(1, 2, 0).reshape(h * w, c).t())
+    return out
+
+
+class _ConvContiguousWgrad(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, padding=padding)`` whose weight gradient runs on contiguous (NCHW) copies: on the
+    CPU, oneDNN's weight gradient from a channels-last input was 2.5-4x slower (batch 2, 512 channels at 148 px: 7.6
+    vs 2.7 s; 256 -> 181 channels at 276 px: 8.8 vs 2.0 s), while its forward and input gradient are as fast or
+    faster in channels-last. Same values; not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        args = ([1, 1], [ctx.padding] * 2, [1, 1], False, [0, 0], 1)  # stride, padding, dilation, transposed, ..
+        gx = gw = None
+        if need_x:
+            gx = torch.ops.aten.convolution_backward(grad, x, weight, None, *args, [True, False, False])[0]
+        if need_w:
+            gw = torch.ops.aten.convolution_backward(_nchw(grad), _nchw(x), weight, None, *args,
+                                                     [False, True, False])[1]
+        return gx, gw, grad.sum(dim=(0, 2, 3)) if need_b else None, None
+
+
 class SynthesisLayer(nn.Module):
     """One synthesis layer: a modulated convolution (demodulated, except ToRGB) of the input scaled by
-    ``magnitude_ema ** -0.5``, then bias and the filtered leaky ReLU (ToRGB: bias and clamp only).
+    ``magnitude_ema ** -0.5``, then bias and the filtered leaky ReLU (ToRGB: bias and clamp only). ``magnitude_ema``
+    (the input's mean square, tracked by NVIDIA's training with ``update_emas=True``) is read, never updated here:
+    adaptation keeps it, as it keeps the filters.
 
     The style is ``affine(w)`` [N, in], then ``* (1 + style_offset)`` and ``+ style_delta`` where set (compact styles;
     non-persistent buffers [in], None by default). ``impl`` "grouped" runs NVIDIA's formulation literally
-    (per-sample kernels as a grouped convolution, :func:`filtered_lrelu_ref`); the others scale the activations
-    instead, use one shared kernel and the polyphase filtered leaky ReLU, and differ in how a 3x3 convolution runs:
+    (per-sample kernels as a grouped convolution, :func:`filtered_lrelu_ref`); the others modulate one image's kernel
+    (a batch: scale the activations and share the kernel), run the polyphase filtered leaky ReLU
+    (:func:`~nada.nets.sg3_poly.filtered_lrelu`), and differ in how a 3x3 convolution runs:
     "batched" directly, "winograd" by Winograd where :func:`~nada.nets.ops.winograd_pays`, "auto" by the path
     ``tuner`` timed fastest (as our StyleGAN2's ``set_conv_impl``)."""
 
@@ -172,7 +215,7 @@ class SynthesisLayer(nn.Module):
             wk = weight * (s[0] * gain).view(1, -1, 1, 1)  # [out, in, k, k]
             y = self._conv(x, wk if demod is None else wk * demod[0].view(-1, 1, 1, 1), self.bias, grad)
         else:
-            y = self._conv(x * (s * gain).view(*s.shape, 1, 1), weight)  # [N, out, H + k - 1, W + k - 1]
+            y = self._conv(x * (s * gain).view(*s.shape, 1, 1), weight, None, grad)  # [N, out, H + k - 1, W + k - 1]
             d = demod[:, :, None, None] if demod is not None else y.new_ones(())
             if grad:
                 y = torch.addcmul(self.bias.view(1, -1, 1, 1), y, d)
@@ -190,6 +233,9 @@ class SynthesisLayer(nn.Module):
         first). ``grad``: whether gradients are wanted (else the bias is added in place)."""
         k = self.conv_kernel
         if k != 3 or self.impl not in ("winograd", "auto"):
+            if grad and x.device.type == "cpu" and weight.requires_grad and not torch.is_autocast_enabled("cpu") \
+                    and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                return _ConvContiguousWgrad.apply(x, weight, bias, k - 1)
             return F.conv2d(x, weight, bias, padding=k - 1)
         x = F.pad(x, (1, 1, 1, 1))
         paths = conv3x3_paths(x, weight)

@@ -1,140 +1,142 @@
-"""The filtered leaky ReLU computed fast: polyphase resampling as matrix products, in channels-last memory.
+"""The filtered leaky ReLU computed fast, forward and backward: polyphase resampling (:mod:`~nada.nets.sg3_resample`)
+in channels-last memory, a band of output rows at a time.
 
-Same function as :func:`~nada.nets.sg3_ops.filtered_lrelu_ref` (tests compare them), computed without the
-zero-filled up-sampled map and without decimating a full-rate convolution:
+Same function as :func:`~nada.nets.sg3_ops.filtered_lrelu_ref` (tests compare values and gradients):
 
-- along W (the innermost axis of a channels-last row), a depthwise transposed convolution of stride ``up`` (the
-  zero-insertion and the filter in one) or a depthwise convolution of stride ``down``;
-- along H, a banded matrix product: output rows come in blocks of ``block`` rows, and every block is the same small
-  matrix (the filter's taps at each block position, :func:`block_matrix`) times a window of input rows; each row of a
-  channels-last map is one contiguous ``W * C`` vector, so all blocks of all images are one batched product over
-  overlapping windows (``unfold``, no copies);
-- the gains (``up ** 2`` and the activation's ``gain``) ride on the filters: ``leaky_relu(a y) = a leaky_relu(y)``
-  for ``a > 0``, and the clamp follows the gain in both;
-- a radial (2-D) down-sampling filter runs as one depthwise convolution of stride ``down``.
-
-Without gradients the activation and the clamp run in place; on the CPU the clamp is skipped when the input's peak
-times the up-sampling filters' gain bounds every value below it (one pass over the small input instead of one over
-the largest map).
+- the gains (``up ** 2`` and the activation's ``gain``) ride on the up-sampling filters, since
+  ``leaky_relu(a y) = a leaky_relu(y)`` for ``a > 0`` and the clamp follows the gain in both; the clamp then acts
+  before the activation, at ``[-clamp / slope, clamp]``, which is the same for ``slope > 0``;
+- a band of output rows needs a band of the full-rate (activation) map, which needs a band of input rows: each band runs
+  the whole chain (up along W, up along H, activation, down along W and H, or one depthwise convolution for a radial
+  down-sampling filter), so the full-rate map, the largest tensor of the network, never exists whole;
+- the backward pass is written out (:class:`_FilteredLReLU`): it keeps only the input, recomputes a band of the
+  full-rate map for the activation's slope, and runs the transposed resamplings (the same code, flipped filters);
+- on the CPU the clamp is skipped when the input's peak times the up-sampling filters' gain bounds every value below it
+  (one pass over the small input instead of one over the largest map).
 """
 
 from __future__ import annotations
 
-import functools
-import math
-
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .sg3_ops import Padding, filtered_lrelu_ref
+from .sg3_resample import adjoint, fir_h, fir_w, resample_size
 
-UP_BLOCK, DOWN_BLOCK = 16, 4  # output rows per block: the fastest measured on the CPU (bench/README.md)
-BAND_BYTES = 64 << 20  # without gradients, the full-rate map is made this much at a time (rows of all channels)
-
-
-@functools.lru_cache(maxsize=256)
-def _band(taps: int, up: int, down: int, pad0: int, block: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """Which filter tap each entry of :func:`block_matrix` holds: (tap index [rows_in, block], in-range mask, start,
-    step); pure integers, cached."""
-    if (block * down) % up:
-        raise ValueError(f"block * down must be a multiple of up, got block={block}, down={down}, up={up}.")
-    step = block * down // up
-    start = -(pad0 // up)  # first input sample any output of block 0 reads: ceil(-pad0 / up)
-    rows_in = ((block - 1) * down - pad0 + taps - 1) // up - start + 1
-    tap = (start + torch.arange(rows_in)[:, None]) * up + pad0 - torch.arange(block)[None, :] * down  # correlation tap
-    inside = (tap >= 0) & (tap < taps)
-    return (taps - 1 - tap).clamp(0, taps - 1), inside, start, step  # as an index into the (unflipped) filter
+BAND_BYTES = 64 << 20  # the full-rate map is made this much at a time (rows of all channels and images)
 
 
-def block_matrix(f: torch.Tensor, up: int, down: int, pad0: int, block: int) -> tuple[torch.Tensor, int, int]:
-    """The banded resampling (zero-insert ``up``, pad ``pad0`` in front, convolve with ``f`` [T], keep every
-    ``down``-th) as blocks: output ``b * block + c`` = sum over ``r`` of ``M[r, c] * x[start + b * step + r]``.
-    Returns (M [rows_in, block] on ``f``'s device and dtype, start, step); ``block * down`` must be a multiple of
-    ``up``."""
-    index, inside, start, step = _band(f.shape[0], up, down, pad0, block)
-    m = f.detach()[index.to(f.device)] * inside.to(f.device, f.dtype)  # [rows_in, block]
-    return m, start, step
+class _Plan:
+    """The geometry of one filtered leaky ReLU: sizes along each axis and the bands of output rows."""
+
+    def __init__(self, x: torch.Tensor, fu: torch.Tensor, fd: torch.Tensor, up: int, down: int, padding: Padding):
+        self.n, self.c, self.h, self.w = x.shape
+        self.up, self.down, self.tu, self.td = up, down, fu.shape[0], fd.shape[0]
+        self.px, self.py = (padding[0], padding[1]), (padding[2], padding[3])
+        self.w_up = resample_size(self.w, self.tu, up, 1, self.px)  # columns at the activation's rate
+        self.h_up = resample_size(self.h, self.tu, up, 1, self.py)  # rows at the activation's rate
+        self.out_h = (self.h_up - self.td + down) // down
+        self.out_w = (self.w_up - self.td + down) // down
+        self.band = max(8, BAND_BYTES // (4 * self.n * self.w_up * self.c * down) // 8 * 8)
+
+    def bands(self):
+        """(o0, o1, t0, t1, i0, i1) per band: output rows, the activation rows they read, the input rows those read."""
+        for o0 in range(0, self.out_h, self.band):
+            o1 = min(o0 + self.band, self.out_h)
+            t0, t1 = o0 * self.down, min((o1 - 1) * self.down + self.td, self.h_up)
+            i0 = min(max(0, -((self.py[0] - t0) // self.up)), self.h - 1)
+            i1 = max(min(self.h, (t1 - 1 - self.py[0] + self.tu - 1) // self.up + 1), i0 + 1)
+            yield o0, o1, t0, t1, i0, i1
+
+    def pad_h(self, i0: int, i1: int) -> tuple[int, int]:
+        """The up-sampling's padding along H for input rows ``i0`` to ``i1`` standing alone."""
+        return self.py[0] + i0 * self.up, self.py[1] + (self.h - i1) * self.up
 
 
-def resample_rows(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int, int], gain: float = 1.0,
-                  block: int | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
-    """Resample ``x`` [N, H, L] along H (rows of length L, unit stride): zero-insert ``up``, pad by ``pad``
-    (negative: crop), convolve with ``f * gain`` [T], keep every ``down``-th row -> [N, H', L]; only output rows
-    ``rows`` = (first, end) when given.
-
-    Output block ``b`` reads input rows ``b * step + start`` onwards; the blocks whose rows all lie inside ``x`` read
-    it in place (overlapping windows), only those at the two ends read a small zero-padded copy."""
-    n, h, length = x.shape
-    out = resample_size(h, f.shape[0], up, down, pad)
-    if block is None:  # the measured default, rounded up to a size the blocks tile exactly (block * down / up whole)
-        unit = up // math.gcd(up, down)
-        block = -(-(UP_BLOCK if up > 1 else DOWN_BLOCK) // unit) * unit
-    m, start, step = block_matrix(f, up, down, pad[0], block)
-    mt = (m.to(x.dtype) * gain).t()  # [block, rows_in]
-    rows_in = mt.shape[1]
-    r0, r1 = rows or (0, out)
-    first, end = r0 // block, -(-r1 // block)  # the blocks holding the rows asked for
-    lo = min(max(-(-max(-start, 0) // step), first), end)  # from here, blocks start inside x
-    hi = max(min((h - rows_in - start) // step + 1, end), lo) if h >= rows_in else lo  # ... and end inside it
-    spans = [(b0, b1) for b0, b1 in ((first, lo), (lo, hi), (hi, end)) if b1 > b0]
-    grad = torch.is_grad_enabled() and x.requires_grad
-    y = None if grad else x.new_empty(n, (end - first) * block, length)
-    images = []
-    for i in range(n):
-        pieces = []
-        for b0, b1 in spans:
-            i0, i1 = b0 * step + start, (b1 - 1) * step + start + rows_in  # input rows these blocks read
-            src = x[i, i0:i1] if (b0, b1) == (lo, hi) else _zero_padded(x[i], i0, i1)  # [i1 - i0, L]
-            windows = src.unfold(0, rows_in, step).transpose(1, 2)  # [b1 - b0, rows_in, L], overlapping views
-            if grad:
-                pieces.append(torch.matmul(mt, windows).reshape((b1 - b0) * block, length))
-            else:
-                torch.bmm(mt.expand(b1 - b0, block, rows_in), windows,
-                          out=y[i, (b0 - first) * block: (b1 - first) * block].view(b1 - b0, block, length))
-        if grad:
-            images.append(torch.cat(pieces) if len(pieces) > 1 else pieces[0])
-    y = torch.stack(images) if grad else y
-    return y[:, r0 - first * block: r1 - first * block]
+def _up(x: torch.Tensor, fu: torch.Tensor, p: _Plan, gain: float, band: tuple) -> torch.Tensor:
+    """Activation rows ``t0:t1`` before the activation (gains applied): [N, C, t1 - t0, W up] channels-last."""
+    _, _, t0, t1, i0, i1 = band
+    u = fir_w(x[:, :, i0:i1], fu, p.up, 1, p.px, float(p.up))  # [N, C, i1 - i0, W up]
+    return fir_h(u, fu, p.up, 1, p.pad_h(i0, i1), float(p.up) * gain, rows=(t0, t1))
 
 
-def resample_size(size: int, taps: int, up: int, down: int, pad: tuple[int, int]) -> int:
-    """Output length of :func:`resample_rows` (and of the reference) along one axis."""
-    return (size * up + pad[0] + pad[1] - taps + 1 + down - 1) // down
+def _down(t: torch.Tensor, fd: torch.Tensor, p: _Plan) -> torch.Tensor:
+    """Activation rows [N, C, rows, W up] -> the output rows they give [N, C, rows', W']."""
+    if fd.ndim == 2:  # radial: one depthwise 2-D convolution
+        k = torch.flip(fd, [0, 1]).to(t.dtype)[None, None].expand(p.c, 1, p.td, p.td)
+        return F.conv2d(t, k, stride=p.down, groups=p.c)
+    return fir_h(fir_w(t, fd, 1, p.down, (0, 0), 1.0), fd, 1, p.down, (0, 0), 1.0)
 
 
-def _zero_padded(x: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-    """Rows ``r0`` to ``r1`` of ``x`` [H, L], zero where outside it -> [r1 - r0, L]."""
-    a, b = max(r0, 0), min(r1, x.shape[0])
-    if b <= a:
-        return x.new_zeros(r1 - r0, x.shape[1])
-    return F.pad(x[a:b], (0, 0, a - r0, r1 - b))
+def _forward(x: torch.Tensor, fu: torch.Tensor, fd: torch.Tensor, p: _Plan, gain: float, slope: float,
+             clamp: float | None) -> torch.Tensor:
+    """The banded forward pass (no autograd): x [N, C, H, W] channels-last -> [N, C, H', W'] channels-last."""
+    out = None
+    with torch.no_grad():
+        for band in p.bands():
+            o0, o1 = band[:2]
+            t = _up(x, fu, p, gain, band)  # [N, C, t1 - t0, W up]
+            if clamp is not None:
+                t.clamp_(-clamp / slope, clamp)
+            y = _down(F.leaky_relu_(t, slope), fd, p)  # [N, C, o1 - o0, W']
+            del t
+            if o1 - o0 == p.out_h:
+                return y
+            if out is None:
+                out = torch.empty(p.n, p.c, p.out_h, y.shape[3], dtype=y.dtype, device=y.device,
+                                  memory_format=torch.channels_last)
+            out[:, :, o0:o1] = y
+    return out
 
 
-def _fir_w(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int, int], gain: float) -> torch.Tensor:
-    """Resample ``x`` [N, C, H, W] along W by a depthwise (transposed) convolution: same steps as
-    :func:`resample_rows`."""
-    c, taps = x.shape[1], f.shape[0]
-    k = (f * gain).to(x.dtype)
-    if up > 1:  # zero-insertion + full convolution: the input padded by taps - 1 on both sides
-        y = F.conv_transpose2d(x, k.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, up), groups=c)
-        out = x.shape[3] * up + pad[0] + pad[1] - taps + 1
-        first = taps - 1 - pad[0]
-        extra = (max(-first, 0), max(first + out - y.shape[3], 0))
-        if any(extra):
-            y = F.pad(y, (*extra, 0, 0))
-        y = y[:, :, :, first + extra[0]: first + extra[0] + out]
-        return y[:, :, :, ::down] if down > 1 else y
-    if pad != (0, 0):
-        x = F.pad(x, (*pad, 0, 0))
-    return F.conv2d(x, torch.flip(k, [0]).view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, down), groups=c)
+def _backward(x: torch.Tensor, gy: torch.Tensor, fu: torch.Tensor, fd: torch.Tensor, p: _Plan, gain: float,
+              slope: float, clamp: float | None) -> torch.Tensor:
+    """The gradient with respect to ``x`` of the sum of ``gy *`` the output, band by band: the transposed down-sampling
+    of ``gy``, times the activation's slope at the recomputed activation rows, then the transposed up-sampling."""
+    gx = torch.zeros_like(x, memory_format=torch.channels_last)
+    gy = gy.contiguous(memory_format=torch.channels_last)
+    fu_t, fd_t = torch.flip(fu, [0]), torch.flip(fd, list(range(fd.ndim)))
+    for band in p.bands():
+        o0, o1, t0, t1, i0, i1 = band
+        g = gy[:, :, o0:o1]  # [N, C, o1 - o0, W']
+        if fd.ndim == 2:  # transposed strided convolution, then zeros for the rows and columns no window reached
+            k = fd_t.flip([0, 1]).to(g.dtype)[None, None].expand(p.c, 1, p.td, p.td)
+            ga = F.conv_transpose2d(g, k, stride=p.down, groups=p.c)
+            ga = F.pad(ga, (0, p.w_up - ga.shape[3], 0, t1 - t0 - ga.shape[2]))
+        else:
+            up_, down_, pad = adjoint(t1 - t0, o1 - o0, p.td, 1, p.down, 0)
+            ga = fir_h(g, fd_t, up_, down_, pad, 1.0)  # [N, C, t1 - t0, W']
+            up_, down_, pad = adjoint(p.w_up, p.out_w, p.td, 1, p.down, 0)
+            ga = fir_w(ga, fd_t, up_, down_, pad, 1.0)  # [N, C, t1 - t0, W up]
+        t = _up(x, fu, p, gain, band)  # the activation rows again, for the slope of each
+        if clamp is not None:
+            ga = ga * ((t >= -clamp / slope) & (t <= clamp))
+        gt = torch.ops.aten.leaky_relu_backward(ga, t, slope, False)  # [N, C, t1 - t0, W up]
+        del t, ga
+        up_, down_, pad = adjoint(i1 - i0, t1 - t0, p.tu, p.up, 1, p.pad_h(i0, i1)[0], offset=t0)
+        gu = fir_h(gt, fu_t, up_, down_, pad, float(p.up) * gain)  # [N, C, i1 - i0, W up]
+        up_, down_, pad = adjoint(p.w, p.w_up, p.tu, p.up, 1, p.px[0])
+        gx[:, :, i0:i1] += fir_w(gu, fu_t, up_, down_, pad, float(p.up))  # [N, C, i1 - i0, W]
+    return gx
 
 
-def _fir_h(x: torch.Tensor, f: torch.Tensor, up: int, down: int, pad: tuple[int, int], gain: float) -> torch.Tensor:
-    """Resample ``x`` [N, C, H, W] along H by :func:`resample_rows` on its channels-last rows -> channels-last."""
-    n, c, _, w = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(n, x.shape[2], w * c)  # [N, H, W*C] (a view when x is channels-last)
-    y = resample_rows(rows, f, up, down, pad, gain)  # [N, H', W*C]
-    return y.reshape(n, -1, w, c).permute(0, 3, 1, 2)  # [N, C, H', W] channels-last
+class _FilteredLReLU(torch.autograd.Function):
+    """The banded filtered leaky ReLU with its written-out backward: keeps the input only (not the full-rate map)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fu: torch.Tensor, fd: torch.Tensor, up: int, down: int, padding: Padding,
+                gain: float, slope: float, clamp: float | None) -> torch.Tensor:
+        p = _Plan(x, fu, fd, up, down, padding)
+        ctx.save_for_backward(x, fu, fd)
+        ctx.args = (p, gain, slope, clamp)
+        return _forward(x, fu, fd, p, gain, slope, clamp)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy: torch.Tensor):
+        x, fu, fd = ctx.saved_tensors
+        return (_backward(x, gy, fu, fd, *ctx.args),) + (None,) * 8
 
 
 def _peak(x: torch.Tensor) -> float:
@@ -151,62 +153,23 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
                    padding: Padding = (0, 0, 0, 0), gain: float = 2 ** 0.5, slope: float = 0.2,
                    clamp: float | None = None) -> torch.Tensor:
     """:func:`~nada.nets.sg3_ops.filtered_lrelu_ref` of ``x * demod + bias`` (``x`` [N, C, H, W], ``demod``
-    [N, C], ``bias`` [C]), by polyphase products -> [N, C, H', W'] channels-last. Cases it does not cover (a 2-D
-    up-sampling filter, a missing filter with resampling) run the reference."""
+    [N, C], ``bias`` [C]), by polyphase products in bands -> [N, C, H', W'] channels-last; differentiable with
+    respect to ``x``, ``demod`` and ``bias`` (not the filters). Cases it does not cover (a 2-D up-sampling filter, a
+    missing filter, ``slope <= 0``) run the reference."""
     if demod is not None or bias is not None:
         d = demod[:, :, None, None] if demod is not None else x.new_ones(())
         b = bias.view(1, -1, 1, 1).to(x.dtype) if bias is not None else x.new_zeros(())
         x = torch.addcmul(b, x, d)  # [N, C, H, W]
-    separable_up = fu is not None and fu.ndim == 1
-    if not separable_up or fd is None or slope <= 0:
+    if fu is None or fu.ndim != 1 or fd is None or slope <= 0:
         return filtered_lrelu_ref(x, fu, fd, None, up, down, padding, gain, slope, clamp)
     if clamp is not None and x.device.type == "cpu" and slope <= 1 and \
             _peak(x) * up * up * gain * float(fu.abs().sum()) ** 2 <= clamp:
         clamp = None  # the up-sampled values cannot reach the clamp: skip a pass over the largest map
     x = x.contiguous(memory_format=torch.channels_last)
-    grad = torch.is_grad_enabled() and x.requires_grad
-    n, c, h, _ = x.shape
-    tu, td = fu.shape[0], fd.shape[0]
-    px, py = (padding[0], padding[1]), (padding[2], padding[3])
-    w_up = resample_size(x.shape[3], tu, up, 1, px)  # columns at the activation's rate
-    tmp_h = resample_size(h, tu, up, 1, py)  # rows at the activation's rate
-    out_h = (tmp_h - td + down) // down
-    # Without gradients, bands of output rows run the whole chain in turn: neither the full-rate map nor the map
-    # up-sampled along W ever exists whole (input rows a band needs are up-sampled again by the next: a few rows).
-    band = out_h if grad else max(8, BAND_BYTES // (4 * n * w_up * c * down) // 8 * 8)
-    out = None
-    for o0 in range(0, out_h, band):
-        o1 = min(o0 + band, out_h)
-        t0, t1 = o0 * down, min((o1 - 1) * down + td, tmp_h)  # the activation rows these output rows read
-        i0 = min(max(0, -((py[0] - t0) // up)), h - 1)  # ... and the input rows those read
-        i1 = max(min(h, (t1 - 1 - py[0] + tu - 1) // up + 1), i0 + 1)
-        u = _fir_w(x[:, :, i0:i1], fu, up, 1, px, float(up))  # [N, C, i1 - i0, W up]
-        rows = u.permute(0, 2, 3, 1).reshape(n, i1 - i0, w_up * c)  # [N, rows, W up * C], a view
-        t = resample_rows(rows, fu, up, 1, (py[0] + i0 * up, py[1] + (h - i1) * up), float(up) * gain,
-                          rows=(t0, t1))  # [N, t1 - t0, W up * C]
-        del u, rows
-        t = t.reshape(n, t1 - t0, w_up, c).permute(0, 3, 1, 2)  # [N, C, t1 - t0, W up] channels-last
-        if grad:
-            if clamp is not None:
-                t = t.clamp(-clamp / slope, clamp)  # = clamp after the leaky ReLU, for slope > 0
-            t = F.leaky_relu(t, slope)
-        else:
-            if clamp is not None:
-                t.clamp_(-clamp / slope, clamp)
-            F.leaky_relu_(t, slope)
-        if fd.ndim == 2:  # radial: one depthwise 2-D convolution
-            k = torch.flip(fd, [0, 1]).to(t.dtype)[None, None].expand(c, 1, td, td)
-            y = F.conv2d(t, k, stride=down, groups=c)  # [N, C, o1 - o0, W']
-        else:
-            y = _fir_h(_fir_w(t, fd, 1, down, (0, 0), 1.0), fd, 1, down, (0, 0), 1.0)
-        del t
-        if o1 - o0 == out_h:
-            return y
-        if out is None:
-            out = torch.empty(n, c, out_h, y.shape[3], dtype=y.dtype, device=y.device,
-                              memory_format=torch.channels_last)
-        out[:, :, o0:o1] = y
-    return out
+    fu, fd = fu.to(x.dtype), fd.to(x.dtype)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FilteredLReLU.apply(x, fu, fd, up, down, tuple(padding), float(gain), float(slope), clamp)
+    return _forward(x, fu, fd, _Plan(x, fu, fd, up, down, padding), gain, slope, clamp)
 
 
-__all__ = ["filtered_lrelu", "resample_rows", "block_matrix", "UP_BLOCK", "DOWN_BLOCK", "BAND_BYTES", "resample_size"]
+__all__ = ["filtered_lrelu", "BAND_BYTES"]

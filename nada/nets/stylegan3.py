@@ -139,7 +139,8 @@ class StyleGAN3Generator(nn.Module):
         with torch.device("meta"):
             g = cls(**kwargs)
         try:
-            g.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True, assign=True)
+            g.load_state_dict({k: v.detach().to(torch.float32, copy=True) for k, v in state_dict.items()}, strict=True,
+                              assign=True)  # copies: the caller's tensors stay its own
         except RuntimeError as err:
             raise ValueError(f"The state dict does not fit a StyleGAN3 of these arguments: {err}") from None
         return g.eval().requires_grad_(False)
