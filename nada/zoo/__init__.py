@@ -1,0 +1,2 @@
+"""A zoo of styles: many compact styles trained together in one batch (:func:`adapt_many`), from a prompt file, on
+this machine or as Ray tasks across a cluster (``nada zoo PROMPTS --out DIR``)."""
