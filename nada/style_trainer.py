@@ -101,12 +101,15 @@ class StyleTrainer:
         finally:
             steps.close()
 
-    def evaluate(self, record: Progress, n: int) -> Evaluation:
+    def evaluate(self, record: Progress, n: int, judges: Sequence[str] | None = None) -> Evaluation:
         """The figures of a record's weights against the source, judged by the training CLIPs (partly circular:
-        the record says so through ``trained_with``)."""
-        figures = evaluate(self.generator, record.generator, self.clips, self.config.source_text,
+        the record says so through ``trained_with``) or by the CLIP models named in ``judges`` (e.g. the held-out
+        :data:`nada.clip_models.JUDGE_CLIP`; tiny mode: the tiny CLIP)."""
+        clips = self.clips if judges is None else self.store.clips(list(judges))
+        names = self.clip_names if judges is None else list(judges) if not self.store.tiny else ["tiny-clip"]
+        figures = evaluate(self.generator, record.generator, clips, self.config.source_text,
                            self.config.target_text, n=n, id_loss=self.id_loss, truncation=self.config.truncation)
-        return Evaluation.from_figures(figures, judge=self.clip_names, trained_with=self.clip_names,
+        return Evaluation.from_figures(figures, judge=names, trained_with=self.clip_names,
                                        id_trained=self.id_loss is not None)
 
 
