@@ -29,6 +29,7 @@ from nada.zoo.sheet import (
     render_rows,
     shorten,
     write_index,
+    write_pictures,
     write_sheet,
 )
 
@@ -164,6 +165,21 @@ def test_index_links_only_safe_file_names(tmp_path):
     page = index_html(hostile)
     assert "<a " not in page and "passwd" not in page and "javascript" not in page
     assert index_html({"styles": "not a list"}).count("<tr class=") == 0
+
+
+def test_write_pictures_draws_the_done_styles_of_a_book(tmp_path, source):
+    zoo = book(names=("joker", "sketch"))
+    zoo["styles"].append({**zoo["styles"][0], "name": "gone", "file": "gone.safetensors"})  # done, file missing
+    zoo["styles"].append({**zoo["styles"][0], "name": "escape", "file": "../joker.safetensors"})  # never read
+    save_style(compact_style(source, 1, HOSTILE), tmp_path / "joker.safetensors")
+    sheet_path, index_path = write_pictures(tmp_path, source, zoo, cell=32, source_name="tiny")
+    sheet = Image.open(sheet_path)
+    assert sheet.size == (len(SEEDS) * 32, 2 * (32 + caption_height(32)))  # the source and the one style on disk
+    assert index_path.read_text(encoding="utf-8").count("<tr class=") == 4
+    expected = contact_sheet(render_rows(source, [("x", tmp_path / "joker.safetensors")], SEEDS, cell=32), cell=32)
+    strip = caption_height(32)
+    assert np.array_equal(np.asarray(sheet.convert("RGB"))[-32:], np.asarray(expected)[-32:])
+    assert np.asarray(sheet.convert("RGB"))[-32 - strip:-32].min() < 100  # its caption
 
 
 # ---------------------------------------------------------------------------------------------- in a browser

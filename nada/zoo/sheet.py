@@ -148,6 +148,30 @@ def write_index(directory: str | os.PathLike, book: dict) -> Path:
     return atomic_write(Path(directory) / INDEX_NAME, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
 
 
+def write_pictures(directory: str | os.PathLike, source_generator: Generator, book: dict, *,
+                   truncation: float = 0.7, cell: int = CELL, source_name: str | None = None) -> tuple[Path, Path]:
+    """Draw ``directory/sheet.png`` from the finished styles of ``book`` (zoo.json's content: its ``seeds``, and each
+    "done" style's file beside it, captioned "source -> target") and write ``index.html``; (sheet path, index path).
+    Only file names that are safe slugs are read, each when its row's turn comes."""
+    directory = Path(directory)
+    styles = []
+    for style in book.get("styles") or []:
+        if not isinstance(style, dict):
+            continue
+        file = style.get("file")
+        if style.get("status") == "done" and isinstance(file, str) and _FILE_RE.fullmatch(file) \
+                and (directory / file).is_file():
+            styles.append((prompt_caption(style), directory / file))
+    seeds = book.get("seeds") or [0]
+    rows = render_rows(source_generator, styles, seeds, truncation, cell=cell, source_name=source_name)
+    return write_sheet(directory, contact_sheet(rows, cell)), write_index(directory, book)
+
+
+def prompt_caption(style: dict) -> str:
+    """A zoo.json style's caption: "source -> target"."""
+    return f"{style.get('source_text', '')} -> {style.get('target_text', '')}"
+
+
 _COLUMNS = ("Name", "Prompt", "Recipe", "Seed", "Status", "Seconds", "Where", "Figures", "Error")
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fff; }
@@ -210,7 +234,7 @@ def _table_row(style: dict) -> str:
     name = esc(style.get("name", ""))
     if isinstance(file, str) and _FILE_RE.fullmatch(file):  # a slug beside index.html, nothing else becomes a link
         name = f'<a href="{esc(file)}">{name}</a>'
-    prompt = f"{style.get('source_text', '')} -> {style.get('target_text', '')}"
+    prompt = prompt_caption(style)
     seconds = style.get("seconds")
     cells = [
         f"<td>{name}</td>",
@@ -264,5 +288,5 @@ def _escape(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-__all__ = ["render_rows", "contact_sheet", "write_sheet", "write_index", "index_html", "fit", "shorten",
-           "caption_height", "SHEET_NAME", "INDEX_NAME", "CELL", "SOURCE_CAPTION"]
+__all__ = ["render_rows", "contact_sheet", "write_sheet", "write_index", "write_pictures", "prompt_caption",
+           "index_html", "fit", "shorten", "caption_height", "SHEET_NAME", "INDEX_NAME", "CELL", "SOURCE_CAPTION"]
