@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 
@@ -19,6 +20,7 @@ from .jobs import BatchJob, StyleResult, run_job
 
 LOOPBACK = "127.0.0.1"
 CONNECT_TIMEOUT_S = 3.0  # an address that does not answer within this is reported, never waited on
+WAIT_S = 1.0  # how often a wait for finished jobs looks at the stop flag
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 instead of the machine's address
 
 
@@ -116,8 +118,8 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> RaySession:
     try:
         ray.init(address=target, configure_logging=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
-        raise ClusterError(f"Could not join the Ray cluster at {target}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-                           ) from None
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise ClusterError(f"Could not join the Ray cluster at {target}: {first}") from None
     return _session(ray, target, started_here=True)
 
 
@@ -147,10 +149,12 @@ def _ray_job(job: BatchJob) -> list[StyleResult]:
 
 
 def run_jobs(jobs: Sequence[BatchJob], *, gpus_per_job: float = 0.0, cpus_per_job: float = 1.0,
-             retries: int = 3) -> Iterator[tuple[BatchJob, list[StyleResult] | None, str | None]]:
+             retries: int = 3, stop: threading.Event | None = None
+             ) -> Iterator[tuple[BatchJob, list[StyleResult] | None, str | None]]:
     """Submit every job as a Ray task (``gpus_per_job`` may be a fraction: 0.25 packs four jobs on a GPU) and yield
     ``(job, results, None)`` as each finishes, or ``(job, None, message)`` for a job Ray gave up on (its worker died
-    more than ``retries`` times). Jobs still running when the caller stops iterating are cancelled."""
+    more than ``retries`` times). Jobs still running when the caller stops iterating, or ``stop`` is set, are
+    cancelled."""
     ray = import_ray()
     if gpus_per_job > 0 and not ray.cluster_resources().get("GPU", 0):
         raise ClusterError(f"--gpus-per-job {gpus_per_job:g} asks for GPUs, but the Ray cluster has none; use "
@@ -160,8 +164,8 @@ def run_jobs(jobs: Sequence[BatchJob], *, gpus_per_job: float = 0.0, cpus_per_jo
     by_ref = {task.remote(job): job for job in jobs}
     pending = list(by_ref)
     try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+        while pending and not (stop is not None and stop.is_set()):
+            ready, pending = ray.wait(pending, num_returns=1, timeout=WAIT_S)
             for ref in ready:
                 try:
                     yield by_ref[ref], ray.get(ref), None
