@@ -102,6 +102,13 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None) -> Ray
     ray = import_ray(loopback=True)
     if ray.is_initialized():
         return _session(ray, "local", started_here=False)
+    # Ray reads LOOPBACK_ENV once, at its first import: imported before (by a notebook, a test), it would still bind
+    # its servers to every address. Its flag is set the way the variable would have set it (measured in
+    # tests/test_zoo_cluster.py, which imports Ray first).
+    from ray._private import ray_constants
+
+    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, num_cpus=num_cpus, num_gpus=num_gpus,
              configure_logging=False, log_to_driver=False)
     return _session(ray, "local", started_here=True)
