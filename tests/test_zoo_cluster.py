@@ -72,8 +72,8 @@ def test_a_worker_killed_mid_batch_is_retried_and_every_style_lands_once(local_r
     marker = tmp_path / "died-once"
 
     class DyingJob(zoo_jobs.BatchJob):  # defined here: Ray pickles it by value into the worker
-        def run(self, where=None, stop=None):
-            for item in super().run(where=where, stop=stop):
+        def run(self, **kwargs):
+            for item in super().run(**kwargs):
                 if self.index == 0 and isinstance(item, zoo_jobs.BatchTick) and not marker.exists():
                     marker.write_text(str(os.getpid()))
                     os._exit(1)  # the worker process dies after its first step, as a killed machine would

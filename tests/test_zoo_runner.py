@@ -5,6 +5,7 @@ others finish, and every bad input refused before anything is written."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,15 @@ def test_unknown_source_and_gpus_without_a_cluster_are_refused(tmp_path):
     with pytest.raises(ValueError, match="--gpus-per-job applies to Ray runs"):
         list(run_zoo(entries(), tmp_path / "zoo", source="tiny", settings=TINY, gpus_per_job=0.5))
     assert not (tmp_path / "zoo").exists()
+
+
+def test_stop_loses_at_most_the_batch_in_flight_and_a_rerun_goes_on(tmp_path):
+    out, stop = tmp_path / "zoo", threading.Event()
+    first = []
+    for event in run_zoo(entries(), out, source="tiny", settings=TINY, seeds=(0,), styles_per_batch=1, stop=stop):
+        if event.kind == "style":
+            first.append(event.record["name"])
+            stop.set()
+    assert first == ["sketch"]
+    assert [s["name"] for s in json.loads((out / ZOO_FILE).read_text())["styles"]] == ["sketch"]
+    assert styles_of(run(PROMPTS, out)) == ["pixar", "joker"]

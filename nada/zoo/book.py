@@ -80,6 +80,7 @@ class ZooBook:
         self.seeds = [int(s) for s in seeds]
         self.styles: dict[str, dict] = {r["name"]: r for r in (styles or [])}  # name -> record, in file order
         self.updated = updated or _now()
+        self.reseeded = False  # opened with other sheet seeds than its zoo.json had (the sheet must be drawn again)
 
     # ------------------------------------------------------------------------------------------- opening
     @classmethod
@@ -97,7 +98,7 @@ class ZooBook:
                                  f"{data['source']}). Nothing was started.")
         book = cls(folder, source, data.get("seeds") or seeds, data["styles"], data.get("updated"))
         if book.seeds != [int(s) for s in seeds]:
-            book.seeds = [int(s) for s in seeds]
+            book.seeds, book.reseeded = [int(s) for s in seeds], True
             book.save()
         return book
 

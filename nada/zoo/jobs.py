@@ -70,9 +70,10 @@ class BatchJob:
         """Style-steps the batch trains (the sum of its styles' iterations)."""
         return sum(c.iterations for c in self.configs)
 
-    def run(self, where: str | None = None, stop: threading.Event | None = None) -> Iterator[BatchTick | StyleResult]:
+    def run(self, where: str | None = None, stop: threading.Event | None = None, store: ModelStore | None = None
+            ) -> Iterator[BatchTick | StyleResult]:
         """Train the batch: :func:`train_batch` of this job."""
-        return train_batch(self, where=where, stop=stop)
+        return train_batch(self, where=where, stop=stop, store=store)
 
 
 @dataclasses.dataclass
@@ -133,16 +134,18 @@ def style_bytes(style: Any) -> bytes:
         return path.read_bytes()
 
 
-def train_batch(job: BatchJob, where: str | None = None, stop: threading.Event | None = None
-                ) -> Iterator[BatchTick | StyleResult]:
+def train_batch(job: BatchJob, where: str | None = None, stop: threading.Event | None = None,
+                store: ModelStore | None = None) -> Iterator[BatchTick | StyleResult]:
     """Load the models once, train the job's styles together, and yield a :class:`BatchTick` as steps complete and
     a :class:`StyleResult` as each style finishes (every style of the job gets exactly one). A failure of the whole
-    batch (models that cannot load, running out of memory) becomes a failed result for each style not yet done."""
+    batch (models that cannot load, running out of memory) becomes a failed result for each style not yet done.
+    ``where``: the machine's name for the results (default: the host name); ``store``: a model store to share with
+    other batches of this process (default: a new one, from the job's settings)."""
     where = where or socket.gethostname()
     t0 = time.perf_counter()
     finished: set[int] = set()
     try:
-        store = job.settings.store()
+        store = store or job.settings.store()
         trainers = [StyleTrainer(store, job.source, config, stop=stop) for config in job.configs]
         id_loss = next((t.id_loss for t in trainers if t.id_loss is not None), None)
         steps = adapt_many(trainers[0].generator, trainers[0].clips, [t.config for t in trainers], id_loss, stop=stop)

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..model_store import ModelStore
 from . import cluster
 from .book import ZooBook, style_file_name
 from .jobs import BatchJob, BatchTick, StoreSettings, StyleResult, plan_batches
@@ -41,7 +42,7 @@ class ZooEvent:
     paths: tuple[Path, ...] = ()  # "pictures": sheet.png, index.html
 
 
-def validate_entries(entries: Sequence[ZooEntry], source: str, settings: StoreSettings,
+def validate_entries(entries: Sequence[ZooEntry], source: str, store: ModelStore,
                      registry_source: str | None = None) -> None:
     """ValueError naming the line for an empty list, a duplicate or unsafe name, an unknown source or settings that
     cannot work on it; nothing loads but the registry's facts."""
@@ -54,7 +55,6 @@ def validate_entries(entries: Sequence[ZooEntry], source: str, settings: StoreSe
                              "give one of them another name with '| name=...'.")
         seen[entry.name] = entry.line
         style_file_name(entry.name)
-    store = settings.store()
     if not store.is_source(source):
         raise ValueError(f"Unknown source generator '{source}'. Choose one of: "
                          f"{', '.join(n for _, n in store.source_choices())}.")
@@ -81,13 +81,16 @@ def run_zoo(entries: Sequence[ZooEntry], out: str | os.PathLike, *, source: str,
     settings = settings or StoreSettings()
     named = registry_source if registry_source is not None else source
     entries = list(entries)
-    validate_entries(entries, source, settings, registry_source)
+    store = settings.store()  # shared by the batches trained here and the sheet
+    validate_entries(entries, source, store, registry_source)
     if styles_per_batch < 1:
         raise ValueError(f"--styles-per-batch must be at least 1, got {styles_per_batch}.")
     if gpus_per_job is not None and gpus_per_job < 0:
         raise ValueError(f"--gpus-per-job must be 0 or more, got {gpus_per_job:g}.")
     if address is None and gpus_per_job:
         raise ValueError("--gpus-per-job applies to Ray runs: give --address too (local, auto or ray://host:port).")
+    if address is not None:
+        cluster.import_ray(loopback=address == "local")  # installed? (and kept on 127.0.0.1 when started here)
     if address not in (None, "local"):
         cluster.check_reachable(cluster.resolve_address(address))  # within seconds, before anything changes
     book = ZooBook.open(out, source, seeds)
@@ -108,24 +111,25 @@ def run_zoo(entries: Sequence[ZooEntry], out: str | os.PathLike, *, source: str,
                        total_steps=total, styles=len(todo))
         counts = {"done": 0, "failed": 0}
         if address is None:
-            outcome = _run_here(jobs, book, counts, stop)
+            outcome = _run_here(jobs, book, counts, store, stop)
         else:
             outcome = _run_on_ray(jobs, book, counts, address, gpus_per_job, num_cpus, retries, stop)
         yield from outcome
         yield ZooEvent("end", f"{counts['done']} finished, {counts['failed']} failed", styles=counts["done"],
                        failed=counts["failed"])
-    if changed or not (book.folder / SHEET_NAME).is_file() or not (book.folder / INDEX_NAME).is_file():
-        yield _pictures(book, source, settings)
+    if changed or book.reseeded or not (book.folder / SHEET_NAME).is_file() \
+            or not (book.folder / INDEX_NAME).is_file():
+        yield _pictures(book, source, store)
 
 
-def _run_here(jobs: list[BatchJob], book: ZooBook, counts: dict, stop: threading.Event | None
+def _run_here(jobs: list[BatchJob], book: ZooBook, counts: dict, store: ModelStore, stop: threading.Event | None
               ) -> Iterator[ZooEvent]:
-    """Train the batches one after another in this process."""
+    """Train the batches one after another in this process, sharing one model store."""
     for job in jobs:
         if stop is not None and stop.is_set():
             return
         reported = 0
-        for item in job.run(stop=stop):
+        for item in job.run(stop=stop, store=store):
             if isinstance(item, BatchTick):
                 reported += item.steps
                 yield ZooEvent("steps", steps=item.steps)
@@ -172,9 +176,9 @@ def _record(job: BatchJob, result: StyleResult, book: ZooBook, counts: dict) -> 
         yield ZooEvent("style", f"{entry.name}: FAILED: {record['error']}", record=record)
 
 
-def _pictures(book: ZooBook, source: str, settings: StoreSettings) -> ZooEvent:
+def _pictures(book: ZooBook, source: str, store: ModelStore) -> ZooEvent:
     """Draw sheet.png (every finished style x the fixed seeds) and index.html."""
-    generator = settings.store().generator(source)
+    generator = store.generator(source)
     paths = write_pictures(book.folder, generator, book.as_dict(), source_name=source)
     return ZooEvent("pictures", f"{len(book.finished())} style(s) on {paths[0].name}; table in {paths[1].name}",
                     paths=tuple(paths))
