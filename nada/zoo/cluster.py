@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import os
 import socket
 import threading
@@ -29,16 +30,31 @@ class ClusterError(ConnectionError):
 
 
 def import_ray(loopback: bool = False) -> ModuleType:
-    """``ray``, or ClusterError saying how to install it. ``loopback``: first set :data:`LOOPBACK_ENV` to "0" (Ray
-    reads it when first imported), so that a Ray started here stays on 127.0.0.1."""
+    """``ray``, or ClusterError saying how to install it. ``loopback``: keep Ray on 127.0.0.1 (a Ray started here
+    binds its servers there, and a loopback address is not swapped for the machine's own): :data:`LOOPBACK_ENV` is
+    set to "0" before the import, and, when Ray was imported before (by a notebook, a test), the flag Ray set from
+    it at that first import is set the same way (measured in tests/test_zoo_cluster.py, which imports Ray first)."""
     if loopback:
         os.environ[LOOPBACK_ENV] = "0"
     try:
         import ray
+        from ray._private import ray_constants
     except ImportError:
         raise ClusterError("Ray is not installed: pip install nada[cluster] (or pip install ray==2.60.0). Without "
                            "--address the zoo runs on this machine and needs no Ray.") from None
+    if loopback and getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        ray_constants.ENABLE_RAY_CLUSTER = False
     return ray
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -53,22 +69,23 @@ def parse_address(address: str) -> tuple[str, int]:
 
 def resolve_address(address: str) -> str:
     """The ``host:port`` (or ``ray://host:port``) that ``address`` names; ``"auto"``: ``RAY_ADDRESS`` or the Ray
-    started on this machine with ``ray start``. ClusterError when ``auto`` finds none."""
+    started on this machine with ``ray start`` (as written there: a loopback address stays one). ClusterError when
+    ``auto`` finds none."""
     if address != "auto":
         parse_address(address)
         return address
-    ray = import_ray()
-    from ray._private.services import canonicalize_bootstrap_address  # how ray.init itself reads "auto"
+    import_ray()
+    from ray._private.services import get_ray_address_from_environment  # how ray.init itself reads "auto"
 
     try:
-        found = canonicalize_bootstrap_address("auto")
+        found = get_ray_address_from_environment("auto", None)
     except ConnectionError:
         found = None
-    del ray
     if not found:
         raise ClusterError("--address auto found no running Ray cluster on this machine (none started with "
                            f"`ray start --head --node-ip-address={LOOPBACK}`, and RAY_ADDRESS is not set). Start "
                            "one, or give ray://host:port, or leave --address out to run here without Ray.")
+    parse_address(found)
     return found
 
 
@@ -102,13 +119,6 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None) -> Ray
     ray = import_ray(loopback=True)
     if ray.is_initialized():
         return _session(ray, "local", started_here=False)
-    # Ray reads LOOPBACK_ENV once, at its first import: imported before (by a notebook, a test), it would still bind
-    # its servers to every address. Its flag is set the way the variable would have set it (measured in
-    # tests/test_zoo_cluster.py, which imports Ray first).
-    from ray._private import ray_constants
-
-    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
-        ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, num_cpus=num_cpus, num_gpus=num_gpus,
              configure_logging=False, log_to_driver=False)
     return _session(ray, "local", started_here=True)
@@ -117,17 +127,39 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None) -> Ray
 def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> RaySession:
     """Connect to the Ray cluster at ``address`` (``auto``, ``host:port`` or ``ray://host:port``), after checking it
     answers (ClusterError within ``timeout`` seconds otherwise)."""
-    ray = import_ray()
     target = resolve_address(address)
+    ray = import_ray(loopback=is_loopback(parse_address(target)[0]))
+    if target.startswith("ray://"):
+        from ray._private.utils import get_ray_client_dependency_error
+
+        if get_ray_client_dependency_error() is not None:
+            raise ClusterError(f"{target} is a Ray Client address, and Ray's client is not installed here: pip "
+                               "install 'ray[client]==2.60.0'; or, on a machine of the cluster, give the head's "
+                               "host:port (or auto).")
     check_reachable(target, timeout)
     if ray.is_initialized():
         return _session(ray, target, started_here=False)
+    _token_auth_if_available()
     try:
         ray.init(address=target, configure_logging=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-        raise ClusterError(f"Could not join the Ray cluster at {target}: {first}") from None
+        raise ClusterError(f"Could not join the Ray cluster at {target}: {first}. A cluster with token "
+                           "authentication (Ray's default) needs its token here: RAY_AUTH_TOKEN, or the file "
+                           "~/.ray/auth_token (`ray get-auth-token`).") from None
     return _session(ray, target, started_here=True)
+
+
+def _token_auth_if_available() -> None:
+    """Use token authentication when a token is at hand and RAY_AUTH_MODE says nothing, as ``ray start`` does
+    (Ray 2.60 starts clusters with tokens by default; ``ray.init(address=...)`` alone does not send one)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray version: its own defaults apply
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _session(ray: ModuleType, address: str, started_here: bool) -> RaySession:
@@ -185,5 +217,5 @@ def run_jobs(jobs: Sequence[BatchJob], *, gpus_per_job: float = 0.0, cpus_per_jo
                 ray.cancel(ref, force=True)
 
 
-__all__ = ["ClusterError", "RaySession", "import_ray", "parse_address", "resolve_address", "check_reachable",
-           "start_local", "connect", "ray_session", "run_jobs", "LOOPBACK", "CONNECT_TIMEOUT_S"]
+__all__ = ["ClusterError", "RaySession", "import_ray", "is_loopback", "parse_address", "resolve_address",
+           "check_reachable", "start_local", "connect", "ray_session", "run_jobs", "LOOPBACK", "CONNECT_TIMEOUT_S"]

@@ -89,10 +89,12 @@ def run_zoo(entries: Sequence[ZooEntry], out: str | os.PathLike, *, source: str,
         raise ValueError(f"--gpus-per-job must be 0 or more, got {gpus_per_job:g}.")
     if address is None and gpus_per_job:
         raise ValueError("--gpus-per-job applies to Ray runs: give --address too (local, auto or ray://host:port).")
-    if address is not None:
-        cluster.import_ray(loopback=address == "local")  # installed? (and kept on 127.0.0.1 when started here)
-    if address not in (None, "local"):
-        cluster.check_reachable(cluster.resolve_address(address))  # within seconds, before anything changes
+    if address == "local":
+        cluster.import_ray(loopback=True)  # installed? (and kept on 127.0.0.1)
+    elif address is not None:
+        target = cluster.resolve_address(address)
+        cluster.import_ray(loopback=cluster.is_loopback(cluster.parse_address(target)[0]))
+        cluster.check_reachable(target)  # within seconds, before anything changes
     book = ZooBook.open(out, source, seeds)
 
     todo: list[ZooEntry] = []
