@@ -107,6 +107,19 @@ def test_an_address_that_does_not_answer_fails_within_seconds(tmp_path, scheme):
     assert not (tmp_path / "zoo").exists()  # nothing was written
 
 
+def test_auto_reads_the_address_as_written_and_reports_one_that_does_not_answer(tmp_path, monkeypatch):
+    port = unused_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert cluster.resolve_address("auto") == f"127.0.0.1:{port}"  # not swapped for the machine's own address
+    assert cluster.is_loopback("127.0.0.1") and cluster.is_loopback("localhost") and cluster.is_loopback("::1")
+    assert not cluster.is_loopback("10.0.0.5") and not cluster.is_loopback("head.example")
+    t0 = time.monotonic()
+    with pytest.raises(cluster.ClusterError, match=f"127.0.0.1:{port} does not answer"):
+        list(run_zoo(parse_prompts(PROMPTS, source="tiny"), tmp_path / "zoo", source="tiny", settings=TINY,
+                     address="auto"))
+    assert time.monotonic() - t0 < 5
+
+
 @pytest.mark.parametrize("address", ["nowhere", "ray://host", "host:99999"])
 def test_malformed_addresses_are_refused(address):
     with pytest.raises(ValueError, match="is not a Ray address"):

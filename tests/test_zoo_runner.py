@@ -192,7 +192,9 @@ def test_a_corrupt_or_foreign_zoo_json_is_an_error_and_left_alone(tmp_path):
         ZooBook.open(out, "tiny", [0])
 
 
-def test_unknown_source_and_gpus_without_a_cluster_are_refused(tmp_path):
+def test_unknown_source_too_many_sheet_seeds_and_gpus_without_a_cluster_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="1 to 16 seeds"):
+        list(run_zoo(entries(), tmp_path / "zoo", source="tiny", settings=TINY, seeds=range(17)))
     with pytest.raises(ValueError, match="Unknown source generator 'nope'"):
         list(run_zoo(entries(), tmp_path / "zoo", source="nope", settings=TINY))
     with pytest.raises(ValueError, match="--gpus-per-job applies to Ray runs"):

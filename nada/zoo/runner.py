@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import limits
 from ..model_store import ModelStore
 from . import cluster
 from .book import ZooBook, style_file_name
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .prompts import ZooEntry
 
 DEFAULT_SEEDS = (0, 1, 2, 3)  # the contact sheet's columns
+MAX_SHEET_SEEDS = 16  # columns of the contact sheet at most
 
 
 @dataclasses.dataclass
@@ -83,6 +85,9 @@ def run_zoo(entries: Sequence[ZooEntry], out: str | os.PathLike, *, source: str,
     entries = list(entries)
     store = settings.store()  # shared by the batches trained here and the sheet
     validate_entries(entries, source, store, registry_source)
+    seeds = [limits.seed(s, "A sheet seed") for s in seeds]
+    if not 1 <= len(seeds) <= MAX_SHEET_SEEDS:
+        raise ValueError(f"The contact sheet takes 1 to {MAX_SHEET_SEEDS} seeds (--seeds), got {len(seeds)}.")
     if styles_per_batch < 1:
         raise ValueError(f"--styles-per-batch must be at least 1, got {styles_per_batch}.")
     if gpus_per_job is not None and gpus_per_job < 0:
@@ -186,4 +191,4 @@ def _pictures(book: ZooBook, source: str, store: ModelStore) -> ZooEvent:
                     paths=tuple(paths))
 
 
-__all__ = ["run_zoo", "validate_entries", "ZooEvent", "DEFAULT_SEEDS"]
+__all__ = ["run_zoo", "validate_entries", "ZooEvent", "DEFAULT_SEEDS", "MAX_SHEET_SEEDS"]
