@@ -5,7 +5,8 @@ ViT-B/32 + ViT-B/16, random weights, real architectures) on a 256 px StyleGAN2, 
 seeds. Each reports ``s_per_style_step``, the step's seconds / K: K separate runs take K times ``k1``'s step, so
 batching pays where a larger K has a smaller ``s_per_style_step`` than ``k1``. Run them one after another, alone
 (``python -m bench --cases zoo256_compact_k1,zoo256_compact_k4,zoo256_compact_k8``).
-``zoo1024_compact_k1`` / ``_k8`` / ``_k32`` (optional: a GPU's, run by bench/gpu_check.sh) are the same at 1024 px.
+``zoo1024_compact_k1`` / ``_k8`` / ``_k32`` (a GPU's, run by bench/gpu_check.sh) are the same at 1024 px; ``k32`` (128
+images a step) recomputes the generator's activations in backward (``grad_checkpointing``) to fit in GPU memory.
 """
 
 from __future__ import annotations
@@ -27,20 +28,21 @@ TARGETS = ("Sketch", "Pixar character", "Anime painting", "Mona Lisa painting", 
            "Watercolor painting")  # prompts of the zoo cases, in turn
 
 
-def zoo_configs(k: int) -> list[AdaptConfig]:
+def zoo_configs(k: int, **overrides) -> list[AdaptConfig]:
     """K compact-recipe configs, differing in target prompt and seed, that run for as long as the bench steps."""
     return [AdaptConfig.from_recipe("compact", source_text="Photo", target_text=TARGETS[i % len(TARGETS)], seed=i,
-                                    iterations=10_000, preview_every=0) for i in range(k)]
+                                    iterations=10_000, preview_every=0, **overrides) for i in range(k)]
 
 
-def zoo_case(size: int, k: int) -> Callable[[torch.device], tuple]:
-    """A case: one batched step of ``k`` compact styles at ``size`` px, with the seconds per style-step."""
+def zoo_case(size: int, k: int, **overrides) -> Callable[[torch.device], tuple]:
+    """A case: one batched step of ``k`` compact styles at ``size`` px (``overrides`` on the recipe), with the
+    seconds per style-step."""
 
     def setup(device: torch.device):
         torch.manual_seed(0)
         g = serving_impl(Generator(size).to(device).eval(), device)
         clips = [(random_clip(p, device), 1.0) for p in VIT.values()]
-        steps = adapt_many(g, clips, zoo_configs(k))
+        steps = adapt_many(g, clips, zoo_configs(k, **overrides))
         times: list[float] = []
 
         def run() -> None:
@@ -67,7 +69,7 @@ CASES = {
     "zoo256_compact_k8": zoo_case(256, 8),
     "zoo1024_compact_k1": zoo_case(1024, 1),
     "zoo1024_compact_k8": zoo_case(1024, 8),
-    "zoo1024_compact_k32": zoo_case(1024, 32),
+    "zoo1024_compact_k32": zoo_case(1024, 32, grad_checkpointing=True),
 }
 OPTIONAL = ("zoo256_compact_k1", "zoo256_compact_k4", "zoo256_compact_k8", "zoo1024_compact_k1",
             "zoo1024_compact_k8", "zoo1024_compact_k32")

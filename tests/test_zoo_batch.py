@@ -196,3 +196,11 @@ def test_settings_that_cannot_share_a_batch_are_refused_before_anything_trains(s
         next(adapt_many(sg2, [(ColourClip(), 1.0)], [a, dataclasses.replace(b, lr=-1.0)]))
     with pytest.raises(ValueError, match="at least one style"):
         next(adapt_many(sg2, [(ColourClip(), 1.0)], []))
+
+
+def test_recomputing_activations_in_backward_trains_the_same_styles(sg2):
+    clip, configs = ColourClip(k=1.0), _configs()[:2]
+    plain = _run_many(sg2, clip, configs)[-1]
+    ckpt = _run_many(sg2, clip, [dataclasses.replace(c, grad_checkpointing=True) for c in configs])[-1]
+    for a, b in zip(plain, ckpt):
+        torch.testing.assert_close(_images(b), _images(a), rtol=0, atol=1e-4)
