@@ -2,7 +2,9 @@
 module per tab (``adapt_tab``, ``generate_tab`` with its ``mix`` box, ``invert_tab``).
 
 ``python app.py`` serves on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 127.0.0.1:7860). ``NADA_TINY=1`` runs
-every model as a tiny random stand-in (offline demos, CI). Importing this module loads no model.
+every model as a tiny random stand-in (offline demos, CI). ``NADA_ZOO_DIR=<folder>`` serves a zoo folder (``nada zoo
+PROMPTS --out <folder>``): its finished styles join the style pickers and the first screen's gallery, and its contact
+sheet is shown in the Generate tab. Importing this module loads no model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 
 import gradio as gr  # noqa: E402
 
-from nada.app import adapt_tab, generate_tab, invert_tab, mix, own_models  # noqa: E402
+from nada.app import adapt_tab, generate_tab, invert_tab, mix, own_models, zoo_styles  # noqa: E402
 from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
 from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
 from nada.app.status_line import failures_on_status, refusal  # noqa: E402
@@ -30,6 +32,7 @@ from nada.limits import MAX_LR  # noqa: E402
 from nada.model_store import DEFAULT_CLIPS, ModelStore  # noqa: E402
 from nada.runtime import configure_torch, env_flag, tune_allocator  # noqa: E402
 from nada.train import RECIPES, AdaptConfig  # noqa: E402
+from nada.zoo.gallery import ZooGallery  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_PHOTOS = ["astronaut.jpg"]
@@ -136,10 +139,11 @@ def adapt_layout(store: ModelStore) -> SimpleNamespace:
     return ui
 
 
-def generate_layout(store: ModelStore) -> SimpleNamespace:
+def generate_layout(store: ModelStore, zoo: ZooGallery | None = None) -> SimpleNamespace:
     """Layout of the Generate tab: the source and styled pictures beside their controls (style, seed, truncation,
     strength, Generate and its status line), inside the first screen of a desktop; on a phone the pictures come first,
-    then their controls. Below: the published styles' thumbnails, Mix styles, the video and the downloads."""
+    then their controls. Below: the published styles' thumbnails (and a served zoo's, with its contact sheet), Mix
+    styles, the video and the downloads."""
     ui = SimpleNamespace()
     show_notice(store, "generate")
     d = generate_tab.GENERATE_DEFAULTS
@@ -151,8 +155,10 @@ def generate_layout(store: ModelStore) -> SimpleNamespace:
                 ui.styled_gallery = gr.Gallery(label="Styled", columns=2, object_fit="contain", height="auto",
                                                format="png", min_width=300, elem_id="styled-gallery")
         with gr.Column(scale=2, min_width=300, elem_id="generate-controls"):
+            where = "published or in the zoo" if zoo else "or published"
             ui.style = gr.Dropdown(style_choices(store, None), value=generate_tab.default_style(store), label="Style",
-                                   info="trained here, uploaded, or published; in brackets: the generator it is for",
+                                   info=f"trained here, uploaded, {where}; "
+                                        "in brackets: the generator it is for",
                                    allow_custom_value=True,  # a stale choice reaches check_generate's message
                                    elem_id="generate-style")
             with gr.Row(equal_height=True):
@@ -178,9 +184,15 @@ def generate_layout(store: ModelStore) -> SimpleNamespace:
                                           file_types=list(generate_tab.STYLE_SUFFIXES), min_width=140)
                 ui.own_file = own_generator_button("generate-own-file")
     # Filled as the page opens (generate_tab.published_gallery); a click picks the style above.
-    ui.published = gr.Gallery(label="Published styles: click one to use it", columns=8, height=None,
+    shown = "Published styles" if zoo is None else f"Published styles and the zoo's {len(zoo.styles)}"
+    ui.published = gr.Gallery(label=f"{shown}: click one to use it", columns=8, height=None,
                               allow_preview=False, object_fit="cover", format="png", elem_id="published-styles")
     ui.published_names = gr.State([])  # the style name of each thumbnail, in the gallery's order
+    if zoo is not None and zoo.sheet is not None:  # the zoo's contact sheet (nada.app.zoo_styles)
+        with gr.Accordion(zoo_styles.sheet_title(zoo), open=False, elem_id="zoo-sheet-box"):
+            ui.zoo_sheet = gr.Image(str(zoo.sheet), label="Zoo sheet", show_label=False, interactive=False,
+                                    format="png", elem_id="zoo-sheet",
+                                    alt_text="The zoo's contact sheet: a row per style, the same seeds in each column")
     mix_layout(store, ui)
     with gr.Row(equal_height=True):  # the video at most ~600 px tall (page.css), the downloads beside it
         ui.video = gr.Video(label="Video (MP4)", interactive=False, elem_id="generate-video", scale=2,
@@ -281,10 +293,12 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
 
 # --------------------------------------------------------------------------------------------------- page
 def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: TrainingRuns | None = None,
-               sessions: BrowserSessions | None = None) -> gr.Blocks:
+               sessions: BrowserSessions | None = None, zoo_dir: str | os.PathLike | None = None) -> gr.Blocks:
     """The page. ``tiny`` (default: ``NADA_TINY``) uses tiny random models; ``store``, ``runs`` and ``sessions`` may
-    be shared."""
+    be shared. ``zoo_dir`` (default: ``NADA_ZOO_DIR``) names a zoo folder whose finished styles the page offers (a
+    folder that cannot be served is said in the server log; the page builds without it)."""
     store = store or ModelStore(tiny=env_flag("NADA_TINY") if tiny is None else tiny)
+    zoo = zoo_styles.serve_zoo(store, zoo_styles.zoo_setting(zoo_dir))
     runs = runs or TrainingRuns(max_waiting=MAX_WAITING)
     sessions = sessions or BrowserSessions(ttl_s=SESSION_TTL_S)
     opening = generate_tab.OpeningImages()
@@ -300,7 +314,7 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
             with gr.Tab("Adapt", id="adapt"):
                 ad = adapt_layout(store)
             with gr.Tab("Generate", id="generate", elem_id="generate-tab"):
-                ge = generate_layout(store)
+                ge = generate_layout(store, zoo)
             with gr.Tab("Invert", id="invert"):
                 inv = invert_layout(store)
 

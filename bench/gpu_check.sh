@@ -6,7 +6,10 @@
 #   1. adapt_tf32_off  one adaptation step at 1024 px, paper settings (batch 2, ViT-B/32 + ViT-B/16), without the
 #                      probe (every layer: the paper recipe) and with it (2/3 of the rows), bf16 off/on, TF32 off
 #                      (the app's default): `python -m bench --cases adapt1024_*`
-#   2. adapt_tf32_on   the same with NADA_TF32=1
+#   2. zoo             K compact styles trained together in one batch, K = 1, 8 and 32 at 1024 px (issue 36):
+#                      `python -m bench --cases zoo1024_compact_k1,zoo1024_compact_k8,zoo1024_compact_k32`; the
+#                      seconds per style-step show what batching buys on a GPU
+#   2b. adapt_tf32_on  the adaptation cases of part 1 with NADA_TF32=1
 #   3. rehearsal       the real app on the GPU (NADA_DEVICE=cuda) against a local hub of real-size random weights:
 #                      `python -m bench.rehearsal --device cuda` (Generate, Invert, a probed Adapt, a style upload)
 #   4. bench           every other benchmark case: `python -m bench --device cuda`
@@ -71,11 +74,17 @@ if [ "$quick" = 1 ]; then
   adapt_args=(--quick --cases adapt256_noprobe)
   bench_args=(--quick --cases gen256_b8,align)
   rehearsal_args=(--small)
+  zoo_args=(--quick --cases zoo256_compact_k1)
+  zoo_limit=240
+  zoo_case_limit=220
 else
   adapt_args=(--cases "adapt1024_noprobe,adapt1024_probe,adapt1024_noprobe_bf16,adapt1024_probe_bf16")
   # every default case but adapt1024_probe, which parts 1 and 2 measure
   bench_args=(--cases gen1024_b1,gen1024_b4,gen256_b8,gen1024_fwdbwd_b2,adapt256_probe,adapt256_noprobe,adapt256_probe_bf16,adapt256_noprobe_bf16,e4e_enc,e4e_encdec,align)
   rehearsal_args=(--probe --steps 20)
+  zoo_args=(--quick --cases zoo1024_compact_k1,zoo1024_compact_k8,zoo1024_compact_k32)
+  zoo_limit=150
+  zoo_case_limit=60
 fi
 
 echo "nada GPU check: device $device, budget ${budget}s, output $out_json"
@@ -84,6 +93,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 run_part adapt_tf32_off "$adapt_limit" env NADA_TF32=0 "$python" -m bench --device "$device" "${adapt_args[@]}" \
   --case-timeout "$case_limit" --json "$parts/adapt_tf32_off.json"
+run_part zoo "$zoo_limit" "$python" -m bench --device "$device" "${zoo_args[@]}" --case-timeout "$zoo_case_limit" \
+  --json "$parts/zoo.json"
 run_part adapt_tf32_on "$adapt_limit" env NADA_TF32=1 "$python" -m bench --device "$device" "${adapt_args[@]}" \
   --case-timeout "$case_limit" --json "$parts/adapt_tf32_on.json"
 run_part rehearsal 240 "$python" -m bench.rehearsal --device "$device" "${rehearsal_args[@]}" \

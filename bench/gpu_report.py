@@ -3,7 +3,8 @@ print what they mean for ZeroGPU (seconds per adaptation step at the app's defau
 
 ``PARTS_DIR`` holds what the script's parts wrote: ``parts.tsv`` (name, exit status, seconds per part),
 ``adapt_tf32_off.json`` / ``adapt_tf32_on.json`` (``python -m bench`` of the adaptation cases with ``NADA_TF32=0/1``),
-``rehearsal.json`` (``python -m bench.rehearsal``) and ``bench.json`` (the other benchmark cases). Missing or broken
+``zoo.json`` (the zoo cases: K compact styles in one batched step), ``rehearsal.json`` (``python -m bench.rehearsal``)
+and ``bench.json`` (the other benchmark cases). Missing or broken
 parts are reported as such; the merge itself never fails on them. Run after every part, so the JSON file is
 complete up to the last part that finished.
 """
@@ -130,6 +131,7 @@ def build_report(parts_dir: Path, app_formula: bool = True) -> dict:
         "zerogpu": zerogpu_sizing(table, app_formula),
         "rehearsal": _read_json(parts_dir / "rehearsal.json"),
         "bench": _read_json(parts_dir / "bench.json"),
+        "zoo": _read_json(parts_dir / "zoo.json"),
         "adapt_raw": adapt,
     }
     return report
@@ -160,6 +162,15 @@ def print_summary(report: dict) -> None:
                       f"after ~{LOAD_S:.0f} s of loading: {fits}")
         if "app_requests" in z:
             print(f"  the app asks ZeroGPU for {z['app_requests']} (nada.app.adapt_tab.adapt_duration)")
+    cases = (report.get("zoo") or {}).get("cases") or {}
+    if cases:
+        print(f"\n{'zoo case':<24} {'s/step':>8} {'s/style-step':>13} {'peak MiB':>9}")
+        for name, r in cases.items():
+            if "median_s" in r:
+                print(f"{name:<24} {r['median_s']:8.3f} {r.get('s_per_style_step', 0):13.3f} "
+                      f"{r.get('peak_mib', 0):9.0f}")
+            else:
+                print(f"{name:<24} {r.get('error', 'failed')}")
     reh = report.get("rehearsal")
     if reh and reh.get("calls"):
         print(f"\nrehearsal ({reh.get('device')}): app start {reh.get('startup_s')} s, peak RSS "

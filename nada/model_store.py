@@ -31,7 +31,15 @@ from .nets.autotune import ConvTuner
 from .nets.stylegan2 import Generator
 from .registry import FEATURE_ASSETS
 from .runtime import pick_device
-from .styles import Style, generator_fingerprint, import_style_pt, style_from_generators
+from .styles import (
+    Style,
+    StyleFileError,
+    generator_fingerprint,
+    import_style_pt,
+    load_style,
+    style_from_generators,
+    verify_source,
+)
 from .tiny import TINY_GENERATOR, TINY_INVERT, TINY_NAME, tiny_clip, tiny_generator
 from .weights import (
     REGISTRY,
@@ -51,6 +59,15 @@ TINY_DEMO_STYLES = {  # built-in styles in tiny mode: the tiny generators with t
 INVERT_ASSETS = FEATURE_ASSETS["Invert"]  # what the Invert tab needs (real mode)
 OWN_PREFIX = "own:"  # keys of uploaded generators: OWN_PREFIX + the first 16 hex digits of their weights' fingerprint
 MAX_OWN_LOADED = 2  # uploaded generators kept in memory (the others are read again from their file when used)
+
+
+@dataclass(frozen=True)
+class StyleFile:
+    """A ready-made style kept in a file the server's owner put in place (e.g. a zoo folder, ``nada.zoo.gallery``)."""
+
+    label: str  # how menus name it
+    source: str  # the generator it was trained from (a registry name)
+    file: Path  # its .safetensors file
 
 
 @dataclass
@@ -81,6 +98,7 @@ class ModelStore:
         self._published: OrderedDict[str, Style] = OrderedDict()  # LRU of imported published styles
         self._own: dict[str, OwnSource] = {}  # uploaded generators by key
         self._own_loaded: OrderedDict[str, Generator] = OrderedDict()  # LRU of those in memory
+        self._style_files: dict[str, StyleFile] = {}  # ready-made styles read from files (add_style_file)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.tuner = ConvTuner()  # the CPU convolution paths timed for every generator this store serves
@@ -125,10 +143,29 @@ class ModelStore:
         return TINY_INVERT if self.tiny else "ffhq"
 
     def published(self) -> dict[str, tuple[str, str]]:
-        """Ready-made styles: name -> (label, source generator). Published StyleGAN-NADA models, or tiny demos."""
+        """Ready-made styles: name -> (label, source generator). Published StyleGAN-NADA models (or tiny demos), then
+        the style files added with :meth:`add_style_file`."""
+        files = {name: (entry.label, entry.source) for name, entry in list(self._style_files.items())}
         if self.tiny:
-            return dict(TINY_DEMO_STYLES)
-        return {a.name: (a.description or a.name, a.source or "ffhq") for a in REGISTRY.values() if a.kind == "style"}
+            return {**TINY_DEMO_STYLES, **files}
+        return {**{a.name: (a.description or a.name, a.source or "ffhq") for a in REGISTRY.values()
+                   if a.kind == "style"}, **files}
+
+    def add_style_file(self, name: str, label: str, source: str, file: str | os.PathLike) -> None:
+        """Offer the nada style file ``file`` (trained from the generator ``source``) as the ready-made style ``name``
+        (the caller has checked the file's place; it is read, and checked against ``source``, when first used).
+        ValueError for a name a published style already has; the same name again replaces the file."""
+        with self._guard:
+            if name in self.published() and name not in self._style_files:
+                raise ValueError(f"'{name}' is already a ready-made style here.")
+            self._style_files[name] = StyleFile(str(label), str(source), Path(file))
+            self._published.pop(name, None)  # a replaced file is read again
+            self._cache.pop(f"style:{name}", None)
+
+    def style_file(self, name: str) -> Path | None:
+        """The file of a ready-made style added with :meth:`add_style_file` (None for the others)."""
+        entry = self._style_files.get(name)
+        return entry.file if entry is not None else None
 
     def published_choices(self, source: str | None = None) -> list[tuple[str, str]]:
         """(label, name) of the ready-made styles (only those of ``source`` when given)."""
@@ -281,7 +318,9 @@ class ModelStore:
             raise ValueError(f"'{name}' is not a ready-made style here ({', '.join(self.published())}).")
         source = self.published()[name][1]
         src = self.generator(source)
-        if self.tiny:
+        if name in self._style_files:
+            style = self._get(f"style:{name}", lambda: self._read_style_file(self._style_files[name], src))
+        elif self.tiny:
             style = self._get(f"style:{name}", lambda: _tiny_demo_style(src, source))
         else:
             style = self._get(f"style:{name}", lambda: import_style_pt(name, src, {"source": source},
@@ -291,6 +330,16 @@ class ModelStore:
             self._published[name] = style
             while len(self._published) > self.max_published_styles:
                 self._published.popitem(last=False)
+        return style
+
+    def _read_style_file(self, entry: StyleFile, source: Generator) -> Style:
+        """The style in ``entry``'s file, checked against its generator; errors name the file by its own name."""
+        try:
+            style = load_style(entry.file)
+        except StyleFileError as exc:
+            raise StyleFileError(str(exc).replace(str(entry.file), entry.file.name)) from None
+        verify_source(style, source, entry.source, self.fingerprint(entry.source),
+                      advice=f"The file {entry.file.name} does not belong to it: train that style again from it.")
         return style
 
     def preload(self, names: list[str] | None = None) -> list[str]:
@@ -361,4 +410,4 @@ def serving_impl(generator: Generator, device: torch.device | str, tuner: ConvTu
 
 
 __all__ = ["ModelStore", "WeightsStatus", "DEFAULT_CLIPS", "TINY_DEMO_STYLES", "TINY_INVERT", "INVERT_ASSETS",
-           "OWN_PREFIX", "OwnSource"]
+           "OWN_PREFIX", "OwnSource", "StyleFile"]

@@ -43,7 +43,9 @@ def tiny_stylegan3(seed: int = 0, radial: bool = False, **overrides) -> StyleGAN
     initial values; eval mode."""
     gen = torch.Generator().manual_seed(seed)
     kwargs = {**TINY_STYLEGAN3, **({"conv_kernel": 1, "use_radial_filters": True} if radial else {}), **overrides}
-    g = StyleGAN3Generator(**kwargs)
+    with torch.random.fork_rng(devices=[]):  # the input layer's frequencies and phases: drawn from this seed too,
+        torch.manual_seed(seed)  # so the same seed gives the same generator whatever ran before
+        g = StyleGAN3Generator(**kwargs)
     with torch.no_grad():
         for name, p in g.named_parameters():
             if name.endswith("affine.bias"):

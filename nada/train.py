@@ -315,18 +315,22 @@ class PreviewRenderer:
         return image_grid([self.source, adapted], size=min(256, self.source.shape[-1]))
 
 
-class _Trainer:
+class AdaptRun:
     """One run's models, optimiser and random stream; :meth:`step` trains one step. The step's tensors are its
     locals, so they are gone as soon as it returns or raises (memory after an out-of-memory error)."""
 
     def __init__(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
-                 id_loss: torch.nn.Module | None):
+                 id_loss: torch.nn.Module | None, *, trained: Generator | None = None, frozen: Generator | None = None,
+                 preview: PreviewRenderer | None = None):
+        # ``trained``, ``frozen``, ``preview``: given by nada.zoo, whose styles share one frozen copy and one set of
+        # weights (each style's trainable copy is a shared copy with offsets of its own); memory is checked there.
         self.config, self.id_loss = config, id_loss
         self.device = generator.device
         self.amp = bool(config.bf16)
         self.micro = config.probe_micro_batch or default_micro_batch(generator)
-        check_fits(generator, [m for m, _ in clip_models], config.batch_size,
-                   config.probe_batch if config.probing() else 0, self.micro, self.amp, config.grad_checkpointing)
+        if trained is None:
+            check_fits(generator, [m for m, _ in clip_models], config.batch_size,
+                       config.probe_batch if config.probing() else 0, self.micro, self.amp, config.grad_checkpointing)
         self.guide = self._guide(generator, clip_models)
         # The frozen copy shares the caller's tensors (no memory copied): it is only read, under no_grad (a StyleGAN2
         # generator has no train/eval-dependent layers), so the caller's generator is never modified. On a CPU both
@@ -337,8 +341,8 @@ class _Trainer:
         self.impl, self.caller_tuner = generator.conv_impl, generator.conv_tuner
         fast = "auto" if self.impl in ("batched", "auto") and self.device.type == "cpu" else self.impl
         self.tuner = (self.caller_tuner or ConvTuner()) if fast == "auto" else None
-        self.frozen = generator.shared_copy().set_conv_impl(fast, self.tuner)
-        self.trained = copy.deepcopy(generator).set_conv_impl(fast, self.tuner).train()
+        self.frozen = frozen or generator.shared_copy().set_conv_impl(fast, self.tuner)
+        self.trained = (trained or copy.deepcopy(generator)).set_conv_impl(fast, self.tuner).train()
         self.trained.grad_checkpointing = config.grad_checkpointing
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.mix_rng = random.Random(config.seed)  # the mixing coin and crossover row
@@ -348,7 +352,7 @@ class _Trainer:
         trainable = init_style_offsets(self.trained, config.params, config.train_to_rgb) if self.compact \
             else self.trained.parameters()
         self.opt = config.adam(trainable)
-        self.preview = PreviewRenderer(self.frozen, config.preview_seeds, config.truncation)
+        self.preview = preview or PreviewRenderer(self.frozen, config.preview_seeds, config.truncation)
         self.k = config.resolved_layers_k(generator.n_latent)
         frozen = config.frozen(generator.n_latent)
         self.candidates = [i for i in range(generator.n_latent)
@@ -379,29 +383,13 @@ class _Trainer:
 
     def step(self, step: int) -> tuple[dict[str, float], ProbeResult | None, dict[str, float] | None]:
         """Train step ``step``: (loss values, the probe's result or None, phase timings or None)."""
-        config, device, amp, frozen, trained, rng = \
-            self.config, self.device, self.amp, self.frozen, self.trained, self.rng
+        config, device, amp, frozen, trained = self.config, self.device, self.amp, self.frozen, self.trained
         timer = PhaseTimer(config.profile, device)
-        probe: ProbeResult | None = None
-        if self.probe and (step - 1) % config.probe_every == 0:
-            zp = torch.randn(config.probe_batch, trained.style_dim, device=device, generator=rng)
-            if self.compact:
-                set_trainable_offsets(trained, [])  # the probe differentiates only its W+ copy
-            with torch.no_grad():
-                wp = frozen.mapping(zp)  # [Bp, 512]
-            with autocast(device, amp):
-                probe = probe_layers(trained, wp, self.guide, self.k, config.probe_iters, micro_batch=self.micro,
-                                     noise=draw_noise(frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb,
-                                     rows=self.candidates)
-            self.layers = probe.layers
-            self.set_trainable(trained, self.layers)
+        probe = self.probe_step(step)
+        if probe is not None:
             timer.mark("probe")
-        z = torch.randn(config.batch_size, trained.style_dim, device=device, generator=rng)
-        noise = draw_noise(frozen, config.batch_size, rng)  # shared by both copies
+        w, noise = self.draw()
         with torch.no_grad():
-            w = frozen.mapping(z)  # [B, 512], untruncated
-            if config.mixing > 0:  # no draw at all when off: runs without mixing keep their random stream
-                w = self.mix(w)  # [B, 512] or [B, n_latent, 512]
             with autocast(device, amp):
                 img_frozen = frozen.synthesis(w, noise=noise).float()  # [B, 3, H, W]
             feats_frozen = self.guide.image_features(img_frozen)
@@ -421,6 +409,36 @@ class _Trainer:
         self.opt.step()
         timer.mark("optimizer")
         return dict(zip(terms, values)), probe, timer.take()
+
+    def probe_step(self, step: int) -> ProbeResult | None:
+        """Probe the layers to train at step ``step`` when due (and make exactly them trainable); None otherwise."""
+        config, device, trained, rng = self.config, self.device, self.trained, self.rng
+        if not (self.probe and (step - 1) % config.probe_every == 0):
+            return None
+        zp = torch.randn(config.probe_batch, trained.style_dim, device=device, generator=rng)
+        if self.compact:
+            set_trainable_offsets(trained, [])  # the probe differentiates only its W+ copy
+        with torch.no_grad():
+            wp = self.frozen.mapping(zp)  # [Bp, 512]
+        with autocast(device, self.amp):
+            probe = probe_layers(trained, wp, self.guide, self.k, config.probe_iters, micro_batch=self.micro,
+                                 noise=draw_noise(self.frozen, zp.shape[0], rng), train_to_rgb=config.train_to_rgb,
+                                 rows=self.candidates)
+        self.layers = probe.layers
+        self.set_trainable(trained, self.layers)
+        return probe
+
+    def draw(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """This step's training latents and noise, from the run's random streams: (w [B, 512] or, mixed,
+        [B, n_latent, 512]; noise maps shared by both copies)."""
+        config = self.config
+        z = torch.randn(config.batch_size, self.trained.style_dim, device=self.device, generator=self.rng)
+        noise = draw_noise(self.frozen, config.batch_size, self.rng)  # shared by both copies
+        with torch.no_grad():
+            w = self.frozen.mapping(z)  # [B, 512], untruncated
+            if config.mixing > 0:  # no draw at all when off: runs without mixing keep their random stream
+                w = self.mix(w)  # [B, 512] or [B, n_latent, 512]
+        return w, noise
 
     def mix(self, w: torch.Tensor) -> torch.Tensor:
         """With probability ``config.mixing``, ``w`` crossed with a second latent at one random row (the same W+ then
@@ -456,7 +474,7 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
         raise ValueError("The identity loss (lambda_id > 0) needs the ArcFace weights; they are not loaded. "
                          "Set lambda_id to 0 or provide the weights.")
     t0 = time.perf_counter()
-    run = _Trainer(generator, clip_models, config, id_loss)
+    run = AdaptRun(generator, clip_models, config, id_loss)
     t_setup = time.perf_counter()
 
     def record(step: int, losses: dict[str, float], image: Image.Image | None, probe: ProbeResult | None = None,
@@ -535,9 +553,11 @@ def draw_noise(generator: Generator, batch: int, rng: torch.Generator) -> list[t
 
 
 def step_losses(guide: ClipGuide, config: AdaptConfig, img_train: torch.Tensor, img_frozen: torch.Tensor,
-                feats_frozen: list[torch.Tensor], id_loss: torch.nn.Module | None) -> dict[str, torch.Tensor]:
-    """Every weighted loss term of one step (only the terms with a non-zero weight) and their sum as "total"."""
-    feats_train = guide.image_features(img_train)
+                feats_frozen: list[torch.Tensor], id_loss: torch.nn.Module | None,
+                feats_train: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Every weighted loss term of one step (only the terms with a non-zero weight) and their sum as "total";
+    ``feats_train``: the trained images' CLIP features when already computed (else computed here)."""
+    feats_train = guide.image_features(img_train) if feats_train is None else feats_train
     terms: dict[str, torch.Tensor] = {}
     if config.lambda_direction > 0:
         terms["direction"] = config.lambda_direction * guide.directional(feats_train, feats_frozen)

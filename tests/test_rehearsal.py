@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from bench.gpu_report import build_report
+from bench.gpu_report import build_report, print_summary
 from bench.registry import all_cases, default_cases
 
 from .helpers import PROJECT_ROOT
@@ -84,3 +84,22 @@ def test_gpu_report_merges_parts_and_sizes_zerogpu(tmp_path):
     assert z["noprobe"]["steps_in"]["120"] == 500  # (120 s - 20 s of loading) / 0.2 s
     assert report["rehearsal"] is None and report["bench"] is None
     json.dumps(report)  # the merged file is plain JSON
+
+
+def test_the_zoo_part_names_real_cases_and_its_figures_reach_the_report(tmp_path, capsys):
+    script = (PROJECT_ROOT / "bench" / "gpu_check.sh").read_text()
+    listed = script.split("zoo_args=(--quick --cases zoo1024", 1)[1].split(")", 1)[0]
+    names = ("zoo1024" + listed).split(",")
+    assert names == ["zoo1024_compact_k1", "zoo1024_compact_k8", "zoo1024_compact_k32"]
+    assert set(names) <= set(all_cases()) and not set(names) & set(default_cases())
+    zoo = {"machine": "test", "device": "cuda", "cases": {
+        "zoo1024_compact_k1": {"median_s": 0.4, "peak_mib": 9000.0, "s_per_style_step": 0.4},
+        "zoo1024_compact_k8": {"median_s": 1.6, "peak_mib": 30000.0, "s_per_style_step": 0.2},
+        "zoo1024_compact_k32": {"error": "timed out after 60 s"}}}
+    (tmp_path / "zoo.json").write_text(json.dumps(zoo))
+    (tmp_path / "parts.tsv").write_text("zoo\t0\t100\n")
+    report = build_report(tmp_path, app_formula=False)
+    assert report["zoo"]["cases"]["zoo1024_compact_k8"]["s_per_style_step"] == 0.2
+    print_summary(report)
+    out = capsys.readouterr().out
+    assert "zoo1024_compact_k8" in out and "0.200" in out and "timed out after 60 s" in out

@@ -349,7 +349,7 @@ def test_style_mixing_feeds_both_copies_the_same_mixed_latents(tiny_generator, t
 def test_mixing_off_leaves_runs_unchanged(tiny_generator, tiny_clip, monkeypatch):
     """mixing=0 draws nothing extra from the run's random stream: results equal those of a run that cannot mix."""
     plain = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0, preview_every=0)))[-1]
-    monkeypatch.setattr(train._Trainer, "mix", lambda self, w: pytest.fail("mixing ran with mixing=0"))
+    monkeypatch.setattr(train.AdaptRun, "mix", lambda self, w: pytest.fail("mixing ran with mixing=0"))
     again = list(adapt(tiny_generator, [(tiny_clip, 1.0)], _config(iterations=2, layers_k=0, preview_every=0)))[-1]
     assert plain.losses == again.losses
     a, b = plain.generator.state_dict(), again.generator.state_dict()

@@ -8,5 +8,6 @@ components by name), :mod:`~nada.app.page` (page texts, display helpers, ``page.
 :mod:`~nada.app.input_checks`, :mod:`~nada.app.style_menus` (the style pickers), :mod:`~nada.app.sessions` (a
 browser's styles and uploaded generators), :mod:`~nada.app.own_models` (your own generator: checked, then a source of
 its session only), :mod:`~nada.app.training_queue` (one run on the GPU at a time), :mod:`~nada.app.thumbnails` (the
-published styles' pictures), :mod:`~nada.app.zerogpu` (GPU tasks in a worker process).
+published styles' pictures), :mod:`~nada.app.zoo_styles` (a zoo folder served as a gallery, ``NADA_ZOO_DIR``),
+:mod:`~nada.app.zerogpu` (GPU tasks in a worker process).
 """

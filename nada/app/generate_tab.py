@@ -33,7 +33,15 @@ from PIL import Image
 
 from ..model_store import ModelStore
 from ..render import render_seeds, to_pil
-from ..styles import Style, StyleFileError, apply_style, import_style_pt, load_style, verify_source
+from ..styles import (
+    Style,
+    StyleFileError,
+    StyleMismatchError,
+    apply_style,
+    import_style_pt,
+    load_style,
+    verify_source,
+)
 from ..video import VideoPlan, render_video
 from ..weights import REGISTRY, CheckpointError, WeightsUnavailableError, offline
 from .errors import InputError, own_names, to_user_error, user_errors
@@ -116,7 +124,7 @@ def render_style_thumbnails(store: ModelStore, source: str, names: list[str], se
         for name in names:  # one styled copy in memory at a time
             try:
                 style = store.published_style(name)
-            except (WeightsUnavailableError, CheckpointError):
+            except (WeightsUnavailableError, CheckpointError, StyleMismatchError):  # e.g. a zoo's file
                 out.append(None)
                 continue
             styled = apply_style(gen, style, 1.0, check_source=False, source_name=source)

@@ -4,11 +4,14 @@ Thumbnails live beside the weights (``cache_dir() / "thumbnails"``; tiny mode in
 style, seed, truncation and size, so a Space renders each one once ever. :meth:`StyleThumbnails.fill` renders the
 missing ones through a render function (on a Space, :func:`nada.app.generate_tab.render_style_thumbnails` as a GPU
 task), one call per source generator; :meth:`StyleThumbnails.gallery` lists what is on disk. File names come from
-registry names only, checked against a strict pattern: user text never becomes a path.
+registry names only, checked against a strict pattern: user text never becomes a path. A style served from a file (a
+zoo's, :meth:`nada.model_store.ModelStore.style_file`) has its file's size and time in its thumbnail's name: a replaced
+file gets a new thumbnail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from ..styles import atomic_write
-from ..weights import asset_status, cache_dir, offline
+from ..weights import REGISTRY, asset_status, cache_dir, offline
 
 if TYPE_CHECKING:
     from ..model_store import ModelStore
@@ -74,9 +77,9 @@ class StyleThumbnails:
             raise ValueError(f"Not a style name a thumbnail can be stored under: {name!r}.")
         return self.directory / f"{name}-seed{self.seed}-t{self.truncation:g}-{self.size}.png"
 
-    def missing(self, names: list[str]) -> list[str]:
+    def missing(self, names: list[str], store: ModelStore | None = None) -> list[str]:
         """The names (in the given order) that have no readable thumbnail; corrupt files are removed."""
-        return [name for name in names if not self._usable(self.path(name))]
+        return [name for name in names if not self._usable(self._path(store, name))]
 
     def fill(self, store: ModelStore, render: RenderThumbnails, limit: int) -> list[str]:
         """Render up to ``limit`` missing thumbnails of ``store.published()`` with one ``render`` call per source
@@ -85,7 +88,7 @@ class StyleThumbnails:
         with self._lock:  # a second visitor waits here, then finds the files
             now = time.monotonic()
             fresh = [n for n in published if now - self._failed.get(n, -math.inf) >= self.retry_after_s]
-            todo, problems = self._choose(store, self.missing(fresh), max(0, int(limit)))
+            todo, problems = self._choose(store, self.missing(fresh, store), max(0, int(limit)))
             if not todo:
                 return problems
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -93,9 +96,9 @@ class StyleThumbnails:
             for name in todo:
                 by_source.setdefault(published[name][1], []).append(name)
             for source, names in by_source.items():
-                problems += self._render_group(render, source, names, published)
+                problems += self._render_group(render, source, names, published, store)
             for name in todo:  # remembered: retried after retry_after_s, not on every page load
-                if self.path(name).is_file():
+                if self._path(store, name).is_file():
                     self._failed.pop(name, None)
                 else:
                     self._failed[name] = time.monotonic()
@@ -105,12 +108,24 @@ class StyleThumbnails:
         """(PNG path, caption, style name) of each ready-made style with a thumbnail, in registry order."""
         out = []
         for name, (label, _source) in store.published().items():
-            path = self.path(name)
+            path = self._path(store, name)
             if self._usable(path):
                 out.append((str(path), label, name))
         return out
 
     # ------------------------------------------------------------------------------------------- internals
+    def _path(self, store: ModelStore | None, name: str) -> Path:
+        """:meth:`path` of ``name``, stamped with its file's size and time when ``store`` serves it from a file."""
+        file = getattr(store, "style_file", lambda _name: None)(name)  # None for published styles
+        if file is None:
+            return self.path(name)
+        try:
+            stat = Path(file).stat()
+            stamp = f"{Path(file).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        except OSError:
+            stamp = "gone"
+        return self.path(f"{name}.{hashlib.sha256(stamp.encode()).hexdigest()[:12]}")
+
     def _choose(self, store: ModelStore, missing: list[str], limit: int) -> tuple[list[str], list[str]]:
         """(names to render now, lines for those that cannot be): in real mode, styles whose weights are cached
         first, so a page load downloads as little as possible; offline, uncached ones are skipped."""
@@ -120,7 +135,7 @@ class StyleThumbnails:
         cached: dict[str, bool] = {}
 
         def uncached(name: str) -> int:  # 0-2: how many of (style, source generator) would be downloaded
-            assets = (name, published[name][1])
+            assets = [a for a in (name, published[name][1]) if a in REGISTRY]  # a style file is on this machine
             for asset in assets:
                 if asset not in cached:
                     cached[asset] = asset_status(asset).cached
@@ -133,7 +148,7 @@ class StyleThumbnails:
         return [n for n in ranked if n not in skipped][:limit], lines
 
     def _render_group(self, render: RenderThumbnails, source: str, names: list[str],
-                      published: dict[str, tuple[str, str]]) -> list[str]:
+                      published: dict[str, tuple[str, str]], store: ModelStore | None = None) -> list[str]:
         """Render ``names`` (all from ``source``) in one call and write their PNGs; lines for the failures."""
         try:
             images = list(render(source, list(names), self.seed, self.truncation, self.size))
@@ -148,7 +163,7 @@ class StyleThumbnails:
                 problems.append(f"{published[name][0]}: no thumbnail (its weights could not be loaded).")
                 continue
             try:
-                self._write(self.path(name), resize_thumbnail(image, self.size))
+                self._write(self._path(store, name), resize_thumbnail(image, self.size))
             except OSError as exc:
                 problems.append(f"{published[name][0]}: the thumbnail could not be saved ({exc}).")
         return problems

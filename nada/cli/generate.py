@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from ..nets.stylegan2 import Generator
 from ..render import render_seeds, to_pil
 from ..runtime import pick_device
 from ..styles import Style, apply_style, blend, load_any_style
+from ..styles.style_file import STYLE_SUFFIX
 from ..weights import REGISTRY
 from .args import CliError, parse_seeds, positive_int, unit_float
 
@@ -29,9 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--source", default="ffhq",
                      help=f"generator: a registry name ({_sources_help()}) or a .pt/.pkl file (default: ffhq)")
     gen.add_argument("--style", default=None, metavar="STYLE[:WEIGHT],...",
-                     help="a style file (.safetensors from nada, or a StyleGAN-NADA .pt) or a published style name; "
-                          "a blend of styles with weights: a.safetensors:0.6,nada-pixar:0.4 (weights may be "
-                          "negative: away from a style)")
+                     help="a style file (.safetensors from nada, or a StyleGAN-NADA .pt; a path may leave out "
+                          ".safetensors, e.g. a zoo's DIR/witcher) or a published style name; a blend of styles "
+                          "with weights: a.safetensors:0.6,nada-pixar:0.4 (weights may be negative: away from a "
+                          "style)")
     gen.add_argument("--strength", type=unit_float, default=1.0,
                      help="style strength, 0 = source, 1 = adapted (default: 1)")
     gen.add_argument("--seed", type=parse_seeds, default=[0], metavar="SEEDS",
@@ -73,10 +76,42 @@ def parse_style_spec(text: str) -> list[tuple[str, float | None]]:
     return out
 
 
+STYLE_FILE_SUFFIXES = (STYLE_SUFFIX, ".pt", ".pth", ".ckpt")
+
+
+def style_location(name: str) -> str:
+    """``name`` as ``--style`` means it. A path (it has a folder, or a style file's suffix) may leave out
+    ``.safetensors``: ``zoo/witcher`` is ``zoo/witcher.safetensors``; a path to no file is a :class:`CliError` that
+    names the file by its own name (and the styles of its folder). Other names (published or saved styles) pass."""
+    path = Path(name).expanduser()
+    is_path = any(sep in name for sep in ("/", os.sep, os.altsep or "/")) or name.startswith(("~", ".")) or \
+        path.suffix.lower() in STYLE_FILE_SUFFIXES
+    if not is_path or path.is_file():
+        return name
+    if path.is_dir():
+        raise CliError(f"'{path.name}' is a folder, not a style: name a style file in it ({_styles_in(path)}).")
+    if path.suffix.lower() not in STYLE_FILE_SUFFIXES:
+        path = path.with_name(path.name + STYLE_SUFFIX)
+        if path.is_file():
+            return str(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise CliError(f"no style file '{path.name}': its folder '{folder.name or folder}' does not exist.")
+    raise CliError(f"no style file '{path.name}' in the folder '{folder.resolve().name}' ({_styles_in(folder)}).")
+
+
+def _styles_in(folder: Path) -> str:
+    """"its styles: a, b, c" for the style files of ``folder`` (the first 12), or "it holds no style file"."""
+    names = sorted(p.stem for p in folder.glob("*" + STYLE_SUFFIX) if p.is_file())
+    if not names:
+        return "it holds no style file"
+    return "its styles: " + ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+
+
 def load_style_spec(text: str, generator: Generator, source_name: str) -> Style:
     """The style ``--style`` names: one style (by name or path), or the blend (:func:`nada.styles.blend`) of
     ``name:weight`` parts; every style is checked against ``generator``."""
-    specs = parse_style_spec(text)
+    specs = [(style_location(name), weight) for name, weight in parse_style_spec(text)]
     if len(specs) == 1 and specs[0][1] is None:
         return load_any_style(specs[0][0], generator, source_name)
     missing = [name for name, w in specs if w is None]

@@ -14,6 +14,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .autotune import ConvTuner
+from .offsets import offset_styles
 from .ops import conv3x3_paths, winograd_pays
 from .sg3_filters import LayerPlan
 from .sg3_ops import filtered_lrelu_ref
@@ -178,6 +179,7 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("down_filter", plan.down_filter())
         self.register_buffer("style_offset", None, persistent=False)
         self.register_buffer("style_delta", None, persistent=False)
+        self.style_index: torch.Tensor | None = None  # [N]: each sample's style when the offsets are [K, in]
         self.impl = "batched"  # "grouped" (the reference), "batched", "winograd" or "auto"
         self.tuner: ConvTuner | None = None  # the "auto" impl's per-shape choices
 
@@ -189,11 +191,7 @@ class SynthesisLayer(nn.Module):
     def styles(self, w: torch.Tensor) -> torch.Tensor:
         """w [N, w_dim] -> s [N, in]: the affine layer, then the style offsets where set (for ToRGB, times the
         weight gain ``1 / sqrt(in)``)."""
-        s = self.affine(w)  # [N, in]
-        if self.style_offset is not None:
-            s = s * (1 + self.style_offset)
-        if self.style_delta is not None:
-            s = s + self.style_delta
+        s = offset_styles(self, self.affine(w))  # [N, in]
         return s * (1 / math.sqrt(self.in_channels * self.conv_kernel ** 2)) if self.is_torgb else s
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .autotune import ConvTuner
-from .offsets import OFFSET_FORMS, assign_offsets, fold_offsets
+from .offsets import OFFSET_FORMS, assign_offsets, fold_offsets, offset_styles
 from .ops import (
     SQRT2,
     conv3x3_paths,
@@ -128,14 +128,12 @@ class ModulatedConv2d(nn.Module):
         # g_ema exactly. See Generator.set_style_offsets.
         self.register_buffer("style_offset", None, persistent=False)
         self.register_buffer("style_delta", None, persistent=False)
+        self.style_index: torch.Tensor | None = None  # [N]: each sample's style when the offsets are [K, in]
 
     def styles(self, w: torch.Tensor) -> torch.Tensor:
         """The style vector ``w`` [N, style_dim] -> s [N, in]: the affine layer, times ``1 + style_offset`` and plus
         ``style_delta`` where set (with neither, exactly the affine layer's output)."""
-        s = self.modulation(w)  # [N, in]
-        if self.style_offset is not None:
-            s = s * (1 + self.style_offset)
-        return s if self.style_delta is None else s + self.style_delta
+        return offset_styles(self, self.modulation(w))  # [N, in]
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``x`` [N, in, H, W], ``w`` [N, style_dim] -> [N, out, H', W']."""
@@ -381,11 +379,13 @@ class Generator(nn.Module):
         return {f"{name}.{form}": getattr(m, form) for name, m in self.modulated_convs().items()
                 for form in OFFSET_FORMS if getattr(m, form) is not None}
 
-    def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None) -> Generator:
+    def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None, index: torch.Tensor | None = None
+                          ) -> Generator:
         """Replace every style offset by ``offsets`` ("<module>.style_offset" or "<module>.style_delta" -> [in];
         moved to the layer's device and dtype); offsets not named are cleared. ``None`` or ``{}`` clears them all.
+        Several styles in one batch: offsets [K, in] and ``index`` [N], the style each sample renders with.
         Checked before anything changes: unknown keys and wrong shapes raise ``ValueError``."""
-        assign_offsets(self.modulated_convs(), offsets)
+        assign_offsets(self.modulated_convs(), offsets, index)
         return self
 
     @torch.no_grad()

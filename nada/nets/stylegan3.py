@@ -237,10 +237,12 @@ class StyleGAN3Generator(nn.Module):
         return {f"{name}.{form}": getattr(m, form) for name, m in self.modulated_convs().items()
                 for form in OFFSET_FORMS if getattr(m, form) is not None}
 
-    def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None) -> StyleGAN3Generator:
+    def set_style_offsets(self, offsets: dict[str, torch.Tensor] | None, index: torch.Tensor | None = None
+                          ) -> StyleGAN3Generator:
         """Replace every style offset by ``offsets`` (moved to the layer's device and dtype); those not named are
-        cleared. Checked first: unknown keys and wrong shapes raise ``ValueError``."""
-        assign_offsets(self.modulated_convs(), offsets)
+        cleared. Several styles in one batch: offsets [K, in] and ``index`` [N], each sample's style. Checked first:
+        unknown keys and wrong shapes raise ``ValueError``."""
+        assign_offsets(self.modulated_convs(), offsets, index)
         return self
 
     @torch.no_grad()
