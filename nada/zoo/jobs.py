@@ -25,13 +25,12 @@ from ..model_store import ModelStore
 from ..style_trainer import StyleTrainer
 from ..styles import save_style
 from ..train import AdaptConfig
-from .batch import adapt_many
+from .batch import SHARED, adapt_many
 
 if TYPE_CHECKING:
     from .prompts import ZooEntry
 
-# AdaptConfig fields every config of one batch must share (adapt_many refuses a batch that mixes them)
-BATCH_FIELDS = ("iterations", "params", "batch_size", "clip_models", "bf16", "grad_checkpointing")
+BATCH_FIELDS = SHARED  # AdaptConfig fields every config of one batch must share (adapt_many refuses a mix)
 
 
 @dataclasses.dataclass(frozen=True)
