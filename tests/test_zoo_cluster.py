@@ -42,13 +42,15 @@ def unused_port() -> int:
 
 
 def ray_listening() -> list[tuple[str, object]]:
-    """(process name, local address) of every listening TCP socket of the processes this one started (Ray's)."""
+    """(process name, local address) of every listening TCP socket of the Ray processes this one started."""
     listening = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            listening += [(proc.name(), c.laddr) for c in proc.net_connections(kind="inet")
-                          if c.status == psutil.CONN_LISTEN]
-        except psutil.NoSuchProcess:
+            name, command = proc.name(), " ".join(proc.cmdline())
+            if not (name.startswith("ray::") or name in ("gcs_server", "raylet") or "/ray/" in command):
+                continue  # a child of another test (a browser, a server): not Ray's
+            listening += [(name, c.laddr) for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return listening
 
