@@ -49,6 +49,9 @@ from .styles import (
 )
 from .train import AdaptConfig, Progress
 from .video import VideoPlan, render_video
+from .zoo.jobs import StoreSettings
+from .zoo.prompts import parse_prompts, read_prompts
+from .zoo.runner import ZooEvent, run_zoo
 
 StyleLike = Style | str | os.PathLike  # a Style, a saved style's name, a file, or a published style's name
 
@@ -180,6 +183,28 @@ class Studio:
         for text in trainer.warnings:
             warnings.warn(text, UserWarning, stacklevel=2)
         return trainer.run(style_every=every)
+
+    # ------------------------------------------------------------------------------------------ zoo
+    def zoo(self, prompts: str | os.PathLike | Sequence[str], out: str | os.PathLike, source: str | None = None, *,
+            recipe: str = "compact", source_text: str = "Photo", styles_per_batch: int = 4,
+            address: str | None = None, gpus_per_job: float | None = None, judge_samples: int = 8,
+            stop: threading.Event | None = None) -> Iterator[ZooEvent]:
+        """Train a style per prompt into the zoo folder ``out``, as ``nada zoo`` does; yields
+        :class:`~nada.zoo.runner.ZooEvent` records (``kind`` "style" once per finished style, "pictures" for
+        ``sheet.png`` and ``index.html``).
+
+        ``prompts``: a prompt file's path, or its lines as a list (``"Sketch"``, ``"Human -> Werewolf | seed=3"``).
+        Compact styles train ``styles_per_batch`` at a time in one batch; styles already in ``out`` with the same
+        settings are skipped. ``address``: None trains here with this studio's models; ``"local"``, ``"auto"`` or
+        ``"ray://host:port"`` runs the batches as Ray tasks (``pip install nada[cluster]``). The prompts are read
+        when this is called; everything else is checked before the first style trains."""
+        name = self._source(source)
+        read = dict(source_text=source_text, recipe=recipe, source=name)
+        entries = read_prompts(prompts, **read) if isinstance(prompts, (str, os.PathLike)) \
+            else parse_prompts("\n".join(prompts), filename="prompts", **read)
+        settings = StoreSettings(tiny=self.tiny, device=str(self.device), judge_samples=judge_samples)
+        return run_zoo(entries, out, source=name, styles_per_batch=styles_per_batch, address=address,
+                       gpus_per_job=gpus_per_job, settings=settings, stop=stop, store=self.store)
 
     # ------------------------------------------------------------------------------------------ invert
     def invert(self, photo: ImageSource | Image.Image | InvertResult, styles: Sequence[StyleLike] = (),

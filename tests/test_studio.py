@@ -296,3 +296,19 @@ def test_readme_python_example_runs_in_tiny_mode(tmp_path: Path, monkeypatch: py
     assert scope["record"].done and scope["record"].style.source == TINY_INVERT
     assert len(scope["photo"].styled) == 1
     assert os.environ["NADA_TINY"] == "1"
+
+
+def test_a_zoo_from_a_list_of_prompts_lands_in_its_folder_and_renders(studio: nada.Studio, tmp_path) -> None:
+    out = tmp_path / "zoo"
+    prompts = ["Sketch | iterations=2", "Photo -> Pixar character | iterations=2 seed=3"]
+    events = list(studio.zoo(prompts, out, source="tiny", judge_samples=0))
+    done = [e.record["name"] for e in events if e.kind == "style"]
+    assert done == ["sketch", "pixar-character"] and events[-1].kind == "pictures"
+    assert {p.name for p in out.iterdir()} >= {"sketch.safetensors", "pixar-character.safetensors", "zoo.json",
+                                               "sheet.png", "index.html"}
+    plain, styled = studio.generate([0], source="tiny"), studio.generate([0], style=out / "sketch.safetensors")
+    assert np.abs(np.asarray(plain[0], float) - np.asarray(styled[0], float)).max() > 0
+    again = list(studio.zoo(prompts, out, source="tiny", judge_samples=0))  # the same run: nothing trains
+    assert [e.kind for e in again] == ["skip", "skip"]
+    with pytest.raises(ValueError, match="line 1"):
+        studio.zoo(["Photo ->"], out, source="tiny")

@@ -21,11 +21,9 @@ from PIL import Image
 from ..styles import read_style_meta, safe_style_name
 from ..styles.style import KINDS
 from ..styles.style_file import STYLE_SUFFIX
+from .book import ZOO_FILE, ZOO_FORMAT, ZOO_VERSION
+from .sheet import SHEET_NAME as SHEET_FILE
 
-ZOO_FILE = "zoo.json"
-SHEET_FILE = "sheet.png"
-ZOO_FORMAT = "nada-zoo"
-ZOO_VERSION = 1
 MAX_ZOO_JSON_MB = 16  # a zoo of thousands of styles is a few MB; anything larger is not a zoo.json
 MAX_TEXT = 200  # characters of a prompt kept for labels
 

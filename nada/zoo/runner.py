@@ -71,7 +71,8 @@ def validate_entries(entries: Sequence[ZooEntry], source: str, store: ModelStore
 def run_zoo(entries: Sequence[ZooEntry], out: str | os.PathLike, *, source: str, styles_per_batch: int = 4,
             address: str | None = None, gpus_per_job: float | None = None, settings: StoreSettings | None = None,
             seeds: Sequence[int] = DEFAULT_SEEDS, num_cpus: int | None = None, retries: int = 3,
-            registry_source: str | None = None, stop: threading.Event | None = None) -> Iterator[ZooEvent]:
+            registry_source: str | None = None, stop: threading.Event | None = None,
+            store: ModelStore | None = None) -> Iterator[ZooEvent]:
     """Train every style of ``entries`` not yet finished in the zoo folder ``out``; yields :class:`ZooEvent`\\ s.
 
     ``address``: None trains here, batch after batch, without Ray; ``"local"`` starts a private Ray on this machine
@@ -79,11 +80,12 @@ def run_zoo(entries: Sequence[ZooEntry], out: str | os.PathLike, *, source: str,
     task with ``gpus_per_job`` GPUs (a fraction packs several on one GPU; default 1 when the cluster has GPUs, else
     0), retried ``retries`` times when its worker dies. ``settings``: how models load (tiny mode, device) and how
     many samples the held-out judge scores per style. ``registry_source``: the name whose published recipe values
-    apply (default ``source``). Everything is checked before training starts."""
+    apply (default ``source``). ``store``: models already loaded (``nada.Studio``'s), used here instead of a new
+    store made from ``settings`` (Ray tasks always load their own). Everything is checked before training starts."""
     settings = settings or StoreSettings()
     named = registry_source if registry_source is not None else source
     entries = list(entries)
-    store = settings.store()  # shared by the batches trained here and the sheet
+    store = store or settings.store()  # shared by the batches trained here and the sheet
     validate_entries(entries, source, store, registry_source)
     seeds = [limits.seed(s, "A sheet seed") for s in seeds]
     if not 1 <= len(seeds) <= MAX_SHEET_SEEDS:
