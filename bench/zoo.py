@@ -2,9 +2,11 @@
 
 ``zoo256_compact_k1`` / ``_k4`` / ``_k8``: StyleDomain's compact recipe (``style_delta`` offsets, batch 4 per style,
 ViT-B/32 + ViT-B/16, random weights, real architectures) on a 256 px StyleGAN2, K styles with different prompts and
-seeds. Each reports ``s_per_style_step``, the step's seconds / K: K separate runs take K times ``k1``'s step, so
+seeds. Each reports ``s_per_style_step``, the step's seconds / K (and ``cpu_s_per_style_step``, the process CPU
+seconds, steadier on a shared machine): K separate runs take K times ``k1``'s step, so
 batching pays where a larger K has a smaller ``s_per_style_step`` than ``k1``. Run them one after another, alone
-(``python -m bench --cases zoo256_compact_k1,zoo256_compact_k4,zoo256_compact_k8``).
+(``python -m bench --cases zoo256_compact_k1,zoo256_compact_k4,zoo256_compact_k8``); memory grows by ~2.8 GB per style
+(the CLIP models' activations for backward, mostly), so ``k8`` needs more than a 24 GB machine has.
 ``zoo1024_compact_k1`` / ``_k8`` / ``_k32`` (a GPU's, run by bench/gpu_check.sh) are the same at 1024 px; ``k32`` (128
 images a step) recomputes the generator's activations in backward (``grad_checkpointing``) to fit in GPU memory.
 """
@@ -43,20 +45,21 @@ def zoo_case(size: int, k: int, **overrides) -> Callable[[torch.device], tuple]:
         g = serving_impl(Generator(size).to(device).eval(), device)
         clips = [(random_clip(p, device), 1.0) for p in VIT.values()]
         steps = adapt_many(g, clips, zoo_configs(k, **overrides))
-        times: list[float] = []
+        times: list[tuple[float, float]] = []  # (wall, process CPU) seconds per step
 
         def run() -> None:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             records = next(steps)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - t0)
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
             assert all(r is not None and r.error is None for r in records)
 
         def extra() -> dict[str, float]:
-            step_s = statistics.median(times[1:] or times)  # the first step also sets up (copies, previews)
+            timed = times[1:] or times  # the first step also sets up (copies, previews)
+            step_s, cpu_s = (statistics.median(t[i] for t in timed) for i in (0, 1))
             return {"styles": k, "images_per_step": k * zoo_configs(1)[0].batch_size,
-                    "s_per_style_step": step_s / k}
+                    "s_per_style_step": step_s / k, "cpu_s_per_style_step": cpu_s / k}
 
         return run, extra
 
