@@ -204,3 +204,14 @@ def test_recomputing_activations_in_backward_trains_the_same_styles(sg2):
     ckpt = _run_many(sg2, clip, [dataclasses.replace(c, grad_checkpointing=True) for c in configs])[-1]
     for a, b in zip(plain, ckpt):
         torch.testing.assert_close(_images(b), _images(a), rtol=0, atol=1e-4)
+
+
+def test_stylegan3_styles_train_together_as_each_alone():
+    g = tiny_stylegan3()
+    clip = ColourClip(k=1.0)
+    configs = [dataclasses.replace(c, iterations=3) for c in _configs()[:2]]
+    last = _run_many(g, clip, configs)[-1]
+    for k, config in enumerate(configs):
+        alone = list(adapt(g, [(clip, 1.0)], config))[-1]
+        torch.testing.assert_close(_images(last[k]), _images(alone), rtol=0, atol=2e-3)
+    assert (_images(last[0]) - _images(last[1])).abs().max() > 1e-3

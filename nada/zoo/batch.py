@@ -38,6 +38,7 @@ from ..train import (
     TrainingOutOfMemoryError,
     adapt,
     autocast,
+    default_micro_batch,
     step_losses,
 )
 
@@ -104,7 +105,7 @@ class _Styles:
         probing = [c for c in configs if c.probing()]
         check_fits(generator, [m for m, _ in clip_models], first.batch_size * len(configs),
                    max((c.probe_batch for c in probing), default=0),
-                   min((c.probe_micro_batch or max(1, 2048 // generator.size) for c in probing), default=1),
+                   min((c.probe_micro_batch or default_micro_batch(generator) for c in probing), default=1),
                    bool(first.bf16), first.grad_checkpointing)
         base = copy.deepcopy(generator)  # one copy of the weights for every style (the caller's is never touched)
         base.set_conv_impl(base.conv_impl, base.conv_tuner or ConvTuner())  # one tuner for every copy
