@@ -139,9 +139,18 @@ def test_load_refuses_another_generator_other_clip_models_and_other_files(gen, t
         Hypernet.load(tmp_path / "missing.safetensors")
     with pytest.raises(HypernetMismatchError, match="trained with the CLIP models colour"):
         Hypernet.load(path).style(_clip() * 2, "photo", "red")
+    with pytest.raises(HypernetMismatchError, match="embed text in 3 numbers; this hypernetwork reads 4"):
+        Hypernet.load(path).style([(_ThreeColours(), 1.0)], "photo", "red")
 
 
-def test_resume_continues_exactly_as_one_run(gen):
+class _ThreeColours(ColourClip):
+    """The colour stand-in with 3-number text embeddings (another CLIP model's size)."""
+
+    def encode_text(self, tokens):
+        return super().encode_text(tokens)[:, :3]
+
+
+def test_resume_continues_exactly_as_one_run(gen, tmp_path):
     whole = list(train_hypernet(gen, _clip(), TRAIN, SHORT))
     states = {}
     stop = threading.Event()
@@ -153,7 +162,8 @@ def test_resume_continues_exactly_as_one_run(gen):
             stop.set()
     assert sorted(states) == [3] and first[-1].done and first[-1].step == 3
     assert all(v.device.type == "cpu" for v in states[3]["hypernet"].values())
-    rest = list(train_hypernet(gen, _clip(), TRAIN, SHORT, resume=states[3]))
+    torch.save(states[3], tmp_path / "state.pt")  # a state survives a file (as a Ray checkpoint keeps it)
+    rest = list(train_hypernet(gen, _clip(), TRAIN, SHORT, resume=torch.load(tmp_path / "state.pt")))
     assert [r.step for r in rest] == [4, 5, 6]
     assert [r.losses for r in rest] == [r.losses for r in whole[3:]]
     a, b = _weights(whole[-1].hypernet), _weights(rest[-1].hypernet)
@@ -206,7 +216,8 @@ def test_two_ranks_with_summed_gradients_train_as_one(gen):
         assert torch.equal(a[k], b[k])  # the ranks agree exactly
     # and train the hypernetwork one process trains, judged by its offsets (single weights may differ by an Adam
     # step where a gradient is ~0 and rounding flips its sign)
-    offsets = [r[-1].hypernet(text_direction(_clip(), "photo", "red blue")) for r in (results[0], whole)]
+    with torch.no_grad():
+        offsets = [r[-1].hypernet(text_direction(_clip(), "photo", "red blue")) for r in (results[0], whole)]
     for k in offsets[0]:
         assert float((offsets[0][k] - offsets[1][k]).norm()) < 0.02 * float(offsets[1][k].norm())
 

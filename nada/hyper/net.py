@@ -111,7 +111,8 @@ class Hypernet(nn.Module):
                              f"({', '.join(config.clip_models)}).")
         dims = [int(template_features(m, "photo", ("{}",))[0].numel()) for m, _ in pairs]
         meta = {"generator_fingerprint": fingerprint or generator_fingerprint(generator),
-                "generator_config": generator.config(), "source": source, "clip_models": list(config.clip_models),
+                "generator_config": json.loads(json.dumps(generator.config())), "source": source,
+                "clip_models": list(config.clip_models),
                 "clip_dims": dims, "clip_weights": [float(w) for _, w in pairs], "template": config.template}
         return cls(trained_layers(generator, config), sum(dims), config, meta).to(generator.device)
 
@@ -135,6 +136,10 @@ class Hypernet(nn.Module):
         self.check_clip(clip_models)
         source_text, target_text = check_prompts(source_text, target_text)
         direction = text_direction(clip_models, source_text, target_text, self.meta.get("template", "{}"))
+        if direction.numel() != self.in_dim:
+            names = ", ".join(self.meta.get("clip_models") or [])
+            raise HypernetMismatchError(f"The CLIP models given embed text in {direction.numel()} numbers; this "
+                                        f"hypernetwork reads {self.in_dim} (from {names}). Load those models.")
         offsets = {k: v.detach().to("cpu", torch.float32).clone() for k, v in self(direction).items()}  # [in] each
         meta = {"source": self.meta.get("source"), "source_text": source_text, "target_text": target_text,
                 "mode": "text", "config": {"params": DELTA_FORM, "hypernet": self.config.to_dict()},
@@ -188,7 +193,7 @@ class Hypernet(nn.Module):
                 f"{', '.join(clip_names)}: a hypernetwork reads the text embeddings of the models it was trained with.")
         if generator is not None:
             mine = fingerprint or generator_fingerprint(generator)
-            if mine != net.meta.get("generator_fingerprint") or generator.config() != net.meta.get("generator_config"):
+            if mine != net.meta.get("generator_fingerprint"):  # a hash of every tensor, its name and shape
                 theirs = net.meta.get("source") or "unnamed"
                 raise HypernetMismatchError(
                     f"'{path.name}' was trained for another generator ('{theirs}', fingerprint "
