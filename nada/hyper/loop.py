@@ -122,7 +122,8 @@ def _check_resume(state: dict, config: HyperConfig, fingerprint: str, pairs: lis
 
 
 class _Run:
-    """One training run's models, optimiser, random streams and text directions; :meth:`step` trains one step."""
+    """One training run's models, optimiser, random streams and text directions; :meth:`step` then
+    :meth:`finish_step` train one step."""
 
     def __init__(self, generator: Generator, clip_models: list[tuple[nn.Module, float]],
                  pairs: list[tuple[str, str]], config: HyperConfig, rank: int, world: int, source: str | None,
@@ -184,9 +185,9 @@ class _Run:
                 w = mix_latents(w, self.frozen.mapping(z2), cross, self.frozen.n_latent)  # [B, n_latent, 512]
         return chosen, w, noise
 
-    def step(self, step: int) -> tuple[dict[str, float], str | None]:
-        """Train step ``step``: (this rank's loss terms, an error message when the loss or a gradient was not finite:
-        the weights are then those of the step before)."""
+    def step(self) -> dict[str, float]:
+        """One step's forward and backward passes on this rank's prompts: its loss terms (``.grad`` set on every
+        weight: NaN-poisoned when the loss is not finite, so every rank sees it after the all-reduce)."""
         config, batch = self.config, self.config.batch_size
         chosen, w, noise = self.draw()
         mine = [chosen[j] for j in range(self.rank, len(chosen), self.world)]
@@ -224,10 +225,10 @@ class _Run:
             grads = [torch.zeros_like(p) for p in self.params]
         values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         for p, g in zip(self.params, grads):
-            p.grad = g.detach().clone()
+            p.grad = g.detach()
         if not math.isfinite(values["total"]):
             self.params[0].grad.fill_(float("nan"))  # every rank sees the failure through the all-reduce
-        return values, None
+        return values
 
     def finish_step(self, step: int, sync_grads: Callable[[nn.Module], None] | None, local: float) -> str | None:
         """All-reduce (when given) and the optimiser step, unless a gradient is not finite (then the error)."""
@@ -300,7 +301,7 @@ def _train(generator: Generator, clip_models: list[tuple[nn.Module, float]], pai
     for step in range(run.step_done + 1, total + 1):
         if stop is not None and stop.is_set():
             break
-        losses, _ = run.step(step)
+        losses = run.step()
         error = run.finish_step(step, sync_grads, losses["total"])
         if error is not None:
             yield record({}, done=True, error=error)
