@@ -249,6 +249,10 @@ def test_pairs_and_targets_alone_are_the_same_prompts(gen):
     alone = list(train_hypernet(gen, _clip(), TRAIN, config))
     pairs = list(train_hypernet(gen, _clip(), [("Photo", t) for t in TRAIN], config))
     assert [r.losses for r in alone] == [r.losses for r in pairs]
+    # the caller's generator is never touched: no offsets, no gradients, its weights as they were
+    assert gen.style_offsets() == {} and all(p.grad is None for p in gen.parameters())
+    assert torch.equal(gen.state_dict()["convs.0.conv.weight"], make_tiny_generator(size=32).state_dict()[
+        "convs.0.conv.weight"])
 
 
 @pytest.mark.parametrize("prompts, message", [
