@@ -3,6 +3,7 @@ Adapt tab's Instant and Refine buttons (``NADA_HYPERNET``). Tiny models; the hyp
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -118,11 +119,16 @@ def test_training_starts_from_the_instant_offsets(studio, hyper_file):
     for key, value in offsets(start).items():
         assert torch.allclose(refined.tensors[key], value, atol=1e-4) and value.abs().max() > 1e-3
     # Without start the same run begins at zero offsets: far from the instant style.
-    plain = list(studio.adapt("Photo", "Werewolf", recipe="compact", source=TINY, iterations=1, lr=1e-6,
-                              style_every=0))[-1].style
+    plain_records = list(studio.adapt("Photo", "Werewolf", recipe="compact", source=TINY, iterations=1, lr=1e-6,
+                                      style_every=0))
+    plain = plain_records[-1].style
     assert all(not torch.allclose(plain.tensors.get(k, torch.zeros_like(v)), v, atol=1e-4)
                for k, v in offsets(start).items())
-    # The preview's source row is the plain source's pictures: only the trained copy starts from the offsets.
+    # The previews' source row is the plain source's pictures in both runs (the frozen copy has no offsets); the
+    # adapted row differs: only the trained copy starts from the offsets.
+    shown = [next(r.preview for r in run if r.preview is not None) for run in (records, plain_records)]
+    (top, bottom), (plain_top, plain_bottom) = (np.split(pixels(p), 2, axis=0) for p in shown)
+    assert np.array_equal(top, plain_top) and np.abs(bottom - plain_bottom).mean() > 0.5
     with pytest.raises(ValueError, match="compact style of the form it trains"):
         studio.adapt("Photo", "Werewolf", recipe="paper", source=TINY, start=start, iterations=1)
 
@@ -211,3 +217,28 @@ def test_refine_trains_on_from_the_instant_style(hyper_file, session):
     assert refined.meta["started_from"]["hypernet"] is True
     for key, value in offsets(start).items():
         assert torch.allclose(refined.tensors[key], value, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------ bench
+def test_the_gpu_check_hyper_part_names_real_cases_and_its_figures_reach_the_report(tmp_path, capsys):
+    from bench.gpu_report import build_report, print_summary
+    from bench.registry import all_cases, default_cases
+
+    from .helpers import PROJECT_ROOT
+
+    script = (PROJECT_ROOT / "bench" / "gpu_check.sh").read_text()
+    full = script.split("hyper_args=(--quick --cases hyper_step_1024", 1)[1].split(")", 1)[0]
+    names = ("hyper_step_1024" + full).split(",")
+    assert names == ["hyper_step_1024_k8", "hyper_style"] and set(names) <= set(all_cases())
+    assert "hyper_step_1024_k8" not in default_cases() and {"hyper_step_256", "hyper_style"} <= set(default_cases())
+    assert 'run_part hyper "$hyper_limit"' in script and '--json "$parts/hyper.json"' in script
+    figures = {"machine": "test", "device": "cuda", "cases": {
+        "hyper_step_1024_k8": {"median_s": 2.4, "peak_mib": 40000.0, "s_per_prompt": 0.3},
+        "hyper_style": {"error": "timed out after 60 s"}}}
+    (tmp_path / "hyper.json").write_text(json.dumps(figures))
+    (tmp_path / "parts.tsv").write_text("hyper\t0\t100\n")
+    report = build_report(tmp_path, app_formula=False)
+    assert report["hyper"]["cases"]["hyper_step_1024_k8"]["s_per_prompt"] == 0.3
+    print_summary(report)
+    out = capsys.readouterr().out
+    assert "hyper_step_1024_k8" in out and "0.300" in out and "timed out after 60 s" in out
