@@ -5,6 +5,8 @@
         print(rec.step, rec.losses)                          # rec.preview too; rec.style: the weights so far
     images = studio.generate([0, 1, 2], style=rec.style)     # seeds rendered in that style
     result = studio.invert("selfie.jpg", styles=[rec.style]) # .aligned, .reconstruction, .styled
+    fast = studio.instant("Photo", "Sketch", hyper="hyper.safetensors")  # no training: a hypernetwork's one pass
+    for rec in studio.adapt("Photo", "Sketch", recipe="compact", start=fast): ...  # refined: trained on from it
 
 The default source generator is the one photos are inverted into (``"ffhq"``; tiny mode: ``"tiny-invert"``, a
 256 px random stand-in), so a style trained with the defaults can be put on a photo. Other generators are named with
@@ -180,13 +182,15 @@ class Studio:
         (``lambda_id``) applies to face generators with ArcFace at hand; elsewhere it is turned off with a warning
         (:meth:`nada.style_trainer.StyleTrainer.identity_rule`). Settings are checked, and the models loaded, when
         this is called. ``start``: a compact style of the source (e.g. :meth:`instant`'s) to refine: training
-        starts from its offsets (use the ``"compact"`` recipe, whose offsets are of the same form)."""
+        starts from its offsets (use the ``"compact"`` recipe, whose offsets are of the same form); without
+        ``source`` a :class:`Style` given as ``start`` names the generator."""
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(AdaptConfig)})
         if unknown:
             raise ValueError(f"Unknown training setting(s) {', '.join(unknown)}: use AdaptConfig fields "
                              "(iterations, lr, layers_k, ...).")
         every = limits.whole_number(style_every, "style_every", 0, limits.MAX_ITERATIONS)
-        name = self._source(source)  # a source's published values for the recipe apply (nada.train.SOURCE_RECIPES)
+        # a source's published values for the recipe apply (nada.train.SOURCE_RECIPES); a start style names its own
+        name = self._source(source, start if isinstance(start, Style) else None)
         config = AdaptConfig.from_recipe(recipe, name, source_text=source_text, target_text=target_text, **overrides)
         begin = self._resolve(start, name)[0] if start is not None else None
         trainer = StyleTrainer(self.store, name, config, stop=stop, start=begin)
