@@ -4,7 +4,8 @@ module per tab (``adapt_tab``, ``generate_tab`` with its ``mix`` box, ``invert_t
 ``python app.py`` serves on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 127.0.0.1:7860). ``NADA_TINY=1`` runs
 every model as a tiny random stand-in (offline demos, CI). ``NADA_ZOO_DIR=<folder>`` serves a zoo folder (``nada zoo
 PROMPTS --out <folder>``): its finished styles join the style pickers and the first screen's gallery, and its contact
-sheet is shown in the Generate tab. Importing this module loads no model.
+sheet is shown in the Generate tab. ``NADA_HYPERNET=<file>`` names a hypernetwork (``nada hyper train``): Adapt gains
+an Instant button for the generator it was trained for. Importing this module loads no model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import_spaces_first()  # ZeroGPU: `spaces` must be imported before torch touches
 
 import gradio as gr  # noqa: E402
 
-from nada.app import adapt_tab, generate_tab, invert_tab, mix, own_models, zoo_styles  # noqa: E402
+from nada.app import adapt_tab, generate_tab, instant, invert_tab, mix, own_models, zoo_styles  # noqa: E402
 from nada.app.page import header_markdown, page_css, page_head, photo_input, tab_notice  # noqa: E402
 from nada.app.sessions import BrowserSessions, SessionStyles  # noqa: E402
 from nada.app.status_line import failures_on_status, refusal  # noqa: E402
@@ -58,8 +59,9 @@ def own_generator_button(elem_id: str) -> gr.UploadButton:
                            size="sm", file_types=list(own_models.GENERATOR_SUFFIXES), min_width=140, elem_id=elem_id)
 
 
-def adapt_layout(store: ModelStore) -> SimpleNamespace:
-    """Layout of the Adapt tab: prompts, settings, Train/Stop, live preview, losses and probed layers."""
+def adapt_layout(store: ModelStore, offer: instant.HypernetOffer | None = None) -> SimpleNamespace:
+    """Layout of the Adapt tab: prompts, settings, Train/Stop (and Instant with Refine where a hypernetwork is
+    offered), live preview, losses and probed layers."""
     ui = SimpleNamespace()
     show_notice(store, "adapt")
     n_rows = store.generator_rows(store.default_source())
@@ -116,6 +118,12 @@ def adapt_layout(store: ModelStore) -> SimpleNamespace:
     with gr.Row():
         ui.train = gr.Button("Train", variant="primary", elem_id="adapt-train")
         ui.stop = gr.Button("Stop", variant="stop", elem_id="adapt-stop")
+        if offer is not None:  # a style in one pass of the hypernetwork (nada.app.instant), then trained further
+            ui.instant = gr.Button("Instant (no training, about a second)", elem_id="adapt-instant",
+                                   visible=instant.shows(offer, store.default_source()))
+            ui.refine = gr.Button("Refine by training (from the instant style)", visible=False,
+                                  elem_id="adapt-refine")
+            ui.instant_start = gr.State("")  # the session name of the last instant style
     ui.cost = gr.Markdown(adapt_tab.run_cost(steps, False, list(paper.clip_models)))
     ui.status = gr.Markdown("Press Train to start. Previews: source row above, adapted row below.",
                             elem_id="adapt-status")
@@ -293,12 +301,15 @@ def invert_layout(store: ModelStore) -> SimpleNamespace:
 
 # --------------------------------------------------------------------------------------------------- page
 def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: TrainingRuns | None = None,
-               sessions: BrowserSessions | None = None, zoo_dir: str | os.PathLike | None = None) -> gr.Blocks:
+               sessions: BrowserSessions | None = None, zoo_dir: str | os.PathLike | None = None,
+               hypernet: str | os.PathLike | None = None) -> gr.Blocks:
     """The page. ``tiny`` (default: ``NADA_TINY``) uses tiny random models; ``store``, ``runs`` and ``sessions`` may
     be shared. ``zoo_dir`` (default: ``NADA_ZOO_DIR``) names a zoo folder whose finished styles the page offers (a
-    folder that cannot be served is said in the server log; the page builds without it)."""
+    folder that cannot be served is said in the server log; the page builds without it). ``hypernet`` (default:
+    ``NADA_HYPERNET``) names a hypernetwork file: Adapt offers Instant for the generator it was trained for."""
     store = store or ModelStore(tiny=env_flag("NADA_TINY") if tiny is None else tiny)
     zoo = zoo_styles.serve_zoo(store, zoo_styles.zoo_setting(zoo_dir))
+    offer = instant.offer_for(store, hypernet)
     runs = runs or TrainingRuns(max_waiting=MAX_WAITING)
     sessions = sessions or BrowserSessions(ttl_s=SESSION_TTL_S)
     opening = generate_tab.OpeningImages()
@@ -312,7 +323,7 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         # The page opens on Generate: pictures and the controls that change them, the design's first gesture.
         with gr.Tabs(selected="generate"):
             with gr.Tab("Adapt", id="adapt"):
-                ad = adapt_layout(store)
+                ad = adapt_layout(store, offer)
             with gr.Tab("Generate", id="generate", elem_id="generate-tab"):
                 ge = generate_layout(store, zoo)
             with gr.Tab("Invert", id="invert"):
@@ -359,6 +370,8 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
         wire(ad.target_pictures.change, adapt_tab.picture_thumbnails, ad_names, "target_thumbnails", api_name=False)
         wire(ad.recipe.change, adapt_tab.recipe_settings, ad_names, adapt_tab.RecipeOutputs, api_name=False,
              queue=False)
+        if offer is not None:
+            wire_instant(ad, ad_names, store, runs, offer, adapt_gpu)
         wire(ad.stop.click, bind(adapt_tab.stop_training, runs), ad_names, "status", api_name="stop",
              concurrency_limit=None)
         wire(ge.dice.click, generate_tab.random_seed, ge_names, "seed", api_name="random_seed", concurrency_limit=None)
@@ -437,6 +450,30 @@ def build_demo(tiny: bool | None = None, store: ModelStore | None = None, runs: 
                  show_progress="hidden")
     demo.queue(max_size=64)
     return demo
+
+
+def wire_instant(ad: SimpleNamespace, ad_names: dict, store: ModelStore, runs: TrainingRuns,
+                 offer: instant.HypernetOffer, adapt_gpu: adapt_tab.AdaptGpu) -> None:
+    """Instant (shown for the generator the hypernetwork was trained for) and Refine, wired as Train is: a refusal
+    on the status line beside the buttons, nothing else changed; Refine waits in the training line."""
+    wire(ad.source.change, bind(instant.instant_button, offer), ad_names, "instant", api_name=False, queue=False,
+         show_progress="hidden")
+    check = bind(instant.check_instant, store, offer)
+    wire(ad.instant.click, refusal(check, label="No instant style"), ad_names, "status", api_name=False, queue=False,
+         show_progress="hidden")
+    wire(ad.instant.click, failures_on_status(bind(instant.instant_style, store, offer,
+                                                   gpu=instant.InstantGpu.wrapped(store)), instant.InstantOutputs),
+         ad_names, instant.InstantOutputs, check=check, progress_on=["status"], api_name="instant",
+         concurrency_limit=2)
+    refine_check = bind(instant.check_refine, store)
+    wire(ad.refine.click, refusal(refine_check, adapt_tab.FIELD_PLACES), ad_names, "status", api_name=False,
+         queue=False, show_progress="hidden")
+    run = wire(ad.refine.click, failures_on_status(bind(instant.refine_stream, store, runs, gpu=adapt_gpu),
+                                                   adapt_tab.AdaptOutputs), ad_names, adapt_tab.AdaptOutputs,
+               check=refine_check, progress_on=["status"], api_name="refine", concurrency_limit=MAX_WAITING + 1,
+               concurrency_id="train")
+    wire(run.then, bind(adapt_tab.train_button_state, runs), ad_names, "train", api_name=False, queue=False,
+         show_progress="hidden")
 
 
 def launch_kwargs() -> dict:

@@ -9,6 +9,9 @@
 #   2. zoo             K compact styles trained together in one batch, K = 1, 8 and 32 at 1024 px (issue 36):
 #                      `python -m bench --cases zoo1024_compact_k1,zoo1024_compact_k8,zoo1024_compact_k32`; the
 #                      seconds per style-step show what batching buys on a GPU
+#   2a. hyper          one hypernetwork training step at 1024 px with K = 8 prompts, and text -> instant style
+#                      (issue 37): `python -m bench --cases hyper_step_1024_k8,hyper_style`; steps x s/step is what
+#                      training a real hypernetwork costs
 #   2b. adapt_tf32_on  the adaptation cases of part 1 with NADA_TF32=1
 #   3. rehearsal       the real app on the GPU (NADA_DEVICE=cuda) against a local hub of real-size random weights:
 #                      `python -m bench.rehearsal --device cuda` (Generate, Invert, a probed Adapt, a style upload)
@@ -77,6 +80,9 @@ if [ "$quick" = 1 ]; then
   zoo_args=(--quick --cases zoo256_compact_k1)
   zoo_limit=240
   zoo_case_limit=220
+  hyper_args=(--quick --cases hyper_step_256,hyper_style)
+  hyper_limit=240
+  hyper_case_limit=220
 else
   adapt_args=(--cases "adapt1024_noprobe,adapt1024_probe,adapt1024_noprobe_bf16,adapt1024_probe_bf16")
   # every default case but adapt1024_probe, which parts 1 and 2 measure
@@ -85,6 +91,9 @@ else
   zoo_args=(--quick --cases zoo1024_compact_k1,zoo1024_compact_k8,zoo1024_compact_k32)
   zoo_limit=150
   zoo_case_limit=60
+  hyper_args=(--quick --cases hyper_step_1024_k8,hyper_style)
+  hyper_limit=100
+  hyper_case_limit=60
 fi
 
 echo "nada GPU check: device $device, budget ${budget}s, output $out_json"
@@ -95,6 +104,8 @@ run_part adapt_tf32_off "$adapt_limit" env NADA_TF32=0 "$python" -m bench --devi
   --case-timeout "$case_limit" --json "$parts/adapt_tf32_off.json"
 run_part zoo "$zoo_limit" "$python" -m bench --device "$device" "${zoo_args[@]}" --case-timeout "$zoo_case_limit" \
   --json "$parts/zoo.json"
+run_part hyper "$hyper_limit" "$python" -m bench --device "$device" "${hyper_args[@]}" \
+  --case-timeout "$hyper_case_limit" --json "$parts/hyper.json"
 run_part adapt_tf32_on "$adapt_limit" env NADA_TF32=1 "$python" -m bench --device "$device" "${adapt_args[@]}" \
   --case-timeout "$case_limit" --json "$parts/adapt_tf32_on.json"
 run_part rehearsal 240 "$python" -m bench.rehearsal --device "$device" "${rehearsal_args[@]}" \

@@ -3,7 +3,8 @@ print what they mean for ZeroGPU (seconds per adaptation step at the app's defau
 
 ``PARTS_DIR`` holds what the script's parts wrote: ``parts.tsv`` (name, exit status, seconds per part),
 ``adapt_tf32_off.json`` / ``adapt_tf32_on.json`` (``python -m bench`` of the adaptation cases with ``NADA_TF32=0/1``),
-``zoo.json`` (the zoo cases: K compact styles in one batched step), ``rehearsal.json`` (``python -m bench.rehearsal``)
+``zoo.json`` (the zoo cases: K compact styles in one batched step), ``hyper.json`` (a hypernetwork step and an
+instant style), ``rehearsal.json`` (``python -m bench.rehearsal``)
 and ``bench.json`` (the other benchmark cases). Missing or broken
 parts are reported as such; the merge itself never fails on them. Run after every part, so the JSON file is
 complete up to the last part that finished.
@@ -132,6 +133,7 @@ def build_report(parts_dir: Path, app_formula: bool = True) -> dict:
         "rehearsal": _read_json(parts_dir / "rehearsal.json"),
         "bench": _read_json(parts_dir / "bench.json"),
         "zoo": _read_json(parts_dir / "zoo.json"),
+        "hyper": _read_json(parts_dir / "hyper.json"),
         "adapt_raw": adapt,
     }
     return report
@@ -169,6 +171,14 @@ def print_summary(report: dict) -> None:
             if "median_s" in r:
                 print(f"{name:<24} {r['median_s']:8.3f} {r.get('s_per_style_step', 0):13.3f} "
                       f"{r.get('peak_mib', 0):9.0f}")
+            else:
+                print(f"{name:<24} {r.get('error', 'failed')}")
+    hyper = (report.get("hyper") or {}).get("cases") or {}
+    if hyper:
+        print(f"\n{'hypernetwork case':<24} {'seconds':>8} {'s/prompt':>9} {'peak MiB':>9}")
+        for name, r in hyper.items():
+            if "median_s" in r:
+                print(f"{name:<24} {r['median_s']:8.3f} {r.get('s_per_prompt', 0):9.3f} {r.get('peak_mib', 0):9.0f}")
             else:
                 print(f"{name:<24} {r.get('error', 'failed')}")
     reh = report.get("rehearsal")

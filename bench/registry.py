@@ -8,7 +8,7 @@ import importlib
 def all_cases() -> dict:
     """Case name -> setup function, in the documented order (modules that do not exist yet are skipped)."""
     out: dict = {}
-    for mod in ("generator", "stylegan3", "adapt", "invert", "video", "zoo"):
+    for mod in ("generator", "stylegan3", "adapt", "invert", "video", "zoo", "hyper"):
         try:
             out.update(importlib.import_module(f"bench.{mod}").CASES)
         except ModuleNotFoundError as exc:
@@ -20,7 +20,7 @@ def all_cases() -> dict:
 def default_cases() -> list[str]:
     """The cases ``python -m bench`` runs when none are named: all but the modules' ``OPTIONAL`` ones."""
     optional: set[str] = set()
-    for mod in ("generator", "stylegan3", "adapt", "invert", "video", "zoo"):
+    for mod in ("generator", "stylegan3", "adapt", "invert", "video", "zoo", "hyper"):
         try:
             optional.update(getattr(importlib.import_module(f"bench.{mod}"), "OPTIONAL", ()))
         except ModuleNotFoundError as exc:

@@ -5,6 +5,8 @@
         print(rec.step, rec.losses)                          # rec.preview too; rec.style: the weights so far
     images = studio.generate([0, 1, 2], style=rec.style)     # seeds rendered in that style
     result = studio.invert("selfie.jpg", styles=[rec.style]) # .aligned, .reconstruction, .styled
+    fast = studio.instant("Photo", "Sketch", hyper="hyper.safetensors")  # no training: a hypernetwork's one pass
+    for rec in studio.adapt("Photo", "Sketch", recipe="compact", start=fast): ...  # refined: trained on from it
 
 The default source generator is the one photos are inverted into (``"ffhq"``; tiny mode: ``"tiny-invert"``, a
 256 px random stand-in), so a style trained with the defaults can be put on a photo. Other generators are named with
@@ -16,6 +18,7 @@ devices do not share state.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import warnings
@@ -27,7 +30,9 @@ import torch
 from PIL import Image
 
 from . import limits
+from .clip_loss import check_prompts
 from .clip_models import JUDGE_CLIP
+from .hyper import Hypernet
 from .images import ImageSource
 from .invert import Inversion, invert, render_codes
 from .metrics import Evaluation, evaluate
@@ -53,6 +58,7 @@ from .zoo.jobs import StoreSettings
 from .zoo.prompts import parse_prompts, read_prompts
 from .zoo.runner import ZooEvent, run_zoo
 
+HYPERNET_SETTING = "NADA_HYPERNET"  # the environment variable naming the hypernetwork file (Studio.instant, the app)
 StyleLike = Style | str | os.PathLike  # a Style, a saved style's name, a file, or a published style's name
 
 
@@ -91,10 +97,13 @@ class Studio:
 
     ``tiny``: tiny random stand-ins for every model (nothing downloaded; pictures are noise); ``None`` reads the
     ``NADA_TINY`` environment flag (1/true/yes/on), as the app and the notebooks do, else real models. ``device``:
-    ``"cuda"``, ``"cpu"``, ... (default: ``NADA_DEVICE``, else the best one here; tiny mode: the CPU)."""
+    ``"cuda"``, ``"cpu"``, ... (default: ``NADA_DEVICE``, else the best one here; tiny mode: the CPU). ``hypernet``:
+    the hypernetwork file :meth:`instant` uses (default: the ``NADA_HYPERNET`` setting, read here)."""
 
-    def __init__(self, tiny: bool | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(self, tiny: bool | None = None, device: torch.device | str | None = None, *,
+                 hypernet: str | os.PathLike | None = None) -> None:
         self.store = ModelStore(tiny=tiny_mode() if tiny is None else bool(tiny), device=device, local_files=True)
+        self.hypernet = hypernet_setting(hypernet)  # the hypernetwork file :meth:`instant` uses (None: none)
 
     @property
     def tiny(self) -> bool:
@@ -160,7 +169,8 @@ class Studio:
 
     # ------------------------------------------------------------------------------------------ adapt
     def adapt(self, source_text: str, target_text: str, recipe: str = "paper", source: str | None = None, *,
-              stop: threading.Event | None = None, style_every: int = 1, **overrides) -> Iterator[Progress]:
+              stop: threading.Event | None = None, style_every: int = 1, start: StyleLike | None = None,
+              **overrides) -> Iterator[Progress]:
         """Train a style from ``source_text`` to ``target_text`` with a recipe (``nada.RECIPES``) and any
         :class:`~nada.train.AdaptConfig` field as an override (``iterations=100``); yields a
         :class:`~nada.train.Progress` record per step.
@@ -171,18 +181,50 @@ class Studio:
         is never modified. Tiny mode trains with the tiny CLIP whatever ``clip_models`` says. The identity loss
         (``lambda_id``) applies to face generators with ArcFace at hand; elsewhere it is turned off with a warning
         (:meth:`nada.style_trainer.StyleTrainer.identity_rule`). Settings are checked, and the models loaded, when
-        this is called."""
+        this is called. ``start``: a compact style of the source (e.g. :meth:`instant`'s) to refine: training
+        starts from its offsets (use the ``"compact"`` recipe, whose offsets are of the same form); without
+        ``source`` a :class:`Style` given as ``start`` names the generator."""
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(AdaptConfig)})
         if unknown:
             raise ValueError(f"Unknown training setting(s) {', '.join(unknown)}: use AdaptConfig fields "
                              "(iterations, lr, layers_k, ...).")
         every = limits.whole_number(style_every, "style_every", 0, limits.MAX_ITERATIONS)
-        name = self._source(source)  # a source's published values for the recipe apply (nada.train.SOURCE_RECIPES)
+        # a source's published values for the recipe apply (nada.train.SOURCE_RECIPES); a start style names its own
+        name = self._source(source, start if isinstance(start, Style) else None)
         config = AdaptConfig.from_recipe(recipe, name, source_text=source_text, target_text=target_text, **overrides)
-        trainer = StyleTrainer(self.store, name, config, stop=stop)
+        begin = self._resolve(start, name)[0] if start is not None else None
+        trainer = StyleTrainer(self.store, name, config, stop=stop, start=begin)
         for text in trainer.warnings:
             warnings.warn(text, UserWarning, stacklevel=2)
         return trainer.run(style_every=every)
+
+    # ------------------------------------------------------------------------------------------ instant
+    def instant(self, source_text: str, target_text: str, hyper: str | os.PathLike | None = None,
+                source: str | None = None) -> Style:
+        """A compact style from two prompts in one forward pass of a hypernetwork (about a second; no training).
+        ``hyper``: its ``.safetensors`` file (default: :attr:`hypernet`, the ``NADA_HYPERNET`` setting). It must have
+        been trained for ``source``'s generator (default: the one it records, else :attr:`source`) and its CLIP
+        models are loaded: :class:`~nada.hyper.HypernetMismatchError` otherwise. Refine the result by training from
+        it: ``adapt(source_text, target_text, recipe="compact", start=style)``."""
+        source_text, target_text = check_prompts(source_text, target_text)  # before anything loads
+        path = self._hypernet_file(hyper)
+        name = self._source(source or hypernet_source(path))
+        hypernet = Hypernet.load(path, self.store.generator(name), fingerprint=self.store.fingerprint(name))
+        style = hypernet.style(self.store.clips(list(hypernet.meta.get("clip_models") or [])), source_text,
+                               target_text)
+        style.meta["source"] = name
+        return style
+
+    def _hypernet_file(self, hyper: str | os.PathLike | None) -> Path:
+        """The hypernetwork file to use: ``hyper``, else :attr:`hypernet`; a readable error when there is none."""
+        chosen = hyper if hyper is not None else self.hypernet
+        if chosen is None or not os.fspath(chosen).strip():
+            raise ValueError(f"No hypernetwork: pass hyper='hyper.safetensors' (made by `nada hyper train`), or set "
+                             f"{HYPERNET_SETTING} to its file before the Studio is made.")
+        path = Path(os.fspath(chosen)).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"Hypernetwork file '{path.name}' does not exist.")
+        return path
 
     # ------------------------------------------------------------------------------------------ zoo
     def zoo(self, prompts: str | os.PathLike | Sequence[str], out: str | os.PathLike, source: str | None = None, *,
@@ -336,6 +378,26 @@ class Studio:
         return chosen
 
 
+def hypernet_setting(path: str | os.PathLike | None = None) -> str | None:
+    """The hypernetwork file to use: ``path`` when given, else the ``NADA_HYPERNET`` setting; None for none."""
+    value = os.fspath(path) if path is not None else os.environ.get(HYPERNET_SETTING, "")
+    return value.strip() or None
+
+
+def hypernet_source(path: str | os.PathLike) -> str | None:
+    """The source generator a hypernetwork file records (its header only; no tensor read), or None when it names
+    none or cannot be read (loading it says why)."""
+    from safetensors import safe_open  # third-party, as the hypernetwork's own reader
+
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {}).get("meta") or "{}")
+    except Exception:  # noqa: BLE001 - Hypernet.load gives the readable error
+        return None
+    source = meta.get("source") if isinstance(meta, dict) else None
+    return source if isinstance(source, str) and source else None
+
+
 def _saved(name: str) -> Path | None:
     """The file of the style saved as ``name`` (slugged as :meth:`Studio.save_style` does), if there is one."""
     try:
@@ -370,4 +432,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Studio", "InvertResult", "Names"]
+__all__ = ["Studio", "InvertResult", "Names", "HYPERNET_SETTING", "hypernet_setting", "hypernet_source"]

@@ -20,7 +20,8 @@ import torch
 
 from .metrics import Evaluation, evaluate
 from .model_store import ModelStore
-from .styles import Style, save_style, style_from_generators
+from .probe import OFFSET_BUFFERS
+from .styles import Style, save_style, style_from_generators, verify_source
 from .train import AdaptConfig, Progress, adapt
 from .weights import CheckpointError, WeightsUnavailableError
 
@@ -32,10 +33,12 @@ class StyleTrainer:
     extra metadata for the style (e.g. the app's display name). ``stop``: anything with ``is_set()`` (a
     ``threading.Event``; the app's cross-process flag); set, it ends training after the current step. After
     construction, :attr:`config` is the config that runs (the identity weight 0 where it cannot apply) and
-    :attr:`warnings` says why it differs from the one given."""
+    :attr:`warnings` says why it differs from the one given. ``start``: a compact style of ``source`` (an instant
+    style) whose offsets training starts from; the run's style holds them plus what training added."""
 
     def __init__(self, store: ModelStore, source: str, config: AdaptConfig, *, clip_weights: Sequence[float] | None
-                 = None, meta: dict | None = None, stop: threading.Event | Any | None = None) -> None:
+                 = None, meta: dict | None = None, stop: threading.Event | Any | None = None,
+                 start: Style | None = None) -> None:
         if not store.is_source(source):
             raise ValueError(f"Unknown source generator '{source}'. Choose one of: "
                              f"{', '.join(n for _, n in store.source_choices())}.")
@@ -48,8 +51,12 @@ class StyleTrainer:
         self.clips = store.clips(list(self.config.clip_models), clip_weights)
         self.clip_names = list(self.config.clip_models) if not store.tiny else ["tiny-clip"]
         self.fingerprint = store.fingerprint(source)
+        self.start = start_offsets(start, self.generator, source, self.fingerprint, self.config) if start else None
         self.meta = {"source": source, "source_text": self.config.source_text, "target_text": self.config.target_text,
                      "mode": self.config.mode, "config": self.config.to_dict(), **(meta or {})}
+        if start is not None:
+            self.meta["started_from"] = {"target_text": start.meta.get("target_text"),
+                                         "hypernet": bool(start.meta.get("hypernet"))}
 
     def identity_rule(self, config: AdaptConfig) -> tuple[AdaptConfig, torch.nn.Module | None]:
         """(config, ArcFace identity loss or None). The identity loss applies when asked for (``lambda_id > 0``), on
@@ -82,7 +89,7 @@ class StyleTrainer:
         it holds), so a process stopped mid-run loses at most one preview interval. ``metrics_samples=n``: the
         last record carries ``.metrics``, :func:`nada.metrics.evaluate` on ``n`` samples with the training CLIPs
         (after the final save), for runs with a target text. The first record carries :attr:`warnings`."""
-        steps = adapt(self.generator, self.clips, self.config, self.id_loss, stop=self.stop)
+        steps = adapt(self.generator, self.clips, self.config, self.id_loss, stop=self.stop, start=self.start)
         saved, warnings = 0, list(self.warnings)
         try:
             for rec in steps:
@@ -113,4 +120,17 @@ class StyleTrainer:
                                        id_trained=self.id_loss is not None)
 
 
-__all__ = ["StyleTrainer"]
+def start_offsets(style: Style, generator: Any, source: str, fingerprint: str, config: AdaptConfig
+                  ) -> dict[str, torch.Tensor]:
+    """The offsets of ``style`` (a compact style of ``source``) that a run with ``config`` starts from: checked first
+    (its generator, its kind against ``config.params``), a ``ValueError`` saying what to change otherwise."""
+    verify_source(style, generator, source, fingerprint, advice=f"Start from a style of '{source}'.")
+    form = OFFSET_BUFFERS.get(config.params)
+    if form is None or style.kind != config.params:
+        raise ValueError(f"Training can start only from a compact style of the form it trains: this one is a "
+                         f"'{style.kind}' style and the run trains '{config.params}'. Use the compact recipe "
+                         "(params style_delta) to refine an instant style.")
+    return {k: v.detach().clone() for k, v in style.tensors.items() if k.endswith(f".{form}")}  # [in] each
+
+
+__all__ = ["StyleTrainer", "start_offsets"]

@@ -321,7 +321,7 @@ class AdaptRun:
 
     def __init__(self, generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
                  id_loss: torch.nn.Module | None, *, trained: Generator | None = None, frozen: Generator | None = None,
-                 preview: PreviewRenderer | None = None):
+                 preview: PreviewRenderer | None = None, start: dict[str, torch.Tensor] | None = None):
         # ``trained``, ``frozen``, ``preview``: given by nada.zoo, whose styles share one frozen copy and one set of
         # weights (each style's trainable copy is a shared copy with offsets of its own); memory is checked there.
         self.config, self.id_loss = config, id_loss
@@ -343,6 +343,8 @@ class AdaptRun:
         self.tuner = (self.caller_tuner or ConvTuner()) if fast == "auto" else None
         self.frozen = frozen or generator.shared_copy().set_conv_impl(fast, self.tuner)
         self.trained = (trained or copy.deepcopy(generator)).set_conv_impl(fast, self.tuner).train()
+        if start:  # style offsets to start from (an instant style's): the trainable copy alone; the frozen one stays
+            self.trained.set_style_offsets(start)  # the plain source, so the losses measure from the source's pictures
         self.trained.grad_checkpointing = config.grad_checkpointing
         self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
         self.mix_rng = random.Random(config.seed)  # the mixing coin and crossover row
@@ -463,8 +465,12 @@ class AdaptRun:
 
 
 def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]], config: AdaptConfig,
-          id_loss: torch.nn.Module | None = None, *, stop: threading.Event | None = None) -> Iterator[Progress]:
+          id_loss: torch.nn.Module | None = None, *, stop: threading.Event | None = None,
+          start: dict[str, torch.Tensor] | None = None) -> Iterator[Progress]:
     """Adapt a copy of ``generator`` towards ``config.target_text``; yields a :class:`Progress` every step.
+
+    ``start``: style offsets ("<module>.style_delta" -> [in], e.g. an instant style's tensors) the trained copy starts
+    from; offsets of the trained form go on training from there (:func:`nada.probe.init_style_offsets`).
 
     ``stop``: set it to end training after the current step. The last record (``done=True``) always comes, with the
     trained copy, unless the caller closes the iterator; a :class:`TrainingHalted` failure ends up in its ``error``,
@@ -474,7 +480,7 @@ def adapt(generator: Generator, clip_models: list[tuple[torch.nn.Module, float]]
         raise ValueError("The identity loss (lambda_id > 0) needs the ArcFace weights; they are not loaded. "
                          "Set lambda_id to 0 or provide the weights.")
     t0 = time.perf_counter()
-    run = AdaptRun(generator, clip_models, config, id_loss)
+    run = AdaptRun(generator, clip_models, config, id_loss, start=start)
     t_setup = time.perf_counter()
 
     def record(step: int, losses: dict[str, float], image: Image.Image | None, probe: ProbeResult | None = None,

@@ -29,7 +29,7 @@ from ..metrics import LABELS, Evaluation
 from ..model_store import DEFAULT_CLIPS, ModelStore
 from ..nets.rows import rows_label
 from ..style_trainer import StyleTrainer
-from ..styles import read_style_meta
+from ..styles import load_style, read_style_meta
 from ..target_images import load_target_images
 from ..train import RECIPES, AdaptConfig, Progress
 from .errors import InputError, hide_upload_paths, user_errors
@@ -52,13 +52,15 @@ METRICS_SAMPLES_CPU = 4  # ... and on a CPU, where 16 at 1024 px took ~100 s (py
 
 # ------------------------------------------------------------------------------------------- the GPU task
 def train_style(store: ModelStore, source: str, config: AdaptConfig, style_file: str, meta: dict,
-                stop: Any = None) -> Iterator[Progress]:
+                stop: Any = None, start_file: str | None = None) -> Iterator[Progress]:
     """Adapt ``source`` with ``config`` through the library's coordinator (:class:`~nada.style_trainer.StyleTrainer`),
     streaming its :class:`~nada.train.Progress` records without their weights (they cross from the GPU worker,
     pickled). The style is written to ``style_file`` at every preview and at the end, so a worker stopped at its time
     limit loses at most one preview interval; the last record carries the figures measured with the training CLIPs.
-    ``stop``: an object with ``is_set()`` (a :class:`~nada.app.training_queue.StopFlag` crosses processes)."""
-    trainer = StyleTrainer(store, source, config, meta=meta, stop=stop)
+    ``stop``: an object with ``is_set()`` (a :class:`~nada.app.training_queue.StopFlag` crosses processes).
+    ``start_file``: a compact style file (an instant style) whose offsets training starts from."""
+    start = load_style(start_file) if start_file else None
+    trainer = StyleTrainer(store, source, config, meta=meta, stop=stop, start=start)
     n = METRICS_SAMPLES if trainer.generator.device.type == "cuda" else METRICS_SAMPLES_CPU
     for rec in trainer.run(style_every=0, style_file=style_file, metrics_samples=n):
         yield dataclasses.replace(rec, generator=None, style=None)
@@ -395,11 +397,12 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
                  lambda_direction: Any, lambda_global: Any, lambda_id: Any, lambda_l2: Any, seed: Any, lr: Any,
                  batch_size: Any, recipe: str = "paper", mixing: Any = None, target_pictures: list | None = None,
                  lambda_indomain: Any = None, request: gr.Request | None = None, min_interval_s: float = 0.25, *,
-                 gpu: AdaptGpu | None = None) -> Iterator[AdaptOutputs]:
+                 gpu: AdaptGpu | None = None, start: str | None = None) -> Iterator[AdaptOutputs]:
     """Train a style, streaming previews, losses, the layer chart and the status; at the end the style is in the
     session and both style dropdowns offer it. Stop keeps what was trained, and so does a GPU worker stopped at its
     time limit (the style file is saved as training goes). The training itself is a GPU task; the session stays here,
-    so a style uploaded meanwhile is kept."""
+    so a style uploaded meanwhile is kept. ``start``: a compact style's file training starts from (Refine,
+    :mod:`nada.app.instant`)."""
     gpu = gpu or AdaptGpu.direct(store)
     config = check_adapt(store, session, source, source_text, target_text, iterations, layers_k, probe, clip_names,
                          lambda_direction, lambda_global, lambda_id, lambda_l2, seed, lr, batch_size, recipe,
@@ -428,7 +431,7 @@ def adapt_stream(store: ModelStore, runs: TrainingRuns, session: SessionStyles, 
         style_file = session.scratch(f".training-{uuid.uuid4().hex[:12]}.safetensors")
         try:
             shown = 0.0
-            for upd in gpu.train(source, config, str(style_file), meta, run.stop_event):
+            for upd in gpu.train(source, config, str(style_file), meta, run.stop_event, *([start] if start else [])):
                 last = upd
                 runs.beat(run, upd.step)
                 for text in upd.warnings:
