@@ -69,9 +69,8 @@ def text_direction(clip_models: Sequence[tuple[nn.Module, float]], source_text: 
         raise ValueError(f"CLIP model weights must be finite numbers >= 0, not all 0; got {weights}.")
     parts = []
     for (model, _), w in zip(pairs, weights):
-        src = template_features(model, source_text, (template,), "source prompt")[0]  # [D_m]
-        tgt = template_features(model, target_text, (template,), "target prompt")[0]  # [D_m]
-        parts.append(F.normalize(tgt - src, dim=0).cpu() * math.sqrt(w / sum(weights)))
+        src, tgt = text_embedding(model, [template.format(source_text), template.format(target_text)])  # [D_m] each
+        parts.append(F.normalize(tgt - src, dim=0).cpu() * math.sqrt(w / sum(weights)))  # one text pass per model
     return torch.cat(parts).float()  # [D]
 
 
