@@ -26,6 +26,9 @@ class HyperConfig:
     lambda_direction: float = 1.0  # directional CLIP loss weight (each prompt against its own text direction)
     lambda_indomain: float = 0.0  # in-domain angle consistency weight (HyperDomainNet); needs batch_size >= 2
     mixing: float = 0.9  # style mixing probability per step (the compact recipe's 0.9)
+    interpolation: float = 0.5  # probability that a prompt of the step is replaced by a random convex blend of it
+    #                             and another prompt of the list (input and loss directions alike; HyperDomainNet's
+    #                             convex-hull sampling): trains the space between the prompts, for unseen ones
     clip_models: tuple[str, ...] = ("clip-vit-b32", "clip-vit-b16")  # CLIP models by registry name (recorded in
     #                      the hypernetwork file; the caller loads them and passes them to train_hypernet)
     template: str = "{}"  # how a prompt becomes the text whose CLIP embedding feeds the hypernetwork
@@ -58,6 +61,8 @@ class HyperConfig:
              f"{self.batch_size}"),
             (isinstance(self.mixing, (int, float)) and 0 <= self.mixing <= 1,
              f"mixing must be a probability in [0, 1], got {self.mixing!r}"),
+            (isinstance(self.interpolation, (int, float)) and 0 <= self.interpolation <= 1,
+             f"interpolation must be a probability in [0, 1], got {self.interpolation!r}"),
             (len(self.clip_models) >= 1 and all(isinstance(n, str) and n for n in self.clip_models),
              "clip_models must name at least one CLIP model"),
             (isinstance(self.template, str) and self.template.count("{}") == 1,

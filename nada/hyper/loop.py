@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..clip_loss import ClipGuide, TextDirection, check_prompts, directional_loss, indomain_loss
@@ -35,7 +36,7 @@ from ..nets.stylegan2 import Generator, mix_latents
 from ..styles import generator_fingerprint
 from ..train import NonFiniteLossError, draw_noise
 from .config import HyperConfig, HyperProgress
-from .net import Hypernet, HypernetMismatchError, text_direction
+from .net import Hypernet, HypernetMismatchError, text_direction, trained_layers
 
 DEFAULT_SOURCE = "Photo"  # the source text of a prompt given as a target alone
 STATE_FORMAT = 1  # the checkpoint state's layout
@@ -91,6 +92,7 @@ def train_hypernet(generator: Generator, clip_models: Sequence[tuple[nn.Module, 
         raise ValueError(f"rank must be in [0, world) and world >= 1, got rank {rank!r}, world {world!r}.")
     if world > 1 and sync_grads is None:
         raise ValueError(f"Training on {world} workers needs sync_grads (an all-reduce SUM of the gradients).")
+    trained_layers(generator, config)  # ValueError when every layer is frozen
     fingerprint = generator_fingerprint(generator)
     if resume is not None:
         _check_resume(resume, config, fingerprint, pairs)
@@ -148,12 +150,30 @@ class _Run:
             self.directions[i] = [TextDirection.compute(m, source, target).direction for m, _ in self.guide.models]
         return self.inputs[i], self.directions[i]
 
-    def draw(self) -> tuple[list[int], torch.Tensor, list[torch.Tensor]]:
-        """This step's global batch: K prompt indices, the B shared latents (w [B, 512] or, mixed,
-        [B, n_latent, 512]) and noise maps (per layer [B, 1, r, r])."""
+    def blend(self, i: int, k: int, a: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The input [D] and loss directions of ``a * prompt i + (1 - a) * prompt k``, each renormalised (prompt ``i``
+        alone for a = 1)."""
+        u, dirs = self.text(i)
+        if k == i:
+            return u, dirs
+        v, others = self.text(k)
+        mixed = F.normalize(a * u + (1 - a) * v, dim=0)  # [D]
+        return mixed, [F.normalize(a * d + (1 - a) * e, dim=-1) for d, e in zip(dirs, others)]
+
+    def draw(self) -> tuple[list[tuple[int, int, float]], torch.Tensor, list[torch.Tensor]]:
+        """This step's global batch: K prompts as (prompt, partner, a) (the blend ``a * prompt + (1 - a) * partner``;
+        a = 1 for the prompt alone), the B shared latents (w [B, 512] or, mixed, [B, n_latent, 512]) and noise maps
+        (per layer [B, 1, r, r])."""
         config, n = self.config, len(self.pairs)
         k = config.prompts_per_step
-        chosen = self.py.sample(range(n), k) if k <= n else [self.py.randrange(n) for _ in range(k)]
+        drawn = self.py.sample(range(n), k) if k <= n else [self.py.randrange(n) for _ in range(k)]
+        chosen = []
+        for i in drawn:  # host-side draws only: every rank makes the same ones
+            if n > 1 and config.interpolation > 0 and self.py.random() < config.interpolation:
+                other = self.py.randrange(n - 1)
+                chosen.append((i, other + (other >= i), self.py.random()))
+            else:
+                chosen.append((i, i, 1.0))
         z = torch.randn(config.batch_size, self.frozen.style_dim, device=self.device, generator=self.rng)
         noise = draw_noise(self.frozen, config.batch_size, self.rng)
         with torch.no_grad():
@@ -172,7 +192,8 @@ class _Run:
         mine = [chosen[j] for j in range(self.rank, len(chosen), self.world)]
         terms: dict[str, torch.Tensor] = {}
         if mine:
-            inputs = torch.stack([self.text(i)[0] for i in mine])  # [k, D]
+            texts = [self.blend(*item) for item in mine]
+            inputs = torch.stack([u for u, _ in texts])  # [k, D]
             with torch.no_grad():
                 feats_frozen = self.guide.image_features(self.frozen.synthesis(w, noise=noise).float())  # [B, D_m]
             k = len(mine)
@@ -185,9 +206,8 @@ class _Run:
             finally:
                 self.trained.set_style_offsets(None)  # no reference to this step's graph is kept
             direction, indomain = [], []
-            for j, i in enumerate(mine):
+            for j, (_, dirs) in enumerate(texts):
                 part = slice(j * batch, (j + 1) * batch)
-                dirs = self.text(i)[1]
                 direction.append(sum(wm * directional_loss(ft[part], ff, d) for (_, wm), ft, ff, d
                                      in zip(self.guide.models, feats, feats_frozen, dirs)))
                 if config.lambda_indomain > 0:
