@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 
 import pytest
@@ -111,3 +112,17 @@ def test_a_worker_killed_mid_training_is_replaced_and_the_run_resumes_from_the_l
     assert steps[-1] == 4 and steps.count(3) >= 1 and 2 in steps  # step 3 trained again after the restart
     assert_same_hypernet(last.hypernet, reference)  # resumed exactly: the same weights as an unbroken run
     assert_loopback_only(ray_listening())
+
+
+def test_stopping_ends_every_worker_after_the_same_step_and_keeps_the_hypernetwork(local_ray, job, tmp_path):
+    stop = threading.Event()
+    out = tmp_path / "stopped.safetensors"
+    longer = dataclasses.replace(job, config=dataclasses.replace(job.config, iterations=50))
+    records = []
+    for record in train_on_ray(longer, out, workers=2, address="local", stop=stop):
+        records.append(record)
+        if record.step >= 2:
+            stop.set()  # the driver asks; rank 0 reads the flag and every rank learns it through an all-reduce
+    last = records[-1]
+    assert last.done and last.error is None and 2 <= last.step < 50
+    assert out.is_file() and last.hypernet.meta["steps"] == last.step
