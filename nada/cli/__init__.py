@@ -1,6 +1,6 @@
-"""The command line: ``python -m nada generate|adapt|zoo|invert|edit|export|video|evaluate|download|doctor`` (also the
-``nada`` command). One module per command, each with a ``register(sub)``; parsing and printing only, the work lives in
-the library. This layer never imports :mod:`nada.app`."""
+"""The command line: ``python -m nada generate|adapt|zoo|hyper|invert|edit|export|video|evaluate|download|doctor``
+(also the ``nada`` command). One module per command, each with a ``register(sub)``; parsing and printing only, the
+work lives in the library. This layer never imports :mod:`nada.app`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ..runtime import configure_torch, tune_allocator
 from ..weights import CheckpointError, WeightsUnavailableError
-from . import adapt, edit, evaluate, export, generate, invert, video, weights, zoo
+from . import adapt, edit, evaluate, export, generate, hyper, invert, video, weights, zoo
 from .args import CliError
 
 # --help order; weights adds download, doctor
-COMMANDS = (generate, adapt, zoo, invert, edit, export, weights, evaluate, video)
+COMMANDS = (generate, adapt, zoo, hyper, invert, edit, export, weights, evaluate, video)
 
 
 def build_parser() -> argparse.ArgumentParser:
