@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import __version__
-from ..clip_loss import check_prompts, template_features
+from ..clip_loss import check_prompts, template_features, text_embedding
 from ..files import atomic_write
 from ..nets.stylegan2 import Generator
 from ..probe import unprobed_modules
