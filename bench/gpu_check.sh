@@ -22,7 +22,7 @@
 #
 # OUT_JSON defaults to $OUT/gpu_check.json ($OUT: the device machine's output folder), else ./gpu_check.json.
 # Installs nothing: the virtual environment must exist (PYTHON=... to pick its python; default: python on PATH).
-# Finishes within GPU_CHECK_BUDGET_S seconds (default 460; 900 with --quick) plus a few seconds of merging: a part
+# Finishes within GPU_CHECK_BUDGET_S seconds (default 540; 900 with --quick) plus a few seconds of merging: a part
 # starts only with time left, and gets at most the time that is left. --device cpu --quick checks the invocations
 # on a CPU in a few minutes (one 256 px adaptation case, small rehearsal files, two cheap benchmark cases).
 set -uo pipefail
@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
 done
 out_json="${out_json:-${OUT:-.}/gpu_check.json}"
 python="${PYTHON:-python}"
-budget="${GPU_CHECK_BUDGET_S:-$([ "$quick" = 1 ] && echo 900 || echo 460)}"
+budget="${GPU_CHECK_BUDGET_S:-$([ "$quick" = 1 ] && echo 900 || echo 540)}"
 parts="$(mktemp -d "${TMPDIR:-/tmp}/nada-gpu-check.XXXXXX")"
 trap 'rm -rf "$parts"' EXIT
 export PYTHONUNBUFFERED=1 GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1  # nothing here reaches the internet
