@@ -106,16 +106,29 @@ def unit_float(text: str) -> float:
     return v
 
 
+def whole_number(text: str) -> int:
+    """``text`` as an integer (argparse's error otherwise)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (batch sizes)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    v = whole_number(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"{v} must be at least 1")
     return v
 
 
-__all__ = ["CliError", "parse_seeds", "unit_float", "positive_int", "learning_rate", "iterations", "seed",
-           "rows_arg", "check_writable"]
+def count(text: str) -> int:
+    """An integer >= 0 (0 = none, or never)."""
+    v = whole_number(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
+    return v
+
+
+__all__ = ["CliError", "parse_seeds", "unit_float", "positive_int", "whole_number", "count", "learning_rate",
+           "iterations", "seed", "rows_arg", "check_writable"]

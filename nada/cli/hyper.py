@@ -22,20 +22,9 @@ from ..styles.style_file import STYLE_SUFFIX
 from ..tiny import TINY_NAME
 from ..zoo.cluster import check_reachable, parse_address, resolve_address
 from ..zoo.jobs import StoreSettings
-from .args import CliError, check_writable, iterations, learning_rate, positive_int, seed
+from .args import CliError, check_writable, count, iterations, learning_rate, positive_int, seed
 
 RAY_ONLY = ("workers", "gpus", "storage", "num_cpus", "max_failures")  # flags that mean nothing without --address
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0 (0 = never)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -83,9 +72,9 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
                    help=f"CLIP models of the losses and the input (default: {','.join(d.clip_models)})")
     t.add_argument("--hidden", type=positive_int, default=None, metavar="N",
                    help=f"width of the hypernetwork's MLP (default: {d.hidden})")
-    t.add_argument("--checkpoint-every", type=_count, default=None, metavar="N",
+    t.add_argument("--checkpoint-every", type=count, default=None, metavar="N",
                    help=f"steps between checkpoints; 0 = none (default: {d.checkpoint_every})")
-    t.add_argument("--eval-every", type=_count, default=None, metavar="N",
+    t.add_argument("--eval-every", type=count, default=None, metavar="N",
                    help="steps between held-out evaluations; 0 = none (default: 100 with --held-out, else 0)")
     t.add_argument("--eval-samples", type=positive_int, default=None, metavar="N",
                    help=f"images per held-out prompt in an evaluation (default: {d.eval_samples})")
@@ -105,7 +94,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
                         "temporary folder on this machine, enough for a one-machine cluster)")
     t.add_argument("--num-cpus", type=positive_int, default=None, metavar="N",
                    help="CPUs of the private Ray that --address local starts (default: all)")
-    t.add_argument("--max-failures", type=_count, default=None, metavar="N",
+    t.add_argument("--max-failures", type=count, default=None, metavar="N",
                    help="times the workers are restarted from the last checkpoint after one fails (default: 3)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N, one process (default: auto)")
     t.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tiny random models, for tests

@@ -14,7 +14,7 @@ from ..train import RECIPES
 from ..zoo.jobs import StoreSettings
 from ..zoo.prompts import read_prompts
 from ..zoo.runner import DEFAULT_SEEDS, run_zoo
-from .args import iterations, parse_seeds, positive_int
+from .args import iterations, parse_seeds, positive_int, whole_number
 
 
 def _fraction(text: str) -> float:
@@ -30,10 +30,7 @@ def _fraction(text: str) -> float:
 
 def _samples(text: str) -> int:
     """``--judge-samples``: 0 (no figures) or at least 2 (diversity compares pairs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    value = whole_number(text)
     if value != 0 and not 2 <= value <= 1024:
         raise argparse.ArgumentTypeError(f"{value} samples: give 0 (no figures) or 2 to 1024")
     return value
