@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -169,15 +168,9 @@ def instant_style(store: ModelStore, offer: HypernetOffer | None, session: Sessi
     gpu = gpu or InstantGpu.direct(store)
     config = AdaptConfig()  # the training preview's seeds and truncation
     t0 = time.perf_counter()
-    tmp = session.scratch(f".instant-{uuid.uuid4().hex[:12]}.safetensors")
-    try:
-        preview = gpu.make(source, str(offer.file), source_text, target_text, str(tmp), config.preview_seeds,
-                           config.truncation)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    name = session.unique_name(target_text)
-    kept, dropped = session.add_file(name, tmp)  # moved into place, not read again
+    name, kept, dropped, preview = session.add_written(
+        target_text, "instant", lambda tmp: gpu.make(source, str(offer.file), source_text, target_text, str(tmp),
+                                                     config.preview_seeds, config.truncation))
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
     tabs = "Generate and Invert tabs" if source == store.invert_source() else \

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -300,14 +299,7 @@ def mix_styles(store: ModelStore, session: SessionStyles, mix_style_1: str | Non
     source, refs, weights, base = check_mix(store, session, mix_style_1, mix_style_2, mix_style_3, mix_style_4,
                                             mix_weight_1, mix_weight_2, mix_weight_3, mix_weight_4, mix_name)
     loading_notice(refs)
-    tmp = session.scratch(f".mix-{uuid.uuid4().hex[:12]}.safetensors")
-    try:
-        gpu.save(source, refs, weights, str(tmp))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    name = session.unique_name(base)
-    kept, dropped = session.add_file(name, tmp)  # moved into place, not read again
+    name, kept, dropped, _ = session.add_written(base, "mix", lambda tmp: gpu.save(source, refs, weights, str(tmp)))
     if dropped:
         gr.Warning(f"Dropped the oldest styles of this session to make room: {', '.join(dropped)}.")
     tabs = "Generate and Invert tabs" if source == store.invert_source() else "Generate tab"

@@ -20,10 +20,12 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -32,6 +34,7 @@ from ..styles import Style, read_style_meta, safe_style_name, save_style
 MAX_SESSION_STYLES = 8  # styles kept per browser session (the oldest goes first)
 MAX_SESSION_STYLE_MB = 1024  # their files' total size (a full-resolution FFHQ style is ~60-130 MB)
 MAX_SESSION_GENERATORS = 2  # generators uploaded per browser session (the oldest goes first)
+T = TypeVar("T")  # what a writer returns (SessionStyles.add_written)
 
 Clock = Callable[[], float]  # seconds, as time.monotonic (tests pass their own)
 
@@ -155,6 +158,20 @@ class SessionStyles:
             target = self._file(name)
             os.replace(path, target)
             return self._keep(name, target, meta), dropped
+
+    def add_written(self, base: str, kind: str, write: Callable[[Path], T]) -> tuple[str, SessionStyle, list[str], T]:
+        """Keep a style that ``write(path)`` writes into a fresh scratch file of this session (a mix, an instant
+        style) under a unique name from ``base``: (name, what is kept, names dropped to make room, what ``write``
+        returned). The scratch file is deleted when ``write`` fails."""
+        tmp = self.scratch(f".{kind}-{uuid.uuid4().hex[:12]}.safetensors")
+        try:
+            result = write(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        name = self.unique_name(base)
+        kept, dropped = self.add_file(name, tmp)  # moved into place, not read again
+        return name, kept, dropped, result
 
     def remove(self, name: str) -> None:
         """Forget one style and delete its file."""
