@@ -163,7 +163,7 @@ def test_resume_continues_exactly_as_one_run(gen, tmp_path):
     assert sorted(states) == [3] and first[-1].done and first[-1].step == 3
     assert all(v.device.type == "cpu" for v in states[3]["hypernet"].values())
     torch.save(states[3], tmp_path / "state.pt")  # a state survives a file (as a Ray checkpoint keeps it)
-    rest = list(train_hypernet(gen, _clip(), TRAIN, SHORT, resume=torch.load(tmp_path / "state.pt")))
+    rest = list(train_hypernet(gen, _clip(), TRAIN, SHORT, resume=torch.load(tmp_path / "state.pt", weights_only=True)))
     assert [r.step for r in rest] == [4, 5, 6]
     assert [r.losses for r in rest] == [r.losses for r in whole[3:]]
     a, b = _weights(whole[-1].hypernet), _weights(rest[-1].hypernet)
