@@ -9,14 +9,13 @@ settings is refused here rather than silently ignored.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..clip_loss import check_prompts
+from ..zoo.prompts import ARROW, prompt_texts, read_text_file
 from .loop import DEFAULT_SOURCE
 
 MAX_FILE_BYTES = 4_000_000  # a prompt list larger than this is refused before it is read
 MAX_PROMPTS = 100_000  # prompts in one list
-ARROW = "->"  # between the source and the target text, as in zoo prompt files
 
 
 class PromptListError(ValueError):
@@ -27,23 +26,8 @@ def read_prompt_file(path: str | os.PathLike, what: str = "prompt list",
                      source_text: str = DEFAULT_SOURCE) -> list[tuple[str, str]]:
     """The (source, target) pairs of the UTF-8 text file at ``path``; ``source_text`` for lines that give only a
     target. ``PromptListError`` for a missing, unreadable, over-large or empty file and for a bad line."""
-    path = Path(path)
-    name = path.name or what
-    try:
-        if path.is_dir():
-            raise PromptListError(f"{name} is a folder: give the {what} as a text file, one prompt a line.")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PromptListError(f"The {what} {name} does not exist.") from None
-    except PermissionError:
-        raise PromptListError(f"The {what} {name} cannot be read (permission denied).") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise PromptListError(f"{name} is too large ({len(data):,} bytes; at most {MAX_FILE_BYTES:,}).")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise PromptListError(f"{name}, line {line}: not UTF-8 text; save the {what} as UTF-8.") from None
+    name, text = read_text_file(path, what=what, max_bytes=MAX_FILE_BYTES, error=PromptListError,
+                                missing=f"The {what} {{name}} does not exist.")
     return parse_prompt_list(text, filename=name, what=what, source_text=source_text)
 
 
@@ -74,16 +58,7 @@ def _parse_line(line: str, default_source: str) -> tuple[str, str]:
     if "|" in line:
         raise ValueError("a hypernetwork's prompt list takes no '| settings' (all prompts train with one config); "
                          "remove the part from '|'.")
-    parts = line.split(ARROW)
-    if len(parts) > 2:
-        raise ValueError(f"more than one '{ARROW}': write 'target' or 'source {ARROW} target'.")
-    source = parts[0].strip() if len(parts) == 2 else default_source
-    target = parts[-1].strip()
-    if not target:
-        raise ValueError(f"no target text: write 'target' or 'source {ARROW} target'.")
-    if not source:
-        raise ValueError(f"no source text before '{ARROW}'.")
-    return check_prompts(source, target)  # empty, same, or longer than CLIP reads
+    return check_prompts(*prompt_texts(line, default_source))  # empty, same, or longer than CLIP reads
 
 
 __all__ = ["PromptListError", "read_prompt_file", "parse_prompt_list", "MAX_FILE_BYTES", "MAX_PROMPTS"]

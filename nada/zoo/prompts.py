@@ -108,31 +108,37 @@ def read_prompts(path: str | os.PathLike, *, source_text: str = "Photo", recipe:
     """The styles of the prompt file at ``path`` (UTF-8 text); ``PromptFileError`` names the file by its own name and
     the line. ``source_text``/``recipe``: defaults for lines that give none; ``source``: the registry source the
     configs are validated for."""
+    name, text = read_text_file(path)
+    return parse_prompts(text, filename=name, source_text=source_text, recipe=recipe, source=source)
+
+
+def read_text_file(path: str | os.PathLike, *, what: str = "prompt file", max_bytes: int = MAX_FILE_BYTES,
+                   error: type[ValueError] = PromptFileError, missing: str = "{name} does not exist."
+                   ) -> tuple[str, str]:
+    """(the file's own name, its UTF-8 text) of a prompt file or list; ``error`` naming the file by its own name (and
+    the line of a bad byte) for a missing, unreadable, over-large, non-file or non-UTF-8 one. ``missing``: the
+    message for a missing file (``{name}`` is filled in)."""
     path = Path(path)
-    name = path.name or "prompt file"
+    name = path.name or what
     try:
         size = path.stat().st_size
         if not path.is_file():
-            raise PromptFileError(f"{name} is not a file: give a text file with one style per line.")
-        if size > MAX_FILE_BYTES:
-            raise PromptFileError(f"{name} is too large ({size:,} bytes; at most {MAX_FILE_BYTES:,}): a prompt file "
-                                  "holds one short line per style.")
+            raise error(f"{name} is not a file: give the {what} as a text file, one line each.")
+        if size > max_bytes:
+            raise error(f"{name} is too large ({size:,} bytes; at most {max_bytes:,}): a {what} holds short lines.")
         data = path.read_bytes()
     except FileNotFoundError:
-        raise PromptFileError(f"{name} does not exist.") from None
+        raise error(missing.format(name=name)) from None
     except PermissionError:
-        raise PromptFileError(f"{name} cannot be read (permission denied).") from None
-    except IsADirectoryError:
-        raise PromptFileError(f"{name} is a folder: give a text file with one style per line.") from None
-    if len(data) > MAX_FILE_BYTES:  # grew since stat
-        raise PromptFileError(f"{name} is too large (at most {MAX_FILE_BYTES:,} bytes).")
+        raise error(f"{name} cannot be read (permission denied).") from None
+    if len(data) > max_bytes:  # grew since stat
+        raise error(f"{name} is too large (at most {max_bytes:,} bytes).")
     try:
-        text = data.decode("utf-8-sig")
+        return name, data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise PromptFileError(f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the prompt "
-                              "file as UTF-8.") from None
-    return parse_prompts(text, filename=name, source_text=source_text, recipe=recipe, source=source)
+        raise error(f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the {what} as "
+                    "UTF-8.") from None
 
 
 def parse_prompts(text: str, *, filename: str = "prompts.txt", source_text: str = "Photo", recipe: str = "compact",
@@ -178,7 +184,7 @@ def _parse_line(line: str, number: int, default_source: str, default_recipe: str
     if bad:
         raise ValueError(f"the line holds control characters ({', '.join(bad)}); write plain text.")
     prompt_part, bar, settings_part = line.partition("|")
-    source_text, target_text = _texts(prompt_part, default_source)
+    source_text, target_text = prompt_texts(prompt_part, default_source)
     settings = _settings(settings_part) if bar else {}
     recipe = settings.pop("recipe", default_recipe)
     if recipe not in RECIPES:
@@ -193,7 +199,7 @@ def _parse_line(line: str, number: int, default_source: str, default_recipe: str
     return entry
 
 
-def _texts(prompt_part: str, default_source: str) -> tuple[str, str]:
+def prompt_texts(prompt_part: str, default_source: str) -> tuple[str, str]:
     """(source text, target text) of ``target`` or ``source -> target``."""
     parts = prompt_part.split(ARROW)
     if len(parts) > 2:
@@ -319,5 +325,6 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-__all__ = ["ZooEntry", "PromptFileError", "read_prompts", "parse_prompts", "override_fields", "MAX_FILE_BYTES",
+__all__ = ["ZooEntry", "PromptFileError", "read_prompts", "parse_prompts", "read_text_file", "prompt_texts",
+           "override_fields", "MAX_FILE_BYTES",
            "MAX_LINES", "MAX_LINE_CHARS"]
