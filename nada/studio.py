@@ -18,7 +18,6 @@ devices do not share state.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import warnings
@@ -32,7 +31,7 @@ from PIL import Image
 from . import limits
 from .clip_loss import check_prompts
 from .clip_models import JUDGE_CLIP
-from .hyper import Hypernet
+from .hyper.instant import hypernet_source, hypernet_style
 from .images import ImageSource
 from .invert import Inversion, invert, render_codes
 from .metrics import Evaluation, evaluate
@@ -209,11 +208,7 @@ class Studio:
         source_text, target_text = check_prompts(source_text, target_text)  # before anything loads
         path = self._hypernet_file(hyper)
         name = self._source(source or hypernet_source(path))
-        hypernet = Hypernet.load(path, self.store.generator(name), fingerprint=self.store.fingerprint(name))
-        style = hypernet.style(self.store.clips(list(hypernet.meta.get("clip_models") or [])), source_text,
-                               target_text)
-        style.meta["source"] = name
-        return style
+        return hypernet_style(self.store, name, path, source_text, target_text)
 
     def _hypernet_file(self, hyper: str | os.PathLike | None) -> Path:
         """The hypernetwork file to use: ``hyper``, else :attr:`hypernet`; a readable error when there is none."""
@@ -384,18 +379,6 @@ def hypernet_setting(path: str | os.PathLike | None = None) -> str | None:
     return value.strip() or None
 
 
-def hypernet_source(path: str | os.PathLike) -> str | None:
-    """The source generator a hypernetwork file records (its header only; no tensor read), or None when it names
-    none or cannot be read (loading it says why)."""
-    from safetensors import safe_open  # third-party, as the hypernetwork's own reader
-
-    try:
-        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
-            meta = json.loads((f.metadata() or {}).get("meta") or "{}")
-    except Exception:  # noqa: BLE001 - Hypernet.load gives the readable error
-        return None
-    source = meta.get("source") if isinstance(meta, dict) else None
-    return source if isinstance(source, str) and source else None
 
 
 def _saved(name: str) -> Path | None:

@@ -19,9 +19,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..hyper import Hypernet
+from ..hyper.instant import hypernet_source, hypernet_style
 from ..model_store import ModelStore
-from ..studio import HYPERNET_SETTING, hypernet_setting, hypernet_source
+from ..studio import HYPERNET_SETTING, hypernet_setting
 from ..styles import save_style
 from ..train import AdaptConfig, PreviewRenderer
 from .adapt_tab import AdaptGpu, AdaptOutputs, adapt_stream, check_adapt, check_prompt_texts
@@ -85,10 +85,7 @@ def make_instant(store: ModelStore, source: str, hypernet_file: str, source_text
     """The instant style of the prompt pair, written to ``style_file``; returns the preview grid (source row over
     styled row, the training preview's seeds). The file is checked against ``source``'s weights and CLIP models."""
     generator = store.generator(source)
-    hypernet = Hypernet.load(hypernet_file, generator, fingerprint=store.fingerprint(source))
-    clips = store.clips(list(hypernet.meta.get("clip_models") or []))
-    style = hypernet.style(clips, source_text, target_text)
-    style.meta["source"] = source
+    style = hypernet_style(store, source, hypernet_file, source_text, target_text)
     save_style(style, style_file)
     offsets = {k: v.to(generator.device) for k, v in style.offsets.items()}  # [in] each
     styled = generator.shared_copy().set_style_offsets(offsets)  # the source's tensors, the style's offsets

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..clip_models import JUDGE_CLIP
 from ..hyper import HyperConfig, Hypernet
+from ..hyper.instant import hypernet_source, hypernet_style
 from ..hyper.prompt_file import read_prompt_file
 from ..hyper.ray_train import check_output, checkpoint_path, load_state, make_job, train_here, train_on_ray
 from ..model_store import ModelStore
@@ -228,19 +229,15 @@ def run_style(args: argparse.Namespace) -> int:
     if out.suffix != STYLE_SUFFIX:
         raise CliError(f"a style file name ends in {STYLE_SUFFIX}, got '{out.name}'.")
     check_writable(out, "style file")
-    net = Hypernet.load(args.hyper)  # HypernetMismatchError naming the file for anything but a hypernetwork
-    recorded = net.meta.get("source")
-    source = TINY_NAME if args.tiny else str(args.source or recorded or "")
+    source = TINY_NAME if args.tiny else str(args.source or hypernet_source(args.hyper) or "")
     if not source:
+        Hypernet.load(args.hyper)  # HypernetMismatchError naming the file for anything but a hypernetwork
         raise CliError(f"'{Path(args.hyper).name}' records no source generator: give --source.")
     tiny = source == TINY_NAME
     store = ModelStore(tiny=tiny, device=None if tiny else args.device, local_files=True)
-    generator = store.generator(source)
-    net = Hypernet.load(args.hyper, generator)  # refused for another generator, naming the file
-    clips = store.clips(list(net.meta.get("clip_models") or []))
     t0 = time.perf_counter()
-    style = net.style(clips, args.source_text, args.target_text)
-    seconds = time.perf_counter() - t0
+    style = hypernet_style(store, source, args.hyper, args.source_text, args.target_text)  # refused for another
+    seconds = time.perf_counter() - t0  # generator, naming the file; the models' loading included
     save_style(style, out)
     print(f"wrote {out} ('{style.meta['source_text']}' -> '{style.meta['target_text']}' in {seconds:.2f} s; render "
           f"it with: nada generate --source {source} --style {out})")
