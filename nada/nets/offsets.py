@@ -44,11 +44,13 @@ def assign_offsets(layers: dict[str, nn.Module], offsets: dict[str, torch.Tensor
             raise ValueError(f"Offsets for {k} styles need an index: one integer per sample, each in [0, {k}).")
         if len(index) and not 0 <= int(index.min()) <= int(index.max()) < k:
             raise ValueError(f"Every style index must be in [0, {k}) for {k} styles.")
+    if index is not None:  # moved once (a CPU index is checked above without waiting for the device)
+        index = index.to(next(iter(layers.values())).weight.device, torch.long)
     for name, m in layers.items():
         for form in OFFSET_FORMS:
             value = offsets.get(f"{name}.{form}")
             setattr(m, form, None if value is None else value.to(m.weight.device, m.weight.dtype))
-        m.style_index = None if index is None else index.to(m.weight.device, torch.long)
+        m.style_index = index
 
 
 def per_sample(value: torch.Tensor, index: torch.Tensor | None, n: int) -> torch.Tensor:

@@ -128,7 +128,7 @@ class _Styles:
         """Train step ``step`` for the styles ``active``: (loss values per style that stepped, the error per style
         whose loss became non-finite (its offsets are those of the step before), the probe result per probed
         style)."""
-        runs, device = self.runs, self.device
+        runs = self.runs
         probes = {k: p for k in active if (p := runs[k].probe_step(step)) is not None}
         draws = [runs[k].draw() for k in active]  # each style's latents and noise, from its own streams
         n_latent = self.frozen.n_latent
@@ -137,7 +137,7 @@ class _Styles:
                        for wk, _ in draws])  # [K*B, 512] or [K*B, n_latent, 512]
         noise = [torch.cat(maps) for maps in zip(*(nk for _, nk in draws))]  # per layer [K*B, 1, r, r]
         batch = self.configs[0].batch_size
-        index = torch.arange(len(active), device=device).repeat_interleave(batch)  # [K*B]: sample -> style
+        index = torch.arange(len(active)).repeat_interleave(batch)  # [K*B]: sample -> style (checked on the CPU)
         self.batched.set_style_offsets(self._stacked(active), index)
         try:
             return self._train(step, active, w, noise, batch, probes)
